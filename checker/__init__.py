@@ -1,0 +1,1 @@
+"""Engines, readers, reports and the command line of tdx-host-checker."""

@@ -1,0 +1,27 @@
+"""The TDX module metadata that shapes TDMR construction (read with TDH.SYS.RD in v6.8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TDX_PS_4K, TDX_PS_2M, TDX_PS_1G = 0, 1, 2
+PAGE_SIZE_SHIFTS = (12, 21, 30)
+PAGE_SIZE_NAMES = ("4k", "2m", "1g")
+
+
+@dataclass(frozen=True)
+class TdxSysinfo:
+    """`struct tdx_tdmr_sysinfo`: the module's TDMR limits and PAMT entry sizes.
+
+    Every public boot log reproduces with 64 TDMRs, 16 reserved areas and 16-byte entries.
+    """
+
+    max_tdmrs: int = 64
+    max_reserved_per_tdmr: int = 16
+    pamt_entry_size: tuple[int, int, int] = (16, 16, 16)
+
+    def __post_init__(self) -> None:
+        if self.max_tdmrs < 1 or self.max_reserved_per_tdmr < 0:
+            raise ValueError("max_tdmrs must be >= 1 and max_reserved_per_tdmr >= 0")
+        if len(self.pamt_entry_size) != 3 or min(self.pamt_entry_size) < 1:
+            raise ValueError("pamt_entry_size needs three positive sizes (4K, 2M, 1G)")
