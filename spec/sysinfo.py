@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spec.errno import EIO, KernelError
+
 TDX_PS_4K, TDX_PS_2M, TDX_PS_1G = 0, 1, 2
 PAGE_SIZE_SHIFTS = (12, 21, 30)
 PAGE_SIZE_NAMES = ("4k", "2m", "1g")
@@ -25,3 +27,25 @@ class TdxSysinfo:
             raise ValueError("max_tdmrs must be >= 1 and max_reserved_per_tdmr >= 0")
         if len(self.pamt_entry_size) != 3 or min(self.pamt_entry_size) < 1:
             raise ValueError("pamt_entry_size needs three positive sizes (4K, 2M, 1G)")
+
+
+TDH_SYS_RD = 34
+TDX_NO_SYS_RD = 0xC000050500000000  # what a TDX 1.0 module answers to the unknown leaf
+
+
+def seamcall_failed_message(leaf: int, code: int) -> str:
+    """The line `seamcall_err` prints for an unexpected SEAMCALL error (then -EIO)."""
+    return f"SEAMCALL (0x{leaf:016x}) failed: 0x{code:016x}"
+
+
+def get_tdx_tdmr_sysinfo(module_major: int, module_minor: int,
+                         metadata: TdxSysinfo) -> TdxSysinfo | KernelError:
+    """`get_tdx_tdmr_sysinfo`: read the TDMR limits with TDH.SYS.RD.
+
+    v6.8 compares no version: a TDX 1.0 module lacks TDH.SYS.RD, so the very first read fails
+    and init fails with -EIO. That alone is how v6.8 comes to need module 1.5. Returns the
+    metadata, or a KernelError.
+    """
+    if (module_major, module_minor) < (1, 5):
+        return KernelError(-EIO, seamcall_failed_message(TDH_SYS_RD, TDX_NO_SYS_RD))
+    return metadata

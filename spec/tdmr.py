@@ -87,7 +87,8 @@ class ConstructResult:
     """What `construct_tdmrs` leaves behind, plus everything an explanation needs.
 
     On failure `tdmrs` still holds the TDMRs as far as construction got (the kernel frees the
-    PAMTs, the model keeps their addresses for the report) and `failed_tdmr` names the culprit.
+    PAMTs, the model keeps their addresses for the report), `failed_tdmr` names the culprit and
+    its `reserved` lists every area it would have needed, beyond the limit too.
     """
 
     tdmrs: tuple[Tdmr, ...]
@@ -255,7 +256,7 @@ def tdmrs_populate_rsvd_areas_all(tdmrs: list[Tdmr], memlist: tuple[MemRange, ..
         if failed is None and len(areas) > sysinfo.max_reserved_per_tdmr:
             failed = index
             messages.append(rsvd_areas_exhausted(tdmr))
-        out.append(replace(tdmr, reserved=tuple(areas[:sysinfo.max_reserved_per_tdmr])))
+        out.append(replace(tdmr, reserved=tuple(areas)))
     return out, demands, failed
 
 

@@ -1,0 +1,270 @@
+"""`python -m checker tdmr`: what v6.8 builds for a machine, why it fails, and whether that is
+what the machine's log says happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from checker.readers import MachineInput
+from spec.errno import KernelError
+from spec.memory import SZ_1G, MemRange, build_tdx_memlist
+from spec.placement import PLACEMENTS, ExplicitPlacement
+from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, Profile
+from spec.sysinfo import PAGE_SIZE_NAMES, TdxSysinfo, get_tdx_tdmr_sysinfo
+from spec.tdmr import ConstructResult, Tdmr, construct_tdmrs, tdmr_get_nid, tdmr_range
+
+
+@dataclass(frozen=True)
+class TdmrOptions:
+    """What the user chose on the command line; None means "as the input says, else default"."""
+
+    profile: Profile
+    placement: str | None = None
+    max_tdmrs: int | None = None
+    max_reserved: int | None = None
+    pamt_entry_size: tuple[int, int, int] | None = None
+
+
+def effective_sysinfo(machine: MachineInput, options: TdmrOptions) -> TdxSysinfo:
+    """The input's metadata (or the defaults), with the command line's overrides on top."""
+    base = machine.sysinfo or TdxSysinfo()
+    changes: dict[str, Any] = {}
+    if options.max_tdmrs is not None:
+        changes["max_tdmrs"] = options.max_tdmrs
+    if options.max_reserved is not None:
+        changes["max_reserved_per_tdmr"] = options.max_reserved
+    if options.pamt_entry_size is not None:
+        changes["pamt_entry_size"] = options.pamt_entry_size
+    return replace(base, **changes)
+
+
+def placement_for(machine: MachineInput, options: TdmrOptions):
+    if options.placement is None and machine.pamt_bases is not None:
+        return ExplicitPlacement(machine.pamt_bases)
+    return PLACEMENTS[options.placement or "first-fit"]
+
+
+def build(machine: MachineInput, options: TdmrOptions) -> tuple[ConstructResult, TdxSysinfo]:
+    """Run `construct_tdmrs` on the machine as the options say."""
+    sysinfo = effective_sysinfo(machine, options)
+    result = construct_tdmrs(build_tdx_memlist(machine.regions), sysinfo,
+                             placement_for(machine, options), machine.cmrs, options.profile)
+    return result, sysinfo
+
+
+def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
+    """Everything `tdmr` reports, as one JSON-ready dict (the text output renders this)."""
+    result, sysinfo = build(machine, options)
+    memlist = build_tdx_memlist(machine.regions)
+    logged = machine.logged
+    module_error = None
+    if logged.module is not None:
+        read = get_tdx_tdmr_sysinfo(logged.module.major, logged.module.minor, sysinfo)
+        if isinstance(read, KernelError):
+            module_error = read
+    error = module_error or result.error
+    stage = "metadata" if module_error else ("construct_tdmrs" if result.error else None)
+    out: dict[str, Any] = {
+        "input": {"file": machine.source, "kind": machine.kind, "notes": list(machine.notes),
+                  "memory_from_cmrs": machine.memory_from_cmrs},
+        "profile": options.profile.name,
+        "holes": options.profile.holes,
+        "placement": placement_for(machine, options).name,
+        "metadata": {"max_tdmrs": sysinfo.max_tdmrs,
+                     "max_reserved_per_tdmr": sysinfo.max_reserved_per_tdmr,
+                     "pamt_entry_size": list(sysinfo.pamt_entry_size)},
+        "module": None if logged.module is None else {
+            "version": logged.module.version, "build_date": logged.module.build_date,
+            "build_num": logged.module.build_num},
+        "keyid_range": list(logged.keyid_range) if logged.keyid_range else None,
+        "memory": [_range_json(e) | {"nid": e.nid} for e in memlist],
+        "cmrs": [_range_json(c) for c in machine.cmrs],
+        "tdmrs": [_tdmr_json(t, memlist, result, i) for i, t in enumerate(result.tdmrs)],
+        "pamt_kb": None if error else result.pamt_kb,
+        "error": _error_json(error),
+        "failed_stage": stage,
+        "failed_tdmr": result.failed_tdmr,
+        "explanation": explain(result, sysinfo) if result.error else None,
+        "messages": list(result.messages),
+        "headroom": _headroom(result, sysinfo),
+        "logged_pamt_kb": logged.pamt_kb,
+        "logged_error": _error_json(logged.error),
+        "reproduces_log": _reproduces(error, None if error else result.pamt_kb, logged),
+        "alternative": None,
+    }
+    if (error and not module_error and machine.cmrs and not machine.memory_from_cmrs
+            and options.profile.holes == HOLES_MEMBLOCK):
+        alt_options = replace(options, profile=replace(options.profile, holes=HOLES_CMR))
+        alt, _ = build(machine, alt_options)
+        out["alternative"] = {"holes": HOLES_CMR, "pamt_kb": alt.pamt_kb,
+                              "error": _error_json(alt.error),
+                              "headroom": _headroom(alt, sysinfo)}
+    return out
+
+
+def explain(result: ConstructResult, sysinfo: TdxSysinfo) -> str | None:
+    """The failure counted out, in words."""
+    if result.failed_tdmr is not None:
+        tdmr = result.tdmrs[result.failed_tdmr]
+        demand = result.demand[result.failed_tdmr]
+        return (f"{demand.total} reserved areas needed in TDMR {result.failed_tdmr} "
+                f"{tdmr_range(tdmr)}: {demand.describe()}; limit "
+                f"{sysinfo.max_reserved_per_tdmr}")
+    if result.error and result.error.errno == -28:
+        return (f"the memory map needs more than {sysinfo.max_tdmrs} TDMRs (one per region "
+                "not covered by the previous TDMR)")
+    if result.error and result.error.errno == -12:
+        return f"no room for the PAMT of TDMR {len(result.tdmrs)} (allocation failed)"
+    return None
+
+
+def _range_json(r: MemRange) -> dict[str, int]:
+    return {"start": r.start, "end": r.end}
+
+
+def _error_json(error: KernelError | None) -> dict[str, Any] | None:
+    return None if error is None else {"errno": error.errno, "message": error.message}
+
+
+def _tdmr_json(t: Tdmr, memlist, result: ConstructResult, index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"base": t.base, "size": t.size,
+                           "nid": tdmr_get_nid(t, memlist, []) if memlist else 0}
+    for name, base, size in zip(PAGE_SIZE_NAMES, t.pamt_bases, t.pamt_sizes, strict=True):
+        out[f"pamt_{name}_base"], out[f"pamt_{name}_size"] = base, size
+    out["reserved"] = [{"offset": a.offset, "size": a.size, "kind": a.kind} for a in t.reserved]
+    if index < len(result.demand):
+        out["reserved_needed"] = result.demand[index].total
+    return out
+
+
+def _headroom(result: ConstructResult, sysinfo: TdxSysinfo) -> dict[str, Any]:
+    most = max(range(len(result.demand)), key=lambda i: result.demand[i].total, default=None)
+    return {"tdmrs_used": len(result.tdmrs), "max_tdmrs": sysinfo.max_tdmrs,
+            "most_reserved": None if most is None else result.demand[most].total,
+            "most_reserved_tdmr": most,
+            "max_reserved_per_tdmr": sysinfo.max_reserved_per_tdmr}
+
+
+def _reproduces(error: KernelError | None, pamt_kb: int | None, logged) -> dict[str, Any]:
+    """Whether the model says what the log says: None where the log is silent."""
+    same_pamt = None if logged.pamt_kb is None else (pamt_kb == logged.pamt_kb)
+    same_error = None
+    if logged.error is not None:
+        same_error = (error is not None and error.errno == logged.error.errno
+                      and (logged.error.message is None
+                           or error.message == logged.error.message))
+    elif logged.initialized or logged.pamt_kb is not None:
+        same_error = error is None
+    return {"pamt_kb": same_pamt, "error": same_error}
+
+
+# --- text -------------------------------------------------------------------------------------
+
+def _gib(size: int) -> str:
+    """A size for people: the largest binary unit that keeps it >= 1, one decimal at most."""
+    for unit, scale in (("TiB", SZ_1G << 10), ("GiB", SZ_1G), ("MiB", 1 << 20)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size // 1024} KiB"
+
+
+def _span(start: int, end: int) -> str:
+    return f"[0x{start:x}, 0x{end:x})"
+
+
+def render_text(report: dict[str, Any], verbose: bool = False) -> str:
+    """For people: input, memory, TDMRs, verdict, and how the verdict compares with the log."""
+    lines = []
+    src = report["input"]
+    memory = report["memory"]
+    nodes = sorted({m["nid"] for m in memory})
+    total = sum(m["end"] - m["start"] for m in memory)
+    lines.append(f"input: {src['file']} ({src['kind']})")
+    for note in src["notes"]:
+        lines.append(f"  note: {note}")
+    meta = report["metadata"]
+    lines.append(f"model: profile {report['profile']} ({report['holes']} holes), placement "
+                 f"{report['placement']}; limits {meta['max_tdmrs']} TDMRs, "
+                 f"{meta['max_reserved_per_tdmr']} reserved areas per TDMR, PAMT entries "
+                 f"{'/'.join(map(str, meta['pamt_entry_size']))} bytes")
+    if report["module"]:
+        mod = report["module"]
+        lines.append(f"module: TDX {mod['version']} (build {mod['build_num']}, "
+                     f"{mod['build_date']})")
+    if report["keyid_range"]:
+        lines.append("private KeyIDs: [{}, {})".format(*report["keyid_range"]))
+    lines.append(f"memory: {len(memory)} TDX memory ranges on {len(nodes)} "
+                 f"node{'s' if len(nodes) != 1 else ''}, {_gib(total)}")
+    elide = not verbose and len(memory) > 24
+    for i, m in enumerate(memory):
+        if elide and 10 <= i < len(memory) - 4:
+            if i == 10:
+                lines.append(f"  ... {len(memory) - 14} more (--verbose shows all)")
+            continue
+        lines.append(f"  {_span(m['start'], m['end']):<40} node {m['nid']}  "
+                     f"{_gib(m['end'] - m['start'])}")
+    failed = report["failed_tdmr"]
+    for i, t in enumerate(report["tdmrs"]):
+        pamt_size = t["pamt_4k_size"] + t["pamt_2m_size"] + t["pamt_1g_size"]
+        used = t.get("reserved_needed", len(t["reserved"]))
+        mark = "  <- fails here" if i == failed else ""
+        lines.append(f"TDMR {i:<3} {_span(t['base'], t['base'] + t['size']):<40} "
+                     f"{_gib(t['size']):>9}  node {t['nid']}  reserved {used} of "
+                     f"{meta['max_reserved_per_tdmr']}{mark}")
+        if pamt_size:
+            lines.append(f"         PAMT {_span(t['pamt_4k_base'], t['pamt_4k_base'] + pamt_size)}"
+                         f"  {pamt_size // 1024} KB")
+        if verbose or i == failed or len(report["tdmrs"]) <= 8:
+            for a in t["reserved"]:
+                start = t["base"] + a["offset"]
+                lines.append(f"           {a['kind']:<5} {_span(start, start + a['size'])}")
+    lines.extend(_verdict_lines(report))
+    return "\n".join(lines) + "\n"
+
+
+def _verdict_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    error, head = report["error"], report["headroom"]
+    if report["failed_stage"] == "metadata":
+        lines.append(f"result: v6.8 fails at the first metadata read (TDH.SYS.RD): "
+                     f"\"{error['message']}\" ({error['errno']})")
+        lines.append(f"        TDX {report['module']['version']} modules lack TDH.SYS.RD; "
+                     "v6.8 needs module 1.5 or later (the TDMRs above are what a 1.5 module "
+                     "would get)")
+    elif error:
+        message = f"\"{error['message']}\" " if error["message"] else ""
+        lines.append(f"result: {report['profile']} fails: {message}({error['errno']})")
+        if report["explanation"]:
+            lines.append(f"        {report['explanation']}")
+    else:
+        lines.append(f"result: {report['profile']} succeeds: {report['pamt_kb']} KB allocated "
+                     "for PAMT")
+    if head["most_reserved"] is not None:
+        lines.append(f"headroom: {head['tdmrs_used']} of {head['max_tdmrs']} TDMRs used; "
+                     f"most reserved areas in one TDMR: {head['most_reserved']} of "
+                     f"{head['max_reserved_per_tdmr']} (TDMR {head['most_reserved_tdmr']})")
+    for message in report["messages"]:
+        lines.append(f"kernel: virt/tdx: {message}")
+    same = report["reproduces_log"]
+    if report["logged_pamt_kb"] is not None:
+        verdict = "the model reproduces it exactly" if same["pamt_kb"] else (
+            "the model does NOT reproduce it" if same["pamt_kb"] is False else "")
+        lines.append(f"log: {report['logged_pamt_kb']} KB allocated for PAMT: {verdict}")
+    logged = report["logged_error"]
+    if logged is not None:
+        what = f"\"{logged['message']}\" " if logged["message"] else ""
+        verdict = ("matches the failure in the log" if same["error"]
+                   else "does NOT match the model's result")
+        lines.append(f"log: failed with {what}({logged['errno']}): {verdict}")
+    alt = report["alternative"]
+    if alt:
+        if alt["error"] is None:
+            lines.append(f"with CMR-derived holes (--holes cmr): succeeds, {alt['pamt_kb']} KB "
+                         f"of PAMT, at most {alt['headroom']['most_reserved']} of "
+                         f"{alt['headroom']['max_reserved_per_tdmr']} reserved areas per TDMR")
+        else:
+            lines.append(f"with CMR-derived holes (--holes cmr): fails too "
+                         f"({alt['error']['errno']})")
+    return lines
