@@ -1,0 +1,140 @@
+"""`python -m checker tdmr` end to end: the real logs' figures, exit codes and error lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from checker.cli import main
+
+LOGS = Path(__file__).parent.parent / "checker" / "data" / "boot-logs"
+RSVD_EXHAUSTED = "initialization failed: TDMR [0x0, 0x80000000): reserved areas exhausted."
+
+
+def run_json(capsys, *args) -> tuple[int, dict]:
+    code = main(["tdmr", *map(str, args), "--format", "json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("log", sorted(p.name for p in LOGS.glob("*.log")
+                                       if "allocated for PAMT" in p.read_text()
+                                       and "CMR:" in p.read_text()))
+def test_pamt_figure_equals_the_logged_one(capsys, log):
+    code, report = run_json(capsys, LOGS / log)
+    assert code == 0
+    assert report["logged_pamt_kb"] is not None
+    assert report["pamt_kb"] == report["logged_pamt_kb"]
+    assert report["reproduces_log"] == {"pamt_kb": True, "error": True}
+
+
+def test_json_has_the_documented_keys_and_plain_integers(capsys):
+    _, report = run_json(capsys, LOGS / "spr-8480c-256g.log")
+    for key in ("memory", "tdmrs", "pamt_kb", "error", "logged_pamt_kb", "logged_error"):
+        assert key in report
+    assert report["memory"][0] == {"start": 0x100000, "end": 0x77800000, "nid": 0}
+    tdmr = report["tdmrs"][1]
+    for key in ("base", "size", "pamt_4k_base", "pamt_4k_size", "pamt_2m_base",
+                "pamt_2m_size", "pamt_1g_base", "pamt_1g_size", "reserved"):
+        assert isinstance(tdmr[key], (int, list))
+    assert tdmr["base"] == 4 << 30 and tdmr["size"] == 126 << 30
+    # 126 GiB: 4K PAMT = 126 * 2^18 entries * 16 B; 2M = 126 * 512 * 16 B; 1G = one page
+    assert (tdmr["pamt_4k_size"], tdmr["pamt_2m_size"], tdmr["pamt_1g_size"]) == (
+        126 * (1 << 22), 126 * 8192, 4096)
+    assert tdmr["pamt_2m_base"] == tdmr["pamt_4k_base"] + tdmr["pamt_4k_size"]
+
+
+def test_emr_e820_log_fails_with_exactly_the_logged_message(capsys):
+    code, report = run_json(capsys, LOGS / "emr-fcp-e820-first-2g.log")
+    assert code == 1
+    assert report["error"] == {"errno": -28, "message": RSVD_EXHAUSTED}
+    assert report["logged_error"] == report["error"]
+    assert report["reproduces_log"]["error"] is True
+    assert report["pamt_kb"] is None
+    assert "1 leading hole, 15 gaps, 1 trailing hole" in report["explanation"]
+
+
+def test_emr_with_its_cmr_and_cmr_holes_succeeds_with_three_areas(tmp_path, capsys):
+    log = tmp_path / "emr-with-cmr.log"
+    log.write_text((LOGS / "emr-fcp-e820-first-2g.log").read_text().replace(
+        "virt/tdx: initialization failed", "virt/tdx: CMR: [0x100000, 0x6f800000)\n"
+        "virt/tdx: initialization failed", 1))
+    code, report = run_json(capsys, log, "--holes", "cmr")
+    assert code == 0 and report["error"] is None
+    tdmr = report["tdmrs"][0]
+    assert (tdmr["base"], tdmr["size"]) == (0, 2 << 30)
+    chunk = tdmr["pamt_4k_size"] + tdmr["pamt_2m_size"] + tdmr["pamt_1g_size"]
+    assert tdmr["reserved"] == [
+        {"offset": 0, "size": 0x100000, "kind": "hole"},
+        {"offset": tdmr["pamt_4k_base"], "size": chunk, "kind": "pamt"},
+        {"offset": 0x6F800000, "size": 0x80000000 - 0x6F800000, "kind": "hole"},
+    ]
+    # and the memblock run on the same file points at the CMR fix
+    main(["tdmr", str(log)])
+    assert "with CMR-derived holes (--holes cmr): succeeds" in capsys.readouterr().out
+
+
+def test_tdx_1_0_module_fails_at_the_first_metadata_read(capsys):
+    code = main(["tdmr", str(LOGS / "tdx-1.0-module-fail.log")])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "module: TDX 1.0" in text
+    assert "fails at the first metadata read (TDH.SYS.RD)" in text and "(-5)" in text
+    assert "matches the failure in the log" in text
+    assert "TDMR 3" in text  # the TDMRs the CMRs would give are still shown
+    _, report = run_json(capsys, LOGS / "tdx-1.0-module-fail.log")
+    assert report["error"]["errno"] == -5 and report["failed_stage"] == "metadata"
+    assert len(report["tdmrs"]) == 4
+
+
+def test_limits_from_the_command_line(tmp_path, capsys):
+    regions = [{"start": (2 * i + 1) << 30, "end": ((2 * i + 1) << 30) + (1 << 29)}
+               for i in range(5)]
+    path = tmp_path / "five.json"
+    path.write_text(json.dumps({"regions": regions}))
+    code, report = run_json(capsys, path, "--max-tdmrs", "4")
+    assert code == 1
+    assert report["error"] == {"errno": -28, "message": "initialization failed: TDMRs exhausted."}
+    code, report = run_json(capsys, path, "--max-tdmrs", "5", "--pamt-entry-size", "8,8,8")
+    assert code == 0 and report["metadata"]["pamt_entry_size"] == [8, 8, 8]
+    assert "consumed TDMRs reaching limit: 5 used out of 5" in report["messages"]
+
+
+def test_explicit_pamt_bases_from_the_map(tmp_path, capsys):
+    """A what-if: TDMR 1's PAMT placed inside TDMR 0 costs TDMR 0 one more area."""
+    doc = {"regions": [{"start": "0x100000", "end": "0x40000000"},
+                       {"start": "0x80000000", "end": "0xc0000000"}],
+           "pamt_bases": ["0x80000000", "0x10000000"]}
+    path = tmp_path / "what-if.json"
+    path.write_text(json.dumps(doc))
+    code, report = run_json(capsys, path)
+    assert code == 0 and report["placement"] == "explicit"
+    assert [a["kind"] for a in report["tdmrs"][0]["reserved"]] == ["hole", "pamt"]
+    assert [a["kind"] for a in report["tdmrs"][1]["reserved"]] == ["pamt"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "checker", *args], capture_output=True,
+                          text=True, cwd=Path(__file__).parent.parent)
+
+
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"regions": [\n {"start": "0x100000", "end": "0x90000"}\n]}')
+    proc = run_cli("tdmr", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {bad}:2: regions: end 0x90000 is not above start 0x100000"]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run_cli("tdmr").returncode == 2
+    assert run_cli("tdmr", str(LOGS / "spr-8480c-256g.log"), "--max-tdmrs", "0").returncode == 2
+    proc = run_cli("tdmr", str(LOGS / "emr-fcp-e820-first-2g.log"), "--holes", "cmr")
+    assert proc.returncode == 2 and "needs CMRs" in proc.stderr
+    proc = run_cli("tdmr", str(LOGS / "spr-8480c-256g.log"), "--profile", "v9.9")
+    assert proc.returncode == 2 and "unknown profile" in proc.stderr

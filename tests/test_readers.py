@@ -1,0 +1,247 @@
+"""Readers: real boot logs give exact figures; generated inputs round-trip; bad input names the
+line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from checker.readers import InputError, read_input
+from spec.errno import EIO, ENODEV, ENOSPC
+from spec.memory import MemRange
+
+LOGS = Path(__file__).parent.parent / "checker" / "data" / "boot-logs"
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "input") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+# --- real logs ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("log, cmrs, pamt_kb, keyids", [
+    ("spr-8480c-256g.log", 3, 1050636, (64, 128)),
+    ("2s-512g.log", 3, 2101260, (32, 64)),
+    ("4node-1t-6.5.log", 5, 4202516, (16, 32)),
+    ("emr-fcp-6.8.0-1006-intel.log", 5, 1050644, (32, 64)),
+])
+def test_cmr_logs_are_read_with_their_figures(log, cmrs, pamt_kb, keyids):
+    machine = read_input(LOGS / log)
+    assert len(machine.cmrs) == cmrs
+    assert machine.memory_from_cmrs and machine.regions == machine.cmrs
+    assert machine.logged.pamt_kb == pamt_kb
+    assert machine.logged.keyid_range == keyids
+    assert machine.logged.module.version == "1.5"
+    assert machine.logged.initialized
+    assert "1 GiB-granular approximation" in machine.notes[0]
+
+
+def test_e820_log_gives_sixteen_usable_ranges_and_the_logged_failure():
+    machine = read_input(LOGS / "emr-fcp-e820-first-2g.log")
+    # 17 usable e820 entries, none adjacent; the first lies wholly below 1 MiB.
+    assert len(machine.regions) == 17
+    assert machine.regions[1] == MemRange(0x100000, 0x5D169000, 0)
+    assert machine.regions[-1] == MemRange(0x6F7FF000, 0x6F800000, 0)
+    assert machine.lines[1] == 3  # the BIOS-e820 line it came from
+    assert machine.logged.error.errno == -ENOSPC
+    assert machine.logged.error.message == (
+        "initialization failed: TDMR [0x0, 0x80000000): reserved areas exhausted.")
+    assert not machine.cmrs
+
+
+def test_module_1_0_log():
+    machine = read_input(LOGS / "tdx-1.0-module-fail.log")
+    assert machine.logged.module.version == "1.0"
+    assert machine.logged.error.errno == -EIO
+    assert machine.logged.error.message == (
+        "SEAMCALL (0x0000000000000022) failed: 0xc000050500000000")
+
+
+@pytest.mark.parametrize("log, said", [
+    ("r760-module-not-loaded.log", "module not loaded"),
+    ("seamcall-0x21-fail.log", "SEAMCALL (0x0000000000000021) failed: 0xc000090000000000"),
+])
+def test_logs_without_memory_map_are_an_input_error_that_says_what_was_logged(log, said):
+    with pytest.raises(InputError) as err:
+        read_input(LOGS / log)
+    assert "no memory map" in str(err.value) and said in str(err.value)
+
+
+def test_logged_errno_mapping(tmp_path):
+    text = "virt/tdx: CMR: [0x100000, 0x80000000)\nvirt/tdx: module not loaded\n"
+    assert read_input(write(tmp_path, text)).logged.error.errno == -ENODEV
+
+
+# --- e820 semantics -------------------------------------------------------------------------
+
+def e820(start: int, end: int, kind: str = "usable", stamp: bool = True) -> str:
+    prefix = "[    0.000000] " if stamp else ""
+    return f"{prefix}BIOS-e820: [mem 0x{start:016x}-0x{end - 1:016x}] {kind}"
+
+
+def test_adjacent_usable_ranges_merge_and_updates_apply(tmp_path):
+    text = "\n".join([
+        e820(0x100000, 0x200000), e820(0x200000, 0x400000),  # touching: one region
+        e820(0x400000, 0x500000, "ACPI NVS"),
+        e820(0x500000, 0x900000),
+        "[    0.000000] e820: update [mem 0x00600000-0x006fffff] usable ==> reserved",
+        "[    0.000000] e820: remove [mem 0x00800000-0x008fffff] usable",
+    ])
+    machine = read_input(write(tmp_path, text))
+    assert machine.regions == (MemRange(0x100000, 0x400000), MemRange(0x500000, 0x600000),
+                               MemRange(0x700000, 0x800000))
+    assert "2 e820 updates applied" in machine.notes[0]
+
+
+def test_srat_splits_at_node_boundaries(tmp_path):
+    text = "\n".join([
+        e820(0x100000, 0x300000000),
+        "ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x17fffffff]",
+        "ACPI: SRAT: Node 1 PXM 1 [mem 0x180000000-0x2ffffffff] hotplug",
+    ])
+    machine = read_input(write(tmp_path, text))
+    assert machine.regions == (MemRange(0x100000, 0x180000000, 0),
+                               MemRange(0x180000000, 0x300000000, 1))
+    assert machine.nodes == [0, 1]
+
+
+def test_reserved_kern_is_memory_and_other_types_are_holes(tmp_path):
+    text = "\n".join([e820(0x100000, 0x200000, "reserved-kern"),
+                      e820(0x200000, 0x300000, "persistent (type 12)"),
+                      e820(0x300000, 0x400000)])
+    assert read_input(write(tmp_path, text)).regions == (MemRange(0x100000, 0x200000),
+                                                         MemRange(0x300000, 0x400000))
+
+
+def test_iomem(tmp_path):
+    text = ("00000000-00000fff : Reserved\n00001000-0009efff : System RAM\n"
+            "00100000-5d168fff : System RAM\n  01000000-01ffffff : Kernel code\n"
+            "100000000-107fffffff : System RAM\n")
+    machine = read_input(write(tmp_path, text))
+    assert machine.kind == "iomem"
+    assert machine.regions == (MemRange(0x1000, 0x9F000), MemRange(0x100000, 0x5D169000),
+                               MemRange(0x100000000, 0x1080000000))
+
+
+def test_iomem_read_without_root_is_explained(tmp_path):
+    with pytest.raises(InputError, match="as root"):
+        read_input(write(tmp_path, "00000000-00000000 : System RAM\n"))
+
+
+# --- JSON -----------------------------------------------------------------------------------
+
+def test_json_map_with_everything(tmp_path):
+    doc = {"regions": [{"start": "0x100000", "end": 0x80000000, "nid": 1}],
+           "cmrs": [{"start": "0x100000", "end": "0x80000000"}],
+           "metadata": {"max_tdmrs": 8, "max_reserved_per_tdmr": 4,
+                        "pamt_entry_size": [16, 8, 8]},
+           "pamt_bases": ["0x40000000"]}
+    machine = read_input(write(tmp_path, json.dumps(doc, indent=2)))
+    assert machine.regions == (MemRange(0x100000, 0x80000000, 1),)
+    assert machine.cmrs == (MemRange(0x100000, 0x80000000, 0),)
+    assert (machine.sysinfo.max_tdmrs, machine.sysinfo.max_reserved_per_tdmr,
+            machine.sysinfo.pamt_entry_size) == (8, 4, (16, 8, 8))
+    assert machine.pamt_bases == {0: 0x40000000}
+
+
+# --- bad input: exit-2 material, file:line: problem ------------------------------------------
+
+REGIONS = '{\n  "regions": [\n    {"start": "0x100000", "end": "0x200000"},\n    %s\n  ]\n}\n'
+
+
+@pytest.mark.parametrize("content, line, problem", [
+    (REGIONS % '{"start": "0x180000", "end": "0x300000"}', 4, "overlaps"),
+    (REGIONS % '{"start": "0x0", "end": "0x80000"}', 4, "not sorted"),
+    (REGIONS % '{"start": "0x400000", "end": "0x300000"}', 4, "not above start"),
+    (REGIONS % '{"start": "0xZZ", "end": "0x300000"}', 4, "not a number"),
+    (REGIONS % '{"start": "0x400000", "end": "0x10000000000000000"}', 4, "64-bit"),
+    (REGIONS % '{"start": "0x400000"}', 4, "'start' and 'end'"),
+    ('{"regions": [}', 1, "invalid JSON"),
+    ('{"regions": [], "extra": 1}', 1, "unknown key 'extra'"),
+    ("BIOS-e820: [mem 0x0000000000100000-0x00000000zzzzzzzz] usable\n", 1, "not a hexadecimal"),
+    ("x\nBIOS-e820: [mem 0x0000000000200000-0x00000000001fffff] usable\n", 2, "before it starts"),
+    (e820(0x100000, 0x300000) + "\n" + e820(0x200000, 0x400000) + "\n", 2, "overlaps"),
+    ("virt/tdx: CMR: [0x100000, 0x10000000000000000)\n", 1, "64-bit"),
+    ("hello\nworld\n", 0, "no memory map"),
+    ("", 0, "empty input"),
+    (b"\x7fELF\x00\x01\x02", 0, "binary file"),
+    (b"BIOS-e820: \xff\xfe", 1, "not UTF-8"),
+])
+def test_bad_input_names_file_line_and_problem(tmp_path, content, line, problem):
+    path = write(tmp_path, content, "bad-input")
+    with pytest.raises(InputError) as err:
+        read_input(path)
+    assert err.value.line == line
+    assert problem in err.value.problem
+    assert str(err.value).startswith(str(path))
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="cannot read"):
+        read_input(tmp_path / "nope.log")
+
+
+# --- properties: what is written in any format reads back the same ---------------------------
+
+@st.composite
+def memory_maps(draw):
+    """Sorted, disjoint, page-aligned ranges above 1 MiB with gaps, on random nodes."""
+    count = draw(st.integers(1, 30))
+    pos, ranges = 0x100000, []
+    for _ in range(count):
+        pos += draw(st.integers(1, 1 << 20)) * 4096
+        size = draw(st.integers(1, 1 << 22)) * 4096
+        ranges.append(MemRange(pos, pos + size, draw(st.integers(0, 3))))
+        pos += size
+    return ranges
+
+
+@settings(max_examples=60, deadline=None)
+@given(memory_maps(), st.booleans())
+def test_json_round_trip(tmp_path_factory, ranges, as_hex):
+    fmt = hex if as_hex else int
+    doc = {"regions": [{"start": fmt(r.start), "end": fmt(r.end), "nid": r.nid}
+                       for r in ranges]}
+    path = tmp_path_factory.mktemp("json") / "map.json"
+    path.write_text(json.dumps(doc, indent=1))
+    assert read_input(path).regions == tuple(ranges)
+
+
+@settings(max_examples=60, deadline=None)
+@given(memory_maps(), st.booleans())
+def test_e820_and_srat_round_trip(tmp_path_factory, ranges, stamps):
+    """Each range as a usable e820 entry with reserved gaps, each node an SRAT range."""
+    prefix = "[    0.000000] " if stamps else ""
+    lines, pos = [], 0
+    for r in ranges:
+        if r.start > pos:
+            lines.append(e820(pos, r.start, "reserved", stamps))
+        lines.append(e820(r.start, r.end, "usable", stamps))
+        pos = r.end
+    for r in ranges:
+        lines.append(f"{prefix}ACPI: SRAT: Node {r.nid} PXM {r.nid} "
+                     f"[mem 0x{r.start:x}-0x{r.end - 1:x}]")
+    path = tmp_path_factory.mktemp("log") / "dmesg.txt"
+    path.write_text("\n".join(lines) + "\n")
+    assert read_input(path).regions == tuple(ranges)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_raise_anything_but_input_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("junk") / "junk"
+    path.write_bytes(data)
+    try:
+        machine = read_input(path)
+    except InputError:
+        return
+    assert machine.regions
