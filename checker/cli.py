@@ -136,9 +136,20 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from checker.suite import run_default_suite
+    from dataclasses import replace as _replace
 
-    return run_default_suite(args)
+    from checker.runners import RUNNERS, run_check
+    from checker.suite import Suite, expand
+
+    suite = Suite()
+    if args.profile:
+        suite = _replace(suite, profiles=(_profile(args.profile).name,))
+    results = [run_check(spec) for spec in expand(suite) if spec.kind in RUNNERS]
+    for r in results:
+        print(f"{r.status.upper():<5} {r.id:<45} {r.detail}")
+    failed = [r for r in results if r.status != "pass"]
+    print(f"checks: {len(results)}   pass {len(results) - len(failed)}   fail {len(failed)}")
+    return EXIT_FAIL if failed else EXIT_OK
 
 
 COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify}

@@ -1,56 +1,222 @@
-"""The checks `verify` runs by default."""
+"""Suites: which checks `verify` runs, read from a TOML file or `[tool.tdx-checker]`.
+
+A suite expands into `CheckSpec`s, small picklable values, so that `--jobs N` can run them in
+other processes and get the very same results as one process would.
+"""
 
 from __future__ import annotations
 
-import time
+import re
+import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from checker.readers import InputError, read_input
-from checker.results import ERROR, FAIL, PASS, CheckResult
-from checker.tdmr_report import TdmrOptions, analyse
-from spec.profiles import V6_8
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from spec.profiles import PROFILES, V6_8, Profile
 
 DATA = Path(__file__).parent / "data"
 BOOT_LOGS = DATA / "boot-logs"
+BUILTIN = "builtin"
+CHECK_KINDS = ("log", "layout", "worst-case", "plan", "flow", "replay")
+TDMR_RULES = frozenset({"holes", "pamt_entry_count_bits", "sort_reserved_areas",
+                        "reserve_other_tdmrs_pamts"})
+_DESCRIPTIVE = frozenset({"name", "summary", "source", "kind"})
+
+
+class SuiteError(Exception):
+    """A suite file that cannot be used: `file:line: problem` (exit 2)."""
+
+    def __init__(self, file: str, line: int, problem: str) -> None:
+        self.file, self.line, self.problem = file, line, problem
+        super().__init__(f"{file}:{line}: {problem}" if line else f"{file}: {problem}")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Limits that keep every check finite; hitting one makes a check inconclusive."""
+
+    max_states: int = 3_000_000
+    max_depth: int = 500
+    time_s: float = 90.0
+    solver_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Suite:
+    profiles: tuple[str, ...] = tuple(PROFILES)
+    maps: tuple[str, ...] = (BUILTIN,)
+    flow_configs: tuple[str, ...] = ("default",)
+    checks: tuple[str, ...] = CHECK_KINDS
+    counterexamples: str = "counterexamples"
+    bounds: Bounds = field(default_factory=Bounds)
+    source: str = "built-in default suite"
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check to run: what, for which profile, on which map or platform, within which
+    bounds. Picklable by design."""
+
+    id: str
+    kind: str
+    profile: str
+    config: str
+    bounds: Bounds = field(default_factory=Bounds)
+
+
+def rule_changes(profile: Profile) -> frozenset[str]:
+    """The rule switches in which `profile` differs from v6.8."""
+    return frozenset(f.name for f in fields(Profile)
+                     if f.name not in _DESCRIPTIVE
+                     and getattr(profile, f.name) != getattr(V6_8, f.name))
+
+
+def profile_scope(profile: Profile) -> frozenset[str]:
+    """Which kinds of check can see a profile's change: a TDMR rule is seen by layout checks
+    on maps, a flow rule by the explorer; v6.8 itself gets everything."""
+    changed = rule_changes(profile)
+    scope = set()
+    if not changed or changed & TDMR_RULES:
+        scope |= {"layout", "worst-case", "plan"}
+    if not changed or changed - TDMR_RULES:
+        scope.add("flow")
+    if not changed:
+        scope.add("log")
+    return frozenset(scope)
 
 
 def builtin_maps() -> list[Path]:
-    """The boot logs shipped with the checker that carry a memory map."""
-    maps = []
-    for path in sorted(BOOT_LOGS.glob("*.log")):
-        try:
-            read_input(path)
-        except InputError:
-            continue
-        maps.append(path)
-    return maps
+    """The shipped boot logs that carry a memory map (e820 or CMR lines)."""
+    return [p for p in sorted(BOOT_LOGS.glob("*.log"))
+            if re.search(r"BIOS-e820:|CMR(?:\[\d+\])?: \[", p.read_text())]
 
 
-def reproduce_log_check(path: Path, profile=V6_8) -> CheckResult:
-    """LOG-REPRODUCED: the model gives the PAMT figure or failure the machine logged."""
-    started = time.perf_counter()
-    report = analyse(read_input(path), TdmrOptions(profile))
-    same = report["reproduces_log"]
-    verdicts = [v for v in same.values() if v is not None]
-    status = PASS if verdicts and all(verdicts) else FAIL
-    if not verdicts:
-        status, detail = ERROR, "the log records no PAMT figure or failure to compare with"
-    elif status == PASS:
-        detail = (f"reproduces {report['logged_pamt_kb']} KB of PAMT" if same["pamt_kb"]
-                  else f"reproduces the logged failure ({report['logged_error']['errno']})")
-    else:
-        detail = (f"model: pamt_kb={report['pamt_kb']} error={report['error']}; log: "
-                  f"pamt_kb={report['logged_pamt_kb']} error={report['logged_error']}")
-    return CheckResult(id=f"log/{profile.name}/{path.stem}", invariant="LOG-REPRODUCED",
-                       profile=profile.name, config=path.name, status=status, detail=detail,
-                       duration_s=time.perf_counter() - started,
-                       statement="the model computes what the machine's kernel logged")
+def map_paths(suite: Suite) -> list[str]:
+    paths = []
+    for entry in suite.maps:
+        if entry == BUILTIN:
+            paths.extend(str(p) for p in builtin_maps())
+        else:
+            paths.append(entry)
+    return paths
 
 
-def run_default_suite(args) -> int:
-    results = [reproduce_log_check(path) for path in builtin_maps()]
-    for r in results:
-        print(f"{r.status.upper():<5} {r.id:<45} {r.detail}")
-    failed = [r for r in results if r.status != PASS]
-    print(f"checks: {len(results)}   pass {len(results) - len(failed)}   fail {len(failed)}")
-    return 1 if failed else 0
+def map_name(path: str) -> str:
+    return Path(path).stem
+
+
+def expand(suite: Suite) -> list[CheckSpec]:
+    """Every check the suite asks for, in a stable order."""
+    specs = []
+    for name in suite.profiles:
+        profile = PROFILES[name]
+        scope = profile_scope(profile)
+        for kind in suite.checks:
+            if kind not in scope:
+                continue
+            if kind in ("log", "layout", "worst-case", "plan"):
+                for path in map_paths(suite):
+                    specs.append(CheckSpec(f"{kind}/{name}/{map_name(path)}", kind, name,
+                                           path, suite.bounds))
+            elif kind == "flow":
+                for config in suite.flow_configs:
+                    specs.append(CheckSpec(f"flow/{name}/{config}", kind, name, config,
+                                           suite.bounds))
+    return sorted(specs, key=lambda s: s.id)
+
+
+# --- suite files ------------------------------------------------------------------------------
+
+SUITE_HELP = """\
+profiles = ["v6.8", "cmr-holes"]      # default: every profile (`python -m checker profiles`)
+maps = ["builtin", "my-machine.json"]  # "builtin": the shipped boot logs
+flow_configs = ["default"]             # platform configurations for the explorer
+checks = ["log", "layout", "worst-case", "plan", "flow", "replay"]
+counterexamples = "counterexamples"    # where found counterexamples are stored and replayed
+[bounds]
+max_states = 3000000
+max_depth = 500
+time_s = 90
+solver_timeout_s = 30"""
+
+
+def load_suite(path: str | Path) -> Suite:
+    """A suite from a TOML file, or from `[tool.tdx-checker]` when the file is a pyproject."""
+    name = str(path)
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(name, 0, f"cannot read: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise SuiteError(name, int(match[1]) if match else 0, f"invalid TOML: {exc}") from None
+    if Path(path).name == "pyproject.toml":
+        doc = doc.get("tool", {}).get("tdx-checker")
+        if doc is None:
+            raise SuiteError(name, 0, "no [tool.tdx-checker] table")
+    return suite_from_dict(doc, name, text)
+
+
+def _line(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number
+    return 0
+
+
+def suite_from_dict(doc: dict[str, Any], name: str, text: str = "") -> Suite:
+    known = {"profiles", "maps", "flow_configs", "checks", "counterexamples", "bounds"}
+    for key in doc:
+        if key not in known:
+            raise SuiteError(name, _line(text, key), f"unknown key {key!r} (known: "
+                             f"{', '.join(sorted(known))})")
+    values: dict[str, Any] = {"source": name}
+    for key in ("profiles", "maps", "flow_configs", "checks"):
+        if key in doc:
+            value = doc[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SuiteError(name, _line(text, key), f"{key} must be a list of strings")
+            values[key] = tuple(value)
+    for profile in values.get("profiles", ()):
+        if profile not in PROFILES:
+            raise SuiteError(name, _line(text, "profiles"), f"unknown profile {profile!r}")
+    for kind in values.get("checks", ()):
+        if kind not in CHECK_KINDS:
+            raise SuiteError(name, _line(text, "checks"), f"unknown check kind {kind!r} "
+                             f"(known: {', '.join(CHECK_KINDS)})")
+    base = Path(name).parent
+    for entry in values.get("maps", ()):
+        if entry != BUILTIN and not (base / entry).is_file():
+            raise SuiteError(name, _line(text, "maps"), f"map {entry!r} not found")
+    if "maps" in values:
+        values["maps"] = tuple(m if m == BUILTIN else str(base / m) for m in values["maps"])
+    if "counterexamples" in doc:
+        if not isinstance(doc["counterexamples"], str):
+            raise SuiteError(name, _line(text, "counterexamples"), "counterexamples must be "
+                             "a directory name")
+        values["counterexamples"] = doc["counterexamples"]
+    if "bounds" in doc:
+        values["bounds"] = _bounds(doc["bounds"], name, text)
+    return Suite(**values)
+
+
+def _bounds(table: Any, name: str, text: str) -> Bounds:
+    if not isinstance(table, dict):
+        raise SuiteError(name, _line(text, "bounds"), "bounds must be a table")
+    known = {f.name: f.type for f in fields(Bounds)}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise SuiteError(name, _line(text, key), f"unknown bound {key!r} (known: "
+                             f"{', '.join(known)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise SuiteError(name, _line(text, key), f"bound {key} must be a positive number")
+        values[key] = value
+    return Bounds(**values)
