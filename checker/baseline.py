@@ -1,0 +1,408 @@
+"""The `verify` baseline: the verdict every check is expected to have, and the gate against it.
+
+A baseline records, per check id, the expected status and invariant, including checks expected
+to *fail* (broken profiles that must keep being caught). `compare` turns a run into named
+transitions and one exit code, so CI fails on any change in either direction and the log says
+which change, in one line each. Everything here is a pure function over `CheckResult` lists,
+except `load_baseline` / `write_baseline`, which only read and write the file.
+
+File format (`checker-baseline.json`, schema in `checker/schemas/baseline.schema.json`)::
+
+    {"schema_version": 1,
+     "checks": {"<check id>": {"status": "fail", "invariant": "RSVD-COUNT",
+                               "profile": "v6.8", "config": "2x2, 1 fault"}, ...}}
+
+`status` is pass, fail or inconclusive: an `error` is a defect of the checker, never an
+expectation, so it cannot be recorded. `profile` and `config` are there for the reader and for
+reports of removed checks; the gate compares only `status` and, for failures, `invariant`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checker.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
+
+BASELINE_SCHEMA_VERSION = 1
+DEFAULT_BASELINE = "checker-baseline.json"
+
+# Exit codes of `verify` (2 is the CLI's: usage or input errors, e.g. a malformed baseline).
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3
+
+# Transition names: stable identifiers printed in every report and matched by tests.
+NEW_FAILURE = "new-failure"  # pass/inconclusive expected, now fails
+EXPECTED_FAILURE_PASSES = "expected-failure-passes"  # expected to fail, now holds
+DIFFERENT_INVARIANT = "different-invariant"  # still fails, but another invariant caught it
+INCONCLUSIVE_NOW_PASSES = "inconclusive-now-passes"  # was bounded/unknown, now a real pass
+BECAME_INCONCLUSIVE = "became-inconclusive"  # was pass or fail, now a bound or timeout hit
+NEW_ERROR = "new-error"  # the check crashed or could not run
+CHECK_ADDED = "check-added"  # in the run, not in the baseline
+CHECK_REMOVED = "check-removed"  # in the baseline, not in the run
+TRANSITIONS = (
+    NEW_FAILURE,
+    EXPECTED_FAILURE_PASSES,
+    DIFFERENT_INVARIANT,
+    INCONCLUSIVE_NOW_PASSES,
+    BECAME_INCONCLUSIVE,
+    NEW_ERROR,
+    CHECK_ADDED,
+    CHECK_REMOVED,
+)
+
+# Severity of a transition: a regression fails the gate (exit 1); an inconclusive one only
+# makes it exit 3, unless inconclusive verdicts are allowed.
+REGRESSION = "regression"
+INCONCLUSIVE_SEVERITY = "inconclusive"
+
+# Per-check outcome, as the reports show it.
+OUTCOME_PASS = "pass"
+OUTCOME_EXPECTED_FAIL = "expected-fail"
+OUTCOME_INCONCLUSIVE = "inconclusive"
+OUTCOME_REGRESSION = "regression"
+
+_RECORDABLE = (PASS, FAIL, INCONCLUSIVE)
+
+
+class BaselineError(ValueError):
+    """A baseline that cannot be used; the message names the file and the problem (exit 2)."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class BaselineMissing(BaselineError):
+    """The baseline file does not exist: the CLI may fall back to "all must pass" when the
+    path was the default one, and must report it when the user named the file."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the baseline says about one check."""
+
+    status: str
+    invariant: str
+    profile: str = ""
+    config: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "config": self.config,
+            "invariant": self.invariant,
+            "profile": self.profile,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Expected verdicts by check id, and where they came from (for messages)."""
+
+    checks: Mapping[str, Expected]
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One difference between the baseline and the run, named, with a one-line explanation."""
+
+    check_id: str
+    name: str
+    severity: str
+    explanation: str
+    expected: Expected | None = None
+    actual_status: str | None = None
+    actual_invariant: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "actual": None
+            if self.actual_status is None
+            else {"invariant": self.actual_invariant, "status": self.actual_status},
+            "check_id": self.check_id,
+            "expected": None
+            if self.expected is None
+            else {"invariant": self.expected.invariant, "status": self.expected.status},
+            "explanation": self.explanation,
+            "severity": self.severity,
+            "transition": self.name,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The gate's answer: the transitions (sorted by check id), each check's outcome for the
+    reports, and the exit code `verify` returns."""
+
+    transitions: tuple[Transition, ...]
+    outcomes: Mapping[str, str]
+    exit_code: int
+    baseline_path: str | None = None
+    has_baseline: bool = False
+    allow_inconclusive: bool = False
+    expected: Mapping[str, Expected] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """One word for the run: pass, fail or inconclusive (what the exit code means)."""
+        return {EXIT_OK: PASS, EXIT_REGRESSION: FAIL}.get(self.exit_code, INCONCLUSIVE)
+
+    @property
+    def regressions(self) -> tuple[Transition, ...]:
+        return tuple(t for t in self.transitions if t.severity == REGRESSION)
+
+    def transition_for(self, check_id: str) -> Transition | None:
+        return next((t for t in self.transitions if t.check_id == check_id), None)
+
+
+# --- the gate --------------------------------------------------------------------------------
+
+
+def compare(
+    results: Sequence[CheckResult],
+    baseline: Baseline | None,
+    *,
+    allow_inconclusive: bool = False,
+) -> Comparison:
+    """Compare a run with its baseline (or, with `baseline=None`, with "every check passes").
+
+    Exit code: 1 if any transition is a regression (any change of a definite verdict, an
+    error, an added or removed check); otherwise 3 if any check is inconclusive and
+    `allow_inconclusive` is false (a bounded run is never a silent pass, even when the baseline
+    expected it to be bounded); otherwise 0. Raises ValueError on duplicate check ids.
+    """
+    by_id = _index(results)
+    expected_all = dict(baseline.checks) if baseline is not None else {}
+    transitions: list[Transition] = []
+    outcomes: dict[str, str] = {}
+    for check_id in sorted(by_id):
+        result = by_id[check_id]
+        if baseline is None:
+            expected: Expected | None = Expected(PASS, result.invariant)
+        else:
+            expected = expected_all.get(check_id)
+        transition = _transition(result, expected)
+        if transition is not None:
+            transitions.append(transition)
+        outcomes[check_id] = _outcome(result, transition)
+    for check_id in sorted(set(expected_all) - set(by_id)):
+        gone = expected_all[check_id]
+        transitions.append(
+            Transition(
+                check_id,
+                CHECK_REMOVED,
+                REGRESSION,
+                f"in the baseline (expected {_verdict_words(gone.status, gone.invariant)}) "
+                "but not run; update the baseline if the check was removed on purpose",
+                expected=gone,
+            )
+        )
+    transitions.sort(key=lambda t: t.check_id)
+    return Comparison(
+        transitions=tuple(transitions),
+        outcomes=outcomes,
+        exit_code=_exit_code(by_id.values(), transitions, allow_inconclusive),
+        baseline_path=baseline.path if baseline is not None else None,
+        has_baseline=baseline is not None,
+        allow_inconclusive=allow_inconclusive,
+        expected=expected_all,
+    )
+
+
+def _index(results: Iterable[CheckResult]) -> dict[str, CheckResult]:
+    by_id: dict[str, CheckResult] = {}
+    for result in results:
+        if result.id in by_id:
+            raise ValueError(f"duplicate check id {result.id!r} in the results")
+        by_id[result.id] = result
+    return by_id
+
+
+def _transition(result: CheckResult, expected: Expected | None) -> Transition | None:
+    """The named change for one check, or None when it matches what was expected."""
+    now = _verdict_words(result.status, result.invariant)
+
+    def make(name: str, severity: str, why: str) -> Transition:
+        return Transition(result.id, name, severity, why, expected, result.status, result.invariant)
+
+    if expected is None:
+        return make(
+            CHECK_ADDED,
+            REGRESSION,
+            f"not in the baseline; now {now}; record it with --update-baseline",
+        )
+    was = _verdict_words(expected.status, expected.invariant)
+    if result.status == ERROR:
+        return make(NEW_ERROR, REGRESSION, f"expected {was}; the check errored: {result.detail}")
+    if result.status == expected.status:
+        if result.status == FAIL and result.invariant != expected.invariant:
+            return make(
+                DIFFERENT_INVARIANT,
+                REGRESSION,
+                f"expected to be caught by {expected.invariant}, now caught by "
+                f"{result.invariant} instead",
+            )
+        return None
+    if result.status == FAIL:
+        return make(NEW_FAILURE, REGRESSION, f"expected {was}, now {now}")
+    if result.status == INCONCLUSIVE:
+        bound = f" ({result.bound})" if result.bound else ""
+        return make(
+            BECAME_INCONCLUSIVE,
+            INCONCLUSIVE_SEVERITY,
+            f"expected {was}, now inconclusive: a bound or timeout was hit{bound}",
+        )
+    # result.status == PASS
+    if expected.status == FAIL:
+        return make(
+            EXPECTED_FAILURE_PASSES,
+            REGRESSION,
+            f"expected {was}, now holds; the broken case is no longer caught "
+            "(update the baseline if this is on purpose)",
+        )
+    return make(
+        INCONCLUSIVE_NOW_PASSES,
+        REGRESSION,
+        "expected inconclusive, now passes; record the stronger verdict with --update-baseline",
+    )
+
+
+def _verdict_words(status: str, invariant: str) -> str:
+    if status == FAIL:
+        return f"a failure of {invariant}"
+    return status
+
+
+def _outcome(result: CheckResult, transition: Transition | None) -> str:
+    if transition is not None and transition.severity == REGRESSION:
+        return OUTCOME_REGRESSION
+    if result.status == INCONCLUSIVE:
+        return OUTCOME_INCONCLUSIVE
+    if result.status == FAIL:
+        return OUTCOME_EXPECTED_FAIL
+    return OUTCOME_PASS
+
+
+def _exit_code(
+    results: Iterable[CheckResult], transitions: Sequence[Transition], allow_inconclusive: bool
+) -> int:
+    if any(t.severity == REGRESSION for t in transitions):
+        return EXIT_REGRESSION
+    if not allow_inconclusive and any(r.status == INCONCLUSIVE for r in results):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
+
+
+# --- the file --------------------------------------------------------------------------------
+
+
+def baseline_from_results(results: Sequence[CheckResult]) -> Baseline:
+    """The baseline a run would write. Refuses errors: a crash is never an expected verdict."""
+    by_id = _index(results)
+    broken = sorted(i for i, r in by_id.items() if r.status == ERROR)
+    if broken:
+        raise ValueError("cannot record a baseline while checks error: " + ", ".join(broken))
+    return Baseline(
+        {i: Expected(r.status, r.invariant, r.profile, r.config) for i, r in sorted(by_id.items())}
+    )
+
+
+def dump_baseline(baseline: Baseline) -> str:
+    """The file text: sorted keys, two-space indent, trailing newline, no timestamps, so that
+    re-recording an unchanged run leaves the file byte-identical (clean diffs in review)."""
+    doc = {
+        "checks": {i: baseline.checks[i].to_json() for i in sorted(baseline.checks)},
+        "schema_version": BASELINE_SCHEMA_VERSION,
+    }
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_baseline(path: str | os.PathLike[str], results: Sequence[CheckResult]) -> Baseline:
+    """Record `results` as the new baseline at `path` (atomically: a crash never leaves half a
+    file). Raises ValueError when a check errored or ids repeat."""
+    baseline = baseline_from_results(results)
+    text = dump_baseline(baseline)
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Baseline(baseline.checks, str(path))
+
+
+def load_baseline(path: str | os.PathLike[str]) -> Baseline:
+    """Read and validate a baseline file. Every problem raises BaselineError naming the file,
+    and where possible the line or the check id, and what is wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineMissing(path, "baseline file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(path, f"cannot read the baseline: {exc}") from None
+    return parse_baseline(text, path)
+
+
+def parse_baseline(text: str, path: str | os.PathLike[str] = "<baseline>") -> Baseline:
+    """Validate baseline text (the part of `load_baseline` that needs no file)."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            path, f"line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise BaselineError(path, "expected a JSON object at the top level")
+    version = doc.get("schema_version")
+    if version != BASELINE_SCHEMA_VERSION:
+        raise BaselineError(
+            path,
+            f"schema_version is {version!r}; this checker reads {BASELINE_SCHEMA_VERSION} "
+            "(regenerate with verify --update-baseline)",
+        )
+    unknown = sorted(set(doc) - {"schema_version", "checks"})
+    if unknown:
+        raise BaselineError(path, f"unknown top-level key(s): {', '.join(unknown)}")
+    checks = doc.get("checks")
+    if not isinstance(checks, dict):
+        raise BaselineError(path, "'checks' must be an object mapping check id to its verdict")
+    parsed: dict[str, Expected] = {}
+    for check_id, entry in checks.items():
+        parsed[check_id] = _parse_entry(path, check_id, entry)
+    return Baseline(parsed, str(path))
+
+
+def _parse_entry(path: str | os.PathLike[str], check_id: str, entry: Any) -> Expected:
+    where = f"check {check_id!r}"
+    if not check_id:
+        raise BaselineError(path, "empty check id")
+    if not isinstance(entry, dict):
+        raise BaselineError(path, f"{where}: expected an object, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - {"status", "invariant", "profile", "config"})
+    if unknown:
+        raise BaselineError(path, f"{where}: unknown key(s): {', '.join(unknown)}")
+    status = entry.get("status")
+    if status not in _RECORDABLE:
+        raise BaselineError(
+            path, f"{where}: status {status!r} is not one of {', '.join(_RECORDABLE)}"
+        )
+    invariant = entry.get("invariant")
+    if not isinstance(invariant, str) or not invariant:
+        raise BaselineError(path, f"{where}: 'invariant' must be a non-empty string")
+    for key in ("profile", "config"):
+        if not isinstance(entry.get(key, ""), str):
+            raise BaselineError(path, f"{where}: {key!r} must be a string")
+    return Expected(status, invariant, entry.get("profile", ""), entry.get("config", ""))

@@ -1,0 +1,317 @@
+"""The verify gate: every baseline transition, every exit code, and the baseline file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from checker.baseline import (
+    BECAME_INCONCLUSIVE,
+    CHECK_ADDED,
+    CHECK_REMOVED,
+    DIFFERENT_INVARIANT,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    EXPECTED_FAILURE_PASSES,
+    INCONCLUSIVE_NOW_PASSES,
+    INCONCLUSIVE_SEVERITY,
+    NEW_ERROR,
+    NEW_FAILURE,
+    REGRESSION,
+    TRANSITIONS,
+    Baseline,
+    BaselineError,
+    BaselineMissing,
+    Expected,
+    baseline_from_results,
+    compare,
+    dump_baseline,
+    load_baseline,
+    parse_baseline,
+    write_baseline,
+)
+from checker.results import CheckResult
+
+SCHEMA = Path(__file__).resolve().parents[1] / "checker" / "schemas" / "baseline.schema.json"
+
+
+def check(check_id: str, status: str, invariant: str = "SYSINIT-ONCE", **kw) -> CheckResult:
+    kw.setdefault("profile", "v6.8")
+    kw.setdefault("config", "2x2")
+    return CheckResult(id=check_id, invariant=invariant, status=status, **kw)
+
+
+def base(**entries: tuple[str, str]) -> Baseline:
+    """base(a=("fail", "RSVD-COUNT")) -> a baseline expecting check "a" to fail RSVD-COUNT."""
+    return Baseline(
+        {k: Expected(status, inv, "v6.8", "2x2") for k, (status, inv) in entries.items()},
+        "checker-baseline.json",
+    )
+
+
+def only_transition(comparison):
+    assert len(comparison.transitions) == 1, comparison.transitions
+    return comparison.transitions[0]
+
+
+# --- matches -------------------------------------------------------------------------------------
+
+
+def test_everything_matching_the_baseline_exits_0_even_with_expected_failures():
+    results = [check("a", "pass"), check("b", "fail", "RSVD-COUNT")]
+    comparison = compare(results, base(a=("pass", "SYSINIT-ONCE"), b=("fail", "RSVD-COUNT")))
+    assert comparison.transitions == ()
+    assert comparison.exit_code == EXIT_OK
+    assert comparison.verdict == "pass"
+    assert comparison.outcomes == {"a": "pass", "b": "expected-fail"}
+
+
+def test_a_passing_check_may_change_its_invariant_name_without_a_transition():
+    # Only failures record *which* invariant is expected; a pass has nothing to compare.
+    comparison = compare([check("a", "pass", "NEW-NAME")], base(a=("pass", "SYSINIT-ONCE")))
+    assert comparison.exit_code == EXIT_OK
+
+
+# --- each transition -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expected", "result", "name", "severity", "words"),
+    [
+        (("pass", "SYSINIT-ONCE"), check("a", "fail", "SYSINIT-ONCE"), NEW_FAILURE, REGRESSION,
+         "expected pass, now a failure of SYSINIT-ONCE"),
+        (("inconclusive", "SYSINIT-ONCE"), check("a", "fail", "SYSINIT-ONCE"), NEW_FAILURE,
+         REGRESSION, "expected inconclusive, now a failure of SYSINIT-ONCE"),
+        (("fail", "RSVD-COUNT"), check("a", "pass", "RSVD-COUNT"), EXPECTED_FAILURE_PASSES,
+         REGRESSION, "no longer caught"),
+        (("fail", "RSVD-COUNT"), check("a", "fail", "PAMT-COVERAGE"), DIFFERENT_INVARIANT,
+         REGRESSION, "expected to be caught by RSVD-COUNT, now caught by PAMT-COVERAGE"),
+        (("inconclusive", "SYSINIT-ONCE"), check("a", "pass"), INCONCLUSIVE_NOW_PASSES,
+         REGRESSION, "now passes"),
+        (("pass", "SYSINIT-ONCE"), check("a", "inconclusive", bound="depth 12"),
+         BECAME_INCONCLUSIVE, INCONCLUSIVE_SEVERITY, "(depth 12)"),
+        (("fail", "RSVD-COUNT"), check("a", "inconclusive", "RSVD-COUNT"), BECAME_INCONCLUSIVE,
+         INCONCLUSIVE_SEVERITY, "expected a failure of RSVD-COUNT, now inconclusive"),
+        (("pass", "SYSINIT-ONCE"), check("a", "error", detail="ZeroDivisionError"), NEW_ERROR,
+         REGRESSION, "ZeroDivisionError"),
+        (("fail", "RSVD-COUNT"), check("a", "error", "RSVD-COUNT", detail="boom"), NEW_ERROR,
+         REGRESSION, "expected a failure of RSVD-COUNT; the check errored: boom"),
+    ],
+)  # fmt: skip
+def test_each_transition_is_named_and_explained(expected, result, name, severity, words):
+    t = only_transition(compare([result], base(a=expected)))
+    assert (t.check_id, t.name, t.severity) == ("a", name, severity)
+    assert words in t.explanation
+    assert "\n" not in t.explanation
+    assert t.expected == Expected(expected[0], expected[1], "v6.8", "2x2")
+    assert (t.actual_status, t.actual_invariant) == (result.status, result.invariant)
+
+
+def test_check_added():
+    comparison = compare([check("a", "pass"), check("new", "pass")], base(a=("pass", "X")))
+    t = only_transition(comparison)
+    assert (t.check_id, t.name, t.expected) == ("new", CHECK_ADDED, None)
+    assert "--update-baseline" in t.explanation
+    assert comparison.exit_code == EXIT_REGRESSION
+
+
+def test_check_removed():
+    comparison = compare([check("a", "pass")], base(a=("pass", "X"), gone=("fail", "RSVD-COUNT")))
+    t = only_transition(comparison)
+    assert (t.check_id, t.name, t.actual_status) == ("gone", CHECK_REMOVED, None)
+    assert "a failure of RSVD-COUNT" in t.explanation
+    assert comparison.exit_code == EXIT_REGRESSION
+    assert "gone" not in comparison.outcomes
+
+
+def test_every_transition_name_is_reachable_and_listed():
+    results = [
+        check("nf", "fail"),
+        check("efp", "pass", "RSVD-COUNT"),
+        check("di", "fail", "PAMT-COVERAGE"),
+        check("inp", "pass"),
+        check("bi", "inconclusive"),
+        check("ne", "error"),
+        check("added", "pass"),
+    ]
+    baseline = base(
+        nf=("pass", "SYSINIT-ONCE"),
+        efp=("fail", "RSVD-COUNT"),
+        di=("fail", "RSVD-COUNT"),
+        inp=("inconclusive", "SYSINIT-ONCE"),
+        bi=("pass", "SYSINIT-ONCE"),
+        ne=("pass", "SYSINIT-ONCE"),
+        removed=("pass", "SYSINIT-ONCE"),
+    )
+    comparison = compare(results, baseline)
+    assert sorted(t.name for t in comparison.transitions) == sorted(TRANSITIONS)
+    ids = [t.check_id for t in comparison.transitions]
+    assert ids == sorted(ids)
+
+
+# --- exit codes ------------------------------------------------------------------------------
+
+
+def test_no_baseline_all_pass_exits_0():
+    comparison = compare([check("a", "pass"), check("b", "pass")], None)
+    assert (comparison.exit_code, comparison.transitions, comparison.has_baseline) == (0, (), False)
+
+
+def test_no_baseline_a_failure_exits_1_as_new_failure():
+    comparison = compare([check("a", "pass"), check("b", "fail", "RSVD-COUNT")], None)
+    assert comparison.exit_code == EXIT_REGRESSION
+    assert only_transition(comparison).name == NEW_FAILURE
+    assert comparison.outcomes["b"] == "regression"
+
+
+def test_no_baseline_an_error_exits_1_even_when_inconclusive_is_allowed():
+    comparison = compare([check("a", "error")], None, allow_inconclusive=True)
+    assert comparison.exit_code == EXIT_REGRESSION
+
+
+def test_no_baseline_inconclusive_exits_3_unless_allowed():
+    results = [check("a", "pass"), check("b", "inconclusive")]
+    assert compare(results, None).exit_code == EXIT_INCONCLUSIVE
+    assert compare(results, None).verdict == "inconclusive"
+    assert compare(results, None, allow_inconclusive=True).exit_code == EXIT_OK
+
+
+def test_inconclusive_expected_by_the_baseline_still_exits_3_unless_allowed():
+    # A bound hit is never a silent pass: the baseline cannot vouch for it.
+    results = [check("a", "inconclusive")]
+    baseline = base(a=("inconclusive", "SYSINIT-ONCE"))
+    assert compare(results, baseline).transitions == ()
+    assert compare(results, baseline).exit_code == EXIT_INCONCLUSIVE
+    assert compare(results, baseline, allow_inconclusive=True).exit_code == EXIT_OK
+
+
+def test_became_inconclusive_is_3_not_1_and_allowed_with_the_flag():
+    results = [check("a", "inconclusive")]
+    baseline = base(a=("pass", "SYSINIT-ONCE"))
+    assert compare(results, baseline).exit_code == EXIT_INCONCLUSIVE
+    allowed = compare(results, baseline, allow_inconclusive=True)
+    assert allowed.exit_code == EXIT_OK
+    assert only_transition(allowed).name == BECAME_INCONCLUSIVE  # still reported
+
+
+def test_a_regression_wins_over_inconclusive():
+    results = [check("a", "inconclusive"), check("b", "fail")]
+    baseline = base(a=("pass", "SYSINIT-ONCE"), b=("pass", "SYSINIT-ONCE"))
+    assert compare(results, baseline).exit_code == EXIT_REGRESSION
+
+
+def test_duplicate_check_ids_are_an_input_error():
+    with pytest.raises(ValueError, match="duplicate check id 'a'"):
+        compare([check("a", "pass"), check("a", "fail")], None)
+
+
+# --- the file --------------------------------------------------------------------------------
+
+
+def test_write_then_load_round_trips_and_the_run_then_matches(tmp_path):
+    results = [
+        check("b", "fail", "RSVD-COUNT", profile="broken-rsvd", config="map 17 holes"),
+        check("a", "pass", duration_s=3.2, states=100),
+        check("c", "inconclusive", bound="states 1e6"),
+    ]
+    path = tmp_path / "checker-baseline.json"
+    write_baseline(path, results)
+    loaded = load_baseline(path)
+    assert loaded.path == str(path)
+    assert loaded.checks["b"] == Expected("fail", "RSVD-COUNT", "broken-rsvd", "map 17 holes")
+    assert compare(results, loaded, allow_inconclusive=True).exit_code == EXIT_OK
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_the_file_is_deterministic_and_has_no_timing(tmp_path):
+    one = [check("b", "fail", "RSVD-COUNT", duration_s=1.0), check("a", "pass", states=5)]
+    two = [check("a", "pass", duration_s=9.9, states=7), check("b", "fail", "RSVD-COUNT")]
+    text = dump_baseline(baseline_from_results(one))
+    assert text == dump_baseline(baseline_from_results(two))
+    assert text.endswith("\n")
+    doc = json.loads(text)
+    assert list(doc["checks"]) == ["a", "b"]
+    assert doc["checks"]["b"] == {
+        "config": "2x2",
+        "invariant": "RSVD-COUNT",
+        "profile": "v6.8",
+        "status": "fail",
+    }
+
+
+def test_the_written_file_follows_its_schema(tmp_path):
+    path = tmp_path / "b.json"
+    write_baseline(path, [check("a", "pass"), check("b", "fail", "X"), check("c", "inconclusive")])
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(json.loads(path.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"schema_version": 1, "checks": {"a": {"status": "error"}}}, schema)
+
+
+def test_an_error_cannot_be_recorded(tmp_path):
+    path = tmp_path / "b.json"
+    with pytest.raises(ValueError, match="checks error: x"):
+        write_baseline(path, [check("a", "pass"), check("x", "error")])
+    assert not path.exists()
+
+
+def test_a_missing_file_is_its_own_error_naming_the_file(tmp_path):
+    path = tmp_path / "nope.json"
+    with pytest.raises(BaselineMissing, match="nope.json: baseline file not found") as info:
+        load_baseline(path)
+    assert isinstance(info.value, BaselineError)
+    assert info.value.path == str(path)
+
+
+GOOD_ENTRY = {"status": "pass", "invariant": "X"}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"schema_version": 1,\n "checks": {,}}', r"line 2 column \d+: not valid JSON"),
+        ("[]", "expected a JSON object"),
+        (json.dumps({"checks": {}}), "schema_version is None"),
+        (json.dumps({"schema_version": 2, "checks": {}}), "schema_version is 2"),
+        (json.dumps({"schema_version": 1}), "'checks' must be an object"),
+        (json.dumps({"schema_version": 1, "checks": {}, "when": 1}), "unknown top-level key"),
+        (json.dumps({"schema_version": 1, "checks": {"a": "pass"}}), "check 'a': expected an"),
+        (
+            json.dumps(
+                {"schema_version": 1, "checks": {"a": {"status": "error", "invariant": "X"}}}
+            ),
+            "check 'a': status 'error' is not one of pass, fail, inconclusive",
+        ),
+        (
+            json.dumps({"schema_version": 1, "checks": {"a": {"status": "fail"}}}),
+            "check 'a': 'invariant' must be a non-empty string",
+        ),
+        (
+            json.dumps({"schema_version": 1, "checks": {"a": {**GOOD_ENTRY, "stat": 1}}}),
+            r"check 'a': unknown key\(s\): stat",
+        ),
+        (
+            json.dumps({"schema_version": 1, "checks": {"a": {**GOOD_ENTRY, "profile": 6.8}}}),
+            "check 'a': 'profile' must be a string",
+        ),
+        (json.dumps({"schema_version": 1, "checks": {"": GOOD_ENTRY}}), "empty check id"),
+    ],
+)
+def test_a_malformed_baseline_names_the_file_and_the_problem(tmp_path, text, problem):
+    path = tmp_path / "checker-baseline.json"
+    path.write_text(text)
+    with pytest.raises(BaselineError, match=problem) as info:
+        load_baseline(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert not isinstance(info.value, BaselineMissing)
+
+
+def test_parse_baseline_accepts_a_minimal_hand_written_file():
+    loaded = parse_baseline('{"schema_version": 1, "checks": {"a": {"status": "fail", '
+                            '"invariant": "RSVD-COUNT"}}}')  # fmt: skip
+    assert loaded.checks == {"a": Expected("fail", "RSVD-COUNT")}
