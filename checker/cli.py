@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("profiles", help="list the kernel profiles, one line each")
 
-    verify = sub.add_parser("verify", help="run the check suite (a CI gate)")
-    verify.add_argument("--profile", help="run the suite for this profile only")
+    from checker.verify import add_arguments
+
+    add_arguments(sub.add_parser("verify", help="run the check suite (a CI gate)"))
     return parser
 
 
@@ -136,20 +137,14 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from dataclasses import replace as _replace
+    from checker.suite import SuiteError
+    from checker.verify import run
 
-    from checker.runners import RUNNERS, run_check
-    from checker.suite import Suite, expand
-
-    suite = Suite()
-    if args.profile:
-        suite = _replace(suite, profiles=(_profile(args.profile).name,))
-    results = [run_check(spec) for spec in expand(suite) if spec.kind in RUNNERS]
-    for r in results:
-        print(f"{r.status.upper():<5} {r.id:<45} {r.detail}")
-    failed = [r for r in results if r.status != "pass"]
-    print(f"checks: {len(results)}   pass {len(results) - len(failed)}   fail {len(failed)}")
-    return EXIT_FAIL if failed else EXIT_OK
+    try:
+        return run(args)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify}

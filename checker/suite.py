@@ -51,7 +51,7 @@ class Suite:
     profiles: tuple[str, ...] = tuple(PROFILES)
     maps: tuple[str, ...] = (BUILTIN,)
     flow_configs: tuple[str, ...] = ("default",)
-    checks: tuple[str, ...] = CHECK_KINDS
+    checks: tuple[str, ...] = ("log",)
     counterexamples: str = "counterexamples"
     bounds: Bounds = field(default_factory=Bounds)
     source: str = "built-in default suite"
