@@ -151,9 +151,12 @@ def tdmr_get_pamt_sz(tdmr: Tdmr, shift: int, entry_size: int, profile: Profile =
     return round_up(entries * entry_size, SZ_4K)
 
 
-def tdmr_get_nid(tdmr: Tdmr, memlist: tuple[MemRange, ...], messages: list[str]) -> int:
-    """`tdmr_get_nid`: node of the first entry ending above the TDMR base (starts ignored)."""
-    ends = [e.end for e in memlist]
+def tdmr_get_nid(tdmr: Tdmr, memlist: tuple[MemRange, ...], messages: list[str],
+                 ends: list[int] | None = None) -> int:
+    """`tdmr_get_nid`: node of the first entry ending above the TDMR base (starts ignored).
+    `ends` (the entries' end addresses) may be passed in by callers asking for many TDMRs."""
+    if ends is None:
+        ends = [e.end for e in memlist]
     i = bisect_left(ends, tdmr.base + 1)
     if i < len(memlist):
         return memlist[i].nid
@@ -168,12 +171,13 @@ def tdmrs_set_up_pamt_all(tdmrs: list[Tdmr], memlist: tuple[MemRange, ...],
     """`tdmr_set_up_pamt` for each TDMR: one chunk holding the 4K, 2M and 1G PAMTs in that
     order, on the TDMR's node if the allocator can. Any failure frees the earlier chunks."""
     allocator = placement.allocator(memlist)
+    ends = [e.end for e in memlist]
     out = []
     for index, tdmr in enumerate(tdmrs):
         sizes = tuple(tdmr_get_pamt_sz(tdmr, shift, entry, profile)
                       for shift, entry in zip(PAGE_SIZE_SHIFTS, sysinfo.pamt_entry_size,
                                               strict=True))
-        nid = tdmr_get_nid(tdmr, memlist, messages)
+        nid = tdmr_get_nid(tdmr, memlist, messages, ends)
         base = allocator.alloc(index, sum(sizes), nid)
         if base is None:
             return KernelError(-ENOMEM)
