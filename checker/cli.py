@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 
 from checker.readers import JSON_FORMAT_HELP, InputError, read_input
+from checker.synth import KINDS as SYNTH_KINDS
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -76,9 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="PAMT placement policy (default first-fit, or the input's "
                       "pamt_bases)")
     tdmr.add_argument("--verbose", action="store_true", help="list every range and area")
+    tdmr.add_argument("--worst-case", action="store_true",
+                      help="search every legal PAMT placement for one that breaks construction")
+    tdmr.add_argument("--plan", action="store_true",
+                      help="the best valid TDMR layout, next to the kernel's")
+    tdmr.add_argument("--timeout", type=_positive, default=30, metavar="S",
+                      help="solver timeout per query in seconds (default 30)")
     add_limit_options(tdmr)
 
+    cex = sub.add_parser("counterexample",
+                         help="the smallest memory map on which v6.8 breaks in a given way")
+    cex.add_argument("kind", choices=SYNTH_KINDS)
+    cex.add_argument("--format", choices=("text", "json"), default="text")
+    cex.add_argument("--save", action="store_true",
+                     help="store the map under counterexamples/ (replayed by verify)")
+    cex.add_argument("--counterexamples", default="counterexamples", metavar="DIR")
+    cex.add_argument("--timeout", type=_positive, default=30, metavar="S",
+                     help="solver timeout per query in seconds (default 30)")
+    add_limit_options(cex)
+
     sub.add_parser("profiles", help="list the kernel profiles, one line each")
+
+    replay = sub.add_parser("replay", help="re-run a stored counterexample (exit 1 while it "
+                            "still violates, 0 when it no longer does)")
+    replay.add_argument("file", help="a counterexample JSON file (counterexamples/*.json)")
 
     from checker.verify import add_arguments
 
@@ -119,13 +141,48 @@ def cmd_tdmr(args) -> int:
         raise UsageError(f"{args.input}: --holes cmr needs CMRs (CMR lines in the log, or "
                          "'cmrs' in the JSON map)")
     options = TdmrOptions(profile, args.placement, args.max_tdmrs, args.max_reserved,
-                          args.pamt_entry_size)
+                          args.pamt_entry_size, args.worst_case, args.plan,
+                          args.timeout * 1000)
     report = analyse(machine, options)
     if args.format == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         sys.stdout.write(render_text(report, args.verbose))
     return EXIT_FAIL if report["error"] else EXIT_OK
+
+
+def cmd_counterexample(args) -> int:
+    from checker.counterexamples import save_map_counterexample, synthesise_report
+
+    report, cex = synthesise_report(args.kind, args.max_tdmrs, args.max_reserved,
+                                    args.pamt_entry_size, args.timeout * 1000)
+    if args.save and cex.status == "found":
+        path = save_map_counterexample(report, args.counterexamples)
+        print(f"counterexample saved: {path}", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(report["text"] + "\n")
+    if cex.status != "found":
+        return EXIT_INCONCLUSIVE if "unknown" in report["text"] else EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_replay(args) -> int:
+    from checker.counterexamples import ReplayError, load_document, replay_document
+
+    try:
+        doc = load_document(args.file)
+        outcome = replay_document(doc, args.file)
+    except ReplayError as exc:
+        raise UsageError(str(exc)) from None
+    verdict = "still violates" if outcome.still_violates else "no longer violates"
+    print(f"{doc['check']}: {outcome.invariant} {verdict} (profile {doc['profile']})")
+    print(outcome.text)
+    if outcome.same_as_recorded is not None:
+        print("same result as recorded" if outcome.same_as_recorded
+              else "DIFFERENT from the recorded result:\n" + doc["counterexample"]["result"])
+    return EXIT_FAIL if outcome.still_violates else EXIT_OK
 
 
 def cmd_profiles(args) -> int:
@@ -147,4 +204,5 @@ def cmd_verify(args) -> int:
         return EXIT_USAGE
 
 
-COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify}
+COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify,
+            "counterexample": cmd_counterexample, "replay": cmd_replay}

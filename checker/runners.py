@@ -5,15 +5,29 @@ Runners are top-level functions of picklable inputs, so `--jobs` can run them an
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from checker.readers import InputError, read_input
-from checker.results import ERROR, FAIL, PASS, CheckResult, Location
+from checker.counterexamples import (
+    CONSTRUCT_FAILS,
+    LAYOUT_VIOLATED,
+    ReplayError,
+    load_document,
+    replay_document,
+)
+from checker.mapsearch import MAX_REGIONS, smallest_violating_map
+from checker.planner import plan_layout
+from checker.readers import InputError, MachineInput, read_input
+from checker.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
+from checker.solver import ANY_NODE, worst_case_placement
 from checker.suite import CheckSpec
-from checker.tdmr_report import TdmrOptions, analyse
+from checker.tdmr_report import TdmrOptions, analyse, build, effective_sysinfo
+from invariants.layout import CONSTRAINTS_BY_ID
+from spec.memory import build_tdx_memlist
 from spec.profiles import get_profile
 
 
@@ -40,7 +54,161 @@ def run_log(spec: CheckSpec) -> CheckResult:
                    location=Location("input", spec.config, 1))
 
 
-RUNNERS = {"log": run_log}
+def _map_options(spec: CheckSpec) -> tuple[MachineInput, TdmrOptions]:
+    machine = read_input(spec.config)
+    return machine, TdmrOptions(get_profile(spec.profile),
+                                timeout_ms=int(spec.bounds.solver_timeout_s * 1000))
+
+
+def _map_counterexample(machine: MachineInput, prop: str, text: str, errno: int | None = None,
+                        placement: str = "first-fit", bases: dict[int, int] | None = None
+                        ) -> dict[str, Any]:
+    """A replayable map counterexample: the map in our JSON format plus what to test."""
+    doc: dict[str, Any] = {"regions": [{"start": hex(r.start), "end": hex(r.end), "nid": r.nid}
+                                       for r in machine.regions]}
+    if machine.cmrs:
+        doc["cmrs"] = [{"start": hex(c.start), "end": hex(c.end)} for c in machine.cmrs]
+    if machine.sysinfo is not None:
+        doc["metadata"] = {"max_tdmrs": machine.sysinfo.max_tdmrs,
+                           "max_reserved_per_tdmr": machine.sysinfo.max_reserved_per_tdmr,
+                           "pamt_entry_size": list(machine.sysinfo.pamt_entry_size)}
+    if bases is not None:
+        doc["pamt_bases"] = [hex(bases[i]) for i in sorted(bases)]
+    return {"kind": "map", "map": doc, "placement": placement, "property": prop,
+            "errno": errno, "text": text}
+
+
+def _input_location(machine: MachineInput, line: int | None = None) -> Location:
+    return Location("input", machine.source, line or (machine.lines[0] if machine.lines else 1))
+
+
+def run_layout(spec: CheckSpec) -> CheckResult:
+    """The layout invariants on the TDMR list the profile's kernel hands to TDH.SYS.CONFIG."""
+    machine, options = _map_options(spec)
+    report = analyse(machine, options)
+    result = _result(spec, "LAYOUT", "the TDMR list handed to the module satisfies every "
+                     "layout invariant", "invariants/layout.py")
+    check = report["layout_check"]
+    if check["status"] == "not-built":
+        return replace(result, detail=f"not built: the kernel refuses the map "
+                       f"({report['error']['errno']}), nothing reaches the module")
+    if check["status"] == "valid":
+        return replace(result, detail=f"{len(report['tdmrs'])} TDMRs, every layout "
+                       "invariant holds")
+    first = check["violations"][0]
+    text = "\n".join(v["text"] for v in check["violations"])
+    invariant = CONSTRAINTS_BY_ID[first["constraint"]].invariant
+    return replace(result, status=FAIL, invariant=invariant.id, detail=first["text"],
+                   statement=invariant.statement, source=invariant.source,
+                   counterexample=_map_counterexample(machine, LAYOUT_VIOLATED, text),
+                   location=_input_location(machine))
+
+
+def run_worst_case(spec: CheckSpec) -> CheckResult:
+    """INIT-PLACEMENT-INDEPENDENT: if first-fit placement builds, every legal placement does."""
+    machine, options = _map_options(spec)
+    memlist = build_tdx_memlist(machine.regions)
+    sysinfo = effective_sysinfo(machine, options)
+    result = _result(spec, "INIT-PLACEMENT-INDEPENDENT", "when construction succeeds with "
+                     "first-fit PAMT placement it succeeds with every legal placement",
+                     "tdmr_set_up_pamt: alloc_contig_pages may return any free range")
+    worst = worst_case_placement(memlist, sysinfo, ANY_NODE, machine.cmrs, options.profile,
+                                 options.timeout_ms)
+    if worst.status == "unknown":
+        return replace(result, status=INCONCLUSIVE, detail=worst.describe(),
+                       bound=f"solver timeout {options.timeout_ms} ms")
+    if worst.status == "breaks" and worst.first_fit.ok:
+        err = worst.witness_result.error
+        return replace(result, status=FAIL, detail=worst.describe(),
+                       counterexample=_map_counterexample(
+                           machine, CONSTRUCT_FAILS, worst.describe(), err.errno,
+                           "explicit", worst.witness), location=_input_location(machine))
+    return replace(result, detail=worst.describe())
+
+
+def run_plan(spec: CheckSpec) -> CheckResult:
+    """INIT-WHEN-LAYOUT-EXISTS: the kernel builds TDMRs whenever a valid layout exists. A
+    failure is a kernel limitation on that map (a finding), not a broken safety rule."""
+    machine, options = _map_options(spec)
+    memlist = build_tdx_memlist(machine.regions)
+    sysinfo = effective_sysinfo(machine, options)
+    result = _result(spec, "INIT-WHEN-LAYOUT-EXISTS", "the kernel initialises whenever a "
+                     "valid TDMR layout exists for the machine",
+                     "canonical/tdx#135; LKML 2024-11-13 CMR-hole patch")
+    kernel, _ = build(machine, options)
+    if kernel.ok:
+        return replace(result, detail=f"the kernel builds {len(kernel.tdmrs)} TDMRs")
+    plan = plan_layout(memlist, sysinfo, machine.cmrs, options.profile, options.timeout_ms)
+    if plan.status == "found":
+        text = (f"finding: {spec.profile} fails ({kernel.error.errno}: {kernel.error.message})"
+                f" although a valid layout exists\n{plan.describe()}")
+        return replace(result, status=FAIL, detail=text.splitlines()[0],
+                       counterexample=_map_counterexample(machine, CONSTRUCT_FAILS, text,
+                                                          kernel.error.errno),
+                       location=_input_location(machine), extra={"finding": True})
+    if plan.status == "unknown":
+        return replace(result, status=INCONCLUSIVE, detail=plan.describe(),
+                       bound=f"solver timeout {options.timeout_ms} ms")
+    return replace(result, detail=f"the kernel fails ({kernel.error.errno}) and no valid "
+                   "layout exists either")
+
+
+def run_maps(spec: CheckSpec) -> CheckResult:
+    """The layout invariants on every small map of the grid, smallest first."""
+    profile = get_profile(spec.profile)
+    outcome = smallest_violating_map(profile, time_s=spec.bounds.time_s)
+    result = _result(spec, "LAYOUT", "the TDMR list handed to the module satisfies every "
+                     "layout invariant", "invariants/layout.py")
+    result = replace(result, states=outcome.maps_tried)
+    if outcome.witness is None:
+        if not outcome.complete:
+            return replace(result, status=INCONCLUSIVE, bound=f"time {spec.bounds.time_s} s",
+                           detail=f"no violation in the first {outcome.maps_tried} maps; "
+                           "bounded, not exhaustive")
+        return replace(result, detail=f"no violation on any of {outcome.maps_tried} grid maps "
+                       f"of up to {MAX_REGIONS} regions (exhaustive over the grid)")
+    w = outcome.witness
+    invariant = CONSTRAINTS_BY_ID[w.violations[0].constraint].invariant
+    text = "\n".join(v.describe(w.result.tdmrs) for v in w.violations)
+    machine = MachineInput("<grid map>", "json", w.regions, tuple(range(1, len(w.regions) + 1)))
+    return replace(result, status=FAIL, invariant=invariant.id, statement=invariant.statement,
+                   source=invariant.source,
+                   detail=f"{len(w.regions)}-region map ({w.placement}): "
+                          f"{w.violations[0].describe(w.result.tdmrs)}",
+                   counterexample=_map_counterexample(machine, LAYOUT_VIOLATED, text,
+                                                      placement=w.placement),
+                   location=Location("spec", *_spec_location("tdmrs_populate_rsvd_areas_all")))
+
+
+def run_replay(spec: CheckSpec) -> CheckResult:
+    """A stored counterexample, run again: fail while it still violates."""
+    doc = load_document(spec.config)
+    outcome = replay_document(doc, spec.config)
+    return CheckResult(spec.id, outcome.invariant, spec.profile, Path(spec.config).name,
+                       FAIL if outcome.still_violates else PASS,
+                       detail=("still violates: " if outcome.still_violates
+                               else "no longer violates: ") + outcome.text.splitlines()[0],
+                       counterexample={"kind": "replay", "file": spec.config,
+                                       "text": outcome.text} if outcome.still_violates
+                       else None)
+
+
+def _result(spec: CheckSpec, invariant: str, statement: str, source: str) -> CheckResult:
+    config = Path(spec.config).name if spec.config != "grid" else "grid"
+    return CheckResult(spec.id, invariant, spec.profile, config, PASS, statement=statement,
+                       source=source)
+
+
+def _spec_location(function: str) -> tuple[str, int, str]:
+    """File and line of a `spec.tdmr` function, for reports that point into the model."""
+    import spec.tdmr
+
+    target = getattr(spec.tdmr, function)
+    return (inspect.getsourcefile(target), inspect.getsourcelines(target)[1], function)
+
+
+RUNNERS = {"log": run_log, "layout": run_layout, "worst-case": run_worst_case,
+           "plan": run_plan, "maps": run_maps, "replay": run_replay}
 
 
 def run_check(spec: CheckSpec) -> CheckResult:
@@ -51,7 +219,7 @@ def run_check(spec: CheckSpec) -> CheckResult:
         if runner is None:
             raise NotImplementedError(f"no runner for check kind {spec.kind!r}")
         result = runner(spec)
-    except InputError as exc:
+    except (InputError, ReplayError) as exc:
         result = CheckResult(spec.id, "INPUT", spec.profile, spec.config, ERROR, str(exc))
     except Exception as exc:  # a checker defect: report it, keep the other checks going
         detail = f"{type(exc).__name__}: {exc}"

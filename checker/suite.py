@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from spec.profiles import PROFILES, V6_8, Profile
+from checker.readers import InputError, read_input
+from spec.profiles import HOLES_CMR, PROFILES, V6_8, Profile
 
 DATA = Path(__file__).parent / "data"
 BOOT_LOGS = DATA / "boot-logs"
 BUILTIN = "builtin"
-CHECK_KINDS = ("log", "layout", "worst-case", "plan", "flow", "replay")
+MAP_KINDS = ("log", "layout", "worst-case", "plan")
+CHECK_KINDS = (*MAP_KINDS, "maps", "flow", "replay")
 TDMR_RULES = frozenset({"holes", "pamt_entry_count_bits", "sort_reserved_areas",
                         "reserve_other_tdmrs_pamts"})
 _DESCRIPTIVE = frozenset({"name", "summary", "source", "kind"})
@@ -51,7 +54,7 @@ class Suite:
     profiles: tuple[str, ...] = tuple(PROFILES)
     maps: tuple[str, ...] = (BUILTIN,)
     flow_configs: tuple[str, ...] = ("default",)
-    checks: tuple[str, ...] = ("log",)
+    checks: tuple[str, ...] = ("log", "layout", "worst-case", "plan", "maps", "replay")
     counterexamples: str = "counterexamples"
     bounds: Bounds = field(default_factory=Bounds)
     source: str = "built-in default suite"
@@ -82,7 +85,7 @@ def profile_scope(profile: Profile) -> frozenset[str]:
     changed = rule_changes(profile)
     scope = set()
     if not changed or changed & TDMR_RULES:
-        scope |= {"layout", "worst-case", "plan"}
+        scope |= {"layout", "worst-case", "plan", "maps"}
     if not changed or changed - TDMR_RULES:
         scope.add("flow")
     if not changed:
@@ -91,9 +94,11 @@ def profile_scope(profile: Profile) -> frozenset[str]:
 
 
 def builtin_maps() -> list[Path]:
-    """The shipped boot logs that carry a memory map (e820 or CMR lines)."""
-    return [p for p in sorted(BOOT_LOGS.glob("*.log"))
-            if re.search(r"BIOS-e820:|CMR(?:\[\d+\])?: \[", p.read_text())]
+    """The shipped boot logs that carry a memory map (e820 or CMR lines), and the maps made
+    from them (`data/maps`)."""
+    paths = sorted(BOOT_LOGS.glob("*.log")) + sorted((DATA / "maps").glob("*"))
+    return [p for p in paths if re.search(r"BIOS-e820:|CMR(?:\[\d+\])?: \[|\"regions\"",
+                                          p.read_text())]
 
 
 def map_paths(suite: Suite) -> list[str]:
@@ -110,6 +115,25 @@ def map_name(path: str) -> str:
     return Path(path).stem
 
 
+@cache
+def _map_facts(path: str) -> tuple[bool, bool]:
+    """(has CMRs, logged a PAMT figure or failure) of a map; unreadable maps get every check,
+    so that the error is reported, not skipped."""
+    try:
+        machine = read_input(path)
+    except InputError:
+        return True, True
+    logged = machine.logged
+    return bool(machine.cmrs), logged.pamt_kb is not None or logged.error is not None
+
+
+def _applies(kind: str, profile: Profile, path: str) -> bool:
+    has_cmrs, has_log = _map_facts(path)
+    if profile.holes == HOLES_CMR and not has_cmrs:
+        return False  # the variant needs CMRs to find holes
+    return kind != "log" or has_log
+
+
 def expand(suite: Suite) -> list[CheckSpec]:
     """Every check the suite asks for, in a stable order."""
     specs = []
@@ -119,10 +143,13 @@ def expand(suite: Suite) -> list[CheckSpec]:
         for kind in suite.checks:
             if kind not in scope:
                 continue
-            if kind in ("log", "layout", "worst-case", "plan"):
+            if kind in MAP_KINDS:
                 for path in map_paths(suite):
-                    specs.append(CheckSpec(f"{kind}/{name}/{map_name(path)}", kind, name,
-                                           path, suite.bounds))
+                    if _applies(kind, profile, path):
+                        specs.append(CheckSpec(f"{kind}/{name}/{map_name(path)}", kind, name,
+                                               path, suite.bounds))
+            elif kind == "maps":
+                specs.append(CheckSpec(f"maps/{name}/grid", kind, name, "grid", suite.bounds))
             elif kind == "flow":
                 for config in suite.flow_configs:
                     specs.append(CheckSpec(f"flow/{name}/{config}", kind, name, config,
@@ -136,7 +163,7 @@ SUITE_HELP = """\
 profiles = ["v6.8", "cmr-holes"]      # default: every profile (`python -m checker profiles`)
 maps = ["builtin", "my-machine.json"]  # "builtin": the shipped boot logs
 flow_configs = ["default"]             # platform configurations for the explorer
-checks = ["log", "layout", "worst-case", "plan", "flow", "replay"]
+checks = ["log", "layout", "worst-case", "plan", "maps", "flow", "replay"]
 counterexamples = "counterexamples"    # where found counterexamples are stored and replayed
 [bounds]
 max_states = 3000000

@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from checker.planner import plan_layout
 from checker.readers import MachineInput
+from checker.solver import ANY_NODE, PREFERRED_NODE, explain_construction, worst_case_placement
+from invariants.layout import check_layout
 from spec.errno import KernelError
 from spec.memory import SZ_1G, MemRange, build_tdx_memlist
 from spec.placement import PLACEMENTS, ExplicitPlacement
@@ -24,6 +27,9 @@ class TdmrOptions:
     max_tdmrs: int | None = None
     max_reserved: int | None = None
     pamt_entry_size: tuple[int, int, int] | None = None
+    worst_case: bool = False
+    plan: bool = False
+    timeout_ms: int = 30_000
 
 
 def effective_sysinfo(machine: MachineInput, options: TdmrOptions) -> TdxSysinfo:
@@ -92,7 +98,17 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
         "logged_error": _error_json(logged.error),
         "reproduces_log": _reproduces(error, None if error else result.pamt_kb, logged),
         "alternative": None,
+        "layout_check": _layout_check(result, memlist, machine, sysinfo, options),
+        "worst_case": None,
+        "plan": None,
     }
+    if options.worst_case:
+        out["worst_case"] = [worst_case_placement(memlist, sysinfo, mode, machine.cmrs,
+                                                  options.profile, options.timeout_ms).to_json()
+                             for mode in (ANY_NODE, PREFERRED_NODE)]
+    if options.plan:
+        out["plan"] = plan_layout(memlist, sysinfo, machine.cmrs, options.profile,
+                                  options.timeout_ms).to_json()
     if (error and not module_error and machine.cmrs and not machine.memory_from_cmrs
             and options.profile.holes == HOLES_MEMBLOCK):
         alt_options = replace(options, profile=replace(options.profile, holes=HOLES_CMR))
@@ -101,6 +117,21 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
                               "error": _error_json(alt.error),
                               "headroom": _headroom(alt, sysinfo)}
     return out
+
+
+def _layout_check(result: ConstructResult, memlist, machine: MachineInput,
+                  sysinfo: TdxSysinfo, options: TdmrOptions) -> dict[str, Any]:
+    """The layout invariants on what construction built: on success, the list the module would
+    get; on failure, why no valid reserved areas exist for these TDMRs (a minimal core)."""
+    holes = machine.cmrs if options.profile.holes == HOLES_CMR else None
+    if result.ok:
+        found = check_layout(result.tdmrs, memlist, sysinfo, holes)
+        return {"status": "violated" if found else "valid",
+                "violations": [{"constraint": v.constraint, "tdmr": v.tdmr, "item": v.item,
+                                "text": v.describe(result.tdmrs)} for v in found]}
+    why = explain_construction(result, memlist, sysinfo, machine.cmrs, options.profile,
+                               options.timeout_ms)
+    return {"status": "not-built", "violations": [], "explanation": why.to_json()}
 
 
 def explain(result: ConstructResult, sysinfo: TdxSysinfo) -> str | None:
@@ -258,6 +289,22 @@ def _verdict_lines(report: dict[str, Any]) -> list[str]:
         verdict = ("matches the failure in the log" if same["error"]
                    else "does NOT match the model's result")
         lines.append(f"log: failed with {what}({logged['errno']}): {verdict}")
+    check = report["layout_check"]
+    if check["status"] == "valid":
+        lines.append("layout invariants: all hold on the TDMR list handed to TDH.SYS.CONFIG")
+    elif check["status"] == "violated":
+        lines.append(f"layout invariants: {len(check['violations'])} VIOLATED")
+        lines.extend(f"  {v['text']}" for v in check["violations"])
+    elif check["explanation"]["status"] == "unsat":
+        lines.append("why no layout with these TDMRs can work (minimal conflict):")
+        lines.extend(f"  {line}" for line in check["explanation"]["text"].splitlines())
+    for worst in report["worst_case"] or ():
+        lines.append(worst["text"])
+        if worst["witness"]:
+            lines.append("  witness PAMT bases: " + ", ".join(
+                f"TDMR {i} at {base}" for i, base in worst["witness"].items()))
+    if report["plan"]:
+        lines.extend(report["plan"]["text"].splitlines())
     alt = report["alternative"]
     if alt:
         if alt["error"] is None:

@@ -3,14 +3,12 @@ counterexamples. The gate's exit codes are in `checker.baseline`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from checker.baseline import (
     DEFAULT_BASELINE,
@@ -21,13 +19,12 @@ from checker.baseline import (
     load_baseline,
     write_baseline,
 )
+from checker.counterexamples import document, with_recorded_result, write_document
 from checker.progress import Progress
 from checker.reports import FORMATS, render
 from checker.results import FAIL, CheckResult
 from checker.runners import run_check
 from checker.suite import CheckSpec, Suite, expand, load_suite
-
-COUNTEREXAMPLE_SCHEMA_VERSION = 1
 
 
 def add_arguments(p) -> None:
@@ -122,13 +119,6 @@ def run_specs(specs: list[CheckSpec], jobs: int, quiet: bool) -> list[CheckResul
     return sorted(results, key=lambda r: r.id)
 
 
-def counterexample_document(result: CheckResult) -> dict[str, Any]:
-    """What a stored counterexample holds: enough to replay it without the suite."""
-    return {"schema_version": COUNTEREXAMPLE_SCHEMA_VERSION, "check": result.id,
-            "profile": result.profile, "config": result.config,
-            "invariant": result.invariant, "counterexample": result.counterexample}
-
-
 def store_counterexamples(results: list[CheckResult], folder: str) -> list[Path]:
     """Write each new counterexample as `<check>-<content hash>.json`; same content, same
     name, so a rerun writes nothing new."""
@@ -136,14 +126,12 @@ def store_counterexamples(results: list[CheckResult], folder: str) -> list[Path]
     for result in results:
         if result.status != FAIL or not result.counterexample or result.id.startswith("replay/"):
             continue
-        doc = counterexample_document(result)
-        body = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-        digest = hashlib.sha256(body.encode()).hexdigest()[:10]
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.id.replace("/", "--"))
-        path = Path(folder) / f"{name}-{digest}.json"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(body)
+        doc = with_recorded_result(document(result.id, result.profile, result.config,
+                                            result.invariant, dict(result.counterexample)))
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.id.replace("/", "--"))
+        before = set(Path(folder).glob("*.json")) if Path(folder).is_dir() else set()
+        path = write_document(doc, folder, stem)
+        if path not in before:
             written.append(path)
     return written
 
