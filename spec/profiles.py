@@ -28,6 +28,31 @@ class Profile:
     pamt_entry_count_bits: int | None = None  # None: exact; 32: the v5 signed-int bug
     sort_reserved_areas: bool = True  # tdmr_populate_rsvd_areas ends with sort_rsvd_areas
     reserve_other_tdmrs_pamts: bool = True  # tdmr_populate_rsvd_pamts looks at every TDMR
+    # --- flow --- (spec.flow; each switch is one rule, True is what v6.8 does)
+    tdx_init_disables_s3: bool = True  # tdx_init turns ACPI S3 off for the whole boot
+    tdx_init_refuses_hibernation: bool = True  # tdx_init fails when hibernation is available
+    cpu_enable_irqs_off: bool = True  # tdx_cpu_enable runs with interrupts off (no re-entry)
+    cache_sysinit_failure: bool = True  # try_init_module_global caches a failed TDH.SYS.INIT too
+    cpu_enable_checks_global_result: bool = True  # no LP.INIT after TDH.SYS.INIT failed
+    lp_flag_survives_offline: bool = True  # tdx_lp_initialized is never cleared
+    callers_enable_all_cpus: bool = True  # callers run tdx_cpu_enable on every online CPU
+    package_check_under_hotplug_lock: bool = True  # callers check packages after cpus_read_lock
+    caller_holds_cpus_lock: bool = True  # cpus_read_lock held from tdx_cpu_enable to tdx_enable
+    vmx_refcounted: bool = True  # VMXOFF only when the last VMX user of that CPU leaves
+    error_is_final: bool = True  # tdx_enable in ERROR returns -EINVAL without retrying
+    enodev_marks_error: bool = True  # an -ENODEV init failure also moves the module to ERROR
+    release_mutex_on_failure: bool = True  # tdx_enable unlocks its mutex on the error path too
+    config_failure_frees_pamts: bool = True  # TDH.SYS.CONFIG failure unwinds via free PAMTs
+    construct_failure_skips_pamt_free: bool = True  # construct_tdmrs freed its PAMTs already
+    wbinvd_before_key_config: bool = True  # config_global_keyid flushes caches first
+    key_config_once_per_package: bool = True  # one TDH.SYS.KEY.CONFIG per package, not per CPU
+    key_config_serial: bool = True  # each KEY.CONFIG completes before the next is issued
+    unkeyed_package_fails_init: bool = True  # the module refuses TDMR.INIT with a package unkeyed
+    init_tdmrs_until_done: bool = True  # TDH.SYS.TDMR.INIT repeated until each TDMR is done
+    reset_pamts_on_late_failure: bool = True  # failure after KEY.CONFIG: WBINVD and reset PAMTs
+    keep_tdmr_list: bool = True  # TDMR list kept after success (the #MC handler reads it)
+    notifier_checks_whole_range: bool = True  # is_tdx_memory needs the whole range in one entry
+    notifier_allows_when_empty: bool = True  # an empty snapshot vetoes nothing
 
     def but(self, name: str, summary: str, source: str, kind: str = "bug", **changes) -> Profile:
         """A profile that differs from this one in `changes` only."""

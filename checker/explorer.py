@@ -1,0 +1,287 @@
+"""A generic bounded breadth-first explorer with shortest counterexamples.
+
+It knows nothing of TDX. A model offers:
+- `initial_states()`: an iterable of hashable states;
+- `successors(state)`: an iterable of `(label, next_state)` in a deterministic order;
+- `canonical(state)`: a representative of the state's symmetry class (used unless
+  `symmetry=False`);
+- optionally `state_fields(state) -> dict[str, str]` and `describe() -> dict`, for traces.
+
+A property offers `id` and `kind`, and by kind:
+- "state": `check(state) -> bool`, true when the state is fine;
+- "transition": `check(state, label, next_state) -> bool`;
+- "eventually": `check(state) -> bool` names goal states; the property holds when a goal is
+  reachable from every reachable state (checked only after an exhaustive run).
+
+Breadth-first order makes every reported trace a shortest one: states are expanded layer by
+layer, so the first violation found of each property is at the smallest depth. Only canonical
+states are stored; a trace is turned back into concrete steps by replaying the model from a
+real initial state and picking, at each depth, the first successor with the recorded
+canonical form.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Limits on one run; hitting any makes an otherwise clean run "bounded, not exhaustive"."""
+
+    max_depth: int | None = None
+    max_states: int | None = None
+    max_seconds: float | None = None
+
+
+@dataclass
+class Trace:
+    """A run of the model: an initial state and the (label, state) steps taken from it."""
+
+    initial: Any
+    steps: list[tuple[Any, Any]]
+    model: dict = field(default_factory=dict)
+    invariant: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def states(self) -> list:
+        return [self.initial] + [s for _, s in self.steps]
+
+
+@dataclass
+class Violation:
+    invariant: str
+    depth: int
+    trace: Trace
+
+
+@dataclass
+class ExplorationResult:
+    verdict: str
+    violations: dict[str, Violation]
+    distinct_states: int
+    transitions: int
+    max_depth: int
+    seconds: float
+    bound_hit: str | None
+    symmetry: bool
+    properties: tuple[str, ...]
+    graph: StateGraph | None = None
+
+    @property
+    def violation(self) -> Violation | None:
+        """The first violation found (the shortest, when the run stopped at it)."""
+        return next(iter(self.violations.values()), None)
+
+    @property
+    def violated(self) -> str | None:
+        return self.violation.invariant if self.violation else None
+
+    @property
+    def trace(self) -> Trace | None:
+        return self.violation.trace if self.violation else None
+
+    @property
+    def states_per_second(self) -> float:
+        return self.distinct_states / self.seconds if self.seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        head = {PASS: "holds", FAIL: f"FAILS {self.violated}",
+                INCONCLUSIVE: "bounded, not exhaustive"}[self.verdict]
+        bound = f" (bound hit: {self.bound_hit})" if self.bound_hit else ""
+        return (f"{head}{bound}: {self.distinct_states:,} distinct states, "
+                f"{self.transitions:,} transitions, depth {self.max_depth}, "
+                f"{self.seconds:.2f} s, {self.states_per_second:,.0f} states/s")
+
+
+@dataclass
+class StateGraph:
+    """The explored graph: canonical states by id (BFS order) and labelled edges."""
+
+    states: list
+    edges: list[tuple[int, Any, int]]
+    initial: list[int]
+
+
+def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetry: bool = True,
+            stop_at_first: bool = True, keep_graph: bool = False) -> ExplorationResult:
+    """Breadth-first search of `model` checking `properties`.
+
+    With `stop_at_first` the run ends at the first violation; otherwise it goes on and keeps
+    the first (shortest) violation of every property. `keep_graph` records every edge with
+    its label (for `checker.graph`); edges without labels are kept anyway when an
+    "eventually" property needs them.
+    """
+    started = time.perf_counter()
+    canon = model.canonical if symmetry else _identity
+    state_props = [p for p in properties if p.kind == "state"]
+    step_props = [p for p in properties if p.kind == "transition"]
+    goal_props = [p for p in properties if p.kind == "eventually"]
+    record_edges = keep_graph or bool(goal_props)
+    seen: dict[Any, int] = {}
+    states: list = []
+    parent = array("i")
+    labels: list = []
+    edge_src, edge_dst = array("i"), array("i")
+    graph_edges: list[tuple[int, Any, int]] = []
+    found: dict[str, tuple[int, int, Any, Any]] = {}  # id -> (depth, state id, label, next)
+    transitions = 0
+    bound_hit = None
+    deadline = started + bounds.max_seconds if bounds.max_seconds else None
+
+    def add(state, parent_id: int, label) -> int:
+        ident = len(states)
+        seen[state] = ident
+        states.append(state)
+        parent.append(parent_id)
+        labels.append(label)
+        return ident
+
+    def note(prop_id: str, depth: int, ident: int, label=None, nxt=None) -> None:
+        if prop_id not in found:
+            found[prop_id] = (depth, ident, label, nxt)
+
+    initial_ids = []
+    for state in model.initial_states():
+        state = canon(state)
+        if state in seen:
+            continue
+        ident = add(state, -1, None)
+        initial_ids.append(ident)
+        for prop in state_props:
+            if not prop.check(state):
+                note(prop.id, 0, ident)
+    successors, seen_get = model.successors, seen.get
+    state_checks = [(p.id, p.check) for p in state_props]
+    step_checks = [(p.id, p.check) for p in step_props]
+    frontier = list(initial_ids)
+    depth = 0  # depth of the deepest state discovered so far
+    stop = bool(found) and stop_at_first
+    while frontier and not stop and bound_hit is None:
+        if bounds.max_depth is not None and depth >= bounds.max_depth:
+            bound_hit = "depth"
+            break
+        next_frontier: list[int] = []
+        for count, ident in enumerate(frontier):
+            if deadline and count % 256 == 0 and time.perf_counter() > deadline:
+                bound_hit = "time"
+                break
+            if bounds.max_states is not None and len(states) >= bounds.max_states:
+                bound_hit = "states"
+                break
+            state = states[ident]
+            for label, nxt in successors(state):
+                transitions += 1
+                for prop_id, check in step_checks:
+                    if not check(state, label, nxt) and prop_id not in found:
+                        note(prop_id, depth + 1, ident, label, nxt)
+                if nxt is state:  # a step that changes nothing (a refused request)
+                    target = ident
+                else:
+                    nxt = canon(nxt)
+                    target = seen_get(nxt)
+                if target is None:
+                    target = add(nxt, ident, label)
+                    next_frontier.append(target)
+                    for prop_id, check in state_checks:
+                        if not check(nxt) and prop_id not in found:
+                            note(prop_id, depth + 1, target)
+                if record_edges:
+                    edge_src.append(ident)
+                    edge_dst.append(target)
+                    if keep_graph:
+                        graph_edges.append((ident, label, target))
+            if found and stop_at_first:
+                stop = True
+                break
+        if next_frontier:
+            depth += 1
+        frontier = next_frontier
+    exhaustive = bound_hit is None and not stop
+    if exhaustive and goal_props:
+        for prop in goal_props:
+            stuck = _first_stuck_state(states, edge_src, edge_dst, prop)
+            if stuck is not None:
+                note(prop.id, _depth(parent, stuck), stuck)
+    elapsed = time.perf_counter() - started
+    violations = {}
+    for prop_id, (_, ident, label, nxt) in sorted(found.items(),
+                                                       key=lambda kv: (kv[1][0], kv[1][1])):
+        prop = next(p for p in properties if p.id == prop_id)
+        trace = _concrete_trace(model, canon, states, parent, labels, ident, prop, label, nxt)
+        violations[prop_id] = Violation(prop_id, len(trace), trace)
+    if violations:
+        verdict = FAIL
+    else:
+        verdict = INCONCLUSIVE if bound_hit else PASS
+    graph = StateGraph(states, graph_edges, initial_ids) if keep_graph else None
+    return ExplorationResult(verdict, violations, len(states), transitions, depth, elapsed,
+                             bound_hit, symmetry, tuple(p.id for p in properties), graph)
+
+
+def _identity(state):
+    return state
+
+
+def _depth(parent: array, ident: int) -> int:
+    depth = 0
+    while parent[ident] >= 0:
+        ident = parent[ident]
+        depth += 1
+    return depth
+
+
+def _first_stuck_state(states: list, src: array, dst: array, prop) -> int | None:
+    """The lowest-id (so shallowest) state from which no goal state is reachable."""
+    count = len(states)
+    reverse: list[list[int]] = [[] for _ in range(count)]
+    for a, b in zip(src, dst, strict=True):
+        reverse[b].append(a)
+    can_reach = bytearray(count)
+    stack = [i for i, s in enumerate(states) if prop.check(s)]
+    for i in stack:
+        can_reach[i] = 1
+    while stack:
+        for pred in reverse[stack.pop()]:
+            if not can_reach[pred]:
+                can_reach[pred] = 1
+                stack.append(pred)
+    return next((i for i in range(count) if not can_reach[i]), None)
+
+
+def _concrete_trace(model, canon, states, parent, labels, ident, prop, label, nxt) -> Trace:
+    """Turn the canonical path to `ident` (plus the violating step, for transition
+    properties) into concrete steps of the model."""
+    path = []
+    while ident >= 0:
+        path.append(ident)
+        ident = parent[ident]
+    path.reverse()
+    target = states[path[0]]
+    current = next(s for s in model.initial_states() if canon(s) == target)
+    initial = current
+    steps: list[tuple[Any, Any]] = []
+    for ident in path[1:]:
+        wanted = states[ident]
+        candidates = [(lab, s) for lab, s in model.successors(current) if canon(s) == wanted]
+        exact = [c for c in candidates if c[0] == labels[ident]]
+        step = (exact or candidates)[0]
+        steps.append(step)
+        current = step[1]
+    if prop.kind == "transition":
+        wanted = canon(nxt)
+        step = next(((lab, s) for lab, s in model.successors(current)
+                     if canon(s) == wanted and not prop.check(current, lab, s)))
+        steps.append(step)
+    describe = getattr(model, "describe", None)
+    return Trace(initial, steps, describe() if describe else {}, prop.id)
+

@@ -1,0 +1,73 @@
+"""Named flow configurations, and configurations from flags (`2x2`, faults, events)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from spec.flow import FlowConfig, TdxFlow
+from spec.platform import Platform
+from spec.profiles import get_profile
+from spec.sysinfo import TdxSysinfo
+
+DEFAULT = "default"
+
+CONFIGS: dict[str, FlowConfig] = {c.name: c for c in (
+    FlowConfig(name=DEFAULT),
+    FlowConfig(name="1x1", platform=Platform(packages=1, cpus_per_package=1)),
+    FlowConfig(name="2x1", platform=Platform(packages=2, cpus_per_package=1)),
+    FlowConfig(name="2x4", platform=Platform(packages=2, cpus_per_package=4)),
+    FlowConfig(name="4x2", platform=Platform(packages=4, cpus_per_package=2)),
+    FlowConfig(name="reload", caller_loads=(2, 1)),
+    FlowConfig(name="quiet-2x2", cpu_hotplug=False, memory_hotplug=False, sleep_requests=False,
+               machine_checks=False, boot_hibernation=(False,)),
+    FlowConfig(name="rsvd-exhausted",
+               platform=Platform(sysinfo=TdxSysinfo(max_reserved_per_tdmr=1))),
+    FlowConfig(name="too-few-keyids", platform=Platform(private_keyids=1)),
+    FlowConfig(name="unchecked-callers", callers_check_packages=False),
+)}
+
+_SHAPE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def get_config(name: str) -> FlowConfig:
+    """A named configuration, or a shape `PxC` (the default configuration on that topology)."""
+    if name in CONFIGS:
+        return CONFIGS[name]
+    match = _SHAPE.match(name)
+    if match:
+        packages, cpus = int(match.group(1)), int(match.group(2))
+        return replace(CONFIGS[DEFAULT], name=name,
+                       platform=replace(Platform(), packages=packages, cpus_per_package=cpus))
+    raise KeyError(f"unknown flow configuration {name!r} (known: {', '.join(CONFIGS)}, or PxC)")
+
+
+def configure(base: str = DEFAULT, **flags) -> FlowConfig:
+    """`base` with some fields changed: `faults=0`, `cpu_hotplug=False`, `erratum=False`,
+    `packages=4`, ... Platform fields go to the platform, the rest to the configuration."""
+    config = get_config(base)
+    platform_fields = {k: flags.pop(k) for k in list(flags) if hasattr(config.platform, k)}
+    if "faults" in flags:
+        flags["fault_budget"] = flags.pop("faults")
+    platform = replace(config.platform, **platform_fields)
+    name = flags.pop("name", None) or _flag_name(base, platform_fields, flags)
+    return replace(config, name=name, platform=platform, **flags)
+
+
+def _flag_name(base: str, platform_fields: dict, flags: dict) -> str:
+    changed = {**platform_fields, **flags}
+    if not changed:
+        return base
+    return base + "," + ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
+
+
+def flow_model(profile: str = "v6.8", config: str | FlowConfig = DEFAULT) -> TdxFlow:
+    """The flow model for a profile name and a configuration (name or object)."""
+    if isinstance(config, str):
+        config = get_config(config)
+    return TdxFlow(get_profile(profile), config)
+
+
+def model_from_description(description: dict) -> TdxFlow:
+    """Rebuild the model a trace was recorded on (the `model` block of its JSON)."""
+    return flow_model(description["profile"], description["config"])

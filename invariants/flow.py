@@ -1,0 +1,264 @@
+"""Flow invariants: what must hold in every reachable state and step of `spec.flow`.
+
+Each is a general rule of the TDX host design (behaviour notes, section 7), stated without
+reference to any particular bug. `flow_invariants(flow)` binds them to one model, since some
+rules need its layout (how many TDMR.INIT calls a TDMR takes, which memory is online).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spec import flow as F
+from spec.seamcall import (
+    TDH_PHYMEM_PAGE_RDMD,
+    TDH_SYS_INIT,
+    TDH_SYS_LP_INIT,
+)
+
+TDX_C = "arch/x86/virt/vmx/tdx/tdx.c"
+
+
+@dataclass(frozen=True)
+class FlowInvariant:
+    """A named property. `kind` is "state", "transition" or "eventually" (see
+    `checker.explorer`); `spec_function` is the model function whose rule it guards, so a report
+    can point at its file and line."""
+
+    id: str
+    statement: str
+    source: str
+    kind: str
+    spec_function: Callable
+    check: Callable
+
+
+def _seamcall_cpus(flow: F.TdxFlow, state: F.State, step: F.Step) -> list[F.Cpu]:
+    """The CPUs a SEAMCALL may run on: its own, or any online CPU for process context."""
+    if step.cpu is not None:
+        return [flow.cpu(state, step.cpu)]
+    return [cpu for _, cpu in flow.cpus(state) if cpu.online]
+
+
+def _covered(memlist, start: int, end: int) -> bool:
+    """[start, end) lies inside the union of the snapshot entries."""
+    position = start
+    for entry in memlist:
+        if entry.start <= position < entry.end:
+            position = entry.end
+            if position >= end:
+                return True
+    return position >= end
+
+
+def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
+    """The flow invariants of `flow`, in the order of the behaviour notes."""
+    cpus = flow.cpus
+
+    def sysinit_once(s: F.State) -> bool:
+        return s.sysinit_issues <= 1
+
+    def no_lp_init_after_sysinit_failure(s: F.State, step: F.Step, _t: F.State) -> bool:
+        failed = s.sysinit_issues and s.sysinit_ret != 0
+        return not (failed and step.seamcall == TDH_SYS_LP_INIT)
+
+    def lp_once(s: F.State, step: F.Step, _t: F.State) -> bool:
+        return step.seamcall != TDH_SYS_LP_INIT or not flow.cpu(s, step.cpu).lp_done
+
+    def no_seamcall_before_lp_init(s: F.State, step: F.Step, _t: F.State) -> bool:
+        if step.seamcall in (None, TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_PHYMEM_PAGE_RDMD):
+            return True
+        return all(c.lp_done for c in _seamcall_cpus(flow, s, step))
+
+    def vmx_before_seamcall(s: F.State, step: F.Step, t: F.State) -> bool:
+        # An IPI's VMXON and its first SEAMCALL share one step, and a failed call's VMXOFF
+        # shares the step of the call, so the CPU counts when it is in VMX operation on
+        # either side of the step.
+        if step.seamcall in (None, TDH_PHYMEM_PAGE_RDMD):
+            return True
+        before, after = _seamcall_cpus(flow, s, step), _seamcall_cpus(flow, t, step)
+        return all(a.vmx or b.vmx for a, b in zip(before, after, strict=False))
+
+    def status_monotone(s: F.State, _step: F.Step, t: F.State) -> bool:
+        return s.status == t.status or s.status == F.UNINITIALIZED
+
+    def init_at_most_once(s: F.State) -> bool:
+        return s.init_runs <= 1
+
+    def config_once(s: F.State) -> bool:
+        return s.config_issues <= 1
+
+    def key_once_per_package(s: F.State) -> bool:
+        if any(p.key_issues > 1 for p in s.packages):
+            return False
+        return s.status != F.INITIALIZED or all(p.keyed for p in s.packages)
+
+    def key_serial(s: F.State) -> bool:
+        if s.step != F.S_KEYS:
+            return True
+        return sum(1 for _, c in cpus(s) if c.key == F.KEY_IN_FLIGHT) <= 1
+
+    def keys_before_tdmr_init(s: F.State) -> bool:
+        return not any(s.tdmr_done) or all(p.keyed for p in s.packages)
+
+    def ready_implies_all_tdmrs(s: F.State) -> bool:
+        if s.status != F.INITIALIZED:
+            return True
+        calls = flow.layout(s).tdmr_init_calls
+        return len(s.tdmr_done) == len(calls) and all(
+            done >= need for done, need in zip(s.tdmr_done, calls, strict=True))
+
+    def flush_before_key(s: F.State) -> bool:
+        both = F.PAMT_WRITTEN | F.PAMT_KERNEL_DIRTY
+        return all(c & both != both for c in s.pamt)
+
+    def pamt_reset_before_free(s: F.State) -> bool:
+        dirty = F.PAMT_WRITTEN | F.PAMT_GLOBAL_DIRTY
+        return all(not (c & F.PAMT_FREED and c & dirty) for c in s.pamt)
+
+    def pamt_free_once(s: F.State) -> bool:
+        return all(not c & F.PAMT_FREED_TWICE for c in s.pamt)
+
+    def pamt_no_leak(s: F.State) -> bool:
+        if s.mutex >= 0 and s.callers[s.mutex].pc == F.IN_TDX:
+            return True  # not a quiescent point
+        for chunk in s.pamt:
+            if chunk & F.PAMT_OWNED:
+                if s.status != F.INITIALIZED:
+                    return False
+            elif chunk & F.PAMT_ALLOCATED:
+                return False
+        return True
+
+    def memory_static_when_ready(s: F.State) -> bool:
+        if s.status != F.INITIALIZED:
+            return True
+        memlist = flow.snapshot_memlist(s)
+        return all(_covered(memlist, start, end) for start, end in flow.online_memory(s))
+
+    def online_veto_only_when_ready(s: F.State, step: F.Step, t: F.State) -> bool:
+        vetoed = step.action == "memory_online" and s.hot == t.hot
+        return not vetoed or s.status == F.INITIALIZED
+
+    def cpus_frozen_during_enable(s: F.State, _step: F.Step, t: F.State) -> bool:
+        if s.packages is t.packages or s.mutex < 0 or s.callers[s.mutex].pc != F.IN_TDX:
+            return True
+        return _online_mask(flow, s) == _online_mask(flow, t)
+
+    def packages_online_for_keys(s: F.State) -> bool:
+        if s.step != F.S_KEYS or s.mutex < 0:
+            return True
+        return all(any(c.online for c in p.cpus) for p in s.packages)
+
+    def no_sleep_with_tdx(s: F.State) -> bool:
+        return not (s.tdx_on and (s.s3_entered or s.hibernated))
+
+    def machine_check_blames_module_pages(s: F.State, step: F.Step, _t: F.State) -> bool:
+        if step.action != "machine_check":
+            return True
+        page = F.machine_check_page(step)
+        asked = step.seamcall == TDH_PHYMEM_PAGE_RDMD and flow.platform.erratum
+        expected = asked and flow.page_owned_by_module(s, page)
+        return F.machine_check_reported(step) == expected
+
+    def callers_at_rest(s: F.State) -> bool:
+        return not s.hotplug_busy and all(c.pc in (F.IDLE, F.LOADED) for c in s.callers)
+
+    T = FlowInvariant
+    return [
+        T("SYSINIT-ONCE", "TDH.SYS.INIT is issued at most once per boot.",
+          f"{TDX_C}: try_init_module_global (sysinit_done caches the result)", "state",
+          F.TdxFlow._tdx_cpu_enable, sysinit_once),
+        T("NO-LP-INIT-AFTER-SYSINIT-FAILURE",
+          "Once TDH.SYS.INIT has failed, no TDH.SYS.LP.INIT is issued.",
+          f"{TDX_C}: tdx_cpu_enable returns the cached global error", "transition",
+          F.TdxFlow._tdx_cpu_enable, no_lp_init_after_sysinit_failure),
+        T("LP-ONCE", "TDH.SYS.LP.INIT is never issued on a CPU where it already succeeded.",
+          f"{TDX_C}: tdx_cpu_enable (per-CPU tdx_lp_initialized, interrupts off)",
+          "transition", F.TdxFlow._frame_steps, lp_once),
+        T("NO-SEAMCALL-BEFORE-LP-INIT",
+          "No SEAMCALL other than TDH.SYS.INIT/LP.INIT (and the #MC handler's RDMD) runs on a "
+          "CPU before its TDH.SYS.LP.INIT succeeded.",
+          f"{TDX_C}: tdx_enable caller contract (tdx_cpu_enable on every online CPU)",
+          "transition", F.TdxFlow._ipi_targets, no_seamcall_before_lp_init),
+        T("VMX-BEFORE-SEAMCALL",
+          "No SEAMCALL (but the #MC handler's fault-tolerant RDMD) runs on a CPU outside VMX "
+          "operation.", f"{TDX_C}: seamcall callers must have done VMXON", "transition",
+          F.TdxFlow._release_vmx, vmx_before_seamcall),
+        T("STATUS-MONOTONE",
+          "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR.",
+          f"{TDX_C}: __tdx_enable (no way back from ERROR)", "transition",
+          F.TdxFlow._tdx_enable, status_monotone),
+        T("INIT-AT-MOST-ONCE", "init_tdx_module runs at most once per boot.",
+          f"{TDX_C}: __tdx_enable switch on tdx_module_status", "state",
+          F.TdxFlow._init_failed, init_at_most_once),
+        T("CONFIG-ONCE", "TDH.SYS.CONFIG is issued at most once per boot.",
+          f"{TDX_C}: config_tdx_module", "state", F.TdxFlow._init_steps, config_once),
+        T("KEY-ONCE-PER-PACKAGE",
+          "TDH.SYS.KEY.CONFIG is issued at most once per package, and an initialised module "
+          "has every package's key configured.",
+          f"{TDX_C}: config_global_keyid (per-package cpumask)", "state",
+          F.TdxFlow._key_targets, key_once_per_package),
+        T("KEY-SERIAL", "At most one TDH.SYS.KEY.CONFIG is in flight at any time.",
+          f"{TDX_C}: config_global_keyid (smp_call_on_cpu, one at a time)", "state",
+          F.TdxFlow._config_global_keyid, key_serial),
+        T("KEYS-BEFORE-TDMR-INIT",
+          "No TDMR is initialised while some package lacks its global key.",
+          f"{TDX_C}: init_tdx_module (config_global_keyid before init_tdmrs)", "state",
+          F.TdxFlow._init_tdmr, keys_before_tdmr_init),
+        T("READY-IMPLIES-ALL-TDMRS",
+          "The module is INITIALIZED only when every TDMR is fully initialised.",
+          f"{TDX_C}: init_tdmr (loop until next-to-initialize reaches the TDMR end)", "state",
+          F.TdxFlow._init_tdmr, ready_implies_all_tdmrs),
+        T("FLUSH-BEFORE-KEY",
+          "Kernel cache lines of PAMT memory are written back before the module may write it "
+          "with the global KeyID.", f"{TDX_C}: config_global_keyid (wbinvd_on_all_cpus)",
+          "state", F.TdxFlow._begin_key_config, flush_before_key),
+        T("PAMT-RESET-BEFORE-FREE",
+          "PAMT memory goes back to the page allocator only with no module data left in it or "
+          "in the caches.", f"{TDX_C}: init_tdx_module err_reset_pamts "
+          "(wbinvd_on_all_cpus, tdmrs_reset_pamt_all)", "state", F.TdxFlow._init_steps,
+          pamt_reset_before_free),
+        T("PAMT-FREE-ONCE", "No PAMT chunk is freed twice.",
+          f"{TDX_C}: construct_tdmrs / init_tdx_module unwinding labels", "state",
+          F.TdxFlow._construct_tdmrs, pamt_free_once),
+        T("PAMT-NO-LEAK",
+          "Outside init_tdx_module every PAMT chunk is either freed, never allocated, or owned "
+          "by an INITIALIZED module.", f"{TDX_C}: init_tdx_module unwinding", "state",
+          F.TdxFlow._init_failed, pamt_no_leak),
+        T("MEMORY-STATIC-WHEN-READY",
+          "While the module is INITIALIZED, all online memory lies in the TDX memory snapshot.",
+          f"{TDX_C}: tdx_memory_notifier / is_tdx_memory", "state", F.memory_notifier,
+          memory_static_when_ready),
+        T("ONLINE-VETO-ONLY-WHEN-READY",
+          "Memory onlining is vetoed only while an initialised module holds the snapshot.",
+          f"{TDX_C}: tdx_memory_notifier (empty tdx_memlist allows everything)", "transition",
+          F.memory_notifier, online_veto_only_when_ready),
+        T("CPUS-FROZEN-DURING-ENABLE",
+          "No CPU comes or goes while init_tdx_module runs.",
+          f"{TDX_C}: tdx_enable caller contract (cpus_read_lock)", "transition",
+          F.TdxFlow.cpus_read_locked, cpus_frozen_during_enable),
+        T("PACKAGES-ONLINE-FOR-KEYS",
+          "Every package has an online CPU while the global key is being configured.",
+          f"{TDX_C}: config_global_keyid (a package without online CPU is skipped)", "state",
+          F.TdxFlow._packages_online, packages_online_for_keys),
+        T("NO-S3-OR-HIBERNATE-WITH-TDX",
+          "A boot with TDX enabled never enters ACPI S3 nor hibernates.",
+          f"{TDX_C}: tdx_init (acpi_suspend_lowlevel = NULL, hibernation check)", "state",
+          F.TdxFlow.tdx_init, no_sleep_with_tdx),
+        T("MC-BLAMES-MODULE-PAGES",
+          "On erratum parts a machine check is blamed on TDX private memory exactly when RDMD "
+          "can run and the page belongs to the initialised module.",
+          f"{TDX_C}: tdx_dump_mce_info / paddr_is_tdx_private / is_pamt_page", "transition",
+          F.TdxFlow.machine_check, machine_check_blames_module_pages),
+        T("DEADLOCK-FREE",
+          "From every reachable state all callers can still finish (come to rest).",
+          f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock",
+          "eventually", F.TdxFlow._tdx_enable, callers_at_rest),
+    ]
+
+
+def _online_mask(flow: F.TdxFlow, state: F.State) -> tuple[bool, ...]:
+    return tuple(cpu.online for _, cpu in flow.cpus(state))
+

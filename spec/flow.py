@@ -1,0 +1,954 @@
+"""The v6.8 TDX host flow as a transition system (behaviour notes, sections 4-7).
+
+A state is an immutable tuple tree (`State`, `Package`, `Cpu`, `Caller`); `TdxFlow.successors`
+lists every step the kernel, its callers or the environment can take next, each as a `Step`
+label naming the kernel function or event, the CPU, the SEAMCALL and its result. Steps are
+atomic where another CPU or thread can interleave: a lock section, one SEAMCALL, one IPI.
+
+Modelling choices (each keeps the state space finite or the model symmetric):
+- Callers are KVM-like users: take `cpus_read_lock`, check every package has an online CPU,
+  IPI every online CPU (VMXON, then `tdx_cpu_enable`), call `tdx_enable`, unlock. They may IPI
+  the CPUs in any order (the kernel's `on_each_cpu` runs them in parallel), and
+  `config_global_keyid` may take the packages in any order and use any online CPU of a package.
+  The kernel's id order is one of these runs; letting all of them happen makes CPU and package
+  numbering irrelevant, so sorting CPUs and packages (`canonical`) is an exact reduction.
+- SEAMCALLs issued from process context (TDH.SYS.RD, TDH.SYS.CONFIG, TDH.SYS.TDMR.INIT) may run
+  on any online CPU, so their `Step.cpu` is None and the rules look at every online CPU.
+- Faults: each SEAMCALL may fail (VMfailInvalid, entropy exhausted, module error) and a PAMT
+  allocation may fail, while the configuration's fault budget lasts. #UD is never a choice: it
+  happens exactly when the CPU is outside VMX operation.
+- History that invariants need is kept as saturating counters (0, 1, "2 or more") and flags,
+  never as unbounded counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from spec.errno import EINVAL, ENODEV, ENOMEM
+from spec.memory import SZ_1M, is_tdx_memory, tdx_memory_notifier
+from spec.platform import Platform, TdmrLayout, tdx_layout
+from spec.profiles import V6_8, Profile
+from spec.seamcall import (
+    INJECTABLE,
+    MODULE_ERROR,
+    SUCCESS,
+    TDH_PHYMEM_PAGE_RDMD,
+    TDH_SYS_CONFIG,
+    TDH_SYS_INIT,
+    TDH_SYS_KEY_CONFIG,
+    TDH_SYS_LP_INIT,
+    TDH_SYS_RD,
+    TDH_SYS_TDMR_INIT,
+    UD,
+    seamcall_errno,
+)
+
+# Module status (`enum tdx_module_status_t`).
+UNINITIALIZED, INITIALIZED, ERROR = 0, 1, 2
+STATUS_NAMES = ("UNINITIALIZED", "INITIALIZED", "ERROR")
+
+# Caller program counter.
+IDLE = 0  # not loaded (or its load failed / it unloaded)
+CHECKED = 1  # checked the packages, has not taken cpus_read_lock yet (only with that bug)
+ENABLING = 2  # IPIs its CPUs; calls tdx_enable once no CPU is left to visit
+IN_IPI = 3  # its tdx_cpu_enable is pending on some CPU (a frame on that CPU)
+IN_TDX = 4  # holds the tdx_enable mutex and runs init_tdx_module
+LOADED = 5  # tdx_enable returned 0; VMX stays on until unload
+FAILED = 6  # tdx_cpu_enable or tdx_enable returned an error; the load unwinds next
+CALLER_PC_NAMES = ("idle", "checked", "enabling", "in-ipi", "in-tdx-enable", "loaded", "failed")
+
+# Next step of init_tdx_module for the mutex owner.
+S_NONE, S_SYSINFO, S_CONSTRUCT, S_CONFIG, S_WBINVD, S_KEYS, S_TDMRS, S_DONE = range(8)
+S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS, S_ERR_FREE = range(8, 12)
+STEP_NAMES = ("-", "get_tdx_tdmr_sysinfo", "construct_tdmrs", "config_tdx_module",
+              "wbinvd_on_all_cpus", "config_global_keyid", "init_tdmrs", "done",
+              "err_reset_pamts: wbinvd", "tdmrs_reset_pamt_all", "tdmrs_free_pamt_all",
+              "free_tdmr_list")
+# Steps during which init_tdx_module holds the memory-hotplug read lock.
+MEMORY_LOCKED_STEPS = frozenset(range(S_SYSINFO, S_ERR_FREE + 1))
+
+# PAMT chunk facts, one bit each.
+PAMT_ALLOCATED = 1  # allocated to hold a PAMT and not freed since
+PAMT_HANDED = 2  # given to the module by TDH.SYS.CONFIG
+PAMT_WRITTEN = 4  # may hold data the module wrote with the global KeyID (not reset since)
+PAMT_KERNEL_DIRTY = 8  # caches may hold kernel (KeyID 0) lines of it, not written back
+PAMT_GLOBAL_DIRTY = 16  # caches may hold global-KeyID lines of it, not written back
+PAMT_FREED = 32  # returned to the page allocator
+PAMT_FREED_TWICE = 64  # returned to the page allocator more than once
+PAMT_OWNED = 128  # belongs to an initialised module for the rest of the boot
+PAMT_BIT_NAMES = ((PAMT_ALLOCATED, "allocated"), (PAMT_HANDED, "handed"),
+                  (PAMT_WRITTEN, "module-written"), (PAMT_KERNEL_DIRTY, "kernel-dirty"),
+                  (PAMT_GLOBAL_DIRTY, "global-dirty"), (PAMT_FREED, "freed"),
+                  (PAMT_FREED_TWICE, "freed-twice"), (PAMT_OWNED, "owned"))
+
+# KEY.CONFIG progress of a CPU within one config_global_keyid run.
+KEY_NONE, KEY_IN_FLIGHT, KEY_SENT = 0, 1, 2
+
+MC_PAMT_PAGE, MC_KERNEL_PAGE = "PAMT page", "kernel page"
+
+
+class Cpu(NamedTuple):
+    online: bool
+    vmx: int  # bitmask of actors that did VMXON here; the CPU is in VMX operation iff non-zero
+    lp_flag: bool  # the kernel's per-CPU tdx_lp_initialized
+    lp_done: bool  # TDH.SYS.LP.INIT has succeeded on this CPU (the module's view)
+    frames: tuple[int, ...]  # actors whose tdx_cpu_enable awaits LP.INIT here, innermost last
+    visited: int  # bitmask of callers whose enable IPI already ran here in their current load
+    key: int  # KEY_NONE / KEY_IN_FLIGHT / KEY_SENT in the current config_global_keyid
+
+
+class Package(NamedTuple):
+    key_issues: int  # TDH.SYS.KEY.CONFIG issued on this package this boot (saturating at 2)
+    keyed: bool  # a TDH.SYS.KEY.CONFIG succeeded on this package
+    cpus: tuple[Cpu, ...]
+
+
+class Caller(NamedTuple):
+    pc: int
+    loads_left: int
+
+
+class State(NamedTuple):
+    booted: bool  # tdx_init has run
+    hibernation: bool  # the kernel can hibernate (no `nohibernate`)
+    tdx_on: bool  # platform_tdx_enabled()
+    s3_off: bool  # ACPI S3 disabled by tdx_init
+    s3_entered: bool  # the machine went to S3 this boot
+    hibernated: bool  # the machine hibernated this boot
+    sysinit_done: bool  # try_init_module_global's cached flag
+    sysinit_ret: int  # its cached (or last) result
+    sysinit_issues: int  # TDH.SYS.INIT issued (saturating at 2)
+    status: int  # tdx_module_status
+    mutex: int  # actor holding the tdx_enable mutex, -1 if free
+    step: int  # next init_tdx_module step of the mutex owner
+    init_err: int  # errno init_tdx_module will return while it unwinds
+    init_runs: int  # init_tdx_module started (saturating at 2)
+    config_issues: int  # TDH.SYS.CONFIG issued (saturating at 2)
+    memblock: int  # bitmask of hot blocks that memblock holds
+    snapshot: int  # memblock mask the kept tdx_memlist was built from, -1 if empty
+    tdmr_list: bool  # the TDMR list is allocated
+    tdmr_cursor: int  # TDMR that init_tdmrs works on
+    tdmr_done: tuple[int, ...]  # successful TDH.SYS.TDMR.INIT calls per TDMR
+    pamt: tuple[int, ...]  # PAMT chunk facts per TDMR
+    faults: int  # faults injected so far
+    hot: tuple[bool, ...]  # hot block online
+    hotplug_busy: bool  # a CPU coming online is running tdx_cpu_enable
+    callers: tuple[Caller, ...]
+    packages: tuple[Package, ...]
+
+
+class Step(NamedTuple):
+    """One transition's label. `seamcall`/`result` are None for steps that issue none."""
+
+    action: str
+    actor: str
+    cpu: int | None = None
+    seamcall: str | None = None
+    result: str | None = None
+    injected: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """What the explorer lets happen: the machine, the callers, the environment, the faults."""
+
+    name: str = "custom"
+    platform: Platform = Platform()
+    caller_loads: tuple[int, ...] = (1, 1)  # callers, and how often each may load
+    fault_budget: int = 1
+    boot_hibernation: tuple[bool, ...] = (False, True)  # boot choices: hibernation available
+    cpu_hotplug: bool = True
+    memory_hotplug: bool = True
+    sleep_requests: bool = True  # S3 and hibernation requests
+    machine_checks: bool = True
+    alloc_faults: bool = True  # alloc_contig_pages may fail (counts against the budget)
+    callers_check_packages: bool = True  # callers refuse to start with a package offline
+
+    def __post_init__(self) -> None:
+        if not self.caller_loads or len(self.caller_loads) > 4:
+            raise ValueError("between one and four callers")
+        if self.fault_budget < 0:
+            raise ValueError("fault budget must be >= 0")
+
+
+def _bit(actor: int) -> int:
+    return 1 << actor
+
+
+def _sat(count: int) -> int:
+    return min(count + 1, 2)
+
+
+class TdxFlow:
+    """The transition system for one profile and configuration.
+
+    The model surface the explorer uses: `initial_states`, `successors`, `canonical`,
+    `state_fields`, `describe`.
+    """
+
+    def __init__(self, profile: Profile = V6_8, config: FlowConfig = FlowConfig()) -> None:
+        self.profile = profile
+        self.config = config
+        self.platform = config.platform
+        self.ncallers = len(config.caller_loads)
+        self.hotplug_actor = self.ncallers  # the CPU-online callback, an actor of its own
+        self.cpp = self.platform.cpus_per_package
+        self.name = f"{profile.name}/{config.name}"
+        self._canonical_packages: dict[tuple, tuple] = {}
+
+    # ----- model surface -------------------------------------------------------------------
+
+    def describe(self) -> dict:
+        return {"model": "spec.flow.TdxFlow", "profile": self.profile.name,
+                "config": self.config.name, "platform": self.platform.shape,
+                "fault_budget": self.config.fault_budget}
+
+    def initial_states(self) -> list[State]:
+        """Before tdx_init: all CPUs online, nothing enabled; one state per boot choice."""
+        cpu = Cpu(True, 0, False, False, (), 0, KEY_NONE)
+        package = Package(0, False, (cpu,) * self.cpp)
+        callers = tuple(Caller(IDLE, loads) for loads in self.config.caller_loads)
+        hot = (False,) * len(self.platform.hot_blocks)
+        return [State(False, hib, False, False, False, False, False, 0, 0, UNINITIALIZED, -1,
+                      S_NONE, 0, 0, 0, 0, -1, False, 0, (), (), 0, hot, False, callers,
+                      (package,) * self.platform.packages)
+                for hib in self.config.boot_hibernation]
+
+    def successors(self, state: State) -> list[tuple[Step, State]]:
+        if not state.booted:
+            return [self.tdx_init(state)]
+        out: list[tuple[Step, State]] = []
+        for actor in range(self.ncallers):
+            self._caller_steps(state, actor, out)
+        self._frame_steps(state, out)
+        if state.mutex >= 0 and state.callers[state.mutex].pc == IN_TDX:
+            self._init_steps(state, out)
+        self._environment_steps(state, out)
+        return out
+
+    def canonical(self, state: State) -> State:
+        """Sort CPUs within each package and packages among themselves.
+
+        Only `packages` is permuted; the distinct package tuples are few, so their sorted
+        form is memoised (and shared between states, which also saves memory).
+        """
+        packages = state.packages
+        sorted_packages = self._canonical_packages.get(packages)
+        if sorted_packages is None:
+            sorted_packages = tuple(sorted(
+                Package(p.key_issues, p.keyed, tuple(sorted(p.cpus))) for p in packages))
+            self._canonical_packages[packages] = sorted_packages
+        return state if sorted_packages == packages else state._replace(packages=sorted_packages)
+
+    def state_fields(self, state: State) -> dict[str, str]:
+        """A flat, readable view of a state, for trace diffs and graph labels."""
+        fields = {
+            "platform": "on" if state.tdx_on else ("off" if state.booted else "not booted"),
+            "hibernation": str(state.hibernation), "s3": "off" if state.s3_off else "on",
+            "slept": ",".join(n for n, f in (("S3", state.s3_entered),
+                                             ("hibernate", state.hibernated)) if f) or "-",
+            "sysinit": (f"done ({state.sysinit_ret})" if state.sysinit_done else "not done")
+            + f", issued {state.sysinit_issues}",
+            "status": STATUS_NAMES[state.status],
+            "mutex": self.actor_name(state.mutex) if state.mutex >= 0 else "free",
+            "init step": STEP_NAMES[state.step], "init runs": str(state.init_runs),
+            "init error": str(state.init_err), "config issued": str(state.config_issues),
+            "snapshot": "empty" if state.snapshot < 0 else f"memblock {state.snapshot:#x}",
+            "tdmr list": "kept" if state.tdmr_list else "none",
+            "tdmr init": ",".join(map(str, state.tdmr_done)) or "-",
+            "faults": str(state.faults), "hotplug busy": str(state.hotplug_busy),
+        }
+        for i, chunk in enumerate(state.pamt):
+            fields[f"pamt[{i}]"] = pamt_describe(chunk)
+        for i, online in enumerate(state.hot):
+            fields[f"hot block {i}"] = "online" if online else "offline"
+        for i, caller in enumerate(state.callers):
+            fields[self.actor_name(i)] = f"{CALLER_PC_NAMES[caller.pc]}, {caller.loads_left} " \
+                                         "loads left"
+        for p, package in enumerate(state.packages):
+            fields[f"package {p} key"] = f"issued {package.key_issues}, " \
+                                         f"{'keyed' if package.keyed else 'unkeyed'}"
+            for k, cpu in enumerate(package.cpus):
+                fields[f"cpu {p * self.cpp + k}"] = self._cpu_text(cpu)
+        return fields
+
+    def actor_name(self, actor: int) -> str:
+        return "cpu hotplug" if actor == self.hotplug_actor else f"caller {actor}"
+
+    def _cpu_text(self, cpu: Cpu) -> str:
+        words = ["online" if cpu.online else "offline"]
+        if cpu.vmx:
+            words.append(f"vmx {cpu.vmx:#x}")
+        if cpu.lp_flag:
+            words.append("lp-flag")
+        if cpu.lp_done:
+            words.append("lp-init")
+        if cpu.frames:
+            words.append("frames " + "/".join(self.actor_name(a) for a in cpu.frames))
+        if cpu.visited:
+            words.append(f"visited {cpu.visited:#x}")
+        if cpu.key:
+            words.append(("", "key in flight", "key sent")[cpu.key])
+        return " ".join(words)
+
+    # ----- helpers over states -------------------------------------------------------------
+
+    def layout(self, state: State, mask: int | None = None) -> TdmrLayout:
+        """The TDMR layout of the snapshot (or of memblock mask `mask`)."""
+        if mask is None:
+            mask = state.snapshot if state.snapshot >= 0 else state.memblock
+        return tdx_layout(self.platform, self.profile, mask)
+
+    def cpu(self, state: State, index: int) -> Cpu:
+        return state.packages[index // self.cpp].cpus[index % self.cpp]
+
+    def cpus(self, state: State) -> list[tuple[int, Cpu]]:
+        """(flat index, Cpu) for every CPU, in the state's order."""
+        return list(enumerate([cpu for package in state.packages for cpu in package.cpus]))
+
+    def online_cpus(self, state: State) -> list[int]:
+        return [i for i, cpu in self.cpus(state) if cpu.online]
+
+    def cpus_read_locked(self, state: State) -> bool:
+        """A caller holds cpus_read_lock (so no CPU can come or go)."""
+        if not self.profile.caller_holds_cpus_lock:
+            return False
+        return any(c.pc in (ENABLING, IN_IPI, IN_TDX, FAILED) for c in state.callers)
+
+    def memory_locked(self, state: State) -> bool:
+        """init_tdx_module holds get_online_mems()."""
+        return state.mutex >= 0 and state.step in MEMORY_LOCKED_STEPS
+
+    def snapshot_memlist(self, state: State):
+        return self.layout(state).memlist if state.snapshot >= 0 else ()
+
+    def online_memory(self, state: State):
+        """Memory the page allocator may hand out: boot memory above 1 MiB and online blocks."""
+        ranges = [r for r in self.platform.regions if r.end > SZ_1M]
+        ranges += [b for b, on in zip(self.platform.hot_blocks, state.hot, strict=True) if on]
+        return [(max(r.start, SZ_1M), r.end) for r in ranges]
+
+    def page_owned_by_module(self, state: State, page: str) -> bool:
+        """The page is a PAMT page of an initialised module."""
+        if page != MC_PAMT_PAGE or not state.pamt:
+            return False
+        return bool(state.pamt[0] & PAMT_OWNED)
+
+    # ----- small state surgery -------------------------------------------------------------
+
+    def _with_cpu(self, state: State, index: int, cpu: Cpu) -> State:
+        p, k = divmod(index, self.cpp)
+        package = state.packages[p]
+        cpus = package.cpus[:k] + (cpu,) + package.cpus[k + 1:]
+        packages = state.packages[:p] + (package._replace(cpus=cpus),) + state.packages[p + 1:]
+        return state._replace(packages=packages)
+
+    def _map_cpus(self, state: State, fn) -> State:
+        return state._replace(packages=tuple(
+            p._replace(cpus=tuple(fn(c) for c in p.cpus)) for p in state.packages))
+
+    def _with_caller(self, state: State, actor: int, **changes) -> State:
+        callers = state.callers
+        caller = callers[actor]._replace(**changes)
+        return state._replace(callers=callers[:actor] + (caller,) + callers[actor + 1:])
+
+    def _outcomes(self, state: State, cpus: list[int], leaf: str) -> list[tuple[str, bool]]:
+        """(outcome, injected) choices for a SEAMCALL that may run on any CPU in `cpus`.
+
+        A CPU outside VMX operation gives #UD; one without LP.INIT makes the module refuse
+        anything but TDH.SYS.INIT and TDH.SYS.LP.INIT. Those follow from the state; the
+        injected faults come from the budget.
+        """
+        forced: list[tuple[str, bool]] = []
+        cpu_objs = [self.cpu(state, i) for i in cpus]
+        if any(not c.vmx for c in cpu_objs):
+            forced.append((UD, False))
+        if leaf not in (TDH_SYS_INIT, TDH_SYS_LP_INIT) and any(
+                c.vmx and not c.lp_done for c in cpu_objs):
+            forced.append((MODULE_ERROR, False))
+        if len(cpus) == 1 and forced:
+            return forced[:1]
+        return self._with_faults(state, [(SUCCESS, False)] + forced)
+
+    def _with_faults(self, state: State, base: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+        if state.faults < self.config.fault_budget:
+            seen = {o for o, _ in base}
+            return base + [(o, True) for o in INJECTABLE if o not in seen]
+        return base
+
+    def _fault(self, state: State, injected: bool) -> State:
+        return state._replace(faults=state.faults + 1) if injected else state
+
+    # ----- boot ----------------------------------------------------------------------------
+
+    def tdx_init(self, state: State) -> tuple[Step, State]:
+        """`tdx_init`: too few KeyIDs or hibernation available leave TDX off; otherwise S3 is
+        disabled, the notifier registered and the platform marked TDX-capable."""
+        keyids = self.platform.private_keyids
+        booted = state._replace(booted=True)
+        if keyids < 2:
+            result = "off: too few private KeyIDs available" if keyids else "off: no TDX KeyIDs"
+            return Step("tdx_init", "boot", result=result), booted
+        if state.hibernation and self.profile.tdx_init_refuses_hibernation:
+            return (Step("tdx_init", "boot", result="off: Hibernation support is enabled"),
+                    booted)
+        s3_off = self.profile.tdx_init_disables_s3
+        detail = "memory notifier registered" + (", ACPI S3 disabled" if s3_off else "")
+        return (Step("tdx_init", "boot", result="platform TDX-capable", detail=detail),
+                booted._replace(tdx_on=True, s3_off=s3_off))
+
+    # ----- callers -------------------------------------------------------------------------
+
+    def _caller_steps(self, state: State, actor: int, out: list) -> None:
+        caller = state.callers[actor]
+        name = self.actor_name(actor)
+        if caller.pc == IDLE and caller.loads_left:
+            started = self._with_caller(state, actor, loads_left=caller.loads_left - 1)
+            if not self.profile.package_check_under_hotplug_lock:
+                ok, why = self._packages_online(state)
+                if ok:
+                    out.append((Step("check_packages", name, result="ok"),
+                                self._with_caller(started, actor, pc=CHECKED)))
+                else:
+                    out.append((Step("check_packages", name, result=f"{-EINVAL}", detail=why),
+                                started))
+            elif not state.hotplug_busy:
+                ok, why = self._packages_online(state)
+                if ok:
+                    out.append((Step("cpus_read_lock", name, result="ok"),
+                                self._with_caller(started, actor, pc=ENABLING)))
+                else:
+                    out.append((Step("cpus_read_lock", name, result=f"{-EINVAL}",
+                                     detail=why + "; cpus_read_unlock"), started))
+        elif caller.pc == CHECKED and not state.hotplug_busy:
+            out.append((Step("cpus_read_lock", name, result="ok"),
+                        self._with_caller(state, actor, pc=ENABLING)))
+        elif caller.pc == ENABLING:
+            targets = self._ipi_targets(state, actor)
+            if not targets:
+                self._tdx_enable(state, actor, out)
+            for index in targets:
+                if self._ipi_deliverable(self.cpu(state, index), actor):
+                    self._enable_ipi(state, actor, index, out)
+        elif caller.pc == LOADED and not state.hotplug_busy:
+            out.append((Step("hardware_disable_all", name, detail="unload: VMXOFF"),
+                        self._release_vmx(state, actor, pc=IDLE)))
+        elif caller.pc == FAILED:
+            out.append((Step("hardware_disable_all", name,
+                             detail="load failed: VMXOFF; cpus_read_unlock"),
+                        self._release_vmx(state, actor, pc=IDLE)))
+
+    def _packages_online(self, state: State) -> tuple[bool, str]:
+        if not self.config.callers_check_packages:
+            return True, ""
+        for p, package in enumerate(state.packages):
+            if not any(c.online for c in package.cpus):
+                return False, f"package {p} has no online CPU"
+        return True, ""
+
+    def _ipi_targets(self, state: State, actor: int) -> list[int]:
+        """Online CPUs this caller has still to IPI (any order; see the module docstring)."""
+        bit = _bit(actor)
+        visited = [i for i, c in self.cpus(state) if c.visited & bit]
+        if visited and not self.profile.callers_enable_all_cpus:
+            return []
+        return [i for i, c in self.cpus(state) if c.online and not c.visited & bit]
+
+    def _ipi_deliverable(self, cpu: Cpu, actor: int) -> bool:
+        """An IPI waits while the CPU runs KEY.CONFIG or, with interrupts off, another
+        caller's tdx_cpu_enable."""
+        if cpu.key == KEY_IN_FLIGHT or actor in cpu.frames:
+            return False
+        return not cpu.frames or not self.profile.cpu_enable_irqs_off
+
+    def _enable_ipi(self, state: State, actor: int, index: int, out: list) -> None:
+        """The IPI handler on `index`: VMXON, then tdx_cpu_enable up to its LP.INIT."""
+        cpu = self.cpu(state, index)
+        bit = _bit(actor)
+        entered = self._with_cpu(state, index, cpu._replace(vmx=cpu.vmx | bit,
+                                                            visited=cpu.visited | bit))
+        for step, after, ret in self._tdx_cpu_enable(entered, actor, index):
+            if ret is None:
+                out.append((step, self._with_caller(after, actor, pc=IN_IPI)))
+            elif ret == 0:
+                out.append((step, after))
+            else:
+                out.append((step, self._caller_failed(after, actor)))
+
+    def _tdx_cpu_enable(self, state: State, actor: int, index: int):
+        """`tdx_cpu_enable` up to LP.INIT: the per-CPU flag test and `try_init_module_global`.
+
+        Yields (step, state, ret): ret None means a frame now waits for LP.INIT on `index`.
+        """
+        name = self.actor_name(actor)
+        cpu = self.cpu(state, index)
+        if not state.tdx_on:
+            yield Step("tdx_cpu_enable", name, index, result=f"{-ENODEV}"), state, -ENODEV
+            return
+        if cpu.lp_flag:
+            yield Step("tdx_cpu_enable", name, index, result="0", detail="already done"), state, 0
+            return
+        if state.sysinit_done:
+            choices = [(None, state.sysinit_ret, False, state)]
+        else:
+            choices = []
+            for outcome, injected in self._outcomes(state, [index], TDH_SYS_INIT):
+                ret = seamcall_errno(outcome)
+                done = ret == 0 or self.profile.cache_sysinit_failure
+                after = self._fault(state, injected)._replace(
+                    sysinit_done=done, sysinit_ret=ret,
+                    sysinit_issues=_sat(state.sysinit_issues))
+                choices.append((outcome, ret, injected, after))
+        for outcome, ret, injected, after in choices:
+            seamcall = TDH_SYS_INIT if outcome is not None else None
+            detail = "try_init_module_global" + ("" if outcome else ": cached")
+            if ret and self.profile.cpu_enable_checks_global_result:
+                yield (Step("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}",
+                            injected, detail), after, ret)
+                continue
+            frame = self.cpu(after, index)
+            after = self._with_cpu(after, index, frame._replace(frames=frame.frames + (actor,)))
+            yield (Step("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}", injected,
+                        detail + "; LP.INIT next"), after, None)
+
+    def _frame_steps(self, state: State, out: list) -> None:
+        """TDH.SYS.LP.INIT for the innermost pending tdx_cpu_enable of each CPU."""
+        for index, cpu in self.cpus(state):
+            if not cpu.frames:
+                continue
+            actor = cpu.frames[-1]
+            name = self.actor_name(actor)
+            for outcome, injected in self._outcomes(state, [index], TDH_SYS_LP_INIT):
+                ok = outcome == SUCCESS
+                done = cpu._replace(frames=cpu.frames[:-1], lp_flag=cpu.lp_flag or ok,
+                                    lp_done=cpu.lp_done or ok)
+                after = self._with_cpu(self._fault(state, injected), index, done)
+                step = Step("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome, injected)
+                if actor == self.hotplug_actor:
+                    after = after._replace(hotplug_busy=False)
+                    if not ok:
+                        after = self._with_cpu(after, index, done._replace(online=False, vmx=0))
+                elif ok:
+                    after = self._with_caller(after, actor, pc=ENABLING)
+                else:
+                    after = self._caller_failed(after, actor)
+                out.append((step, after))
+
+    def _release_vmx(self, state: State, actor: int, pc: int) -> State:
+        """VMXOFF for this actor on every CPU (all VMX users at once without refcounting)."""
+        bit = _bit(actor)
+        refcounted = self.profile.vmx_refcounted
+
+        def leave(cpu: Cpu) -> Cpu:
+            vmx = cpu.vmx & ~bit if refcounted or not cpu.vmx & bit else 0
+            if vmx == cpu.vmx and not cpu.visited & bit:
+                return cpu
+            return cpu._replace(vmx=vmx, visited=cpu.visited & ~bit)
+
+        return self._with_caller(self._map_cpus(state, leave), actor, pc=pc)
+
+    def _caller_failed(self, state: State, actor: int) -> State:
+        """A call returned an error to this caller; it unwinds its load in its next step."""
+        return self._with_caller(state, actor, pc=FAILED)
+
+    def _tdx_enable(self, state: State, actor: int, out: list) -> None:
+        """`tdx_enable`: -ENODEV without TDX; then under the mutex, by module status."""
+        name = self.actor_name(actor)
+        if not state.tdx_on:
+            out.append((Step("tdx_enable", name, result=f"{-ENODEV}"),
+                        self._caller_failed(state, actor)))
+            return
+        if state.mutex >= 0:
+            return  # blocked on the mutex
+        if state.status == INITIALIZED:
+            out.append((Step("tdx_enable", name, result="0", detail="already initialized"),
+                        self._with_caller(state, actor, pc=LOADED)))
+            return
+        if state.status == ERROR and self.profile.error_is_final:
+            out.append((Step("tdx_enable", name, result=f"{-EINVAL}",
+                             detail="module in ERROR state"),
+                        self._caller_failed(state, actor)))
+            return
+        started = self._with_caller(state, actor, pc=IN_TDX)._replace(
+            status=UNINITIALIZED, mutex=actor, step=S_SYSINFO, init_runs=_sat(state.init_runs),
+            snapshot=state.memblock, tdmr_cursor=0, init_err=0)
+        out.append((Step("tdx_enable", name, result="init_tdx_module",
+                         detail="mutex_lock; get_online_mems; build_tdx_memlist"), started))
+
+    # ----- init_tdx_module -----------------------------------------------------------------
+
+    def _init_steps(self, state: State, out: list) -> None:
+        actor = state.mutex
+        name = self.actor_name(actor)
+        step = state.step
+        online = self.online_cpus(state)
+        if step == S_SYSINFO:
+            for outcome, injected in self._outcomes(state, online, TDH_SYS_RD):
+                after = self._fault(state, injected)
+                if outcome == SUCCESS:
+                    after = after._replace(step=S_CONSTRUCT)
+                else:
+                    after = self._fail(after, seamcall_errno(outcome), S_ERR_FREE)
+                out.append((Step("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
+                                 injected), after))
+        elif step == S_CONSTRUCT:
+            self._construct_tdmrs(state, name, out)
+        elif step == S_CONFIG:
+            for outcome, injected in self._outcomes(state, online, TDH_SYS_CONFIG):
+                after = self._fault(state, injected)._replace(
+                    config_issues=_sat(state.config_issues))
+                if outcome == SUCCESS:
+                    after = self._begin_key_config(after._replace(
+                        pamt=_pamt_map(after.pamt, lambda c: c | PAMT_HANDED)))
+                else:
+                    unwind = S_ERR_FREE_PAMTS if self.profile.config_failure_frees_pamts \
+                        else S_ERR_FREE
+                    after = self._fail(after, seamcall_errno(outcome), unwind)
+                out.append((Step("config_tdx_module", name, None, TDH_SYS_CONFIG, outcome,
+                                 injected), after))
+        elif step == S_WBINVD:
+            out.append((Step("wbinvd_on_all_cpus", name, detail="config_global_keyid"),
+                        state._replace(step=S_KEYS, pamt=_flushed(state.pamt))))
+        elif step == S_KEYS:
+            self._config_global_keyid(state, name, out)
+        elif step == S_TDMRS:
+            self._init_tdmr(state, name, online, out)
+        elif step == S_DONE:
+            self._init_succeeded(state, actor, name, out)
+        elif step == S_ERR_WBINVD:
+            out.append((Step("wbinvd_on_all_cpus", name, detail="err_reset_pamts"),
+                        state._replace(step=S_ERR_RESET, pamt=_flushed(state.pamt))))
+        elif step == S_ERR_RESET:
+            reset = _pamt_map(state.pamt, _reset_chunk)
+            out.append((Step("tdmrs_reset_pamt_all", name, detail="MOVDIR64B over every PAMT"),
+                        state._replace(step=S_ERR_FREE_PAMTS, pamt=reset)))
+        elif step == S_ERR_FREE_PAMTS:
+            freed = tuple(_free_chunk(c) if c & (PAMT_ALLOCATED | PAMT_FREED) else c
+                          for c in state.pamt)
+            out.append((Step("tdmrs_free_pamt_all", name),
+                        state._replace(step=S_ERR_FREE, pamt=freed)))
+        elif step == S_ERR_FREE:
+            self._init_failed(state, actor, name, out)
+
+    def _fail(self, state: State, errno: int, unwind: int) -> State:
+        return state._replace(step=unwind, init_err=errno)
+
+    def _construct_tdmrs(self, state: State, name: str, out: list) -> None:
+        """`alloc_tdmr_list` + `construct_tdmrs`: the engine's answer for this snapshot, or an
+        injected allocation failure at some TDMR's PAMT (earlier chunks are freed again)."""
+        layout = self.layout(state)
+        result = layout.result
+        count = len(result.tdmrs)
+        allocated = PAMT_ALLOCATED | PAMT_KERNEL_DIRTY
+        base = state._replace(tdmr_list=True, tdmr_done=(0,) * count, tdmr_cursor=0)
+        if result.ok:
+            out.append((Step("construct_tdmrs", name, result="0",
+                             detail=f"{count} TDMRs, {result.pamt_kb} KB of PAMT"),
+                        base._replace(step=S_CONFIG, pamt=(allocated,) * count)))
+        else:
+            freed = layout.chunks_allocated
+            pamt = (PAMT_FREED,) * freed + (0,) * (count - freed)
+            unwind = S_ERR_FREE
+            if freed and not self.profile.construct_failure_skips_pamt_free:
+                unwind = S_ERR_FREE_PAMTS
+            detail = result.error.message or "PAMT allocation failed"
+            out.append((Step("construct_tdmrs", name, result=f"{result.error.errno}",
+                             detail=detail),
+                        self._fail(base._replace(pamt=pamt), result.error.errno, unwind)))
+        if not (self.config.alloc_faults and state.faults < self.config.fault_budget):
+            return
+        limit = count if result.ok or result.failed_tdmr is not None else layout.chunks_allocated
+        for failing in range(limit):
+            pamt = (PAMT_FREED,) * failing + (0,) * (count - failing)
+            after = self._fail(self._fault(base, True)._replace(pamt=pamt), -ENOMEM, S_ERR_FREE)
+            out.append((Step("construct_tdmrs", name, result=f"{-ENOMEM}", injected=True,
+                             detail=f"alloc_contig_pages failed for TDMR {failing}"), after))
+
+    def _begin_key_config(self, state: State) -> State:
+        """Start config_global_keyid, with WBINVD first unless the profile skips it."""
+        step = S_WBINVD if self.profile.wbinvd_before_key_config else S_KEYS
+        return state._replace(step=step)
+
+    def _key_targets(self, state: State) -> list[int]:
+        """CPUs config_global_keyid may issue KEY.CONFIG on next (online, not busy)."""
+        targets = []
+        for p, package in enumerate(state.packages):
+            if self.profile.key_config_once_per_package and any(c.key for c in package.cpus):
+                continue
+            for k, cpu in enumerate(package.cpus):
+                if cpu.online and not cpu.key and not cpu.frames:
+                    targets.append(p * self.cpp + k)
+        return targets
+
+    def _config_global_keyid(self, state: State, name: str, out: list) -> None:
+        in_flight = [i for i, c in self.cpus(state) if c.key == KEY_IN_FLIGHT]
+        if in_flight:
+            for index in in_flight:
+                self._key_config_result(state, name, index, out)
+            return
+        if state.init_err:
+            out.append((Step("config_global_keyid", name, result=f"{state.init_err}"),
+                        self._fail(_end_key_config(self, state), state.init_err,
+                                   self._late_unwind())))
+            return
+        targets = self._key_targets(state)
+        if not targets:
+            out.append((Step("config_global_keyid", name, result="0",
+                             detail="every package with an online CPU configured"),
+                        _end_key_config(self, state)._replace(step=S_TDMRS, tdmr_cursor=0)))
+            return
+        if self.profile.key_config_serial:
+            for index in targets:
+                self._key_config_result(self._issue_key_config(state, [index]), name, index,
+                                        out)
+            return
+        first_per_package: dict[int, int] = {}
+        for index in targets:
+            first_per_package.setdefault(index // self.cpp, index)
+        issued = list(first_per_package.values())
+        out.append((Step("config_global_keyid", name, detail="KEY.CONFIG issued on CPUs "
+                         + ",".join(map(str, issued)) + " at once"),
+                    self._issue_key_config(state, issued)))
+
+    def _issue_key_config(self, state: State, cpus: list[int]) -> State:
+        """KEY.CONFIG issued: from now on the module may write PAMTs with the global KeyID."""
+        for index in cpus:
+            cpu = self.cpu(state, index)
+            state = self._with_cpu(state, index, cpu._replace(key=KEY_IN_FLIGHT))
+            p = index // self.cpp
+            package = state.packages[p]
+            package = package._replace(key_issues=_sat(package.key_issues))
+            state = state._replace(packages=state.packages[:p] + (package,)
+                                   + state.packages[p + 1:])
+        return state._replace(pamt=_pamt_map(state.pamt, _module_writes))
+
+    def _key_config_result(self, state: State, name: str, index: int, out: list) -> None:
+        """`do_global_key_config` on `index` completes; a package keyed twice is refused."""
+        p = index // self.cpp
+        package = state.packages[p]
+        outcomes = self._outcomes(state, [index], TDH_SYS_KEY_CONFIG)
+        if package.keyed:
+            outcomes = [(MODULE_ERROR, False)]
+        for outcome, injected in outcomes:
+            after = self._fault(state, injected)
+            cpu = self.cpu(after, index)
+            after = self._with_cpu(after, index, cpu._replace(key=KEY_SENT))
+            if outcome == SUCCESS:
+                package = after.packages[p]._replace(keyed=True)
+                after = after._replace(packages=after.packages[:p] + (package,)
+                                       + after.packages[p + 1:])
+            elif not after.init_err:
+                after = after._replace(init_err=seamcall_errno(outcome))
+            if self.profile.key_config_serial and after.init_err:
+                after = self._fail(_end_key_config(self, after), after.init_err,
+                                   self._late_unwind())
+            out.append((Step("do_global_key_config", name, index, TDH_SYS_KEY_CONFIG, outcome,
+                             injected, f"package {p}"), after))
+
+    def _late_unwind(self) -> int:
+        return S_ERR_WBINVD if self.profile.reset_pamts_on_late_failure else S_ERR_FREE_PAMTS
+
+    def _init_tdmr(self, state: State, name: str, online: list[int], out: list) -> None:
+        """`init_tdmrs`: TDH.SYS.TDMR.INIT on the current TDMR until it is done."""
+        layout = self.layout(state)
+        cursor = state.tdmr_cursor
+        outcomes = self._outcomes(state, online, TDH_SYS_TDMR_INIT)
+        if self.profile.unkeyed_package_fails_init and not all(
+                p.keyed for p in state.packages):
+            outcomes = [(MODULE_ERROR, False)]
+        for outcome, injected in outcomes:
+            after = self._fault(state, injected)
+            if outcome == SUCCESS:
+                done = after.tdmr_done[:cursor] + (after.tdmr_done[cursor] + 1,) \
+                    + after.tdmr_done[cursor + 1:]
+                pamt = after.pamt[:cursor] + (_module_writes(after.pamt[cursor]),) \
+                    + after.pamt[cursor + 1:]
+                after = after._replace(tdmr_done=done, pamt=pamt)
+                finished = done[cursor] >= layout.tdmr_init_calls[cursor]
+                if finished or not self.profile.init_tdmrs_until_done:
+                    last = cursor + 1 == len(done)
+                    after = after._replace(tdmr_cursor=cursor + 1,
+                                           step=S_DONE if last else S_TDMRS)
+            else:
+                after = self._fail(after, seamcall_errno(outcome), self._late_unwind())
+            out.append((Step("init_tdmr", name, None, TDH_SYS_TDMR_INIT, outcome, injected,
+                             f"TDMR {cursor}"), after))
+
+    def _init_succeeded(self, state: State, actor: int, name: str, out: list) -> None:
+        layout = self.layout(state)
+        owned = _pamt_map(state.pamt, lambda c: c | PAMT_OWNED)
+        after = state._replace(status=INITIALIZED, mutex=-1, step=S_NONE, pamt=owned,
+                               tdmr_list=self.profile.keep_tdmr_list)
+        after = self._with_caller(after, actor, pc=LOADED)
+        out.append((Step("init_tdx_module", name, result="0",
+                         detail=f"{layout.result.pamt_kb} KB allocated for PAMT; "
+                         "module initialized; put_online_mems; mutex_unlock"), after))
+
+    def _init_failed(self, state: State, actor: int, name: str, out: list) -> None:
+        """The end of the unwinding: free the TDMR list and snapshot, then the status."""
+        err = state.init_err
+        status = ERROR
+        if err == -ENODEV and not self.profile.enodev_marks_error:
+            status = UNINITIALIZED
+        mutex = -1 if self.profile.release_mutex_on_failure else actor
+        after = state._replace(status=status, mutex=mutex, step=S_NONE, tdmr_list=False,
+                               snapshot=-1)
+        after = self._caller_failed(after, actor)
+        out.append((Step("init_tdx_module", name, result=f"{err}",
+                         detail=f"free_tdmr_list; free_tdx_memlist; put_online_mems; module "
+                         f"initialization failed ({err})"), after))
+
+    # ----- environment ---------------------------------------------------------------------
+
+    def _environment_steps(self, state: State, out: list) -> None:
+        config = self.config
+        if config.cpu_hotplug and not state.hotplug_busy and not self.cpus_read_locked(state):
+            self._cpu_hotplug(state, out)
+        if config.memory_hotplug and not self.memory_locked(state):
+            self._memory_hotplug(state, out)
+        if config.sleep_requests:
+            self._sleep_requests(state, out)
+        if config.machine_checks:
+            for page in (MC_PAMT_PAGE, MC_KERNEL_PAGE):
+                out.append((self.machine_check(state, page), state))
+
+    def _cpu_hotplug(self, state: State, out: list) -> None:
+        online = self.online_cpus(state)
+        loaded = [a for a, c in enumerate(state.callers) if c.pc == LOADED]
+        for index, cpu in self.cpus(state):
+            if cpu.online and len(online) > 1 and not cpu.frames and cpu.key != KEY_IN_FLIGHT:
+                down = cpu._replace(online=False, vmx=0, visited=0,
+                                    lp_flag=cpu.lp_flag and self.profile.lp_flag_survives_offline)
+                out.append((Step("cpu_down", "environment", index, result="ok"),
+                            self._with_cpu(state, index, down)))
+            elif not cpu.online:
+                self._cpu_up(state, index, cpu, loaded, out)
+
+    def _cpu_up(self, state: State, index: int, cpu: Cpu, loaded: list[int], out: list) -> None:
+        """A CPU comes online; loaded callers' online callbacks VMXON and tdx_cpu_enable it."""
+        vmx = 0
+        for actor in loaded:
+            vmx |= _bit(actor)
+        up = self._with_cpu(state, index, cpu._replace(online=True, vmx=vmx))
+        if not loaded:
+            out.append((Step("cpu_up", "environment", index, result="ok"), up))
+            return
+        for step, after, ret in self._tdx_cpu_enable(up, self.hotplug_actor, index):
+            step = step._replace(action="cpu_up", detail="online callback: " + step.detail)
+            if ret is None:
+                after = after._replace(hotplug_busy=True)
+            elif ret:
+                after = self._with_cpu(after, index, self.cpu(after, index)._replace(
+                    online=False, vmx=0))
+            out.append((step, after))
+
+    def _memory_hotplug(self, state: State, out: list) -> None:
+        memlist = self.snapshot_memlist(state)
+        for b, block in enumerate(self.platform.hot_blocks):
+            if state.hot[b]:
+                hot = state.hot[:b] + (False,) + state.hot[b + 1:]
+                out.append((Step("memory_offline", "environment", detail=f"block {b}",
+                                 result="ok"), state._replace(hot=hot)))
+                continue
+            if memory_notifier(self.profile, memlist, True, block.start, block.end):
+                hot = state.hot[:b] + (True,) + state.hot[b + 1:]
+                out.append((Step("memory_online", "environment", detail=f"block {b}",
+                                 result="ok"),
+                            state._replace(hot=hot, memblock=state.memblock | 1 << b)))
+            else:
+                out.append((Step("memory_online", "environment", detail=f"block {b}",
+                                 result="vetoed by tdx_memory_notifier"), state))
+
+    def _sleep_requests(self, state: State, out: list) -> None:
+        if state.s3_off:
+            out.append((Step("suspend", "environment", result="refused: ACPI S3 disabled"),
+                        state))
+        elif not state.s3_entered:
+            out.append((Step("suspend", "environment", result="entered S3"),
+                        state._replace(s3_entered=True)))
+        if not state.hibernation:
+            out.append((Step("hibernate", "environment", result="refused: nohibernate"), state))
+        elif not state.hibernated:
+            out.append((Step("hibernate", "environment", result="hibernated"),
+                        state._replace(hibernated=True)))
+
+    def machine_check(self, state: State, page: str) -> Step:
+        """`tdx_dump_mce_info`: blame TDX private memory only on erratum parts, when RDMD (on a
+        CPU in VMX operation) says the page is module-owned, or reserved and in a PAMT."""
+        if not (self.platform.erratum and state.tdx_on):
+            return Step("machine_check", "environment", result="not reported", detail=page)
+        vmx_cpus = [i for i, c in self.cpus(state) if c.online and c.vmx]
+        if not vmx_cpus:
+            return Step("machine_check", "environment", result="not reported",
+                        detail=f"{page}; RDMD faults (VMX off)")
+        ready = state.status == INITIALIZED
+        if not ready:
+            return Step("machine_check", "environment", vmx_cpus[0], TDH_PHYMEM_PAGE_RDMD,
+                        MODULE_ERROR, detail=f"{page}; module not ready: not reported")
+        in_pamt = page == MC_PAMT_PAGE and state.tdmr_list and bool(state.pamt)
+        verdict = "reported: TDX private memory error" if in_pamt else "not reported"
+        page_type = "reserved" if page == MC_PAMT_PAGE else "not assigned"
+        return Step("machine_check", "environment", vmx_cpus[0], TDH_PHYMEM_PAGE_RDMD, SUCCESS,
+                    detail=f"{page}; RDMD: {page_type}; {verdict}")
+
+
+def machine_check_reported(step: Step) -> bool:
+    return "reported: TDX private memory error" in step.detail
+
+
+def machine_check_page(step: Step) -> str:
+    """Which page a `machine_check` step hit (the first item of its detail)."""
+    return step.detail.split(";")[0]
+
+
+def memory_notifier(profile: Profile, memlist, going_online: bool, start: int,
+                    end: int) -> bool:
+    """`tdx_memory_notifier` under the profile's rules (v6.8: `spec.memory`)."""
+    if not going_online:
+        return True
+    if not memlist:
+        return profile.notifier_allows_when_empty
+    if not profile.notifier_checks_whole_range:
+        return is_tdx_memory(memlist, start, start + 1)
+    return tdx_memory_notifier(memlist, going_online, start, end)
+
+
+def _end_key_config(flow: TdxFlow, state: State) -> State:
+    """config_global_keyid returns: its package mask (the per-CPU markers) goes away."""
+    return flow._map_cpus(state, lambda c: c._replace(key=KEY_NONE) if c.key else c)
+
+
+def pamt_describe(chunk: int) -> str:
+    return "+".join(name for bit, name in PAMT_BIT_NAMES if chunk & bit) or "none"
+
+
+def _pamt_map(pamt: tuple[int, ...], fn) -> tuple[int, ...]:
+    """Apply `fn` to every chunk that was allocated (PAMTs are handled all together)."""
+    return tuple(fn(c) if c & PAMT_ALLOCATED else c for c in pamt)
+
+
+def _flushed(pamt: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(c & ~(PAMT_KERNEL_DIRTY | PAMT_GLOBAL_DIRTY) for c in pamt)
+
+
+def _module_writes(chunk: int) -> int:
+    if chunk & PAMT_HANDED:
+        return chunk | PAMT_WRITTEN | PAMT_GLOBAL_DIRTY
+    return chunk
+
+
+def _reset_chunk(chunk: int) -> int:
+    """MOVDIR64B: memory is clean afterwards, unless dirty global-KeyID lines are still cached
+    (their later write-back puts module data back)."""
+    if chunk & PAMT_GLOBAL_DIRTY:
+        return chunk
+    return chunk & ~PAMT_WRITTEN
+
+
+def _free_chunk(chunk: int) -> int:
+    if chunk & PAMT_FREED:
+        return chunk | PAMT_FREED_TWICE
+    return (chunk & ~PAMT_ALLOCATED) | PAMT_FREED

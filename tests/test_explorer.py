@@ -1,0 +1,139 @@
+"""The generic explorer, trace and graph code on small toy models."""
+
+import json
+from typing import NamedTuple
+
+import networkx as nx
+import pytest
+
+from checker.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
+from checker.graph import state_graph, to_dot, to_graphml
+from checker.trace import ReplayError, replay, trace_to_json, trace_to_text
+
+
+class Move(NamedTuple):
+    action: str
+    actor: str
+    cpu: int | None = None
+
+
+class Counters:
+    """Two counters 0..limit; either may step up; `reset` sends both back to 0.
+
+    Symmetric in the two counters, so the canonical form sorts them."""
+
+    def __init__(self, limit=3):
+        self.limit = limit
+
+    def initial_states(self):
+        return [(0, 0)]
+
+    def successors(self, state):
+        out = []
+        for i in (0, 1):
+            if state[i] < self.limit:
+                nxt = list(state)
+                nxt[i] += 1
+                out.append((Move("inc", f"counter {i}", i), tuple(nxt)))
+        out.append((Move("reset", "env"), (0, 0)))
+        return out
+
+    def canonical(self, state):
+        return tuple(sorted(state))
+
+    def state_fields(self, state):
+        return {"a": str(state[0]), "b": str(state[1])}
+
+    def describe(self):
+        return {"model": "counters", "limit": self.limit}
+
+
+class Prop:
+    def __init__(self, ident, kind, check):
+        self.id, self.kind, self.check = ident, kind, check
+
+
+def test_exhaustive_run_counts_states_and_transitions():
+    result = explore(Counters(), [Prop("SUM", "state", lambda s: sum(s) <= 6)])
+    assert result.verdict == PASS and result.bound_hit is None
+    assert result.distinct_states == 10  # unordered pairs over 0..3
+    assert result.max_depth == 6
+    assert result.transitions > result.distinct_states
+    full = explore(Counters(), [], symmetry=False)
+    assert full.distinct_states == 16
+
+
+def test_state_violation_trace_is_shortest_and_concrete():
+    result = explore(Counters(), [Prop("SUM<4", "state", lambda s: sum(s) < 4)])
+    assert result.verdict == FAIL and result.violated == "SUM<4"
+    trace = result.trace
+    assert len(trace) == 4 == result.violation.depth
+    assert sum(trace.steps[-1][1]) == 4
+    # every step is a real successor of the previous concrete state
+    state = trace.initial
+    for label, nxt in trace.steps:
+        assert (label, nxt) in Counters().successors(state)
+        state = nxt
+
+
+def test_transition_violation_includes_the_bad_step():
+    never_reset_from_3 = Prop("NO-RESET-AT-3", "transition",
+                              lambda s, lab, t: not (lab.action == "reset" and 3 in s))
+    result = explore(Counters(), [never_reset_from_3])
+    assert result.violated == "NO-RESET-AT-3"
+    assert result.trace.steps[-1][0].action == "reset" and len(result.trace) == 4
+
+
+def test_eventually_property_and_stuck_states():
+    class Trap(Counters):
+        def successors(self, state):
+            if state[0] == self.limit:
+                return [(Move("spin", "env"), state)]
+            return super().successors(state)
+
+    goal = Prop("CAN-RETURN", "eventually", lambda s: s == (0, 0))
+    assert explore(Counters(), [goal], symmetry=False).verdict == PASS
+    result = explore(Trap(), [goal], symmetry=False)
+    assert result.verdict == FAIL and result.trace.steps[-1][1][0] == 3
+    assert len(result.trace) == 3
+
+
+@pytest.mark.parametrize(("bounds", "hit"), [(Bounds(max_depth=2), "depth"),
+                                            (Bounds(max_states=3), "states"),
+                                            (Bounds(max_seconds=0.0000001), "time")])
+def test_bounds_make_a_clean_run_inconclusive(bounds, hit):
+    result = explore(Counters(limit=50), [], bounds)
+    assert result.verdict == INCONCLUSIVE and result.bound_hit == hit
+    assert "bounded, not exhaustive" in result.summary()
+
+
+def test_same_run_gives_the_same_trace():
+    prop = [Prop("SUM<5", "state", lambda s: sum(s) < 5)]
+    first, second = explore(Counters(), prop), explore(Counters(), prop)
+    assert first.trace.steps == second.trace.steps
+
+
+def test_trace_json_replays_and_rejects_tampering():
+    model = Counters()
+    trace = explore(model, [Prop("SUM<3", "state", lambda s: sum(s) < 3)]).trace
+    data = json.loads(json.dumps(trace_to_json(trace, model)))
+    assert data["version"] == 1 and data["model"] == {"model": "counters", "limit": 3}
+    assert replay(model, data).steps == trace.steps
+    data["steps"][0]["step"]["cpu"] = 7
+    with pytest.raises(ReplayError):
+        replay(model, data)
+    text = trace_to_text(trace, model)
+    assert "violates SUM<3 after 3 steps" in text and "inc [counter" in text and "->" in text
+
+
+def test_state_graph_exports(tmp_path):
+    graph = state_graph(Counters(limit=2), symmetry=False)
+    assert isinstance(graph, nx.DiGraph) and graph.graph["exhaustive"]
+    assert graph.number_of_nodes() == 9
+    assert graph.nodes[0]["initial"]
+    path = tmp_path / "g.graphml"
+    to_graphml(graph, path)
+    assert nx.read_graphml(path).number_of_nodes() == 9
+    dot = to_dot(graph)
+    assert dot.startswith("digraph") and "->" in dot and "style=bold" in dot
+    assert not state_graph(Counters(limit=20), Bounds(max_states=5)).graph["exhaustive"]
