@@ -327,10 +327,13 @@ def dump_baseline(baseline: Baseline) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_baseline(path: str | os.PathLike[str], results: Sequence[CheckResult]) -> Baseline:
+def write_baseline(path: str | os.PathLike[str], results: Sequence[CheckResult],
+                   keep: Mapping[str, Expected] | None = None) -> Baseline:
     """Record `results` as the new baseline at `path` (atomically: a crash never leaves half a
-    file). Raises ValueError when a check errored or ids repeat."""
-    baseline = baseline_from_results(results)
+    file), keeping the `keep` entries of checks this run did not select. Raises ValueError
+    when a check errored or ids repeat."""
+    fresh = baseline_from_results(results)
+    baseline = Baseline({**(keep or {}), **fresh.checks})
     text = dump_baseline(baseline)
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))

@@ -17,6 +17,7 @@ from typing import Any
 from checker.readers import read_json_map
 from checker.synth import Counterexample, synthesise
 from checker.tdmr_report import TdmrOptions, analyse
+from spec.errno import ENOSPC
 from spec.memory import MemRange
 from spec.profiles import V6_8, get_profile
 from spec.sysinfo import TdxSysinfo
@@ -25,6 +26,16 @@ SCHEMA_VERSION = 1
 # What a map counterexample shows, and so what "still violates" means on replay.
 LAYOUT_VIOLATED = "layout-violated"  # construction succeeds with a layout breaking invariants
 CONSTRUCT_FAILS = "construct-fails"  # construction fails with the recorded errno
+
+
+# The property each kind of smallest map stands for, as verify's checks name them. A map that
+# only hits a limit the kernel must enforce records that limit being hit.
+SYNTH_PROPERTIES = {
+    "kernel-fails-plan-exists": "INIT-WHEN-LAYOUT-EXISTS",
+    "placement-breaks": "INIT-PLACEMENT-INDEPENDENT",
+    "rsvd-exhausted": "LIMIT-RSVD-EXHAUSTED",
+    "tdmrs-exhausted": "LIMIT-TDMRS-EXHAUSTED",
+}
 
 
 def e820_lines(regions: tuple[MemRange, ...] | list[MemRange]) -> list[str]:
@@ -65,12 +76,16 @@ def save_map_counterexample(report: dict[str, Any], folder: str) -> Path:
     meta = report["map"]["metadata"]
     config = (f"{meta['max_tdmrs']} TDMRs, {meta['max_reserved_per_tdmr']} areas, entries "
               f"{','.join(map(str, meta['pamt_entry_size']))}")
-    body = {"kind": "map", "map": report["map"], "placement": "first-fit",
-            "property": CONSTRUCT_FAILS if kernel["error"] else LAYOUT_VIOLATED,
-            "errno": kernel["error"]["errno"] if kernel["error"] else None,
+    the_map, errno = dict(report["map"]), kernel["error"] and kernel["error"]["errno"]
+    witness = (report.get("worst_case") or {}).get("witness")
+    if witness:  # the failure needs the adversarial placement: record its chunk bases
+        the_map["pamt_bases"] = [witness[i] for i in sorted(witness, key=int)]
+        errno = -ENOSPC
+    body = {"kind": "map", "map": the_map, "placement": "first-fit",
+            "property": CONSTRUCT_FAILS, "errno": errno,
             "minimality": report["minimality"], "text": report["text"]}
     doc = document(f"counterexample/{report['kind']}", report["profile"], config,
-                   f"KERNEL-{report['kind'].upper()}", body)
+                   SYNTH_PROPERTIES[report["kind"]], body)
     return write_document(with_recorded_result(doc), folder, f"{report['kind']}")
 
 
@@ -145,7 +160,7 @@ def with_recorded_result(doc: dict[str, Any]) -> dict[str, Any]:
 def _replay_map(doc, body, profile, name: str) -> Replay:
     machine = read_json_map(json.dumps(body["map"]), name)
     placement = None if machine.pamt_bases is not None else body.get("placement", "first-fit")
-    report = analyse(machine, TdmrOptions(profile, placement))
+    report = analyse(machine, TdmrOptions(profile, placement, explain=False))
     prop = body.get("property")
     if prop == LAYOUT_VIOLATED:
         found = report["layout_check"]["violations"]

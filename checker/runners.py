@@ -56,7 +56,7 @@ def run_log(spec: CheckSpec) -> CheckResult:
 
 def _map_options(spec: CheckSpec) -> tuple[MachineInput, TdmrOptions]:
     machine = read_input(spec.config)
-    return machine, TdmrOptions(get_profile(spec.profile),
+    return machine, TdmrOptions(get_profile(spec.profile), explain=False,
                                 timeout_ms=int(spec.bounds.solver_timeout_s * 1000))
 
 
@@ -207,8 +207,14 @@ def _spec_location(function: str) -> tuple[str, int, str]:
     return (inspect.getsourcefile(target), inspect.getsourcelines(target)[1], function)
 
 
+def run_flow(spec: CheckSpec) -> CheckResult:
+    from checker.flowcheck import run_flow as explore_flow
+
+    return explore_flow(spec)
+
+
 RUNNERS = {"log": run_log, "layout": run_layout, "worst-case": run_worst_case,
-           "plan": run_plan, "maps": run_maps, "replay": run_replay}
+           "plan": run_plan, "maps": run_maps, "flow": run_flow, "replay": run_replay}
 
 
 def run_check(spec: CheckSpec) -> CheckResult:

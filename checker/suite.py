@@ -53,8 +53,9 @@ class Bounds:
 class Suite:
     profiles: tuple[str, ...] = tuple(PROFILES)
     maps: tuple[str, ...] = (BUILTIN,)
-    flow_configs: tuple[str, ...] = ("default",)
-    checks: tuple[str, ...] = ("log", "layout", "worst-case", "plan", "maps", "replay")
+    flow_configs: tuple[str, ...] = ("default", "rsvd-exhausted", "unchecked-callers",
+                                     "too-few-keyids")
+    checks: tuple[str, ...] = CHECK_KINDS
     counterexamples: str = "counterexamples"
     bounds: Bounds = field(default_factory=Bounds)
     source: str = "built-in default suite"
@@ -85,7 +86,9 @@ def profile_scope(profile: Profile) -> frozenset[str]:
     changed = rule_changes(profile)
     scope = set()
     if not changed or changed & TDMR_RULES:
-        scope |= {"layout", "worst-case", "plan", "maps"}
+        scope |= {"layout", "maps"}
+        if profile.kind != "bug":  # kernel limitations are a question for real kernels only
+            scope |= {"worst-case", "plan"}
     if not changed or changed - TDMR_RULES:
         scope.add("flow")
     if not changed:
@@ -162,7 +165,7 @@ def expand(suite: Suite) -> list[CheckSpec]:
 SUITE_HELP = """\
 profiles = ["v6.8", "cmr-holes"]      # default: every profile (`python -m checker profiles`)
 maps = ["builtin", "my-machine.json"]  # "builtin": the shipped boot logs
-flow_configs = ["default"]             # platform configurations for the explorer
+flow_configs = ["default"]             # explorer configurations (`python -m checker configs`)
 checks = ["log", "layout", "worst-case", "plan", "maps", "flow", "replay"]
 counterexamples = "counterexamples"    # where found counterexamples are stored and replayed
 [bounds]

@@ -29,6 +29,7 @@ class TdmrOptions:
     pamt_entry_size: tuple[int, int, int] | None = None
     worst_case: bool = False
     plan: bool = False
+    explain: bool = True  # a minimal conflict core when construction fails (a solver call)
     timeout_ms: int = 30_000
 
 
@@ -129,6 +130,8 @@ def _layout_check(result: ConstructResult, memlist, machine: MachineInput,
         return {"status": "violated" if found else "valid",
                 "violations": [{"constraint": v.constraint, "tdmr": v.tdmr, "item": v.item,
                                 "text": v.describe(result.tdmrs)} for v in found]}
+    if not options.explain:
+        return {"status": "not-built", "violations": [], "explanation": None}
     why = explain_construction(result, memlist, sysinfo, machine.cmrs, options.profile,
                                options.timeout_ms)
     return {"status": "not-built", "violations": [], "explanation": why.to_json()}
@@ -295,7 +298,7 @@ def _verdict_lines(report: dict[str, Any]) -> list[str]:
     elif check["status"] == "violated":
         lines.append(f"layout invariants: {len(check['violations'])} VIOLATED")
         lines.extend(f"  {v['text']}" for v in check["violations"])
-    elif check["explanation"]["status"] == "unsat":
+    elif check["explanation"] and check["explanation"]["status"] == "unsat":
         lines.append("why no layout with these TDMRs can work (minimal conflict):")
         lines.extend(f"  {line}" for line in check["explanation"]["text"].splitlines())
     for worst in report["worst_case"] or ():

@@ -13,6 +13,7 @@ from pathlib import Path
 from checker.baseline import (
     DEFAULT_BASELINE,
     EXIT_USAGE,
+    Baseline,
     BaselineError,
     BaselineMissing,
     compare,
@@ -33,7 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--profile", action="append", metavar="NAME",
                    help="check only this profile (repeatable)")
     p.add_argument("--baseline", metavar="FILE",
-                   help=f"expected verdicts (default: {DEFAULT_BASELINE} when present)")
+                   help=f"expected verdicts (default: {DEFAULT_BASELINE} when present, "
+                   "unless --profile is given)")
     p.add_argument("--update-baseline", action="store_true",
                    help="write this run's verdicts as the new baseline")
     p.add_argument("--format", action="append", choices=FORMATS, metavar="FORMAT",
@@ -158,14 +160,23 @@ def run(args) -> int:
         return _usage(str(exc))
     baseline = None
     baseline_path = args.baseline or DEFAULT_BASELINE
-    if not args.update_baseline:
-        try:
+    try:
+        # `--profile NAME` alone asks "does this profile pass?": the default baseline, which
+        # expects broken profiles to fail, applies only when named.
+        if args.baseline or not args.profile or args.update_baseline:
             baseline = load_baseline(baseline_path)
-        except BaselineMissing:
-            if args.baseline:
-                return _usage(f"{args.baseline}: no such baseline file")
-        except BaselineError as exc:
+    except BaselineMissing:
+        if args.baseline and not args.update_baseline:
+            return _usage(f"{args.baseline}: no such baseline file")
+    except BaselineError as exc:
+        if not args.update_baseline:
             return _usage(str(exc))
+    # With --profile, the other profiles' expectations are neither compared nor dropped.
+    others = {} if baseline is None or not args.profile else {
+        k: v for k, v in baseline.checks.items() if v.profile not in suite.profiles}
+    if baseline is not None and others:
+        baseline = Baseline({k: v for k, v in baseline.checks.items() if k not in others},
+                            baseline.path)
     specs = expand(suite) + replay_specs(suite)
     if not specs:
         return _usage(f"{suite.source}: the suite selects no checks")
@@ -173,11 +184,12 @@ def run(args) -> int:
     written = store_counterexamples(results, suite.counterexamples)
     if args.update_baseline:
         try:
-            write_baseline(baseline_path, results)
+            written = write_baseline(baseline_path, results, keep=others)
         except ValueError as exc:
             return _usage(f"cannot write the baseline: {exc}")
-        print(f"baseline written: {baseline_path} ({len(results)} checks)", file=sys.stderr)
-        baseline = load_baseline(baseline_path)
+        print(f"baseline written: {baseline_path} ({len(written.checks)} checks)",
+              file=sys.stderr)
+        baseline = Baseline({k: v for k, v in written.checks.items() if k not in others})
     comparison = compare(results, baseline, allow_inconclusive=args.allow_inconclusive)
     for fmt, out in outputs:
         text = render(fmt, results, comparison, verbose=args.verbose)

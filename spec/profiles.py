@@ -61,11 +61,73 @@ class Profile:
 
 V6_8 = Profile(name="v6.8", summary="Linux v6.8 as merged (memblock holes)")
 
+_SERIES = "TDX host series (LKML, 'TDX host kernel support')"
+
+# The bug zoo: real bugs of the public history of the series, then design hazards the v6.8
+# code guards against. Each is v6.8 with one rule switched.
+BUGS: tuple[Profile, ...] = (
+    V6_8.but("bug-lp-init-irq-reentry", "tdx_cpu_enable callable with interrupts on: an "
+             "interrupt between the per-CPU flag test and set re-enters it, LP.INIT twice",
+             f"{_SERIES} v12 review; fixed in v13 (IPI context required)",
+             cpu_enable_irqs_off=False),
+    V6_8.but("bug-sysinit-failure-not-cached", "a failed TDH.SYS.INIT is not cached: every "
+             "later tdx_cpu_enable issues TDH.SYS.INIT again",
+             f"{_SERIES} v13; fixed in v14", cache_sysinit_failure=False),
+    V6_8.but("bug-enodev-retried", "module not loaded (-ENODEV) leaves the module state "
+             "unchanged, so every later tdx_enable probes and initialises again",
+             f"{_SERIES} v5; fixed in v6", enodev_marks_error=False),
+    V6_8.but("bug-cpu-check-outside-hotplug-lock", "the 'every package has an online CPU' "
+             "check made before taking the CPU-hotplug lock",
+             f"{_SERIES} v3 review", package_check_under_hotplug_lock=False),
+    V6_8.but("bug-pamt-entries-int32", "PAMT entry count held in a 32-bit signed int: wrong "
+             "PAMT size for a TDMR of 8 TiB or more", f"{_SERIES} v5 review",
+             pamt_entry_count_bits=32),
+    V6_8.but("bug-pamt-freed-without-reset", "after a failure past TDH.SYS.CONFIG the PAMTs "
+             "are freed without the MOVDIR64B reset", f"{_SERIES} before v11",
+             reset_pamts_on_late_failure=False),
+    V6_8.but("bug-tdmr-list-freed", "the TDMR list freed after a successful init, so the #MC "
+             "path cannot tell PAMT pages from other reserved pages",
+             f"{_SERIES} before v12", keep_tdmr_list=False),
+    V6_8.but("mutant-no-wbinvd-before-key-config", "no WBINVD before the first "
+             "TDH.SYS.KEY.CONFIG", "design hazard: config_global_keyid",
+             wbinvd_before_key_config=False),
+    V6_8.but("mutant-key-config-every-cpu", "TDH.SYS.KEY.CONFIG on every online CPU instead "
+             "of once per package", "design hazard: config_global_keyid",
+             key_config_once_per_package=False),
+    V6_8.but("mutant-offline-package-skipped", "a package whose CPUs are all offline is "
+             "skipped silently and TDMR init goes ahead and succeeds",
+             "design hazard: config_global_keyid / init_tdmrs",
+             unkeyed_package_fails_init=False),
+    V6_8.but("mutant-initialized-after-first-chunk", "module marked INITIALIZED after the "
+             "first TDH.SYS.TDMR.INIT chunk instead of the whole TDMR",
+             "design hazard: init_tdmr", init_tdmrs_until_done=False),
+    V6_8.but("mutant-rsvd-unsorted", "reserved areas not sorted",
+             "design hazard: tdmr_populate_rsvd_areas (sort_rsvd_areas)",
+             sort_reserved_areas=False),
+    V6_8.but("mutant-other-pamt-not-reserved", "a PAMT chunk that lands in another TDMR is "
+             "not reserved there", "design hazard: tdmr_populate_rsvd_pamts",
+             reserve_other_tdmrs_pamts=False),
+    V6_8.but("mutant-pamt-double-free", "PAMTs freed twice when reserved-area population "
+             "fails (the caller's unwinding frees again)",
+             "design hazard: construct_tdmrs / init_tdx_module unwinding",
+             construct_failure_skips_pamt_free=False),
+    V6_8.but("mutant-notifier-checks-start-only", "the memory notifier checks only the start "
+             "of the onlined range", "design hazard: tdx_memory_notifier",
+             notifier_checks_whole_range=False),
+    V6_8.but("mutant-notifier-rejects-when-empty", "an empty snapshot rejects every online",
+             "design hazard: tdx_memory_notifier", notifier_allows_when_empty=False),
+    V6_8.but("mutant-lp-flag-cleared-on-offline", "the per-CPU LP flag cleared on CPU "
+             "offline, so the next online runs LP.INIT again",
+             "design hazard: tdx_cpu_enable (tdx_lp_initialized)",
+             lp_flag_survives_offline=False),
+)
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8,
     V6_8.but("cmr-holes", "v6.8 with holes taken from CMRs instead of memblock",
              "LKML v8 2024-11-13 'x86/virt/tdx: Reduce TDMR's reserved areas by using CMRs to "
              "find memory holes'", kind="variant", holes=HOLES_CMR),
+    *BUGS,
 )}
 
 
