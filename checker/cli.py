@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the best valid TDMR layout, next to the kernel's")
     tdmr.add_argument("--timeout", type=_positive, default=30, metavar="S",
                       help="solver timeout per query in seconds (default 30)")
+    tdmr.add_argument("--check-layout", metavar="TDMRS.json",
+                      help="check your own TDMR list against the layout invariants for this "
+                      "machine instead of building one (the 'tdmrs' list in the form "
+                      "`--format json` prints)")
     add_limit_options(tdmr)
 
     cex = sub.add_parser("counterexample",
@@ -97,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_limit_options(cex)
 
     sub.add_parser("profiles", help="list the kernel profiles, one line each")
+
+    sub.add_parser("configs", help="list the flow configurations the explorer can run")
+
+    graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
+                           "as GraphML or DOT")
+    graph.add_argument("--profile", default="v6.8")
+    graph.add_argument("--config", default="1x1",
+                       help="flow configuration (see `configs`; default 1x1)")
+    graph.add_argument("--format", choices=("dot", "graphml"), default="dot")
+    graph.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    graph.add_argument("--max-states", type=_positive, default=20_000, metavar="N",
+                       help="stop (and say so) beyond this many states (default 20000)")
+    graph.add_argument("--no-symmetry", action="store_true",
+                       help="keep every state instead of one per symmetry class")
+    graph.add_argument("--faults", type=int, metavar="N", help="fault budget (default: the "
+                       "configuration's)")
 
     replay = sub.add_parser("replay", help="re-run a stored counterexample (exit 1 while it "
                             "still violates, 0 when it no longer does)")
@@ -142,13 +162,45 @@ def cmd_tdmr(args) -> int:
                          "'cmrs' in the JSON map)")
     options = TdmrOptions(profile, args.placement, args.max_tdmrs, args.max_reserved,
                           args.pamt_entry_size, args.worst_case, args.plan,
-                          args.timeout * 1000)
+                          timeout_ms=args.timeout * 1000)
+    if args.check_layout:
+        return _check_user_layout(args, machine, options)
     report = analyse(machine, options)
     if args.format == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         sys.stdout.write(render_text(report, args.verbose))
     return EXIT_FAIL if report["error"] else EXIT_OK
+
+
+def _check_user_layout(args, machine, options) -> int:
+    """`tdmr --check-layout`: the same layout invariants, on a TDMR list the user wrote."""
+    from checker.tdmr_report import effective_sysinfo
+    from invariants.layout import check_layout, layout_from_json
+    from spec.memory import build_tdx_memlist
+
+    try:
+        tdmrs = layout_from_json(json.loads(open(args.check_layout).read()))
+    except OSError as exc:
+        raise InputError(args.check_layout, 0, f"cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(args.check_layout, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(args.check_layout, 0, "not a TDMR list (expected the 'tdmrs' list "
+                         f"that `tdmr --format json` prints): {exc!r}") from None
+    holes = machine.cmrs if options.profile.holes == HOLES_CMR else None
+    found = check_layout(tdmrs, build_tdx_memlist(machine.regions),
+                         effective_sysinfo(machine, options), holes)
+    if args.format == "json":
+        print(json.dumps({"tdmrs": len(tdmrs), "valid": not found, "violations": [
+            {"constraint": v.constraint, "tdmr": v.tdmr, "item": v.item,
+             "text": v.describe(tdmrs)} for v in found]}, indent=2, sort_keys=True))
+    else:
+        print(f"{args.check_layout}: {len(tdmrs)} TDMRs checked against {args.input}")
+        for v in found:
+            print(f"  {v.describe(tdmrs)}")
+        print("layout invariants: " + (f"{len(found)} VIOLATED" if found else "all hold"))
+    return EXIT_FAIL if found else EXIT_OK
 
 
 def cmd_counterexample(args) -> int:
@@ -185,6 +237,51 @@ def cmd_replay(args) -> int:
     return EXIT_FAIL if outcome.still_violates else EXIT_OK
 
 
+def cmd_configs(args) -> int:
+    from checker.flowcheck import CONTRACT_WAIVERS
+    from checker.platforms import CONFIGS
+
+    for name, config in CONFIGS.items():
+        platform = config.platform
+        events = [e for e, on in (("cpu hotplug", config.cpu_hotplug),
+                                  ("memory hotplug", config.memory_hotplug),
+                                  ("S3/hibernate requests", config.sleep_requests),
+                                  ("machine checks", config.machine_checks)) if on]
+        waived = CONTRACT_WAIVERS.get(name)
+        print(f"{name:<18} {platform.packages}x{platform.cpus_per_package}, "
+              f"{len(config.caller_loads)} callers, fault budget {config.fault_budget}; "
+              f"{', '.join(events) or 'no environment events'}"
+              + (f"; waives {', '.join(waived)} (callers break the contract)" if waived else ""))
+    return EXIT_OK
+
+
+def cmd_graph(args) -> int:
+    from checker.explorer import Bounds
+    from checker.graph import state_graph, to_dot, to_graphml
+    from checker.platforms import configure
+    from invariants.flow import flow_invariants
+    from spec.flow import TdxFlow
+
+    flags = {} if args.faults is None else {"faults": args.faults}
+    try:
+        flow = TdxFlow(_profile(args.profile), configure(args.config, **flags))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+    graph = state_graph(flow, Bounds(max_states=args.max_states), not args.no_symmetry,
+                        flow_invariants(flow))
+    if args.format == "graphml":
+        to_graphml(graph, args.output or sys.stdout.buffer)
+    elif args.output:
+        with open(args.output, "w") as handle:
+            handle.write(to_dot(graph))
+    else:
+        sys.stdout.write(to_dot(graph))
+    exhaustive = "exhaustive" if graph.graph.get("exhaustive") else "bounded, not exhaustive"
+    print(f"{graph.number_of_nodes()} states, {graph.number_of_edges()} transitions "
+          f"({exhaustive})", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_profiles(args) -> int:
     width = max(len(name) for name in PROFILES)
     for profile in PROFILES.values():
@@ -205,4 +302,5 @@ def cmd_verify(args) -> int:
 
 
 COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify,
-            "counterexample": cmd_counterexample, "replay": cmd_replay}
+            "counterexample": cmd_counterexample, "replay": cmd_replay,
+            "configs": cmd_configs, "graph": cmd_graph}

@@ -501,12 +501,18 @@ def layout_to_json(tdmrs: Sequence[Tdmr]) -> dict[str, Any]:
 
 
 def layout_from_json(data: dict[str, Any]) -> tuple[Tdmr, ...]:
-    """A TDMR list from `layout_to_json`'s format (numbers as ints or "0x..." strings)."""
+    """A TDMR list from `layout_to_json`'s format or `tdmr --format json`'s `tdmrs` (numbers as
+    ints or "0x..." strings)."""
     tdmrs = []
     for item in data["tdmrs"]:
         reserved = tuple(ReservedArea(_int(a["offset"]), _int(a["size"]), a.get("kind", "hole"))
                          for a in item.get("reserved", ()))
+        if "pamt_4k_base" in item:  # the per-page-size keys of `tdmr --format json`
+            bases = tuple(item[f"pamt_{n}_base"] for n in ("4k", "2m", "1g"))
+            sizes = tuple(item[f"pamt_{n}_size"] for n in ("4k", "2m", "1g"))
+        else:
+            bases, sizes = item.get("pamt_bases", (0, 0, 0)), item.get("pamt_sizes", (0, 0, 0))
         tdmrs.append(Tdmr(_int(item["base"]), _int(item["size"]),
-                          tuple(_int(b) for b in item.get("pamt_bases", (0, 0, 0))),
-                          tuple(_int(s) for s in item.get("pamt_sizes", (0, 0, 0))), reserved))
+                          tuple(_int(b) for b in bases), tuple(_int(s) for s in sizes),
+                          reserved))
     return tuple(tdmrs)

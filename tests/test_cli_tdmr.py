@@ -138,3 +138,57 @@ def test_usage_errors_exit_2(tmp_path):
     assert proc.returncode == 2 and "needs CMRs" in proc.stderr
     proc = run_cli("tdmr", str(LOGS / "spr-8480c-256g.log"), "--profile", "v9.9")
     assert proc.returncode == 2 and "unknown profile" in proc.stderr
+
+
+def test_check_layout_of_a_user_tdmr_list(tmp_path, capsys):
+    """The engine's own list passes; the same list with one PAMT area dropped is caught by
+    name, TDMR and area."""
+    log = LOGS / "spr-8480c-256g.log"
+    _, report = run_json(capsys, log)
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"tdmrs": report["tdmrs"]}))
+    assert main(["tdmr", str(log), "--check-layout", str(mine)]) == 0
+    assert "layout invariants: all hold" in capsys.readouterr().out
+    report["tdmrs"][1]["reserved"] = [a for a in report["tdmrs"][1]["reserved"]
+                                      if a["offset"] != report["tdmrs"][0]["pamt_4k_base"]
+                                      - report["tdmrs"][1]["base"]]
+    mine.write_text(json.dumps({"tdmrs": report["tdmrs"]}))
+    assert main(["tdmr", str(log), "--check-layout", str(mine), "--format", "json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert not result["valid"]
+    assert [(v["constraint"], v["tdmr"], v["item"]) for v in result["violations"]] == [
+        ("RSVD-COVERS-PAMT", 1, "PAMT of TDMR 0")]
+
+
+def test_check_layout_with_a_bad_file_is_an_input_error(tmp_path):
+    bad = tmp_path / "tdmrs.json"
+    bad.write_text('{"tdmrs": [{"size": 1}]}')
+    proc = run_cli("tdmr", str(LOGS / "spr-8480c-256g.log"), "--check-layout", str(bad))
+    assert proc.returncode == 2 and "not a TDMR list" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_layout_check_is_part_of_every_tdmr_report(capsys):
+    _, report = run_json(capsys, LOGS / "2s-512g.log")
+    assert report["layout_check"] == {"status": "valid", "violations": []}
+    _, report = run_json(capsys, LOGS / "emr-fcp-e820-first-2g.log")
+    assert report["layout_check"]["status"] == "not-built"
+    core = report["layout_check"]["explanation"]
+    assert core["status"] == "unsat" and {"constraint": "RSVD-COUNT", "tdmr": 0} in core["core"]
+    assert "17 reserved areas needed" in core["text"] or "18 reserved areas needed" in core["text"]
+
+
+def test_graph_and_configs_commands(tmp_path, capsys):
+    assert main(["configs"]) == 0
+    assert "unchecked-callers" in capsys.readouterr().out
+    out = tmp_path / "g.graphml"
+    assert main(["graph", "--config", "1x1", "--faults", "0", "--format", "graphml",
+                 "--output", str(out)]) == 0
+    import networkx as nx
+
+    graph = nx.read_graphml(out)
+    assert graph.number_of_nodes() > 10
+    assert "exhaustive" in capsys.readouterr().err
+    assert main(["graph", "--config", "1x1", "--faults", "0"]) == 0
+    assert capsys.readouterr().out.startswith("digraph")
+    assert run_cli("graph", "--config", "9z9").returncode == 2
