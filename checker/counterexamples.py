@@ -17,6 +17,12 @@ from typing import Any
 from checker.readers import read_json_map
 from checker.synth import Counterexample, synthesise
 from checker.tdmr_report import TdmrOptions, analyse
+from invariants.machine import (
+    INIT_PLACEMENT_INDEPENDENT,
+    INIT_WHEN_LAYOUT_EXISTS,
+    LIMIT_RSVD_EXHAUSTED,
+    LIMIT_TDMRS_EXHAUSTED,
+)
 from spec.errno import ENOSPC
 from spec.memory import MemRange
 from spec.profiles import V6_8, get_profile
@@ -31,10 +37,10 @@ CONSTRUCT_FAILS = "construct-fails"  # construction fails with the recorded errn
 # The property each kind of smallest map stands for, as verify's checks name them. A map that
 # only hits a limit the kernel must enforce records that limit being hit.
 SYNTH_PROPERTIES = {
-    "kernel-fails-plan-exists": "INIT-WHEN-LAYOUT-EXISTS",
-    "placement-breaks": "INIT-PLACEMENT-INDEPENDENT",
-    "rsvd-exhausted": "LIMIT-RSVD-EXHAUSTED",
-    "tdmrs-exhausted": "LIMIT-TDMRS-EXHAUSTED",
+    "kernel-fails-plan-exists": INIT_WHEN_LAYOUT_EXISTS.id,
+    "placement-breaks": INIT_PLACEMENT_INDEPENDENT.id,
+    "rsvd-exhausted": LIMIT_RSVD_EXHAUSTED.id,
+    "tdmrs-exhausted": LIMIT_TDMRS_EXHAUSTED.id,
 }
 
 

@@ -51,35 +51,27 @@ class SearchOutcome:
 
 
 def candidate_maps(max_regions: int = MAX_REGIONS):
-    """Maps in search order: fewer regions first, then smaller span, then by address; a
-    region's neighbours are separated by a gap or sit on another node (memblock merges
-    touching same-node regions, so such maps cannot occur)."""
+    """Maps in search order: fewer regions first, then smaller span, then by address. Two
+    neighbours are separated by a gap, or touch on different nodes (memblock merges touching
+    same-node regions, so such maps cannot occur). Node names are symmetric: the first region
+    is always node 0."""
     for count in range(1, max_regions + 1):
         shapes = []
         for points in combinations(GRID, 2 * count):
-            ranges = [(points[2 * i], points[2 * i + 1]) for i in range(count)]
-            shapes.append((points[-1] - points[0], points, ranges))
+            shapes.append((points[-1] - points[0], points,
+                           [(points[2 * i], points[2 * i + 1]) for i in range(count)], False))
+        if count > 1:
+            for points in combinations(GRID, count + 1):
+                shapes.append((points[-1] - points[0], points,
+                               [(points[i], points[i + 1]) for i in range(count)], True))
         shapes.sort(key=lambda s: (s[0], s[1]))
-        for _, _, ranges in shapes:
-            yield from _with_nodes(ranges)
-        # Touching regions on different nodes: the same shapes with shared boundaries.
-        touching = []
-        for points in combinations(GRID, count + 1):
-            ranges = [(points[i], points[i + 1]) for i in range(count)]
-            if count > 1:
-                touching.append((points[-1] - points[0], points, ranges))
-        touching.sort(key=lambda s: (s[0], s[1]))
-        for _, _, ranges in touching:
+        for _, _, ranges, touching in shapes:
             for nodes in product((0, 1), repeat=count):
-                if all(nodes[i] != nodes[i + 1] for i in range(count - 1)):
-                    yield tuple(MemRange(s, e, n) for (s, e), n in zip(ranges, nodes,
-                                                                        strict=True))
-
-
-def _with_nodes(ranges):
-    for nodes in product((0, 1), repeat=len(ranges)):
-        if nodes[0] == 0:  # node names are symmetric: the first region is node 0
-            yield tuple(MemRange(s, e, n) for (s, e), n in zip(ranges, nodes, strict=True))
+                if nodes[0] != 0:
+                    continue
+                if touching and any(nodes[i] == nodes[i + 1] for i in range(count - 1)):
+                    continue
+                yield tuple(MemRange(s, e, n) for (s, e), n in zip(ranges, nodes, strict=True))
 
 
 def layout_violations(regions: tuple[MemRange, ...], profile: Profile, sysinfo: TdxSysinfo,

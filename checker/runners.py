@@ -26,7 +26,15 @@ from checker.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Locati
 from checker.solver import ANY_NODE, worst_case_placement
 from checker.suite import CheckSpec
 from checker.tdmr_report import TdmrOptions, analyse, build, effective_sysinfo
+from invariants.base import Invariant
 from invariants.layout import CONSTRAINTS_BY_ID
+from invariants.machine import (
+    INIT_PLACEMENT_INDEPENDENT,
+    INIT_WHEN_LAYOUT_EXISTS,
+    LAYOUT,
+    LOG_REPRODUCED,
+    MACHINE_INVARIANTS,
+)
 from spec.memory import build_tdx_memlist
 from spec.profiles import get_profile
 
@@ -36,9 +44,7 @@ def run_log(spec: CheckSpec) -> CheckResult:
     machine = read_input(spec.config)
     report = analyse(machine, TdmrOptions(get_profile(spec.profile)))
     same = {k: v for k, v in report["reproduces_log"].items() if v is not None}
-    result = CheckResult(spec.id, "LOG-REPRODUCED", spec.profile, Path(spec.config).name,
-                         PASS, statement="the model computes what the machine's kernel logged",
-                         source="boot log of a real TDX host")
+    result = _result(spec, LOG_REPRODUCED)
     if not same:
         return replace(result, detail="the log records no PAMT figure or failure: nothing to "
                        "compare")
@@ -86,8 +92,7 @@ def run_layout(spec: CheckSpec) -> CheckResult:
     """The layout invariants on the TDMR list the profile's kernel hands to TDH.SYS.CONFIG."""
     machine, options = _map_options(spec)
     report = analyse(machine, options)
-    result = _result(spec, "LAYOUT", "the TDMR list handed to the module satisfies every "
-                     "layout invariant", "invariants/layout.py")
+    result = _result(spec, LAYOUT)
     check = report["layout_check"]
     if check["status"] == "not-built":
         return replace(result, detail=f"not built: the kernel refuses the map "
@@ -107,13 +112,10 @@ def run_layout(spec: CheckSpec) -> CheckResult:
 def run_worst_case(spec: CheckSpec) -> CheckResult:
     """INIT-PLACEMENT-INDEPENDENT: if first-fit placement builds, every legal placement does."""
     machine, options = _map_options(spec)
-    memlist = build_tdx_memlist(machine.regions)
-    sysinfo = effective_sysinfo(machine, options)
-    result = _result(spec, "INIT-PLACEMENT-INDEPENDENT", "when construction succeeds with "
-                     "first-fit PAMT placement it succeeds with every legal placement",
-                     "tdmr_set_up_pamt: alloc_contig_pages may return any free range")
-    worst = worst_case_placement(memlist, sysinfo, ANY_NODE, machine.cmrs, options.profile,
-                                 options.timeout_ms)
+    result = _result(spec, INIT_PLACEMENT_INDEPENDENT)
+    worst = worst_case_placement(build_tdx_memlist(machine.regions),
+                                 effective_sysinfo(machine, options), ANY_NODE, machine.cmrs,
+                                 options.profile, options.timeout_ms)
     if worst.status == "unknown":
         return replace(result, status=INCONCLUSIVE, detail=worst.describe(),
                        bound=f"solver timeout {options.timeout_ms} ms")
@@ -130,15 +132,12 @@ def run_plan(spec: CheckSpec) -> CheckResult:
     """INIT-WHEN-LAYOUT-EXISTS: the kernel builds TDMRs whenever a valid layout exists. A
     failure is a kernel limitation on that map (a finding), not a broken safety rule."""
     machine, options = _map_options(spec)
-    memlist = build_tdx_memlist(machine.regions)
-    sysinfo = effective_sysinfo(machine, options)
-    result = _result(spec, "INIT-WHEN-LAYOUT-EXISTS", "the kernel initialises whenever a "
-                     "valid TDMR layout exists for the machine",
-                     "canonical/tdx#135; LKML 2024-11-13 CMR-hole patch")
-    kernel, _ = build(machine, options)
+    result = _result(spec, INIT_WHEN_LAYOUT_EXISTS)
+    kernel, sysinfo = build(machine, options)
     if kernel.ok:
         return replace(result, detail=f"the kernel builds {len(kernel.tdmrs)} TDMRs")
-    plan = plan_layout(memlist, sysinfo, machine.cmrs, options.profile, options.timeout_ms)
+    plan = plan_layout(build_tdx_memlist(machine.regions), sysinfo, machine.cmrs,
+                       options.profile, options.timeout_ms)
     if plan.status == "found":
         text = (f"finding: {spec.profile} fails ({kernel.error.errno}: {kernel.error.message})"
                 f" although a valid layout exists\n{plan.describe()}")
@@ -157,8 +156,7 @@ def run_maps(spec: CheckSpec) -> CheckResult:
     """The layout invariants on every small map of the grid, smallest first."""
     profile = get_profile(spec.profile)
     outcome = smallest_violating_map(profile, time_s=spec.bounds.time_s)
-    result = _result(spec, "LAYOUT", "the TDMR list handed to the module satisfies every "
-                     "layout invariant", "invariants/layout.py")
+    result = _result(spec, LAYOUT)
     result = replace(result, states=outcome.maps_tried)
     if outcome.witness is None:
         if not outcome.complete:
@@ -184,8 +182,13 @@ def run_replay(spec: CheckSpec) -> CheckResult:
     """A stored counterexample, run again: fail while it still violates."""
     doc = load_document(spec.config)
     outcome = replay_document(doc, spec.config)
+    known = MACHINE_INVARIANTS.get(outcome.invariant) or getattr(
+        CONSTRAINTS_BY_ID.get(outcome.invariant), "invariant", None)
     return CheckResult(spec.id, outcome.invariant, spec.profile, Path(spec.config).name,
                        FAIL if outcome.still_violates else PASS,
+                       statement=known.statement if known else "",
+                       source=known.source if known else "",
+                       extra={"finding": outcome.invariant == INIT_WHEN_LAYOUT_EXISTS.id},
                        detail=("still violates: " if outcome.still_violates
                                else "no longer violates: ") + outcome.text.splitlines()[0],
                        counterexample={"kind": "replay", "file": spec.config,
@@ -193,10 +196,11 @@ def run_replay(spec: CheckSpec) -> CheckResult:
                        else None)
 
 
-def _result(spec: CheckSpec, invariant: str, statement: str, source: str) -> CheckResult:
+def _result(spec: CheckSpec, invariant: Invariant) -> CheckResult:
+    """A passing result for the property a check stands for; failures narrow it down."""
     config = Path(spec.config).name if spec.config != "grid" else "grid"
-    return CheckResult(spec.id, invariant, spec.profile, config, PASS, statement=statement,
-                       source=source)
+    return CheckResult(spec.id, invariant.id, spec.profile, config, PASS,
+                       statement=invariant.statement, source=invariant.source)
 
 
 def _spec_location(function: str) -> tuple[str, int, str]:

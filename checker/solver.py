@@ -156,14 +156,17 @@ def worst_case_placement(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxS
     sizes = [pamt_sizes(t, sysinfo, profile) for t in filled]
     nids = [tdmr_get_nid(t, memlist, []) for t in filled]
 
-    slots = [z3.Int(f"chunk{j}.slot") for j in range(len(filled))]
+    # A fresh context per query: z3's choice of model depends on what the context saw before,
+    # and the witness must be the same whatever else ran in this process.
+    context = z3.Context()
+    slots = [z3.Int(f"chunk{j}.slot", context) for j in range(len(filled))]
     terms = []
     for t, size, slot in zip(filled, sizes, slots, strict=True):
         base = slot * sum(size)
         terms.append(TdmrTerms(t.base, t.size, (base, base + size[0], base + size[0] + size[1]),
                                size, ()))
     ctx = LayoutContext.of(memlist, sysinfo)
-    solver = z3.Solver()
+    solver = z3.Solver(ctx=context)
     for _, atom in layout_atoms(terms, ctx, [CONSTRAINTS_BY_ID["PAMT-IN-MEMORY"],
                                              CONSTRAINTS_BY_ID["PAMT-DISJOINT"]]):
         solver.add(atom.holds)
@@ -247,16 +250,23 @@ def explain_layout(tdmrs: Sequence[Tdmr], memlist: Sequence[MemRange],
     memlist = tuple(memlist)
     ranges = tuple(hole_ranges) if hole_ranges else memlist
     demand = hole_demand(tdmrs, ranges)
+    if len(tdmrs) > sysinfo.max_tdmrs:
+        # TDMR-COUNT alone is false on a fixed list this long: a one-group core, no search.
+        core = (("TDMR-COUNT", None),)
+        return Explanation(UNSAT, core, tuple(_core_words(list(core), tdmrs, demand, sysinfo)),
+                           True)
+    context = z3.Context()  # fresh, so the core found does not depend on earlier queries
     terms = []
     for i, t in enumerate(tdmrs):
         chunks = sum(1 for o in tdmrs if o.pamt_size and o.pamt_base < t.end
                      and o.pamt_end > t.base)
         slots = max(sysinfo.max_reserved_per_tdmr, demand[i].total + chunks) + 1
-        areas = tuple(AreaTerms(z3.Int(f"t{i}.rsvd{j}.offset"), z3.Int(f"t{i}.rsvd{j}.size"))
+        areas = tuple(AreaTerms(z3.Int(f"t{i}.rsvd{j}.offset", context),
+                                z3.Int(f"t{i}.rsvd{j}.size", context))
                       for j in range(slots))
         terms.append(TdmrTerms(t.base, t.size, tuple(t.pamt_bases), tuple(t.pamt_sizes), areas))
     ctx = LayoutContext.of(memlist, sysinfo, ranges)
-    solver = z3.Solver()
+    solver = z3.Solver(ctx=context)
     for _, atom in layout_atoms(terms, ctx, [CONSTRAINTS_BY_ID[c]
                                              for c in BACKGROUND_CONSTRAINTS]):
         solver.add(atom.holds)
@@ -266,7 +276,7 @@ def explain_layout(tdmrs: Sequence[Tdmr], memlist: Sequence[MemRange],
         groups.setdefault((constraint.id, atom.tdmr), []).append(atom.holds)
     selectors = {}
     for key, formulas in groups.items():
-        selector = z3.Bool(f"{key[0]}@{key[1]}")
+        selector = z3.Bool(f"{key[0]}@{key[1]}", context)
         selectors[key] = selector
         solver.add(z3.Implies(selector, all_of(formulas)))
     deadline = time.monotonic() + timeout_ms / 1000

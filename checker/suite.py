@@ -187,66 +187,80 @@ def load_suite(path: str | Path) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise SuiteError(name, int(match[1]) if match else 0, f"invalid TOML: {exc}") from None
+    table = ""
     if Path(path).name == "pyproject.toml":
-        doc = doc.get("tool", {}).get("tdx-checker")
+        doc, table = doc.get("tool", {}).get("tdx-checker"), "tool.tdx-checker"
         if doc is None:
             raise SuiteError(name, 0, "no [tool.tdx-checker] table")
-    return suite_from_dict(doc, name, text)
+    return suite_from_dict(doc, name, text, table)
 
 
-def _line(text: str, key: str) -> int:
+def _line(text: str, key: str, table: str = "") -> int:
+    """Line of `key = ...` inside `[table]` ("" is the top level, before any header)."""
+    current = ""
     for number, line in enumerate(text.splitlines(), 1):
-        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+        header = re.match(r"\s*\[([^\[\]]+)\]\s*(#.*)?$", line)
+        if header:
+            current = header[1].strip()
+        elif current == table and re.match(rf"\s*{re.escape(key)}\s*=", line):
             return number
     return 0
 
 
-def suite_from_dict(doc: dict[str, Any], name: str, text: str = "") -> Suite:
+def suite_from_dict(doc: dict[str, Any], name: str, text: str = "", table: str = "") -> Suite:
+    """A suite from the parsed TOML table `table` of the file `name` (its `text` gives lines)."""
+
+    def line(key: str) -> int:
+        return _line(text, key, table)
+
     known = {"profiles", "maps", "flow_configs", "checks", "counterexamples", "bounds"}
     for key in doc:
         if key not in known:
-            raise SuiteError(name, _line(text, key), f"unknown key {key!r} (known: "
+            raise SuiteError(name, line(key), f"unknown key {key!r} (known: "
                              f"{', '.join(sorted(known))})")
     values: dict[str, Any] = {"source": name}
     for key in ("profiles", "maps", "flow_configs", "checks"):
         if key in doc:
             value = doc[key]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise SuiteError(name, _line(text, key), f"{key} must be a list of strings")
+                raise SuiteError(name, line(key), f"{key} must be a list of strings")
             values[key] = tuple(value)
     for profile in values.get("profiles", ()):
         if profile not in PROFILES:
-            raise SuiteError(name, _line(text, "profiles"), f"unknown profile {profile!r}")
+            raise SuiteError(name, line("profiles"), f"unknown profile {profile!r}")
     for kind in values.get("checks", ()):
         if kind not in CHECK_KINDS:
-            raise SuiteError(name, _line(text, "checks"), f"unknown check kind {kind!r} "
+            raise SuiteError(name, line("checks"), f"unknown check kind {kind!r} "
                              f"(known: {', '.join(CHECK_KINDS)})")
     base = Path(name).parent
     for entry in values.get("maps", ()):
         if entry != BUILTIN and not (base / entry).is_file():
-            raise SuiteError(name, _line(text, "maps"), f"map {entry!r} not found")
+            raise SuiteError(name, line("maps"), f"map {entry!r} not found")
     if "maps" in values:
         values["maps"] = tuple(m if m == BUILTIN else str(base / m) for m in values["maps"])
     if "counterexamples" in doc:
         if not isinstance(doc["counterexamples"], str):
-            raise SuiteError(name, _line(text, "counterexamples"), "counterexamples must be "
+            raise SuiteError(name, line("counterexamples"), "counterexamples must be "
                              "a directory name")
         values["counterexamples"] = doc["counterexamples"]
     if "bounds" in doc:
-        values["bounds"] = _bounds(doc["bounds"], name, text)
+        values["bounds"] = _bounds(doc["bounds"], name, text, table)
     return Suite(**values)
 
 
-def _bounds(table: Any, name: str, text: str) -> Bounds:
-    if not isinstance(table, dict):
-        raise SuiteError(name, _line(text, "bounds"), "bounds must be a table")
+def _bounds(values_table: Any, name: str, text: str, table: str) -> Bounds:
+    """The [bounds] table of the suite in `[table]`."""
+    if not isinstance(values_table, dict):
+        raise SuiteError(name, _line(text, "bounds", table), "bounds must be a table")
+    inner = f"{table}.bounds" if table else "bounds"
     known = {f.name: f.type for f in fields(Bounds)}
     values = {}
-    for key, value in table.items():
+    for key, value in values_table.items():
         if key not in known:
-            raise SuiteError(name, _line(text, key), f"unknown bound {key!r} (known: "
+            raise SuiteError(name, _line(text, key, inner), f"unknown bound {key!r} (known: "
                              f"{', '.join(known)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise SuiteError(name, _line(text, key), f"bound {key} must be a positive number")
+            raise SuiteError(name, _line(text, key, inner),
+                             f"bound {key} must be a positive number")
         values[key] = value
     return Bounds(**values)

@@ -181,15 +181,16 @@ def run(args) -> int:
     if not specs:
         return _usage(f"{suite.source}: the suite selects no checks")
     results = run_specs(specs, max(1, args.jobs), args.quiet or not sys.stderr.isatty())
-    written = store_counterexamples(results, suite.counterexamples)
+    saved = store_counterexamples(results, suite.counterexamples)
     if args.update_baseline:
         try:
-            written = write_baseline(baseline_path, results, keep=others)
+            recorded = write_baseline(baseline_path, results, keep=others)
         except ValueError as exc:
             return _usage(f"cannot write the baseline: {exc}")
-        print(f"baseline written: {baseline_path} ({len(written.checks)} checks)",
+        print(f"baseline written: {baseline_path} ({len(recorded.checks)} checks)",
               file=sys.stderr)
-        baseline = Baseline({k: v for k, v in written.checks.items() if k not in others})
+        baseline = Baseline({k: v for k, v in recorded.checks.items() if k not in others},
+                            baseline_path)
     comparison = compare(results, baseline, allow_inconclusive=args.allow_inconclusive)
     for fmt, out in outputs:
         text = render(fmt, results, comparison, verbose=args.verbose)
@@ -197,6 +198,6 @@ def run(args) -> int:
             sys.stdout.write(text)
         else:
             Path(out).write_text(text)
-    for path in written:
+    for path in saved:
         print(f"counterexample saved: {path}", file=sys.stderr)
     return comparison.exit_code
