@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from checker.readers import JSON_FORMAT_HELP, InputError, read_input
 from checker.synth import KINDS as SYNTH_KINDS
@@ -209,8 +210,10 @@ def cmd_counterexample(args) -> int:
     report, cex = synthesise_report(args.kind, args.max_tdmrs, args.max_reserved,
                                     args.pamt_entry_size, args.timeout * 1000)
     if args.save and cex.status == "found":
+        before = set(Path(args.counterexamples).glob("*.json"))
         path = save_map_counterexample(report, args.counterexamples)
-        print(f"counterexample saved: {path}", file=sys.stderr)
+        state = "already stored as" if path in before else "counterexample saved:"
+        print(f"{state} {path}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
