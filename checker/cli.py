@@ -105,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("configs", help="list the flow configurations the explorer can run")
 
+    explore = sub.add_parser("explore", help="explore a profile's flow on one configuration "
+                             "against every flow invariant; the shortest trace to a violation")
+    explore.add_argument("--profile", default="v6.8")
+    explore.add_argument("--config", default="default", help="see `configs`, or PxC")
+    explore.add_argument("--faults", type=int, metavar="N", help="fault budget")
+    explore.add_argument("--no-symmetry", action="store_true",
+                         help="no reduction by CPU and package symmetry")
+    explore.add_argument("--max-states", type=_positive, metavar="N")
+    explore.add_argument("--max-depth", type=_positive, metavar="N")
+    explore.add_argument("--time", type=_positive, metavar="S", help="time bound in seconds")
+    explore.add_argument("--format", choices=("text", "json"), default="text")
+
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
     graph.add_argument("--profile", default="v6.8")
@@ -258,6 +270,46 @@ def cmd_configs(args) -> int:
     return EXIT_OK
 
 
+def cmd_explore(args) -> int:
+    from checker.explorer import Bounds, explore
+    from checker.flowcheck import checked_invariants
+    from checker.platforms import configure
+    from checker.trace import trace_to_json, trace_to_text
+    from spec.flow import TdxFlow
+
+    flags = {} if args.faults is None else {"faults": args.faults}
+    try:
+        config = configure(args.config, **flags)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+    flow = TdxFlow(_profile(args.profile), config)
+    outcome = explore(flow, checked_invariants(flow, args.config),
+                      Bounds(args.max_depth, args.max_states, args.time),
+                      symmetry=not args.no_symmetry)
+    rate = round(outcome.distinct_states / max(outcome.seconds, 1e-9))
+    summary = {"profile": args.profile, "config": config.name, "verdict": outcome.verdict,
+               "distinct_states": outcome.distinct_states, "transitions": outcome.transitions,
+               "depth": outcome.max_depth, "seconds": round(outcome.seconds, 3),
+               "states_per_second": rate, "symmetry": outcome.symmetry,
+               "bound_hit": outcome.bound_hit, "violated": outcome.violated}
+    trace = outcome.trace
+    if args.format == "json":
+        summary["trace"] = trace_to_json(trace, flow) if trace else None
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        scope = ("exhaustive" if outcome.bound_hit is None and outcome.verdict != "fail"
+                 else f"bounded, not exhaustive ({outcome.bound_hit} bound hit)"
+                 if outcome.bound_hit else "stopped at the first violation")
+        print(f"profile {args.profile}, config {config.name}: {outcome.verdict.upper()} "
+              f"({scope})")
+        print(f"{outcome.distinct_states:,} distinct states, {outcome.transitions:,} "
+              f"transitions, depth {outcome.max_depth}, {outcome.seconds:.2f} s, "
+              f"{rate:,} states/s, symmetry {'on' if outcome.symmetry else 'off'}")
+        if trace:
+            print(trace_to_text(trace, flow))
+    return {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(outcome.verdict, EXIT_INCONCLUSIVE)
+
+
 def cmd_graph(args) -> int:
     from checker.explorer import Bounds
     from checker.graph import state_graph, to_dot, to_graphml
@@ -306,4 +358,4 @@ def cmd_verify(args) -> int:
 
 COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify,
             "counterexample": cmd_counterexample, "replay": cmd_replay,
-            "configs": cmd_configs, "graph": cmd_graph}
+            "configs": cmd_configs, "graph": cmd_graph, "explore": cmd_explore}

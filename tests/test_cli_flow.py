@@ -1,0 +1,30 @@
+"""`explore` on the command line: the figures it prints, the exit codes, the trace."""
+
+import json
+
+from checker.cli import main
+
+
+def test_explore_v6_8_small_config_is_exhaustive_and_passes(capsys):
+    assert main(["explore", "--config", "2x1", "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["verdict"] == "pass" and summary["bound_hit"] is None
+    assert summary["distinct_states"] > 1000 and summary["transitions"] > summary["distinct_states"]
+    assert summary["depth"] > 10 and summary["states_per_second"] > 0 and summary["trace"] is None
+
+
+def test_explore_a_bug_gives_the_shortest_trace_and_exit_1(capsys):
+    assert main(["explore", "--profile", "bug-lp-init-irq-reentry", "--config", "2x1"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL (stopped at the first violation)" in out
+    assert "violates LP-ONCE after" in out and "TDH.SYS.LP.INIT" in out
+
+
+def test_explore_hitting_a_bound_is_inconclusive(capsys):
+    assert main(["explore", "--max-states", "50"]) == 3
+    assert "bounded, not exhaustive (states bound hit)" in capsys.readouterr().out
+
+
+def test_explore_unknown_config_is_a_usage_error(capsys):
+    assert main(["explore", "--config", "nope"]) == 2
+    assert "unknown flow configuration" in capsys.readouterr().err
