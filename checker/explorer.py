@@ -9,7 +9,8 @@ It knows nothing of TDX. A model offers:
 
 A property offers `id` and `kind`, and by kind:
 - "state": `check(state) -> bool`, true when the state is fine;
-- "transition": `check(state, label, next_state) -> bool`;
+- "transition": `check(state, label, next_state) -> bool`, and optionally
+  `concerns(label) -> bool`: false for labels it always passes, which are then not checked;
 - "eventually": `check(state) -> bool` names goal states; the property holds when a goal is
   reachable from every reachable state (checked only after an exhaustive run).
 
@@ -160,28 +161,34 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
         for prop in state_props:
             if not prop.check(state):
                 note(prop.id, 0, ident)
+    # The BFS loop below runs once per transition, so everything it touches is bound to a
+    # local name first, and the transition properties that matter are looked up per label.
     successors, seen_get = model.successors, seen.get
+    states_append, parent_append, labels_append = states.append, parent.append, labels.append
+    src_append, dst_append = edge_src.append, edge_dst.append
     state_checks = [(p.id, p.check) for p in state_props]
-    step_checks = [(p.id, p.check) for p in step_props]
+    checks_for = _step_checks(step_props)
+    max_states, max_depth = bounds.max_states, bounds.max_depth
     frontier = list(initial_ids)
     depth = 0  # depth of the deepest state discovered so far
     stop = bool(found) and stop_at_first
     while frontier and not stop and bound_hit is None:
-        if bounds.max_depth is not None and depth >= bounds.max_depth:
+        if max_depth is not None and depth >= max_depth:
             bound_hit = "depth"
             break
         next_frontier: list[int] = []
+        next_append = next_frontier.append
         for count, ident in enumerate(frontier):
             if deadline and count % 256 == 0 and time.perf_counter() > deadline:
                 bound_hit = "time"
                 break
-            if bounds.max_states is not None and len(states) >= bounds.max_states:
+            if max_states is not None and len(states) >= max_states:
                 bound_hit = "states"
                 break
             state = states[ident]
             for label, nxt in successors(state):
                 transitions += 1
-                for prop_id, check in step_checks:
+                for prop_id, check in checks_for(label):
                     if not check(state, label, nxt) and prop_id not in found:
                         note(prop_id, depth + 1, ident, label, nxt)
                 if nxt is state:  # a step that changes nothing (a refused request)
@@ -190,14 +197,18 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
                     nxt = canon(nxt)
                     target = seen_get(nxt)
                 if target is None:
-                    target = add(nxt, ident, label)
-                    next_frontier.append(target)
+                    target = len(states)
+                    seen[nxt] = target
+                    states_append(nxt)
+                    parent_append(ident)
+                    labels_append(label)
+                    next_append(target)
                     for prop_id, check in state_checks:
                         if not check(nxt) and prop_id not in found:
                             note(prop_id, depth + 1, target)
                 if record_edges:
-                    edge_src.append(ident)
-                    edge_dst.append(target)
+                    src_append(ident)
+                    dst_append(target)
                     if keep_graph:
                         graph_edges.append((ident, label, target))
             if found and stop_at_first:
@@ -230,6 +241,30 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
 
 def _identity(state):
     return state
+
+
+def _step_checks(props: Sequence):
+    """A function from a label to the transition checks `(id, check)` that concern it.
+
+    A transition property may offer `concerns(label) -> bool`, false for labels whose steps it
+    passes whatever the states are (it looks only at some actions, say); it is then not called
+    on them. Without `concerns` it is checked on every step. The choice is memoised per label
+    (so labels must be hashable when some property offers `concerns`).
+    """
+    everywhere = tuple((p.id, p.check) for p in props)
+    if all(getattr(p, "concerns", None) is None for p in props):
+        return lambda label: everywhere
+    memo: dict[Any, tuple] = {}
+
+    def checks_for(label) -> tuple:
+        checks = memo.get(label)
+        if checks is None:
+            checks = tuple((p.id, p.check) for p in props
+                           if getattr(p, "concerns", None) is None or p.concerns(label))
+            memo[label] = checks
+        return checks
+
+    return checks_for
 
 
 def _depth(parent: array, ident: int) -> int:

@@ -24,7 +24,9 @@ TDX_C = "arch/x86/virt/vmx/tdx/tdx.c"
 class FlowInvariant:
     """A named property. `kind` is "state", "transition" or "eventually" (see
     `checker.explorer`); `spec_function` is the model function whose rule it guards, so a report
-    can point at its file and line."""
+    can point at its file and line. A transition property that looks only at some steps says
+    which in `concerns(step)`; the explorer then skips the others (its `check` passes them
+    anyway)."""
 
     id: str
     statement: str
@@ -32,6 +34,7 @@ class FlowInvariant:
     kind: str
     spec_function: Callable
     check: Callable
+    concerns: Callable | None = None
 
 
 def _seamcall_cpus(flow: F.TdxFlow, state: F.State, step: F.Step) -> list[F.Cpu]:
@@ -39,6 +42,29 @@ def _seamcall_cpus(flow: F.TdxFlow, state: F.State, step: F.Step) -> list[F.Cpu]
     if step.cpu is not None:
         return [flow.cpu(state, step.cpu)]
     return [cpu for _, cpu in flow.cpus(state) if cpu.online]
+
+
+def _issues_lp_init(step: F.Step) -> bool:
+    return step.seamcall == TDH_SYS_LP_INIT
+
+
+def _needs_lp_init(step: F.Step) -> bool:
+    """A SEAMCALL the module refuses on a CPU without LP.INIT (the #MC handler's RDMD is
+    fault-tolerant and does not count)."""
+    return step.seamcall not in (None, TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_PHYMEM_PAGE_RDMD)
+
+
+def _needs_vmx(step: F.Step) -> bool:
+    """A SEAMCALL that needs VMX operation (all but the #MC handler's RDMD)."""
+    return step.seamcall not in (None, TDH_PHYMEM_PAGE_RDMD)
+
+
+def _memory_online(step: F.Step) -> bool:
+    return step.action == "memory_online"
+
+
+def _machine_check(step: F.Step) -> bool:
+    return step.action == "machine_check"
 
 
 def _covered(memlist, start: int, end: int) -> bool:
@@ -61,13 +87,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     def no_lp_init_after_sysinit_failure(s: F.State, step: F.Step, _t: F.State) -> bool:
         failed = s.sysinit_issues and s.sysinit_ret != 0
-        return not (failed and step.seamcall == TDH_SYS_LP_INIT)
+        return not (failed and _issues_lp_init(step))
 
     def lp_once(s: F.State, step: F.Step, _t: F.State) -> bool:
-        return step.seamcall != TDH_SYS_LP_INIT or not flow.cpu(s, step.cpu).lp_done
+        return not _issues_lp_init(step) or not flow.cpu(s, step.cpu).lp_done
 
     def no_seamcall_before_lp_init(s: F.State, step: F.Step, _t: F.State) -> bool:
-        if step.seamcall in (None, TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_PHYMEM_PAGE_RDMD):
+        if not _needs_lp_init(step):
             return True
         return all(c.lp_done for c in _seamcall_cpus(flow, s, step))
 
@@ -75,7 +101,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         # An IPI's VMXON and its first SEAMCALL share one step, and a failed call's VMXOFF
         # shares the step of the call, so the CPU counts when it is in VMX operation on
         # either side of the step.
-        if step.seamcall in (None, TDH_PHYMEM_PAGE_RDMD):
+        if not _needs_vmx(step):
             return True
         before, after = _seamcall_cpus(flow, s, step), _seamcall_cpus(flow, t, step)
         return all(a.vmx or b.vmx for a, b in zip(before, after, strict=False))
@@ -138,7 +164,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return all(_covered(memlist, start, end) for start, end in flow.online_memory(s))
 
     def online_veto_only_when_ready(s: F.State, step: F.Step, t: F.State) -> bool:
-        vetoed = step.action == "memory_online" and s.hot == t.hot
+        vetoed = _memory_online(step) and s.hot == t.hot
         return not vetoed or s.status == F.INITIALIZED
 
     def cpus_frozen_during_enable(s: F.State, _step: F.Step, t: F.State) -> bool:
@@ -155,7 +181,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return not (s.tdx_on and (s.s3_entered or s.hibernated))
 
     def machine_check_blames_module_pages(s: F.State, step: F.Step, _t: F.State) -> bool:
-        if step.action != "machine_check":
+        if not _machine_check(step):
             return True
         page = F.machine_check_page(step)
         asked = step.seamcall == TDH_PHYMEM_PAGE_RDMD and flow.platform.erratum
@@ -173,19 +199,19 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("NO-LP-INIT-AFTER-SYSINIT-FAILURE",
           "Once TDH.SYS.INIT has failed, no TDH.SYS.LP.INIT is issued.",
           f"{TDX_C}: tdx_cpu_enable returns the cached global error", "transition",
-          F.TdxFlow._tdx_cpu_enable, no_lp_init_after_sysinit_failure),
+          F.TdxFlow._tdx_cpu_enable, no_lp_init_after_sysinit_failure, _issues_lp_init),
         T("LP-ONCE", "TDH.SYS.LP.INIT is never issued on a CPU where it already succeeded.",
           f"{TDX_C}: tdx_cpu_enable (per-CPU tdx_lp_initialized, interrupts off)",
-          "transition", F.TdxFlow._frame_steps, lp_once),
+          "transition", F.TdxFlow._frame_steps, lp_once, _issues_lp_init),
         T("NO-SEAMCALL-BEFORE-LP-INIT",
           "No SEAMCALL other than TDH.SYS.INIT/LP.INIT (and the #MC handler's RDMD) runs on a "
           "CPU before its TDH.SYS.LP.INIT succeeded.",
           f"{TDX_C}: tdx_enable caller contract (tdx_cpu_enable on every online CPU)",
-          "transition", F.TdxFlow._ipi_targets, no_seamcall_before_lp_init),
+          "transition", F.TdxFlow._ipi_targets, no_seamcall_before_lp_init, _needs_lp_init),
         T("VMX-BEFORE-SEAMCALL",
           "No SEAMCALL (but the #MC handler's fault-tolerant RDMD) runs on a CPU outside VMX "
           "operation.", f"{TDX_C}: seamcall callers must have done VMXON", "transition",
-          F.TdxFlow._release_vmx, vmx_before_seamcall),
+          F.TdxFlow._release_vmx, vmx_before_seamcall, _needs_vmx),
         T("STATUS-MONOTONE",
           "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR.",
           f"{TDX_C}: __tdx_enable (no way back from ERROR)", "transition",
@@ -234,7 +260,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("ONLINE-VETO-ONLY-WHEN-READY",
           "Memory onlining is vetoed only while an initialised module holds the snapshot.",
           f"{TDX_C}: tdx_memory_notifier (empty tdx_memlist allows everything)", "transition",
-          F.memory_notifier, online_veto_only_when_ready),
+          F.memory_notifier, online_veto_only_when_ready, _memory_online),
         T("CPUS-FROZEN-DURING-ENABLE",
           "No CPU comes or goes while init_tdx_module runs.",
           f"{TDX_C}: tdx_enable caller contract (cpus_read_lock)", "transition",
@@ -251,7 +277,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "On erratum parts a machine check is blamed on TDX private memory exactly when RDMD "
           "can run and the page belongs to the initialised module.",
           f"{TDX_C}: tdx_dump_mce_info / paddr_is_tdx_private / is_pamt_page", "transition",
-          F.TdxFlow.machine_check, machine_check_blames_module_pages),
+          F.TdxFlow.machine_check, machine_check_blames_module_pages, _machine_check),
         T("DEADLOCK-FREE",
           "From every reachable state all callers can still finish (come to rest).",
           f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock",

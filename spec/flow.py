@@ -135,7 +135,7 @@ class State(NamedTuple):
     faults: int  # faults injected so far
     hot: tuple[bool, ...]  # hot block online
     hotplug_busy: bool  # a CPU coming online is running tdx_cpu_enable
-    callers: tuple[Caller, ...]
+    callers: tuple[Caller, ...]  # the last two fields: see `_with_callers`, `_with_packages`
     packages: tuple[Package, ...]
 
 
@@ -174,6 +174,37 @@ class FlowConfig:
             raise ValueError("fault budget must be >= 0")
 
 
+# Labels of steps that are always the same.
+_SUSPEND = Step("suspend", "environment", result="entered S3")
+_SUSPEND_REFUSED = Step("suspend", "environment", result="refused: ACPI S3 disabled")
+_HIBERNATE = Step("hibernate", "environment", result="hibernated")
+_HIBERNATE_REFUSED = Step("hibernate", "environment", result="refused: nohibernate")
+
+_FIELD_INDEX = {cls: {name: i for i, name in enumerate(cls._fields)}
+                for cls in (Cpu, Package, Caller, State, Step)}
+
+
+def _set(record, **changes):
+    """`record._replace(**changes)` without NamedTuple's generic machinery: the explorer builds
+    states by the hundred thousand, and this is about twice as fast."""
+    values = list(record)
+    index = _FIELD_INDEX[type(record)]
+    for name, value in changes.items():
+        values[index[name]] = value
+    return tuple.__new__(type(record), values)
+
+
+def _with_packages(state: State, packages: tuple[Package, ...]) -> State:
+    """`_set(state, packages=packages)` for the most frequent update (`packages` is the last
+    field)."""
+    return tuple.__new__(State, state[:-1] + (packages,))
+
+
+def _with_callers(state: State, callers: tuple[Caller, ...]) -> State:
+    """`_set(state, callers=callers)` for the next most frequent one (the last but one)."""
+    return tuple.__new__(State, state[:-2] + (callers, state[-1]))
+
+
 def _bit(actor: int) -> int:
     return 1 << actor
 
@@ -197,7 +228,15 @@ class TdxFlow:
         self.hotplug_actor = self.ncallers  # the CPU-online callback, an actor of its own
         self.cpp = self.platform.cpus_per_package
         self.name = f"{profile.name}/{config.name}"
-        self._canonical_packages: dict[tuple, tuple] = {}
+        self._actor_names = tuple(f"caller {a}" for a in range(self.ncallers)) + ("cpu hotplug",)
+        # Memo tables (values depend only on their keys, so they never change a result):
+        self._canonical_packages: dict[tuple, tuple] = {}  # packages -> their sorted form
+        self._interned: dict[int, tuple] = {}  # id -> sorted packages tuple (kept alive here)
+        self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
+        self._last_cpus: tuple = ((), ())  # (packages, their flat CPU list), the last asked
+        self._notifier_answers: dict[tuple[int, int], bool] = {}
+        self._labels: dict[tuple, Step] = {}
+        self._machine_check_labels: dict[tuple, tuple[Step, Step]] = {}
 
     # ----- model surface -------------------------------------------------------------------
 
@@ -233,15 +272,22 @@ class TdxFlow:
         """Sort CPUs within each package and packages among themselves.
 
         Only `packages` is permuted; the distinct package tuples are few, so their sorted
-        form is memoised (and shared between states, which also saves memory).
+        form is memoised and interned: every canonical state holds one shared tuple per
+        distinct value (which saves memory), and a state whose `packages` is such a tuple
+        (most successors leave it alone) is recognised as canonical without hashing.
         """
         packages = state.packages
+        if self._interned.get(id(packages)) is packages:
+            return state
         sorted_packages = self._canonical_packages.get(packages)
         if sorted_packages is None:
             sorted_packages = tuple(sorted(
                 Package(p.key_issues, p.keyed, tuple(sorted(p.cpus))) for p in packages))
+            sorted_packages = self._canonical_packages.setdefault(sorted_packages,
+                                                                  sorted_packages)
             self._canonical_packages[packages] = sorted_packages
-        return state if sorted_packages == packages else state._replace(packages=sorted_packages)
+            self._interned[id(sorted_packages)] = sorted_packages
+        return _with_packages(state, sorted_packages)
 
     def state_fields(self, state: State) -> dict[str, str]:
         """A flat, readable view of a state, for trace diffs and graph labels."""
@@ -276,7 +322,7 @@ class TdxFlow:
         return fields
 
     def actor_name(self, actor: int) -> str:
-        return "cpu hotplug" if actor == self.hotplug_actor else f"caller {actor}"
+        return self._actor_names[actor]
 
     def _cpu_text(self, cpu: Cpu) -> str:
         words = ["online" if cpu.online else "offline"]
@@ -300,14 +346,26 @@ class TdxFlow:
         """The TDMR layout of the snapshot (or of memblock mask `mask`)."""
         if mask is None:
             mask = state.snapshot if state.snapshot >= 0 else state.memblock
-        return tdx_layout(self.platform, self.profile, mask)
+        layout = self._layouts.get(mask)
+        if layout is None:
+            layout = self._layouts[mask] = tdx_layout(self.platform, self.profile, mask)
+        return layout
 
     def cpu(self, state: State, index: int) -> Cpu:
         return state.packages[index // self.cpp].cpus[index % self.cpp]
 
-    def cpus(self, state: State) -> list[tuple[int, Cpu]]:
-        """(flat index, Cpu) for every CPU, in the state's order."""
-        return list(enumerate([cpu for package in state.packages for cpu in package.cpus]))
+    def cpus(self, state: State) -> tuple[tuple[int, Cpu], ...]:
+        """(flat index, Cpu) for every CPU, in the state's order.
+
+        The rules ask this several times per state, so the answer for the last `packages`
+        tuple is kept.
+        """
+        packages = state.packages
+        last_packages, flat = self._last_cpus
+        if packages is not last_packages:
+            flat = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
+            self._last_cpus = (packages, flat)
+        return flat
 
     def online_cpus(self, state: State) -> list[int]:
         return [i for i, cpu in self.cpus(state) if cpu.online]
@@ -339,21 +397,34 @@ class TdxFlow:
 
     # ----- small state surgery -------------------------------------------------------------
 
+    def _label(self, action: str, actor: str, cpu: int | None = None, seamcall: str | None = None,
+               result: str | None = None, injected: bool = False, detail: str = "") -> Step:
+        """`Step(...)`, one shared object per distinct label: a run stores a label for every
+        state, and most are repeats."""
+        key = (action, actor, cpu, seamcall, result, injected, detail)
+        label = self._labels.get(key)
+        if label is None:
+            label = self._labels[key] = Step(*key)
+        return label
+
     def _with_cpu(self, state: State, index: int, cpu: Cpu) -> State:
         p, k = divmod(index, self.cpp)
-        package = state.packages[p]
+        packages = state.packages
+        package = packages[p]
         cpus = package.cpus[:k] + (cpu,) + package.cpus[k + 1:]
-        packages = state.packages[:p] + (package._replace(cpus=cpus),) + state.packages[p + 1:]
-        return state._replace(packages=packages)
+        package = Package(package.key_issues, package.keyed, cpus)
+        return _with_packages(state, packages[:p] + (package,) + packages[p + 1:])
 
     def _map_cpus(self, state: State, fn) -> State:
-        return state._replace(packages=tuple(
-            p._replace(cpus=tuple(fn(c) for c in p.cpus)) for p in state.packages))
+        """Apply `fn` to every CPU; `state` itself when no CPU changes (its `packages` tuple
+        stays shared, which `canonical` recognises at once)."""
+        packages = tuple([_map_package(package, fn) for package in state.packages])
+        return state if packages == state.packages else _with_packages(state, packages)
 
     def _with_caller(self, state: State, actor: int, **changes) -> State:
         callers = state.callers
-        caller = callers[actor]._replace(**changes)
-        return state._replace(callers=callers[:actor] + (caller,) + callers[actor + 1:])
+        caller = _set(callers[actor], **changes)
+        return _with_callers(state, callers[:actor] + (caller,) + callers[actor + 1:])
 
     def _outcomes(self, state: State, cpus: list[int], leaf: str) -> list[tuple[str, bool]]:
         """(outcome, injected) choices for a SEAMCALL that may run on any CPU in `cpus`.
@@ -380,7 +451,7 @@ class TdxFlow:
         return base
 
     def _fault(self, state: State, injected: bool) -> State:
-        return state._replace(faults=state.faults + 1) if injected else state
+        return _set(state, faults=state.faults + 1) if injected else state
 
     # ----- boot ----------------------------------------------------------------------------
 
@@ -388,17 +459,17 @@ class TdxFlow:
         """`tdx_init`: too few KeyIDs or hibernation available leave TDX off; otherwise S3 is
         disabled, the notifier registered and the platform marked TDX-capable."""
         keyids = self.platform.private_keyids
-        booted = state._replace(booted=True)
+        booted = _set(state, booted=True)
         if keyids < 2:
             result = "off: too few private KeyIDs available" if keyids else "off: no TDX KeyIDs"
-            return Step("tdx_init", "boot", result=result), booted
+            return self._label("tdx_init", "boot", result=result), booted
         if state.hibernation and self.profile.tdx_init_refuses_hibernation:
-            return (Step("tdx_init", "boot", result="off: Hibernation support is enabled"),
+            return (self._label("tdx_init", "boot", result="off: Hibernation support is enabled"),
                     booted)
         s3_off = self.profile.tdx_init_disables_s3
         detail = "memory notifier registered" + (", ACPI S3 disabled" if s3_off else "")
-        return (Step("tdx_init", "boot", result="platform TDX-capable", detail=detail),
-                booted._replace(tdx_on=True, s3_off=s3_off))
+        return (self._label("tdx_init", "boot", result="platform TDX-capable", detail=detail),
+                _set(booted, tdx_on=True, s3_off=s3_off))
 
     # ----- callers -------------------------------------------------------------------------
 
@@ -410,21 +481,21 @@ class TdxFlow:
             if not self.profile.package_check_under_hotplug_lock:
                 ok, why = self._packages_online(state)
                 if ok:
-                    out.append((Step("check_packages", name, result="ok"),
+                    out.append((self._label("check_packages", name, result="ok"),
                                 self._with_caller(started, actor, pc=CHECKED)))
                 else:
-                    out.append((Step("check_packages", name, result=f"{-EINVAL}", detail=why),
-                                started))
+                    out.append((self._label("check_packages", name, result=f"{-EINVAL}",
+                                            detail=why), started))
             elif not state.hotplug_busy:
                 ok, why = self._packages_online(state)
                 if ok:
-                    out.append((Step("cpus_read_lock", name, result="ok"),
+                    out.append((self._label("cpus_read_lock", name, result="ok"),
                                 self._with_caller(started, actor, pc=ENABLING)))
                 else:
-                    out.append((Step("cpus_read_lock", name, result=f"{-EINVAL}",
-                                     detail=why + "; cpus_read_unlock"), started))
+                    out.append((self._label("cpus_read_lock", name, result=f"{-EINVAL}",
+                                            detail=why + "; cpus_read_unlock"), started))
         elif caller.pc == CHECKED and not state.hotplug_busy:
-            out.append((Step("cpus_read_lock", name, result="ok"),
+            out.append((self._label("cpus_read_lock", name, result="ok"),
                         self._with_caller(state, actor, pc=ENABLING)))
         elif caller.pc == ENABLING:
             targets = self._ipi_targets(state, actor)
@@ -434,11 +505,11 @@ class TdxFlow:
                 if self._ipi_deliverable(self.cpu(state, index), actor):
                     self._enable_ipi(state, actor, index, out)
         elif caller.pc == LOADED and not state.hotplug_busy:
-            out.append((Step("hardware_disable_all", name, detail="unload: VMXOFF"),
+            out.append((self._label("hardware_disable_all", name, detail="unload: VMXOFF"),
                         self._release_vmx(state, actor, pc=IDLE)))
         elif caller.pc == FAILED:
-            out.append((Step("hardware_disable_all", name,
-                             detail="load failed: VMXOFF; cpus_read_unlock"),
+            out.append((self._label("hardware_disable_all", name,
+                                    detail="load failed: VMXOFF; cpus_read_unlock"),
                         self._release_vmx(state, actor, pc=IDLE)))
 
     def _packages_online(self, state: State) -> tuple[bool, str]:
@@ -452,10 +523,10 @@ class TdxFlow:
     def _ipi_targets(self, state: State, actor: int) -> list[int]:
         """Online CPUs this caller has still to IPI (any order; see the module docstring)."""
         bit = _bit(actor)
-        visited = [i for i, c in self.cpus(state) if c.visited & bit]
-        if visited and not self.profile.callers_enable_all_cpus:
+        cpus = self.cpus(state)
+        if not self.profile.callers_enable_all_cpus and any(c.visited & bit for _, c in cpus):
             return []
-        return [i for i, c in self.cpus(state) if c.online and not c.visited & bit]
+        return [i for i, c in cpus if c.online and not c.visited & bit]
 
     def _ipi_deliverable(self, cpu: Cpu, actor: int) -> bool:
         """An IPI waits while the CPU runs KEY.CONFIG or, with interrupts off, another
@@ -468,8 +539,8 @@ class TdxFlow:
         """The IPI handler on `index`: VMXON, then tdx_cpu_enable up to its LP.INIT."""
         cpu = self.cpu(state, index)
         bit = _bit(actor)
-        entered = self._with_cpu(state, index, cpu._replace(vmx=cpu.vmx | bit,
-                                                            visited=cpu.visited | bit))
+        entered = self._with_cpu(state, index, _set(cpu, vmx=cpu.vmx | bit,
+                                                    visited=cpu.visited | bit))
         for step, after, ret in self._tdx_cpu_enable(entered, actor, index):
             if ret is None:
                 out.append((step, self._with_caller(after, actor, pc=IN_IPI)))
@@ -486,10 +557,12 @@ class TdxFlow:
         name = self.actor_name(actor)
         cpu = self.cpu(state, index)
         if not state.tdx_on:
-            yield Step("tdx_cpu_enable", name, index, result=f"{-ENODEV}"), state, -ENODEV
+            yield (self._label("tdx_cpu_enable", name, index, result=f"{-ENODEV}"), state,
+                   -ENODEV)
             return
         if cpu.lp_flag:
-            yield Step("tdx_cpu_enable", name, index, result="0", detail="already done"), state, 0
+            yield (self._label("tdx_cpu_enable", name, index, result="0", detail="already done"),
+                   state, 0)
             return
         if state.sysinit_done:
             choices = [(None, state.sysinit_ret, False, state)]
@@ -498,21 +571,21 @@ class TdxFlow:
             for outcome, injected in self._outcomes(state, [index], TDH_SYS_INIT):
                 ret = seamcall_errno(outcome)
                 done = ret == 0 or self.profile.cache_sysinit_failure
-                after = self._fault(state, injected)._replace(
-                    sysinit_done=done, sysinit_ret=ret,
-                    sysinit_issues=_sat(state.sysinit_issues))
+                after = _set(self._fault(state, injected),
+                             sysinit_done=done, sysinit_ret=ret,
+                             sysinit_issues=_sat(state.sysinit_issues))
                 choices.append((outcome, ret, injected, after))
         for outcome, ret, injected, after in choices:
             seamcall = TDH_SYS_INIT if outcome is not None else None
             detail = "try_init_module_global" + ("" if outcome else ": cached")
             if ret and self.profile.cpu_enable_checks_global_result:
-                yield (Step("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}",
-                            injected, detail), after, ret)
+                yield (self._label("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}",
+                                   injected, detail), after, ret)
                 continue
             frame = self.cpu(after, index)
-            after = self._with_cpu(after, index, frame._replace(frames=frame.frames + (actor,)))
-            yield (Step("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}", injected,
-                        detail + "; LP.INIT next"), after, None)
+            after = self._with_cpu(after, index, _set(frame, frames=frame.frames + (actor,)))
+            yield (self._label("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}",
+                               injected, detail + "; LP.INIT next"), after, None)
 
     def _frame_steps(self, state: State, out: list) -> None:
         """TDH.SYS.LP.INIT for the innermost pending tdx_cpu_enable of each CPU."""
@@ -523,14 +596,15 @@ class TdxFlow:
             name = self.actor_name(actor)
             for outcome, injected in self._outcomes(state, [index], TDH_SYS_LP_INIT):
                 ok = outcome == SUCCESS
-                done = cpu._replace(frames=cpu.frames[:-1], lp_flag=cpu.lp_flag or ok,
-                                    lp_done=cpu.lp_done or ok)
+                done = _set(cpu, frames=cpu.frames[:-1], lp_flag=cpu.lp_flag or ok,
+                            lp_done=cpu.lp_done or ok)
                 after = self._with_cpu(self._fault(state, injected), index, done)
-                step = Step("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome, injected)
+                step = self._label("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome,
+                                   injected)
                 if actor == self.hotplug_actor:
-                    after = after._replace(hotplug_busy=False)
+                    after = _set(after, hotplug_busy=False)
                     if not ok:
-                        after = self._with_cpu(after, index, done._replace(online=False, vmx=0))
+                        after = self._with_cpu(after, index, _set(done, online=False, vmx=0))
                 elif ok:
                     after = self._with_caller(after, actor, pc=ENABLING)
                 else:
@@ -546,7 +620,7 @@ class TdxFlow:
             vmx = cpu.vmx & ~bit if refcounted or not cpu.vmx & bit else 0
             if vmx == cpu.vmx and not cpu.visited & bit:
                 return cpu
-            return cpu._replace(vmx=vmx, visited=cpu.visited & ~bit)
+            return _set(cpu, vmx=vmx, visited=cpu.visited & ~bit)
 
         return self._with_caller(self._map_cpus(state, leave), actor, pc=pc)
 
@@ -558,24 +632,25 @@ class TdxFlow:
         """`tdx_enable`: -ENODEV without TDX; then under the mutex, by module status."""
         name = self.actor_name(actor)
         if not state.tdx_on:
-            out.append((Step("tdx_enable", name, result=f"{-ENODEV}"),
+            out.append((self._label("tdx_enable", name, result=f"{-ENODEV}"),
                         self._caller_failed(state, actor)))
             return
         if state.mutex >= 0:
             return  # blocked on the mutex
         if state.status == INITIALIZED:
-            out.append((Step("tdx_enable", name, result="0", detail="already initialized"),
+            out.append((self._label("tdx_enable", name, result="0", detail="already initialized"),
                         self._with_caller(state, actor, pc=LOADED)))
             return
         if state.status == ERROR and self.profile.error_is_final:
-            out.append((Step("tdx_enable", name, result=f"{-EINVAL}",
+            out.append((self._label("tdx_enable", name, result=f"{-EINVAL}",
                              detail="module in ERROR state"),
                         self._caller_failed(state, actor)))
             return
-        started = self._with_caller(state, actor, pc=IN_TDX)._replace(
+        started = _set(
+            self._with_caller(state, actor, pc=IN_TDX),
             status=UNINITIALIZED, mutex=actor, step=S_SYSINFO, init_runs=_sat(state.init_runs),
             snapshot=state.memblock, tdmr_cursor=0, init_err=0)
-        out.append((Step("tdx_enable", name, result="init_tdx_module",
+        out.append((self._label("tdx_enable", name, result="init_tdx_module",
                          detail="mutex_lock; get_online_mems; build_tdx_memlist"), started))
 
     # ----- init_tdx_module -----------------------------------------------------------------
@@ -589,29 +664,29 @@ class TdxFlow:
             for outcome, injected in self._outcomes(state, online, TDH_SYS_RD):
                 after = self._fault(state, injected)
                 if outcome == SUCCESS:
-                    after = after._replace(step=S_CONSTRUCT)
+                    after = _set(after, step=S_CONSTRUCT)
                 else:
                     after = self._fail(after, seamcall_errno(outcome), S_ERR_FREE)
-                out.append((Step("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
+                out.append((self._label("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
                                  injected), after))
         elif step == S_CONSTRUCT:
             self._construct_tdmrs(state, name, out)
         elif step == S_CONFIG:
             for outcome, injected in self._outcomes(state, online, TDH_SYS_CONFIG):
-                after = self._fault(state, injected)._replace(
-                    config_issues=_sat(state.config_issues))
+                after = _set(self._fault(state, injected),
+                             config_issues=_sat(state.config_issues))
                 if outcome == SUCCESS:
-                    after = self._begin_key_config(after._replace(
-                        pamt=_pamt_map(after.pamt, lambda c: c | PAMT_HANDED)))
+                    after = self._begin_key_config(
+                        _set(after, pamt=_pamt_map(after.pamt, lambda c: c | PAMT_HANDED)))
                 else:
                     unwind = S_ERR_FREE_PAMTS if self.profile.config_failure_frees_pamts \
                         else S_ERR_FREE
                     after = self._fail(after, seamcall_errno(outcome), unwind)
-                out.append((Step("config_tdx_module", name, None, TDH_SYS_CONFIG, outcome,
+                out.append((self._label("config_tdx_module", name, None, TDH_SYS_CONFIG, outcome,
                                  injected), after))
         elif step == S_WBINVD:
-            out.append((Step("wbinvd_on_all_cpus", name, detail="config_global_keyid"),
-                        state._replace(step=S_KEYS, pamt=_flushed(state.pamt))))
+            out.append((self._label("wbinvd_on_all_cpus", name, detail="config_global_keyid"),
+                        _set(state, step=S_KEYS, pamt=_flushed(state.pamt))))
         elif step == S_KEYS:
             self._config_global_keyid(state, name, out)
         elif step == S_TDMRS:
@@ -619,22 +694,23 @@ class TdxFlow:
         elif step == S_DONE:
             self._init_succeeded(state, actor, name, out)
         elif step == S_ERR_WBINVD:
-            out.append((Step("wbinvd_on_all_cpus", name, detail="err_reset_pamts"),
-                        state._replace(step=S_ERR_RESET, pamt=_flushed(state.pamt))))
+            out.append((self._label("wbinvd_on_all_cpus", name, detail="err_reset_pamts"),
+                        _set(state, step=S_ERR_RESET, pamt=_flushed(state.pamt))))
         elif step == S_ERR_RESET:
             reset = _pamt_map(state.pamt, _reset_chunk)
-            out.append((Step("tdmrs_reset_pamt_all", name, detail="MOVDIR64B over every PAMT"),
-                        state._replace(step=S_ERR_FREE_PAMTS, pamt=reset)))
+            out.append((self._label("tdmrs_reset_pamt_all", name,
+                                    detail="MOVDIR64B over every PAMT"),
+                        _set(state, step=S_ERR_FREE_PAMTS, pamt=reset)))
         elif step == S_ERR_FREE_PAMTS:
             freed = tuple(_free_chunk(c) if c & (PAMT_ALLOCATED | PAMT_FREED) else c
                           for c in state.pamt)
-            out.append((Step("tdmrs_free_pamt_all", name),
-                        state._replace(step=S_ERR_FREE, pamt=freed)))
+            out.append((self._label("tdmrs_free_pamt_all", name),
+                        _set(state, step=S_ERR_FREE, pamt=freed)))
         elif step == S_ERR_FREE:
             self._init_failed(state, actor, name, out)
 
     def _fail(self, state: State, errno: int, unwind: int) -> State:
-        return state._replace(step=unwind, init_err=errno)
+        return _set(state, step=unwind, init_err=errno)
 
     def _construct_tdmrs(self, state: State, name: str, out: list) -> None:
         """`alloc_tdmr_list` + `construct_tdmrs`: the engine's answer for this snapshot, or an
@@ -643,11 +719,11 @@ class TdxFlow:
         result = layout.result
         count = len(result.tdmrs)
         allocated = PAMT_ALLOCATED | PAMT_KERNEL_DIRTY
-        base = state._replace(tdmr_list=True, tdmr_done=(0,) * count, tdmr_cursor=0)
+        base = _set(state, tdmr_list=True, tdmr_done=(0,) * count, tdmr_cursor=0)
         if result.ok:
-            out.append((Step("construct_tdmrs", name, result="0",
+            out.append((self._label("construct_tdmrs", name, result="0",
                              detail=f"{count} TDMRs, {result.pamt_kb} KB of PAMT"),
-                        base._replace(step=S_CONFIG, pamt=(allocated,) * count)))
+                        _set(base, step=S_CONFIG, pamt=(allocated,) * count)))
         else:
             freed = layout.chunks_allocated
             pamt = (PAMT_FREED,) * freed + (0,) * (count - freed)
@@ -655,22 +731,22 @@ class TdxFlow:
             if freed and not self.profile.construct_failure_skips_pamt_free:
                 unwind = S_ERR_FREE_PAMTS
             detail = result.error.message or "PAMT allocation failed"
-            out.append((Step("construct_tdmrs", name, result=f"{result.error.errno}",
+            out.append((self._label("construct_tdmrs", name, result=f"{result.error.errno}",
                              detail=detail),
-                        self._fail(base._replace(pamt=pamt), result.error.errno, unwind)))
+                        self._fail(_set(base, pamt=pamt), result.error.errno, unwind)))
         if not (self.config.alloc_faults and state.faults < self.config.fault_budget):
             return
         limit = count if result.ok or result.failed_tdmr is not None else layout.chunks_allocated
         for failing in range(limit):
             pamt = (PAMT_FREED,) * failing + (0,) * (count - failing)
-            after = self._fail(self._fault(base, True)._replace(pamt=pamt), -ENOMEM, S_ERR_FREE)
-            out.append((Step("construct_tdmrs", name, result=f"{-ENOMEM}", injected=True,
+            after = self._fail(_set(self._fault(base, True), pamt=pamt), -ENOMEM, S_ERR_FREE)
+            out.append((self._label("construct_tdmrs", name, result=f"{-ENOMEM}", injected=True,
                              detail=f"alloc_contig_pages failed for TDMR {failing}"), after))
 
     def _begin_key_config(self, state: State) -> State:
         """Start config_global_keyid, with WBINVD first unless the profile skips it."""
         step = S_WBINVD if self.profile.wbinvd_before_key_config else S_KEYS
-        return state._replace(step=step)
+        return _set(state, step=step)
 
     def _key_targets(self, state: State) -> list[int]:
         """CPUs config_global_keyid may issue KEY.CONFIG on next (online, not busy)."""
@@ -690,15 +766,15 @@ class TdxFlow:
                 self._key_config_result(state, name, index, out)
             return
         if state.init_err:
-            out.append((Step("config_global_keyid", name, result=f"{state.init_err}"),
+            out.append((self._label("config_global_keyid", name, result=f"{state.init_err}"),
                         self._fail(_end_key_config(self, state), state.init_err,
                                    self._late_unwind())))
             return
         targets = self._key_targets(state)
         if not targets:
-            out.append((Step("config_global_keyid", name, result="0",
+            out.append((self._label("config_global_keyid", name, result="0",
                              detail="every package with an online CPU configured"),
-                        _end_key_config(self, state)._replace(step=S_TDMRS, tdmr_cursor=0)))
+                        _set(_end_key_config(self, state), step=S_TDMRS, tdmr_cursor=0)))
             return
         if self.profile.key_config_serial:
             for index in targets:
@@ -709,7 +785,7 @@ class TdxFlow:
         for index in targets:
             first_per_package.setdefault(index // self.cpp, index)
         issued = list(first_per_package.values())
-        out.append((Step("config_global_keyid", name, detail="KEY.CONFIG issued on CPUs "
+        out.append((self._label("config_global_keyid", name, detail="KEY.CONFIG issued on CPUs "
                          + ",".join(map(str, issued)) + " at once"),
                     self._issue_key_config(state, issued)))
 
@@ -717,13 +793,13 @@ class TdxFlow:
         """KEY.CONFIG issued: from now on the module may write PAMTs with the global KeyID."""
         for index in cpus:
             cpu = self.cpu(state, index)
-            state = self._with_cpu(state, index, cpu._replace(key=KEY_IN_FLIGHT))
+            state = self._with_cpu(state, index, _set(cpu, key=KEY_IN_FLIGHT))
             p = index // self.cpp
             package = state.packages[p]
-            package = package._replace(key_issues=_sat(package.key_issues))
-            state = state._replace(packages=state.packages[:p] + (package,)
+            package = _set(package, key_issues=_sat(package.key_issues))
+            state = _set(state, packages=state.packages[:p] + (package,)
                                    + state.packages[p + 1:])
-        return state._replace(pamt=_pamt_map(state.pamt, _module_writes))
+        return _set(state, pamt=_pamt_map(state.pamt, _module_writes))
 
     def _key_config_result(self, state: State, name: str, index: int, out: list) -> None:
         """`do_global_key_config` on `index` completes; a package keyed twice is refused."""
@@ -735,18 +811,18 @@ class TdxFlow:
         for outcome, injected in outcomes:
             after = self._fault(state, injected)
             cpu = self.cpu(after, index)
-            after = self._with_cpu(after, index, cpu._replace(key=KEY_SENT))
+            after = self._with_cpu(after, index, _set(cpu, key=KEY_SENT))
             if outcome == SUCCESS:
-                package = after.packages[p]._replace(keyed=True)
-                after = after._replace(packages=after.packages[:p] + (package,)
+                package = _set(after.packages[p], keyed=True)
+                after = _set(after, packages=after.packages[:p] + (package,)
                                        + after.packages[p + 1:])
             elif not after.init_err:
-                after = after._replace(init_err=seamcall_errno(outcome))
+                after = _set(after, init_err=seamcall_errno(outcome))
             if self.profile.key_config_serial and after.init_err:
                 after = self._fail(_end_key_config(self, after), after.init_err,
                                    self._late_unwind())
-            out.append((Step("do_global_key_config", name, index, TDH_SYS_KEY_CONFIG, outcome,
-                             injected, f"package {p}"), after))
+            out.append((self._label("do_global_key_config", name, index, TDH_SYS_KEY_CONFIG,
+                                    outcome, injected, f"package {p}"), after))
 
     def _late_unwind(self) -> int:
         return S_ERR_WBINVD if self.profile.reset_pamts_on_late_failure else S_ERR_FREE_PAMTS
@@ -766,24 +842,24 @@ class TdxFlow:
                     + after.tdmr_done[cursor + 1:]
                 pamt = after.pamt[:cursor] + (_module_writes(after.pamt[cursor]),) \
                     + after.pamt[cursor + 1:]
-                after = after._replace(tdmr_done=done, pamt=pamt)
+                after = _set(after, tdmr_done=done, pamt=pamt)
                 finished = done[cursor] >= layout.tdmr_init_calls[cursor]
                 if finished or not self.profile.init_tdmrs_until_done:
                     last = cursor + 1 == len(done)
-                    after = after._replace(tdmr_cursor=cursor + 1,
+                    after = _set(after, tdmr_cursor=cursor + 1,
                                            step=S_DONE if last else S_TDMRS)
             else:
                 after = self._fail(after, seamcall_errno(outcome), self._late_unwind())
-            out.append((Step("init_tdmr", name, None, TDH_SYS_TDMR_INIT, outcome, injected,
+            out.append((self._label("init_tdmr", name, None, TDH_SYS_TDMR_INIT, outcome, injected,
                              f"TDMR {cursor}"), after))
 
     def _init_succeeded(self, state: State, actor: int, name: str, out: list) -> None:
         layout = self.layout(state)
         owned = _pamt_map(state.pamt, lambda c: c | PAMT_OWNED)
-        after = state._replace(status=INITIALIZED, mutex=-1, step=S_NONE, pamt=owned,
+        after = _set(state, status=INITIALIZED, mutex=-1, step=S_NONE, pamt=owned,
                                tdmr_list=self.profile.keep_tdmr_list)
         after = self._with_caller(after, actor, pc=LOADED)
-        out.append((Step("init_tdx_module", name, result="0",
+        out.append((self._label("init_tdx_module", name, result="0",
                          detail=f"{layout.result.pamt_kb} KB allocated for PAMT; "
                          "module initialized; put_online_mems; mutex_unlock"), after))
 
@@ -794,10 +870,10 @@ class TdxFlow:
         if err == -ENODEV and not self.profile.enodev_marks_error:
             status = UNINITIALIZED
         mutex = -1 if self.profile.release_mutex_on_failure else actor
-        after = state._replace(status=status, mutex=mutex, step=S_NONE, tdmr_list=False,
+        after = _set(state, status=status, mutex=mutex, step=S_NONE, tdmr_list=False,
                                snapshot=-1)
         after = self._caller_failed(after, actor)
-        out.append((Step("init_tdx_module", name, result=f"{err}",
+        out.append((self._label("init_tdx_module", name, result=f"{err}",
                          detail=f"free_tdmr_list; free_tdx_memlist; put_online_mems; module "
                          f"initialization failed ({err})"), after))
 
@@ -812,17 +888,28 @@ class TdxFlow:
         if config.sleep_requests:
             self._sleep_requests(state, out)
         if config.machine_checks:
-            for page in (MC_PAMT_PAGE, MC_KERNEL_PAGE):
-                out.append((self.machine_check(state, page), state))
+            for label in self._machine_checks(state):
+                out.append((label, state))
+
+    def _machine_checks(self, state: State) -> tuple[Step, Step]:
+        """`machine_check` on a PAMT page and on a kernel page, memoised on all it reads."""
+        rdmd_cpu = next((i for i, c in self.cpus(state) if c.online and c.vmx), None)
+        key = (state.tdx_on, rdmd_cpu, state.status, state.tdmr_list, bool(state.pamt))
+        labels = self._machine_check_labels.get(key)
+        if labels is None:
+            labels = tuple(self.machine_check(state, page)
+                           for page in (MC_PAMT_PAGE, MC_KERNEL_PAGE))
+            self._machine_check_labels[key] = labels
+        return labels
 
     def _cpu_hotplug(self, state: State, out: list) -> None:
         online = self.online_cpus(state)
         loaded = [a for a, c in enumerate(state.callers) if c.pc == LOADED]
         for index, cpu in self.cpus(state):
             if cpu.online and len(online) > 1 and not cpu.frames and cpu.key != KEY_IN_FLIGHT:
-                down = cpu._replace(online=False, vmx=0, visited=0,
-                                    lp_flag=cpu.lp_flag and self.profile.lp_flag_survives_offline)
-                out.append((Step("cpu_down", "environment", index, result="ok"),
+                down = _set(cpu, online=False, vmx=0, visited=0,
+                            lp_flag=cpu.lp_flag and self.profile.lp_flag_survives_offline)
+                out.append((self._label("cpu_down", "environment", index, result="ok"),
                             self._with_cpu(state, index, down)))
             elif not cpu.online:
                 self._cpu_up(state, index, cpu, loaded, out)
@@ -832,67 +919,77 @@ class TdxFlow:
         vmx = 0
         for actor in loaded:
             vmx |= _bit(actor)
-        up = self._with_cpu(state, index, cpu._replace(online=True, vmx=vmx))
+        up = self._with_cpu(state, index, _set(cpu, online=True, vmx=vmx))
         if not loaded:
-            out.append((Step("cpu_up", "environment", index, result="ok"), up))
+            out.append((self._label("cpu_up", "environment", index, result="ok"), up))
             return
         for step, after, ret in self._tdx_cpu_enable(up, self.hotplug_actor, index):
-            step = step._replace(action="cpu_up", detail="online callback: " + step.detail)
+            step = self._label("cpu_up", step.actor, step.cpu, step.seamcall, step.result,
+                               step.injected, "online callback: " + step.detail)
             if ret is None:
-                after = after._replace(hotplug_busy=True)
+                after = _set(after, hotplug_busy=True)
             elif ret:
-                after = self._with_cpu(after, index, self.cpu(after, index)._replace(
+                after = self._with_cpu(after, index, _set(self.cpu(after, index),
                     online=False, vmx=0))
             out.append((step, after))
 
     def _memory_hotplug(self, state: State, out: list) -> None:
-        memlist = self.snapshot_memlist(state)
-        for b, block in enumerate(self.platform.hot_blocks):
-            if state.hot[b]:
+        for b, online in enumerate(state.hot):
+            detail = f"block {b}"
+            if online:
                 hot = state.hot[:b] + (False,) + state.hot[b + 1:]
-                out.append((Step("memory_offline", "environment", detail=f"block {b}",
-                                 result="ok"), state._replace(hot=hot)))
-                continue
-            if memory_notifier(self.profile, memlist, True, block.start, block.end):
+                out.append((self._label("memory_offline", "environment", detail=detail,
+                                        result="ok"), _set(state, hot=hot)))
+            elif self._notifier_allows(state.snapshot, b):
                 hot = state.hot[:b] + (True,) + state.hot[b + 1:]
-                out.append((Step("memory_online", "environment", detail=f"block {b}",
-                                 result="ok"),
-                            state._replace(hot=hot, memblock=state.memblock | 1 << b)))
+                out.append((self._label("memory_online", "environment", detail=detail,
+                                        result="ok"),
+                            _set(state, hot=hot, memblock=state.memblock | 1 << b)))
             else:
-                out.append((Step("memory_online", "environment", detail=f"block {b}",
-                                 result="vetoed by tdx_memory_notifier"), state))
+                out.append((self._label("memory_online", "environment", detail=detail,
+                                        result="vetoed by tdx_memory_notifier"), state))
+
+    def _notifier_allows(self, snapshot: int, block: int) -> bool:
+        """`memory_notifier` for hot block `block` going online, given the snapshot (it
+        depends on nothing else, so the answers are memoised)."""
+        key = (snapshot, block)
+        allowed = self._notifier_answers.get(key)
+        if allowed is None:
+            memlist = self.layout(None, snapshot).memlist if snapshot >= 0 else ()
+            hot = self.platform.hot_blocks[block]
+            allowed = memory_notifier(self.profile, memlist, True, hot.start, hot.end)
+            self._notifier_answers[key] = allowed
+        return allowed
 
     def _sleep_requests(self, state: State, out: list) -> None:
         if state.s3_off:
-            out.append((Step("suspend", "environment", result="refused: ACPI S3 disabled"),
-                        state))
+            out.append((_SUSPEND_REFUSED, state))
         elif not state.s3_entered:
-            out.append((Step("suspend", "environment", result="entered S3"),
-                        state._replace(s3_entered=True)))
+            out.append((_SUSPEND, _set(state, s3_entered=True)))
         if not state.hibernation:
-            out.append((Step("hibernate", "environment", result="refused: nohibernate"), state))
+            out.append((_HIBERNATE_REFUSED, state))
         elif not state.hibernated:
-            out.append((Step("hibernate", "environment", result="hibernated"),
-                        state._replace(hibernated=True)))
+            out.append((_HIBERNATE, _set(state, hibernated=True)))
 
     def machine_check(self, state: State, page: str) -> Step:
         """`tdx_dump_mce_info`: blame TDX private memory only on erratum parts, when RDMD (on a
         CPU in VMX operation) says the page is module-owned, or reserved and in a PAMT."""
         if not (self.platform.erratum and state.tdx_on):
-            return Step("machine_check", "environment", result="not reported", detail=page)
-        vmx_cpus = [i for i, c in self.cpus(state) if c.online and c.vmx]
-        if not vmx_cpus:
-            return Step("machine_check", "environment", result="not reported",
-                        detail=f"{page}; RDMD faults (VMX off)")
+            return self._label("machine_check", "environment", result="not reported",
+                               detail=page)
+        rdmd_cpu = next((i for i, c in self.cpus(state) if c.online and c.vmx), None)
+        if rdmd_cpu is None:
+            return self._label("machine_check", "environment", result="not reported",
+                               detail=f"{page}; RDMD faults (VMX off)")
         ready = state.status == INITIALIZED
         if not ready:
-            return Step("machine_check", "environment", vmx_cpus[0], TDH_PHYMEM_PAGE_RDMD,
-                        MODULE_ERROR, detail=f"{page}; module not ready: not reported")
+            return self._label("machine_check", "environment", rdmd_cpu, TDH_PHYMEM_PAGE_RDMD,
+                               MODULE_ERROR, detail=f"{page}; module not ready: not reported")
         in_pamt = page == MC_PAMT_PAGE and state.tdmr_list and bool(state.pamt)
         verdict = "reported: TDX private memory error" if in_pamt else "not reported"
         page_type = "reserved" if page == MC_PAMT_PAGE else "not assigned"
-        return Step("machine_check", "environment", vmx_cpus[0], TDH_PHYMEM_PAGE_RDMD, SUCCESS,
-                    detail=f"{page}; RDMD: {page_type}; {verdict}")
+        return self._label("machine_check", "environment", rdmd_cpu, TDH_PHYMEM_PAGE_RDMD,
+                           SUCCESS, detail=f"{page}; RDMD: {page_type}; {verdict}")
 
 
 def machine_check_reported(step: Step) -> bool:
@@ -916,9 +1013,15 @@ def memory_notifier(profile: Profile, memlist, going_online: bool, start: int,
     return tdx_memory_notifier(memlist, going_online, start, end)
 
 
+def _map_package(package: Package, fn) -> Package:
+    """`package` with `fn` applied to its CPUs (`package` itself when none changes)."""
+    cpus = tuple([fn(c) for c in package.cpus])
+    return package if cpus == package.cpus else Package(package.key_issues, package.keyed, cpus)
+
+
 def _end_key_config(flow: TdxFlow, state: State) -> State:
     """config_global_keyid returns: its package mask (the per-CPU markers) goes away."""
-    return flow._map_cpus(state, lambda c: c._replace(key=KEY_NONE) if c.key else c)
+    return flow._map_cpus(state, lambda c: _set(c, key=KEY_NONE) if c.key else c)
 
 
 def pamt_describe(chunk: int) -> str:

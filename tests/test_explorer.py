@@ -84,6 +84,24 @@ def test_transition_violation_includes_the_bad_step():
     assert result.trace.steps[-1][0].action == "reset" and len(result.trace) == 4
 
 
+def test_transition_property_is_checked_only_on_the_labels_it_concerns():
+    seen = []
+
+    def no_reset_from_3(s, lab, t):
+        seen.append(lab.action)
+        return not (lab.action == "reset" and 3 in s)
+
+    prop = Prop("NO-RESET-AT-3", "transition", no_reset_from_3)
+    prop.concerns = lambda lab: lab.action == "reset"
+    result = explore(Counters(), [prop])
+    plain = explore(Counters(), [Prop("NO-RESET-AT-3", "transition",
+                                      lambda s, lab, t: not (lab.action == "reset" and 3 in s))])
+    assert seen and set(seen) == {"reset"}
+    assert (result.trace.steps, result.transitions) == (plain.trace.steps, plain.transitions)
+    prop.concerns = lambda lab: False  # a property that concerns nothing is never violated
+    assert explore(Counters(), [prop]).verdict == PASS
+
+
 def test_eventually_property_and_stuck_states():
     class Trap(Counters):
         def successors(self, state):
