@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from invariants.base import Invariant
 from spec import flow as F
 from spec.seamcall import (
     TDH_PHYMEM_PAGE_RDMD,
@@ -21,16 +22,13 @@ TDX_C = "arch/x86/virt/vmx/tdx/tdx.c"
 
 
 @dataclass(frozen=True)
-class FlowInvariant:
-    """A named property. `kind` is "state", "transition" or "eventually" (see
-    `checker.explorer`); `spec_function` is the model function whose rule it guards, so a report
-    can point at its file and line. A transition property that looks only at some steps says
-    which in `concerns(step)`; the explorer then skips the others (its `check` passes them
-    anyway)."""
+class FlowInvariant(Invariant):
+    """An invariant with its check over the flow. `kind` is "state", "transition" or
+    "eventually" (see `checker.explorer`); `spec_function` is the model function whose rule it
+    guards, so a report can point at its file and line. A transition property that looks only
+    at some steps says which in `concerns(step)`; the explorer then skips the others (its
+    `check` passes them anyway)."""
 
-    id: str
-    statement: str
-    source: str
     kind: str
     spec_function: Callable
     check: Callable
