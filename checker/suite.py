@@ -19,16 +19,13 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from checker.readers import InputError, read_input
-from spec.profiles import HOLES_CMR, PROFILES, V6_8, Profile
+from spec.profiles import HOLES_CMR, PROFILES, TDMR_RULES, Profile, rule_changes
 
 DATA = Path(__file__).parent / "data"
 BOOT_LOGS = DATA / "boot-logs"
 BUILTIN = "builtin"
 MAP_KINDS = ("log", "layout", "worst-case", "plan")
 CHECK_KINDS = (*MAP_KINDS, "maps", "flow", "replay")
-TDMR_RULES = frozenset({"holes", "pamt_entry_count_bits", "sort_reserved_areas",
-                        "reserve_other_tdmrs_pamts"})
-_DESCRIPTIVE = frozenset({"name", "summary", "source", "kind"})
 
 
 class SuiteError(Exception):
@@ -71,13 +68,6 @@ class CheckSpec:
     profile: str
     config: str
     bounds: Bounds = field(default_factory=Bounds)
-
-
-def rule_changes(profile: Profile) -> frozenset[str]:
-    """The rule switches in which `profile` differs from v6.8."""
-    return frozenset(f.name for f in fields(Profile)
-                     if f.name not in _DESCRIPTIVE
-                     and getattr(profile, f.name) != getattr(V6_8, f.name))
 
 
 def profile_scope(profile: Profile) -> frozenset[str]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from checker.suite import rule_changes
-from spec.profiles import PROFILES
+from spec.profiles import PROFILES, rule_changes
 
 
 def counterexample_size(check: dict) -> tuple[int, str]:

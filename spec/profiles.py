@@ -7,7 +7,7 @@ of the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 HOLES_MEMBLOCK = "memblock"
 HOLES_CMR = "cmr"
@@ -60,6 +60,18 @@ class Profile:
 
 
 V6_8 = Profile(name="v6.8", summary="Linux v6.8 as merged (memblock holes)")
+
+# The switches spec.tdmr reads; every other switch is a rule of spec.flow.
+TDMR_RULES = frozenset({"holes", "pamt_entry_count_bits", "sort_reserved_areas",
+                        "reserve_other_tdmrs_pamts"})
+_DESCRIPTIVE = frozenset({"name", "summary", "source", "kind"})
+
+
+def rule_changes(profile: Profile) -> frozenset[str]:
+    """The rule switches in which `profile` differs from v6.8."""
+    return frozenset(f.name for f in fields(Profile)
+                     if f.name not in _DESCRIPTIVE
+                     and getattr(profile, f.name) != getattr(V6_8, f.name))
 
 _SERIES = "TDX host series (LKML, 'TDX host kernel support')"
 

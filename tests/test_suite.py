@@ -20,9 +20,8 @@ from checker.suite import (
     expand,
     load_suite,
     profile_scope,
-    rule_changes,
 )
-from spec.profiles import PROFILES, V6_8
+from spec.profiles import PROFILES, V6_8, rule_changes
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "checker" / "data"
