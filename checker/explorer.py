@@ -8,9 +8,14 @@ It knows nothing of TDX. A model offers:
 - optionally `state_fields(state) -> dict[str, str]` and `describe() -> dict`, for traces.
 
 A property offers `id` and `kind`, and by kind:
-- "state": `check(state) -> bool`, true when the state is fine;
+- "state": `check(state) -> bool`, true when the state is fine, and optionally
+  `reads`: the names of the state fields the check looks at (states are then NamedTuples);
+  a new state whose fields named there are the very objects of its parent's is not checked
+  again (the parent was, with the same answer);
 - "transition": `check(state, label, next_state) -> bool`, and optionally
-  `concerns(label) -> bool`: false for labels it always passes, which are then not checked;
+  `concerns(label) -> bool`: false for labels it always passes, which are then not checked,
+  and `passes_unchanged`: true when it passes every step whose next state is the state itself
+  (such steps are then not checked);
 - "eventually": `check(state) -> bool` names goal states; the property holds when a goal is
   reachable from every reachable state (checked only after an exhaustive run).
 
@@ -27,6 +32,7 @@ import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import is_
 from typing import Any
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -127,12 +133,13 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
     state_props = [p for p in properties if p.kind == "state"]
     step_props = [p for p in properties if p.kind == "transition"]
     goal_props = [p for p in properties if p.kind == "eventually"]
-    record_edges = keep_graph or bool(goal_props)
     seen: dict[Any, int] = {}
     states: list = []
     parent = array("i")
     labels: list = []
-    edge_src, edge_dst = array("i"), array("i")
+    edge_src, edge_dst = array("i"), array("i")  # edges that may lead to a goal state
+    goal_checks = [p.check for p in goal_props]
+    at_goal = [bytearray() for _ in goal_props]  # per goal property, a flag per state by id
     graph_edges: list[tuple[int, Any, int]] = []
     found: dict[str, tuple[int, int, Any, Any]] = {}  # id -> (depth, state id, label, next)
     transitions = 0
@@ -163,11 +170,12 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
                 note(prop.id, 0, ident)
     # The BFS loop below runs once per transition, so everything it touches is bound to a
     # local name first, and the transition properties that matter are looked up per label.
-    successors, seen_get = model.successors, seen.get
+    successors, seen_setdefault = model.successors, seen.setdefault
     states_append, parent_append, labels_append = states.append, parent.append, labels.append
     src_append, dst_append = edge_src.append, edge_dst.append
-    state_checks = [(p.id, p.check) for p in state_props]
-    checks_for = _step_checks(step_props)
+    state_checks_for = _state_checks(state_props)
+    step_checks_get, step_checks = _step_checks(step_props, unchanged=False)
+    loop_checks_get, loop_checks = _step_checks(step_props, unchanged=True)
     max_states, max_depth = bounds.max_states, bounds.max_depth
     frontier = list(initial_ids)
     depth = 0  # depth of the deepest state discovered so far
@@ -186,31 +194,49 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
                 bound_hit = "states"
                 break
             state = states[ident]
+            # States are expanded in id order, so the goal flags line up with the ids. Edges
+            # out of a state that is a goal of every "eventually" property decide nothing.
+            record = False
+            for flags, goal in zip(at_goal, goal_checks, strict=True):
+                if goal(state):
+                    flags.append(1)
+                else:
+                    flags.append(0)
+                    record = True
             for label, nxt in successors(state):
                 transitions += 1
-                for prop_id, check in checks_for(label):
+                if nxt is state:  # a step that changes nothing (a refused request)
+                    checks = loop_checks_get(label)
+                    if checks is None:
+                        checks = loop_checks(label)
+                    for prop_id, check in checks:
+                        if not check(state, label, nxt) and prop_id not in found:
+                            note(prop_id, depth + 1, ident, label, nxt)
+                    if keep_graph:  # a self-loop never helps reach a goal state
+                        graph_edges.append((ident, label, ident))
+                    continue
+                checks = step_checks_get(label)
+                if checks is None:
+                    checks = step_checks(label)
+                for prop_id, check in checks:
                     if not check(state, label, nxt) and prop_id not in found:
                         note(prop_id, depth + 1, ident, label, nxt)
-                if nxt is state:  # a step that changes nothing (a refused request)
-                    target = ident
-                else:
-                    nxt = canon(nxt)
-                    target = seen_get(nxt)
-                if target is None:
-                    target = len(states)
-                    seen[nxt] = target
+                nxt = canon(nxt)
+                fresh = len(states)
+                target = seen_setdefault(nxt, fresh)  # hashes the state once
+                if target == fresh:
                     states_append(nxt)
                     parent_append(ident)
                     labels_append(label)
                     next_append(target)
-                    for prop_id, check in state_checks:
+                    for prop_id, check in state_checks_for(state, nxt):
                         if not check(nxt) and prop_id not in found:
                             note(prop_id, depth + 1, target)
-                if record_edges:
+                if record:
                     src_append(ident)
                     dst_append(target)
-                    if keep_graph:
-                        graph_edges.append((ident, label, target))
+                if keep_graph:
+                    graph_edges.append((ident, label, target))
             if found and stop_at_first:
                 stop = True
                 break
@@ -219,8 +245,9 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
         frontier = next_frontier
     exhaustive = bound_hit is None and not stop
     if exhaustive and goal_props:
-        for prop in goal_props:
-            stuck = _first_stuck_state(states, edge_src, edge_dst, prop)
+        for prop, flags in zip(goal_props, at_goal, strict=True):
+            assert len(flags) == len(states)  # an exhaustive run expanded every state
+            stuck = _first_stuck_state(len(states), edge_src, edge_dst, flags)
             if stuck is not None:
                 note(prop.id, _depth(parent, stuck), stuck)
     elapsed = time.perf_counter() - started
@@ -243,25 +270,60 @@ def _identity(state):
     return state
 
 
-def _step_checks(props: Sequence):
-    """A function from a label to the transition checks `(id, check)` that concern it.
+def _step_checks(props: Sequence, unchanged: bool):
+    """The transition checks `(id, check)` that concern a label, as `(get, compute)`: `get` is
+    the `get` of a memo dict from labels to their checks, `compute(label)` fills it in (the
+    explorer calls it when `get` answers None). Without any `concerns`, `get` answers every
+    label at once.
 
     A transition property may offer `concerns(label) -> bool`, false for labels whose steps it
     passes whatever the states are (it looks only at some actions, say); it is then not called
-    on them. Without `concerns` it is checked on every step. The choice is memoised per label
-    (so labels must be hashable when some property offers `concerns`).
+    on them. Without `concerns` it is checked on every step. With `unchanged`, the checks are
+    those for steps that leave the state as it is, leaving out the properties that declare
+    `passes_unchanged`. Labels must be hashable when some property offers `concerns`.
     """
-    everywhere = tuple((p.id, p.check) for p in props)
+    if unchanged:
+        props = [p for p in props if not getattr(p, "passes_unchanged", False)]
     if all(getattr(p, "concerns", None) is None for p in props):
-        return lambda label: everywhere
+        everywhere = tuple((p.id, p.check) for p in props)
+        return (lambda label: everywhere), None
     memo: dict[Any, tuple] = {}
 
-    def checks_for(label) -> tuple:
-        checks = memo.get(label)
+    def compute(label) -> tuple:
+        checks = tuple((p.id, p.check) for p in props
+                       if getattr(p, "concerns", None) is None or p.concerns(label))
+        memo[label] = checks
+        return checks
+
+    return memo.get, compute
+
+
+def _state_checks(props: Sequence):
+    """A function from (parent, new state) to the state checks `(id, check)` the new state
+    needs.
+
+    A property that declares `reads` (field names of NamedTuple states) is left out when each
+    of those fields of the new state is the very object its parent holds: the answer is the
+    parent's, which was checked when it was stored (a failure there is recorded already).
+    Which fields are the same objects is one mask per new state; the checks per mask are
+    memoised.
+    """
+    everywhere = tuple((p.id, p.check) for p in props)
+    if all(getattr(p, "reads", None) is None for p in props):
+        return lambda parent, state: everywhere
+    memo: dict[tuple, tuple] = {}
+
+    def checks_for(parent, state) -> tuple:
+        if type(parent) is not type(state) or not hasattr(state, "_fields"):
+            return everywhere
+        same = tuple(map(is_, parent, state))
+        checks = memo.get(same)
         if checks is None:
+            index = {name: i for i, name in enumerate(type(state)._fields)}
             checks = tuple((p.id, p.check) for p in props
-                           if getattr(p, "concerns", None) is None or p.concerns(label))
-            memo[label] = checks
+                           if getattr(p, "reads", None) is None
+                           or not all(same[index[name]] for name in p.reads))
+            memo[same] = checks
         return checks
 
     return checks_for
@@ -275,22 +337,21 @@ def _depth(parent: array, ident: int) -> int:
     return depth
 
 
-def _first_stuck_state(states: list, src: array, dst: array, prop) -> int | None:
-    """The lowest-id (so shallowest) state from which no goal state is reachable."""
-    count = len(states)
+def _first_stuck_state(count: int, src: array, dst: array, at_goal: bytearray) -> int | None:
+    """The lowest-id (so shallowest) state from which no goal state is reachable, given the
+    goal flag of every state and the edges out of the states that are not goals."""
     reverse: list[list[int]] = [[] for _ in range(count)]
     for a, b in zip(src, dst, strict=True):
         reverse[b].append(a)
-    can_reach = bytearray(count)
-    stack = [i for i, s in enumerate(states) if prop.check(s)]
-    for i in stack:
-        can_reach[i] = 1
+    can_reach = bytearray(at_goal)
+    stack = [i for i, flag in enumerate(at_goal) if flag]
     while stack:
         for pred in reverse[stack.pop()]:
             if not can_reach[pred]:
                 can_reach[pred] = 1
                 stack.append(pred)
-    return next((i for i in range(count) if not can_reach[i]), None)
+    stuck = can_reach.find(0)
+    return None if stuck < 0 else stuck
 
 
 def _concrete_trace(model, canon, states, parent, labels, ident, prop, label, nxt) -> Trace:

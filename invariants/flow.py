@@ -27,12 +27,17 @@ class FlowInvariant(Invariant):
     "eventually" (see `checker.explorer`); `spec_function` is the model function whose rule it
     guards, so a report can point at its file and line. A transition property that looks only
     at some steps says which in `concerns(step)`; the explorer then skips the others (its
-    `check` passes them anyway)."""
+    `check` passes them anyway). Likewise a transition property that passes every step
+    leaving the state unchanged says `passes_unchanged`, and a state property names the
+    `State` fields its check reads in `reads`, so the explorer need not check a state again
+    when those fields are the ones its parent had (the check itself stays complete)."""
 
     kind: str
     spec_function: Callable
     check: Callable
     concerns: Callable | None = None
+    reads: tuple[str, ...] | None = None
+    passes_unchanged: bool = False
 
 
 def _seamcall_cpus(flow: F.TdxFlow, state: F.State, step: F.Step) -> list[F.Cpu]:
@@ -168,7 +173,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def cpus_frozen_during_enable(s: F.State, _step: F.Step, t: F.State) -> bool:
         if s.packages is t.packages or s.mutex < 0 or s.callers[s.mutex].pc != F.IN_TDX:
             return True
-        return _online_mask(flow, s) == _online_mask(flow, t)
+        return _online_mask(s) == _online_mask(t)
 
     def packages_online_for_keys(s: F.State) -> bool:
         if s.step != F.S_KEYS or s.mutex < 0:
@@ -181,9 +186,8 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def machine_check_blames_module_pages(s: F.State, step: F.Step, _t: F.State) -> bool:
         if not _machine_check(step):
             return True
-        page = F.machine_check_page(step)
         asked = step.seamcall == TDH_PHYMEM_PAGE_RDMD and flow.platform.erratum
-        expected = asked and flow.page_owned_by_module(s, page)
+        expected = asked and flow.page_owned_by_module(s, F.machine_check_page(step))
         return F.machine_check_reported(step) == expected
 
     def callers_at_rest(s: F.State) -> bool:
@@ -193,7 +197,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     return [
         T("SYSINIT-ONCE", "TDH.SYS.INIT is issued at most once per boot.",
           f"{TDX_C}: try_init_module_global (sysinit_done caches the result)", "state",
-          F.TdxFlow._tdx_cpu_enable, sysinit_once),
+          F.TdxFlow._tdx_cpu_enable, sysinit_once, reads=("sysinit_issues",)),
         T("NO-LP-INIT-AFTER-SYSINIT-FAILURE",
           "Once TDH.SYS.INIT has failed, no TDH.SYS.LP.INIT is issued.",
           f"{TDX_C}: tdx_cpu_enable returns the cached global error", "transition",
@@ -213,48 +217,51 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("STATUS-MONOTONE",
           "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR.",
           f"{TDX_C}: __tdx_enable (no way back from ERROR)", "transition",
-          F.TdxFlow._tdx_enable, status_monotone),
+          F.TdxFlow._tdx_enable, status_monotone, passes_unchanged=True),
         T("INIT-AT-MOST-ONCE", "init_tdx_module runs at most once per boot.",
           f"{TDX_C}: __tdx_enable switch on tdx_module_status", "state",
-          F.TdxFlow._init_failed, init_at_most_once),
+          F.TdxFlow._init_failed, init_at_most_once, reads=("init_runs",)),
         T("CONFIG-ONCE", "TDH.SYS.CONFIG is issued at most once per boot.",
-          f"{TDX_C}: config_tdx_module", "state", F.TdxFlow._init_steps, config_once),
+          f"{TDX_C}: config_tdx_module", "state", F.TdxFlow._init_steps, config_once,
+          reads=("config_issues",)),
         T("KEY-ONCE-PER-PACKAGE",
           "TDH.SYS.KEY.CONFIG is issued at most once per package, and an initialised module "
           "has every package's key configured.",
           f"{TDX_C}: config_global_keyid (per-package cpumask)", "state",
-          F.TdxFlow._key_targets, key_once_per_package),
+          F.TdxFlow._key_targets, key_once_per_package, reads=("packages", "status")),
         T("KEY-SERIAL", "At most one TDH.SYS.KEY.CONFIG is in flight at any time.",
           f"{TDX_C}: config_global_keyid (smp_call_on_cpu, one at a time)", "state",
-          F.TdxFlow._config_global_keyid, key_serial),
+          F.TdxFlow._config_global_keyid, key_serial, reads=("step", "packages")),
         T("KEYS-BEFORE-TDMR-INIT",
           "No TDMR is initialised while some package lacks its global key.",
           f"{TDX_C}: init_tdx_module (config_global_keyid before init_tdmrs)", "state",
-          F.TdxFlow._init_tdmr, keys_before_tdmr_init),
+          F.TdxFlow._init_tdmr, keys_before_tdmr_init, reads=("tdmr_done", "packages")),
         T("READY-IMPLIES-ALL-TDMRS",
           "The module is INITIALIZED only when every TDMR is fully initialised.",
           f"{TDX_C}: init_tdmr (loop until next-to-initialize reaches the TDMR end)", "state",
-          F.TdxFlow._init_tdmr, ready_implies_all_tdmrs),
+          F.TdxFlow._init_tdmr, ready_implies_all_tdmrs,
+          reads=("status", "tdmr_done", "snapshot", "memblock")),
         T("FLUSH-BEFORE-KEY",
           "Kernel cache lines of PAMT memory are written back before the module may write it "
           "with the global KeyID.", f"{TDX_C}: config_global_keyid (wbinvd_on_all_cpus)",
-          "state", F.TdxFlow._begin_key_config, flush_before_key),
+          "state", F.TdxFlow._begin_key_config, flush_before_key, reads=("pamt",)),
         T("PAMT-RESET-BEFORE-FREE",
           "PAMT memory goes back to the page allocator only with no module data left in it or "
           "in the caches.", f"{TDX_C}: init_tdx_module err_reset_pamts "
           "(wbinvd_on_all_cpus, tdmrs_reset_pamt_all)", "state", F.TdxFlow._init_steps,
-          pamt_reset_before_free),
+          pamt_reset_before_free, reads=("pamt",)),
         T("PAMT-FREE-ONCE", "No PAMT chunk is freed twice.",
           f"{TDX_C}: construct_tdmrs / init_tdx_module unwinding labels", "state",
-          F.TdxFlow._construct_tdmrs, pamt_free_once),
+          F.TdxFlow._construct_tdmrs, pamt_free_once, reads=("pamt",)),
         T("PAMT-NO-LEAK",
           "Outside init_tdx_module every PAMT chunk is either freed, never allocated, or owned "
           "by an INITIALIZED module.", f"{TDX_C}: init_tdx_module unwinding", "state",
-          F.TdxFlow._init_failed, pamt_no_leak),
+          F.TdxFlow._init_failed, pamt_no_leak,
+          reads=("mutex", "callers", "pamt", "status")),
         T("MEMORY-STATIC-WHEN-READY",
           "While the module is INITIALIZED, all online memory lies in the TDX memory snapshot.",
           f"{TDX_C}: tdx_memory_notifier / is_tdx_memory", "state", F.memory_notifier,
-          memory_static_when_ready),
+          memory_static_when_ready, reads=("status", "snapshot", "memblock", "hot")),
         T("ONLINE-VETO-ONLY-WHEN-READY",
           "Memory onlining is vetoed only while an initialised module holds the snapshot.",
           f"{TDX_C}: tdx_memory_notifier (empty tdx_memlist allows everything)", "transition",
@@ -262,15 +269,17 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("CPUS-FROZEN-DURING-ENABLE",
           "No CPU comes or goes while init_tdx_module runs.",
           f"{TDX_C}: tdx_enable caller contract (cpus_read_lock)", "transition",
-          F.TdxFlow.cpus_read_locked, cpus_frozen_during_enable),
+          F.TdxFlow.cpus_read_locked, cpus_frozen_during_enable,
+          passes_unchanged=True),
         T("PACKAGES-ONLINE-FOR-KEYS",
           "Every package has an online CPU while the global key is being configured.",
           f"{TDX_C}: config_global_keyid (a package without online CPU is skipped)", "state",
-          F.TdxFlow._packages_online, packages_online_for_keys),
+          F.TdxFlow._packages_online, packages_online_for_keys,
+          reads=("step", "mutex", "packages")),
         T("NO-S3-OR-HIBERNATE-WITH-TDX",
           "A boot with TDX enabled never enters ACPI S3 nor hibernates.",
           f"{TDX_C}: tdx_init (acpi_suspend_lowlevel = NULL, hibernation check)", "state",
-          F.TdxFlow.tdx_init, no_sleep_with_tdx),
+          F.TdxFlow.tdx_init, no_sleep_with_tdx, reads=("tdx_on", "s3_entered", "hibernated")),
         T("MC-BLAMES-MODULE-PAGES",
           "On erratum parts a machine check is blamed on TDX private memory exactly when RDMD "
           "can run and the page belongs to the initialised module.",
@@ -283,6 +292,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     ]
 
 
-def _online_mask(flow: F.TdxFlow, state: F.State) -> tuple[bool, ...]:
-    return tuple(cpu.online for _, cpu in flow.cpus(state))
+def _online_mask(state: F.State) -> list[bool]:
+    """Which CPUs are online, in flat CPU order."""
+    return [cpu.online for package in state.packages for cpu in package.cpus]
 

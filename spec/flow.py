@@ -57,6 +57,7 @@ IN_IPI = 3  # its tdx_cpu_enable is pending on some CPU (a frame on that CPU)
 IN_TDX = 4  # holds the tdx_enable mutex and runs init_tdx_module
 LOADED = 5  # tdx_enable returned 0; VMX stays on until unload
 FAILED = 6  # tdx_cpu_enable or tdx_enable returned an error; the load unwinds next
+HOLDING_CPUS_LOCK = frozenset((ENABLING, IN_IPI, IN_TDX, FAILED))
 CALLER_PC_NAMES = ("idle", "checked", "enabling", "in-ipi", "in-tdx-enable", "loaded", "failed")
 
 # Next step of init_tdx_module for the mutex owner.
@@ -137,6 +138,24 @@ class State(NamedTuple):
     hotplug_busy: bool  # a CPU coming online is running tdx_cpu_enable
     callers: tuple[Caller, ...]  # the last two fields: see `_with_callers`, `_with_packages`
     packages: tuple[Package, ...]
+
+
+class CpuFacts(NamedTuple):
+    """What the rules ask about the CPUs of one `packages` tuple, worked out once (see
+    `TdxFlow.cpu_facts`)."""
+
+    packages: tuple[Package, ...]
+    cpus: tuple[tuple[int, Cpu], ...]  # (flat index, Cpu) for every CPU, in order
+    online: tuple[int, ...]  # the online CPUs
+    framed: tuple[int, ...]  # the CPUs where a tdx_cpu_enable awaits LP.INIT
+    vmx_cpu: int | None  # the first online CPU in VMX operation (where RDMD can run)
+
+
+def _cpu_facts(packages: tuple[Package, ...]) -> CpuFacts:
+    cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
+    return CpuFacts(packages, cpus, tuple(i for i, c in cpus if c.online),
+                    tuple(i for i, c in cpus if c.frames),
+                    next((i for i, c in cpus if c.online and c.vmx), None))
 
 
 class Step(NamedTuple):
@@ -233,10 +252,12 @@ class TdxFlow:
         self._canonical_packages: dict[tuple, tuple] = {}  # packages -> their sorted form
         self._interned: dict[int, tuple] = {}  # id -> sorted packages tuple (kept alive here)
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
-        self._last_cpus: tuple = ((), ())  # (packages, their flat CPU list), the last asked
+        self._cpu_facts: dict[int, CpuFacts] = {}  # id of interned packages -> their facts
+        self._last_facts: CpuFacts = _cpu_facts(())  # the facts last asked for
         self._notifier_answers: dict[tuple[int, int], bool] = {}
         self._labels: dict[tuple, Step] = {}
         self._machine_check_labels: dict[tuple, tuple[Step, Step]] = {}
+        self._block_labels: dict[int, tuple[Step, Step, Step]] = {}
 
     # ----- model surface -------------------------------------------------------------------
 
@@ -354,27 +375,39 @@ class TdxFlow:
     def cpu(self, state: State, index: int) -> Cpu:
         return state.packages[index // self.cpp].cpus[index % self.cpp]
 
-    def cpus(self, state: State) -> tuple[tuple[int, Cpu], ...]:
-        """(flat index, Cpu) for every CPU, in the state's order.
+    def cpu_facts(self, state: State) -> CpuFacts:
+        """The facts about the state's CPUs that the rules keep asking.
 
-        The rules ask this several times per state, so the answer for the last `packages`
-        tuple is kept.
+        They depend on `packages` only, so the last answer is kept, and so are the answers
+        for the interned (canonical) `packages` tuples, which many states share.
         """
         packages = state.packages
-        last_packages, flat = self._last_cpus
-        if packages is not last_packages:
-            flat = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
-            self._last_cpus = (packages, flat)
-        return flat
+        facts = self._last_facts
+        if facts.packages is packages:
+            return facts
+        facts = self._cpu_facts.get(id(packages))
+        if facts is None or facts.packages is not packages:
+            facts = _cpu_facts(packages)
+            if self._interned.get(id(packages)) is packages:
+                self._cpu_facts[id(packages)] = facts
+        self._last_facts = facts
+        return facts
 
-    def online_cpus(self, state: State) -> list[int]:
-        return [i for i, cpu in self.cpus(state) if cpu.online]
+    def cpus(self, state: State) -> tuple[tuple[int, Cpu], ...]:
+        """(flat index, Cpu) for every CPU, in the state's order."""
+        return self.cpu_facts(state).cpus
+
+    def online_cpus(self, state: State) -> tuple[int, ...]:
+        return self.cpu_facts(state).online
 
     def cpus_read_locked(self, state: State) -> bool:
         """A caller holds cpus_read_lock (so no CPU can come or go)."""
         if not self.profile.caller_holds_cpus_lock:
             return False
-        return any(c.pc in (ENABLING, IN_IPI, IN_TDX, FAILED) for c in state.callers)
+        for caller in state.callers:
+            if caller.pc in HOLDING_CPUS_LOCK:
+                return True
+        return False
 
     def memory_locked(self, state: State) -> bool:
         """init_tdx_module holds get_online_mems()."""
@@ -421,9 +454,13 @@ class TdxFlow:
         packages = tuple([_map_package(package, fn) for package in state.packages])
         return state if packages == state.packages else _with_packages(state, packages)
 
-    def _with_caller(self, state: State, actor: int, **changes) -> State:
+    def _with_caller(self, state: State, actor: int, pc: int | None = None,
+                     loads_left: int | None = None) -> State:
+        """The state with this caller's `pc` and/or `loads_left` changed (None: unchanged)."""
         callers = state.callers
-        caller = _set(callers[actor], **changes)
+        caller = callers[actor]
+        caller = Caller(caller.pc if pc is None else pc,
+                        caller.loads_left if loads_left is None else loads_left)
         return _with_callers(state, callers[:actor] + (caller,) + callers[actor + 1:])
 
     def _outcomes(self, state: State, cpus: list[int], leaf: str) -> list[tuple[str, bool]]:
@@ -475,7 +512,7 @@ class TdxFlow:
 
     def _caller_steps(self, state: State, actor: int, out: list) -> None:
         caller = state.callers[actor]
-        name = self.actor_name(actor)
+        name = self._actor_names[actor]
         if caller.pc == IDLE and caller.loads_left:
             started = self._with_caller(state, actor, loads_left=caller.loads_left - 1)
             if not self.profile.package_check_under_hotplug_lock:
@@ -539,8 +576,9 @@ class TdxFlow:
         """The IPI handler on `index`: VMXON, then tdx_cpu_enable up to its LP.INIT."""
         cpu = self.cpu(state, index)
         bit = _bit(actor)
-        entered = self._with_cpu(state, index, _set(cpu, vmx=cpu.vmx | bit,
-                                                    visited=cpu.visited | bit))
+        entered = self._with_cpu(state, index, Cpu(cpu.online, cpu.vmx | bit, cpu.lp_flag,
+                                                   cpu.lp_done, cpu.frames, cpu.visited | bit,
+                                                   cpu.key))
         for step, after, ret in self._tdx_cpu_enable(entered, actor, index):
             if ret is None:
                 out.append((step, self._with_caller(after, actor, pc=IN_IPI)))
@@ -589,15 +627,14 @@ class TdxFlow:
 
     def _frame_steps(self, state: State, out: list) -> None:
         """TDH.SYS.LP.INIT for the innermost pending tdx_cpu_enable of each CPU."""
-        for index, cpu in self.cpus(state):
-            if not cpu.frames:
-                continue
+        for index in self.cpu_facts(state).framed:
+            cpu = self.cpu(state, index)
             actor = cpu.frames[-1]
             name = self.actor_name(actor)
             for outcome, injected in self._outcomes(state, [index], TDH_SYS_LP_INIT):
                 ok = outcome == SUCCESS
-                done = _set(cpu, frames=cpu.frames[:-1], lp_flag=cpu.lp_flag or ok,
-                            lp_done=cpu.lp_done or ok)
+                done = Cpu(cpu.online, cpu.vmx, cpu.lp_flag or ok, cpu.lp_done or ok,
+                           cpu.frames[:-1], cpu.visited, cpu.key)
                 after = self._with_cpu(self._fault(state, injected), index, done)
                 step = self._label("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome,
                                    injected)
@@ -893,7 +930,7 @@ class TdxFlow:
 
     def _machine_checks(self, state: State) -> tuple[Step, Step]:
         """`machine_check` on a PAMT page and on a kernel page, memoised on all it reads."""
-        rdmd_cpu = next((i for i, c in self.cpus(state) if c.online and c.vmx), None)
+        rdmd_cpu = self.cpu_facts(state).vmx_cpu
         key = (state.tdx_on, rdmd_cpu, state.status, state.tdmr_list, bool(state.pamt))
         labels = self._machine_check_labels.get(key)
         if labels is None:
@@ -907,8 +944,8 @@ class TdxFlow:
         loaded = [a for a, c in enumerate(state.callers) if c.pc == LOADED]
         for index, cpu in self.cpus(state):
             if cpu.online and len(online) > 1 and not cpu.frames and cpu.key != KEY_IN_FLIGHT:
-                down = _set(cpu, online=False, vmx=0, visited=0,
-                            lp_flag=cpu.lp_flag and self.profile.lp_flag_survives_offline)
+                down = Cpu(False, 0, cpu.lp_flag and self.profile.lp_flag_survives_offline,
+                           cpu.lp_done, cpu.frames, 0, cpu.key)
                 out.append((self._label("cpu_down", "environment", index, result="ok"),
                             self._with_cpu(state, index, down)))
             elif not cpu.online:
@@ -919,7 +956,8 @@ class TdxFlow:
         vmx = 0
         for actor in loaded:
             vmx |= _bit(actor)
-        up = self._with_cpu(state, index, _set(cpu, online=True, vmx=vmx))
+        up = self._with_cpu(state, index, Cpu(True, vmx, cpu.lp_flag, cpu.lp_done, cpu.frames,
+                                              cpu.visited, cpu.key))
         if not loaded:
             out.append((self._label("cpu_up", "environment", index, result="ok"), up))
             return
@@ -935,19 +973,27 @@ class TdxFlow:
 
     def _memory_hotplug(self, state: State, out: list) -> None:
         for b, online in enumerate(state.hot):
-            detail = f"block {b}"
+            offlined, onlined, vetoed = self._memory_labels(b)
             if online:
                 hot = state.hot[:b] + (False,) + state.hot[b + 1:]
-                out.append((self._label("memory_offline", "environment", detail=detail,
-                                        result="ok"), _set(state, hot=hot)))
+                out.append((offlined, _set(state, hot=hot)))
             elif self._notifier_allows(state.snapshot, b):
                 hot = state.hot[:b] + (True,) + state.hot[b + 1:]
-                out.append((self._label("memory_online", "environment", detail=detail,
-                                        result="ok"),
-                            _set(state, hot=hot, memblock=state.memblock | 1 << b)))
+                out.append((onlined, _set(state, hot=hot, memblock=state.memblock | 1 << b)))
             else:
-                out.append((self._label("memory_online", "environment", detail=detail,
-                                        result="vetoed by tdx_memory_notifier"), state))
+                out.append((vetoed, state))
+
+    def _memory_labels(self, block: int) -> tuple[Step, Step, Step]:
+        """The labels of hot block `block` going offline, online, or vetoed (memoised)."""
+        labels = self._block_labels.get(block)
+        if labels is None:
+            detail = f"block {block}"
+            labels = self._block_labels[block] = (
+                self._label("memory_offline", "environment", detail=detail, result="ok"),
+                self._label("memory_online", "environment", detail=detail, result="ok"),
+                self._label("memory_online", "environment", detail=detail,
+                            result="vetoed by tdx_memory_notifier"))
+        return labels
 
     def _notifier_allows(self, snapshot: int, block: int) -> bool:
         """`memory_notifier` for hot block `block` going online, given the snapshot (it
@@ -977,7 +1023,7 @@ class TdxFlow:
         if not (self.platform.erratum and state.tdx_on):
             return self._label("machine_check", "environment", result="not reported",
                                detail=page)
-        rdmd_cpu = next((i for i, c in self.cpus(state) if c.online and c.vmx), None)
+        rdmd_cpu = self.cpu_facts(state).vmx_cpu
         if rdmd_cpu is None:
             return self._label("machine_check", "environment", result="not reported",
                                detail=f"{page}; RDMD faults (VMX off)")

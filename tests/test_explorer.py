@@ -155,3 +155,69 @@ def test_state_graph_exports(tmp_path):
     dot = to_dot(graph)
     assert dot.startswith("digraph") and "->" in dot and "style=bold" in dot
     assert not state_graph(Counters(limit=20), Bounds(max_states=5)).graph["exhaustive"]
+
+
+class Pair(NamedTuple):
+    a: int
+    b: int
+
+
+class PairCounters(Counters):
+    """`Counters` with NamedTuple states and a step that changes nothing."""
+
+    def initial_states(self):
+        return [Pair(0, 0)]
+
+    def successors(self, state):
+        out = [(lab, Pair(*nxt)) for lab, nxt in super().successors(state)]
+        return out + [(Move("idle", "env"), state)]
+
+    def canonical(self, state):
+        return Pair(*sorted(state))
+
+
+def test_state_property_is_not_checked_again_when_the_fields_it_reads_are_unchanged():
+    calls = []
+
+    def small_a(s):
+        calls.append(s)
+        return s.a < 2
+
+    prop = Prop("A<2", "state", small_a)
+    prop.reads = ("a",)
+    for stop in (True, False):
+        calls.clear()
+        result = explore(PairCounters(), [prop], stop_at_first=stop)
+        plain = explore(PairCounters(), [Prop("A<2", "state", lambda s: s.a < 2)],
+                        stop_at_first=stop)
+        assert (result.trace.steps, result.distinct_states, result.transitions) == \
+            (plain.trace.steps, plain.distinct_states, plain.transitions)
+        assert len(calls) < plain.distinct_states  # (1, 1) comes from (0, 1): `a` unchanged
+
+
+def test_transition_property_that_passes_unchanged_steps_is_not_called_on_them():
+    labels = []
+
+    def no_big_step(s, lab, t):
+        labels.append(lab.action)
+        return abs(sum(t) - sum(s)) <= 1 or lab.action == "reset"
+
+    prop = Prop("SMALL-STEPS", "transition", no_big_step)
+    prop.passes_unchanged = True
+    result = explore(PairCounters(), [prop])
+    assert result.verdict == PASS and labels and "idle" not in labels
+
+
+def test_eventually_property_ignores_edges_out_of_goal_states():
+    class OneWay(PairCounters):
+        """Once `a` reaches the limit nothing leads back: every such state is stuck."""
+
+        def successors(self, state):
+            if state.a == self.limit:
+                return [(Move("spin", "env"), state)]
+            return super().successors(state)
+
+    goal = Prop("LOW", "eventually", lambda s: s.a < 3)
+    result = explore(OneWay(), [goal], symmetry=False)
+    assert result.verdict == FAIL and result.trace.states[-1].a == 3
+    assert explore(PairCounters(), [goal], symmetry=False).verdict == PASS
