@@ -135,9 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "still violates, 0 when it no longer does)")
     replay.add_argument("file", help="a counterexample JSON file (counterexamples/*.json)")
 
+    from checker.suite import SUITE_HELP
     from checker.verify import add_arguments
 
-    add_arguments(sub.add_parser("verify", help="run the check suite (a CI gate)"))
+    add_arguments(sub.add_parser(
+        "verify", help="run the check suite (a CI gate)",
+        description="Run the suite, compare with the baseline, report. Exit 0 as expected, 1 "
+        "regression or failure, 2 usage or input error, 3 inconclusive.",
+        epilog="suite file (TOML, or [tool.tdx-checker] in a pyproject.toml):\n" + SUITE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 

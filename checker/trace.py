@@ -75,11 +75,6 @@ def replay(model, data: dict) -> Trace:
     return Trace(initials[index], steps, describe() if describe else {}, data.get("invariant"))
 
 
-def trace_from_json(model, data: dict) -> Trace:
-    """Alias of `replay`: a JSON trace only becomes a Trace by running it."""
-    return replay(model, data)
-
-
 def step_text(label: Any) -> str:
     """`action [actor] cpu N: SEAMCALL -> result (injected) - detail` for NamedTuple labels."""
     if not hasattr(label, "_asdict"):

@@ -30,13 +30,12 @@ LEAF_NUMBERS = {
 SUCCESS = "success"
 VMFAIL_INVALID = "VMfailInvalid"  # no module loaded
 UD = "#UD"  # the CPU is not in VMX operation
-NO_ENTROPY = "entropy exhausted"  # TDX_RND_NO_ENTROPY on every retry
+NO_ENTROPY = "entropy exhausted"  # TDX_RND_NO_ENTROPY on all 10 attempts
 MODULE_ERROR = "error"  # any other module error code
 
 # Outcomes a fault budget may inject; #UD is never injected, it follows from the VMX state.
 INJECTABLE = (VMFAIL_INVALID, NO_ENTROPY, MODULE_ERROR)
 
-SEAMCALL_RETRIES = 10
 TDX_RND_NO_ENTROPY = 0x8000020300000000
 TDX_MODULE_ERROR_CODE = 0xC000010000000000  # a representative non-retryable error code
 
@@ -49,13 +48,7 @@ def seamcall_errno(outcome: str) -> int:
     return _ERRNO[outcome]
 
 
-def seamcall_message(leaf: str, outcome: str) -> str | None:
-    """The line the kernel prints for a failed SEAMCALL (None on success)."""
-    if outcome == SUCCESS:
-        return None
-    if outcome == VMFAIL_INVALID:
-        return "module not loaded" if leaf == TDH_SYS_INIT else None
-    if outcome == UD:
-        return None
-    code = TDX_RND_NO_ENTROPY if outcome == NO_ENTROPY else TDX_MODULE_ERROR_CODE
-    return f"SEAMCALL (0x{LEAF_NUMBERS[leaf]:x}) failed: 0x{code:x}"
+def seamcall_failed_message(leaf: str, code: int) -> str:
+    """The line `seamcall_err` prints for an unexpected SEAMCALL error (the kernel then returns
+    -EIO): leaf number and error code as 16-digit hex."""
+    return f"SEAMCALL (0x{LEAF_NUMBERS[leaf]:016x}) failed: 0x{code:016x}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errno import EIO, KernelError
+from spec.seamcall import TDH_SYS_RD, seamcall_failed_message
 
-TDX_PS_4K, TDX_PS_2M, TDX_PS_1G = 0, 1, 2
 PAGE_SIZE_SHIFTS = (12, 21, 30)
 PAGE_SIZE_NAMES = ("4k", "2m", "1g")
 
@@ -29,13 +29,7 @@ class TdxSysinfo:
             raise ValueError("pamt_entry_size needs three positive sizes (4K, 2M, 1G)")
 
 
-TDH_SYS_RD = 34
 TDX_NO_SYS_RD = 0xC000050500000000  # what a TDX 1.0 module answers to the unknown leaf
-
-
-def seamcall_failed_message(leaf: int, code: int) -> str:
-    """The line `seamcall_err` prints for an unexpected SEAMCALL error (then -EIO)."""
-    return f"SEAMCALL (0x{leaf:016x}) failed: 0x{code:016x}"
 
 
 def get_tdx_tdmr_sysinfo(module_major: int, module_minor: int,
