@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from itertools import combinations, product
-from typing import Any
 
 from invariants.layout import Violation, check_layout
 from spec.memory import SZ_1G, SZ_1M, MemRange, build_tdx_memlist
@@ -37,10 +36,6 @@ class MapWitness:
     placement: str
     result: ConstructResult
     violations: tuple[Violation, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"regions": [{"start": hex(r.start), "end": hex(r.end), "nid": r.nid}
-                            for r in self.regions]}
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,22 @@ Addresses are integers or hex strings, ranges half-open [start, end), regions so
 disjoint; "nid" defaults to 0."""
 
 
+def memory_map_json(regions, cmrs=(), sysinfo: TdxSysinfo | None = None,
+                    pamt_bases: dict[int, int] | None = None) -> dict:
+    """A map in our JSON format (addresses as hex strings), the inverse of `read_json_map`."""
+    doc: dict = {"regions": [{"start": hex(r.start), "end": hex(r.end), "nid": r.nid}
+                             for r in regions]}
+    if cmrs:
+        doc["cmrs"] = [{"start": hex(c.start), "end": hex(c.end)} for c in cmrs]
+    if sysinfo is not None:
+        doc["metadata"] = {"max_tdmrs": sysinfo.max_tdmrs,
+                           "max_reserved_per_tdmr": sysinfo.max_reserved_per_tdmr,
+                           "pamt_entry_size": list(sysinfo.pamt_entry_size)}
+    if pamt_bases is not None:
+        doc["pamt_bases"] = [hex(pamt_bases[i]) for i in sorted(pamt_bases)]
+    return doc
+
+
 def read_json_map(text: str, name: str) -> MachineInput:
     """Our memory-map format (see JSON_FORMAT_HELP); errors name the line of the bad item."""
     try:

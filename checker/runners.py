@@ -21,7 +21,7 @@ from checker.counterexamples import (
 )
 from checker.mapsearch import MAX_REGIONS, smallest_violating_map
 from checker.planner import plan_layout
-from checker.readers import InputError, MachineInput, read_input
+from checker.readers import InputError, MachineInput, memory_map_json, read_input
 from checker.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.solver import ANY_NODE, worst_case_placement
 from checker.suite import CheckSpec
@@ -70,16 +70,7 @@ def _map_counterexample(machine: MachineInput, prop: str, text: str, errno: int 
                         placement: str = "first-fit", bases: dict[int, int] | None = None
                         ) -> dict[str, Any]:
     """A replayable map counterexample: the map in our JSON format plus what to test."""
-    doc: dict[str, Any] = {"regions": [{"start": hex(r.start), "end": hex(r.end), "nid": r.nid}
-                                       for r in machine.regions]}
-    if machine.cmrs:
-        doc["cmrs"] = [{"start": hex(c.start), "end": hex(c.end)} for c in machine.cmrs]
-    if machine.sysinfo is not None:
-        doc["metadata"] = {"max_tdmrs": machine.sysinfo.max_tdmrs,
-                           "max_reserved_per_tdmr": machine.sysinfo.max_reserved_per_tdmr,
-                           "pamt_entry_size": list(machine.sysinfo.pamt_entry_size)}
-    if bases is not None:
-        doc["pamt_bases"] = [hex(bases[i]) for i in sorted(bases)]
+    doc = memory_map_json(machine.regions, machine.cmrs, machine.sysinfo, bases)
     return {"kind": "map", "map": doc, "placement": placement, "property": prop,
             "errno": errno, "text": text}
 

@@ -26,6 +26,7 @@ from typing import Any
 import z3
 
 from checker.planner import Plan, plan_layout
+from checker.readers import memory_map_json
 from checker.solver import (
     ANY_NODE,
     DEFAULT_TIMEOUT_MS,
@@ -211,15 +212,10 @@ class Counterexample:
 
     def map_json(self) -> dict[str, Any]:
         """The map in the readers' JSON format, loadable with `checker.readers`."""
-        doc = {"comment": f"{self.kind} counterexample ({self.profile}, "
-                          f"{self.sysinfo.max_tdmrs} TDMRs, {self.sysinfo.max_reserved_per_tdmr}"
-                          f" reserved areas, PAMT entries {self.sysinfo.pamt_entry_size})",
-               "regions": [{"start": hex(r.start), "end": hex(r.end), "nid": r.nid}
-                           for r in self.regions],
-               "metadata": {"max_tdmrs": self.sysinfo.max_tdmrs,
-                            "max_reserved_per_tdmr": self.sysinfo.max_reserved_per_tdmr,
-                            "pamt_entry_size": list(self.sysinfo.pamt_entry_size)}}
-        return doc
+        comment = (f"{self.kind} counterexample ({self.profile}, {self.sysinfo.max_tdmrs} TDMRs, "
+                   f"{self.sysinfo.max_reserved_per_tdmr} reserved areas, PAMT entries "
+                   f"{self.sysinfo.pamt_entry_size})")
+        return {"comment": comment, **memory_map_json(self.regions, sysinfo=self.sysinfo)}
 
     def to_json(self) -> dict[str, Any]:
         kernel = None
