@@ -14,8 +14,9 @@ A property offers `id` and `kind`, and by kind:
   again (the parent was, with the same answer);
 - "transition": `check(state, label, next_state) -> bool`, and optionally
   `concerns(label) -> bool`: false for labels it always passes, which are then not checked,
-  and `passes_unchanged`: true when it passes every step whose next state is the state itself
-  (such steps are then not checked);
+  and `passes_when_same`: the names of state fields (states are then NamedTuples) such that
+  it passes every step after which each of them has the value it had before, so also every
+  step that leaves the state as it is (such steps are then not checked);
 - "eventually": `check(state) -> bool` names goal states; the property holds when a goal is
   reachable from every reachable state (checked only after an exhaustive run).
 
@@ -28,11 +29,12 @@ canonical form.
 
 from __future__ import annotations
 
+import gc
 import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import is_
+from operator import is_, itemgetter
 from typing import Any
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -127,7 +129,22 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
     the first (shortest) violation of every property. `keep_graph` records every edge with
     its label (for `checker.graph`); edges without labels are kept anyway when an
     "eventually" property needs them.
+
+    The cyclic garbage collector is paused for the run: states are acyclic tuples, freed by
+    reference counting, and scanning the hundreds of thousands kept alive cost a quarter of
+    the run time.
     """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _explore(model, properties, bounds, symmetry, stop_at_first, keep_graph)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_at_first: bool,
+             keep_graph: bool) -> ExplorationResult:
     started = time.perf_counter()
     canon = model.canonical if symmetry else _identity
     state_props = [p for p in properties if p.kind == "state"]
@@ -174,8 +191,11 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
     states_append, parent_append, labels_append = states.append, parent.append, labels.append
     src_append, dst_append = edge_src.append, edge_dst.append
     state_checks_for = _state_checks(state_props)
-    step_checks_get, step_checks = _step_checks(step_props, unchanged=False)
-    loop_checks_get, loop_checks = _step_checks(step_props, unchanged=True)
+    fields = getattr(states[0], "_fields", ()) if states else ()
+    step_checks_get, step_checks = _step_checks(step_props, fields, unchanged=False)
+    loop_checks_get, loop_checks = _step_checks(step_props, fields, unchanged=True)
+    one_goal, one_goal_flags = (goal_checks[0], at_goal[0]) if len(goal_checks) == 1 \
+        else (None, None)
     max_states, max_depth = bounds.max_states, bounds.max_depth
     frontier = list(initial_ids)
     depth = 0  # depth of the deepest state discovered so far
@@ -196,20 +216,26 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
             state = states[ident]
             # States are expanded in id order, so the goal flags line up with the ids. Edges
             # out of a state that is a goal of every "eventually" property decide nothing.
-            record = False
-            for flags, goal in zip(at_goal, goal_checks, strict=True):
-                if goal(state):
-                    flags.append(1)
-                else:
-                    flags.append(0)
-                    record = True
-            for label, nxt in successors(state):
-                transitions += 1
+            if one_goal is not None:  # the usual case, spelt out
+                reached = one_goal(state)
+                one_goal_flags.append(reached)
+                record = not reached
+            else:
+                record = False
+                for flags, goal in zip(at_goal, goal_checks, strict=True):
+                    reached = goal(state)
+                    flags.append(reached)
+                    record = record or not reached
+            steps = successors(state)
+            if not isinstance(steps, (list, tuple)):
+                steps = list(steps)
+            transitions += len(steps)
+            for label, nxt in steps:
                 if nxt is state:  # a step that changes nothing (a refused request)
                     checks = loop_checks_get(label)
                     if checks is None:
                         checks = loop_checks(label)
-                    for prop_id, check in checks:
+                    for prop_id, check, _ in checks:
                         if not check(state, label, nxt) and prop_id not in found:
                             note(prop_id, depth + 1, ident, label, nxt)
                     if keep_graph:  # a self-loop never helps reach a goal state
@@ -218,7 +244,9 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
                 checks = step_checks_get(label)
                 if checks is None:
                     checks = step_checks(label)
-                for prop_id, check in checks:
+                for prop_id, check, watched in checks:
+                    if watched is not None and watched(state) == watched(nxt):
+                        continue
                     if not check(state, label, nxt) and prop_id not in found:
                         note(prop_id, depth + 1, ident, label, nxt)
                 nxt = canon(nxt)
@@ -270,27 +298,35 @@ def _identity(state):
     return state
 
 
-def _step_checks(props: Sequence, unchanged: bool):
-    """The transition checks `(id, check)` that concern a label, as `(get, compute)`: `get` is
-    the `get` of a memo dict from labels to their checks, `compute(label)` fills it in (the
-    explorer calls it when `get` answers None). Without any `concerns`, `get` answers every
-    label at once.
+def _step_checks(props: Sequence, fields: Sequence[str], unchanged: bool):
+    """The transition checks `(id, check, watched)` that concern a label, as
+    `(get, compute)`: `get` is the `get` of a memo dict from labels to their checks,
+    `compute(label)` fills it in (the explorer calls it when `get` answers None). Without any
+    `concerns`, `get` answers every label at once.
 
     A transition property may offer `concerns(label) -> bool`, false for labels whose steps it
     passes whatever the states are (it looks only at some actions, say); it is then not called
-    on them. Without `concerns` it is checked on every step. With `unchanged`, the checks are
-    those for steps that leave the state as it is, leaving out the properties that declare
-    `passes_unchanged`. Labels must be hashable when some property offers `concerns`.
+    on them. Without `concerns` it is checked on every step. `watched` is None, or picks the
+    fields named in the property's `passes_when_same` out of a state (`fields` are the state
+    type's field names): a step after which they are as before needs no check. With
+    `unchanged`, the checks are those for steps that leave the state as it is, which leaves
+    out every property that declares such fields. Labels must be hashable when some property
+    offers `concerns`.
     """
+    def watched(prop):
+        names = getattr(prop, "passes_when_same", ())
+        return itemgetter(*(fields.index(name) for name in names)) if names else None
+
     if unchanged:
-        props = [p for p in props if not getattr(p, "passes_unchanged", False)]
+        props = [p for p in props if not getattr(p, "passes_when_same", ())]
+    entries = [(p, (p.id, p.check, watched(p))) for p in props]
     if all(getattr(p, "concerns", None) is None for p in props):
-        everywhere = tuple((p.id, p.check) for p in props)
+        everywhere = tuple(entry for _, entry in entries)
         return (lambda label: everywhere), None
     memo: dict[Any, tuple] = {}
 
     def compute(label) -> tuple:
-        checks = tuple((p.id, p.check) for p in props
+        checks = tuple(entry for p, entry in entries
                        if getattr(p, "concerns", None) is None or p.concerns(label))
         memo[label] = checks
         return checks

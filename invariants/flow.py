@@ -19,6 +19,7 @@ from spec.seamcall import (
 )
 
 TDX_C = "arch/x86/virt/vmx/tdx/tdx.c"
+AT_REST = frozenset((F.IDLE, F.LOADED))  # caller pcs of a caller that is not in a call
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,24 @@ class FlowInvariant(Invariant):
     guards, so a report can point at its file and line. A transition property that looks only
     at some steps says which in `concerns(step)`; the explorer then skips the others (its
     `check` passes them anyway). Likewise a transition property that passes every step
-    leaving the state unchanged says `passes_unchanged`, and a state property names the
-    `State` fields its check reads in `reads`, so the explorer need not check a state again
-    when those fields are the ones its parent had (the check itself stays complete)."""
+    leaving some `State` fields as they were names them in `passes_when_same`, and a state
+    property names the `State` fields its check reads in `reads`, so the explorer need not
+    check a state again when those fields are the ones its parent had (the check itself stays
+    complete)."""
 
     kind: str
     spec_function: Callable
     check: Callable
     concerns: Callable | None = None
     reads: tuple[str, ...] | None = None
-    passes_unchanged: bool = False
+    passes_when_same: tuple[str, ...] = ()
 
 
-def _seamcall_cpus(flow: F.TdxFlow, state: F.State, step: F.Step) -> list[F.Cpu]:
+def _seamcall_cpus(flow: F.TdxFlow, state: F.State, step: F.Step) -> tuple[F.Cpu, ...]:
     """The CPUs a SEAMCALL may run on: its own, or any online CPU for process context."""
     if step.cpu is not None:
-        return [flow.cpu(state, step.cpu)]
-    return [cpu for _, cpu in flow.cpus(state) if cpu.online]
+        return (flow.cpu(state, step.cpu),)
+    return flow.cpu_facts(state).online_cpus
 
 
 def _issues_lp_init(step: F.Step) -> bool:
@@ -171,9 +173,9 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return not vetoed or s.status == F.INITIALIZED
 
     def cpus_frozen_during_enable(s: F.State, _step: F.Step, t: F.State) -> bool:
-        if s.packages is t.packages or s.mutex < 0 or s.callers[s.mutex].pc != F.IN_TDX:
+        if s.mutex < 0 or s.packages is t.packages or s.callers[s.mutex].pc != F.IN_TDX:
             return True
-        return _online_mask(s) == _online_mask(t)
+        return flow.online_cpus(s) == flow.online_cpus(t)
 
     def packages_online_for_keys(s: F.State) -> bool:
         if s.step != F.S_KEYS or s.mutex < 0:
@@ -183,15 +185,37 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def no_sleep_with_tdx(s: F.State) -> bool:
         return not (s.tdx_on and (s.s3_entered or s.hibernated))
 
+    blame_facts: dict[F.Step, tuple[bool, bool]] = {}
+
+    def machine_check_facts(step: F.Step) -> tuple[bool, bool]:
+        """(RDMD ran on an erratum part for a PAMT page, the step blames TDX private memory),
+        worked out once per label (there are two machine-check steps out of every state)."""
+        facts = blame_facts.get(step)
+        if facts is None:
+            asked = step.seamcall == TDH_PHYMEM_PAGE_RDMD and flow.platform.erratum
+            facts = blame_facts[step] = (
+                asked and F.machine_check_page(step) == F.MC_PAMT_PAGE,
+                F.machine_check_reported(step))
+        return facts
+
+    def machine_check_may_blame(step: F.Step) -> bool:
+        """The machine checks whose verdict depends on the state: the others never blame TDX
+        private memory, so they pass or fail alike everywhere (`concerns`)."""
+        return _machine_check(step) and any(machine_check_facts(step))
+
     def machine_check_blames_module_pages(s: F.State, step: F.Step, _t: F.State) -> bool:
         if not _machine_check(step):
             return True
-        asked = step.seamcall == TDH_PHYMEM_PAGE_RDMD and flow.platform.erratum
-        expected = asked and flow.page_owned_by_module(s, F.machine_check_page(step))
-        return F.machine_check_reported(step) == expected
+        asked_about_pamt, reported = machine_check_facts(step)
+        return reported == (asked_about_pamt and flow.page_owned_by_module(s, F.MC_PAMT_PAGE))
 
     def callers_at_rest(s: F.State) -> bool:
-        return not s.hotplug_busy and all(c.pc in (F.IDLE, F.LOADED) for c in s.callers)
+        if s.hotplug_busy:
+            return False
+        for caller in s.callers:
+            if caller.pc not in AT_REST:
+                return False
+        return True
 
     T = FlowInvariant
     return [
@@ -217,7 +241,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("STATUS-MONOTONE",
           "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR.",
           f"{TDX_C}: __tdx_enable (no way back from ERROR)", "transition",
-          F.TdxFlow._tdx_enable, status_monotone, passes_unchanged=True),
+          F.TdxFlow._tdx_enable, status_monotone, passes_when_same=("status",)),
         T("INIT-AT-MOST-ONCE", "init_tdx_module runs at most once per boot.",
           f"{TDX_C}: __tdx_enable switch on tdx_module_status", "state",
           F.TdxFlow._init_failed, init_at_most_once, reads=("init_runs",)),
@@ -269,8 +293,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("CPUS-FROZEN-DURING-ENABLE",
           "No CPU comes or goes while init_tdx_module runs.",
           f"{TDX_C}: tdx_enable caller contract (cpus_read_lock)", "transition",
-          F.TdxFlow.cpus_read_locked, cpus_frozen_during_enable,
-          passes_unchanged=True),
+          F.TdxFlow.cpus_read_locked, cpus_frozen_during_enable),
         T("PACKAGES-ONLINE-FOR-KEYS",
           "Every package has an online CPU while the global key is being configured.",
           f"{TDX_C}: config_global_keyid (a package without online CPU is skipped)", "state",
@@ -284,15 +307,9 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "On erratum parts a machine check is blamed on TDX private memory exactly when RDMD "
           "can run and the page belongs to the initialised module.",
           f"{TDX_C}: tdx_dump_mce_info / paddr_is_tdx_private / is_pamt_page", "transition",
-          F.TdxFlow.machine_check, machine_check_blames_module_pages, _machine_check),
+          F.TdxFlow.machine_check, machine_check_blames_module_pages, machine_check_may_blame),
         T("DEADLOCK-FREE",
           "From every reachable state all callers can still finish (come to rest).",
           f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock",
           "eventually", F.TdxFlow._tdx_enable, callers_at_rest),
     ]
-
-
-def _online_mask(state: F.State) -> list[bool]:
-    """Which CPUs are online, in flat CPU order."""
-    return [cpu.online for package in state.packages for cpu in package.cpus]
-

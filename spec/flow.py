@@ -140,22 +140,28 @@ class State(NamedTuple):
     packages: tuple[Package, ...]
 
 
-class CpuFacts(NamedTuple):
-    """What the rules ask about the CPUs of one `packages` tuple, worked out once (see
-    `TdxFlow.cpu_facts`)."""
+class CpuFacts:
+    """One distinct `packages` value and what the rules ask about its CPUs, worked out once.
 
-    packages: tuple[Package, ...]
-    cpus: tuple[tuple[int, Cpu], ...]  # (flat index, Cpu) for every CPU, in order
-    online: tuple[int, ...]  # the online CPUs
-    framed: tuple[int, ...]  # the CPUs where a tdx_cpu_enable awaits LP.INIT
-    vmx_cpu: int | None  # the first online CPU in VMX operation (where RDMD can run)
+    The model hash-conses `packages`: every value it builds is swapped for one shared tuple
+    (`TdxFlow._share`), which this record keeps alive. States number in the tens of thousands
+    but their distinct `packages` values in the thousands, so the facts, the sorted form and
+    the CPU updates (`derived`) are computed once per value and then found by the tuple's id.
+    """
 
+    __slots__ = ("packages", "cpus", "online", "online_cpus", "framed", "vmx_cpu", "canonical",
+                 "derived")
 
-def _cpu_facts(packages: tuple[Package, ...]) -> CpuFacts:
-    cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
-    return CpuFacts(packages, cpus, tuple(i for i, c in cpus if c.online),
-                    tuple(i for i, c in cpus if c.frames),
-                    next((i for i, c in cpus if c.online and c.vmx), None))
+    def __init__(self, packages: tuple[Package, ...]) -> None:
+        cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
+        self.packages = packages
+        self.cpus = cpus  # (flat index, Cpu) for every CPU, in order
+        self.online = tuple(i for i, c in cpus if c.online)
+        self.online_cpus = tuple(c for _, c in cpus if c.online)
+        self.framed = tuple(i for i, c in cpus if c.frames)  # tdx_cpu_enable awaits LP.INIT
+        self.vmx_cpu = next((i for i, c in cpus if c.online and c.vmx), None)  # RDMD runs here
+        self.canonical: tuple[Package, ...] | None = None  # the shared sorted form
+        self.derived: dict[tuple, tuple[Package, ...]] = {}  # update -> shared result
 
 
 class Step(NamedTuple):
@@ -201,6 +207,9 @@ _HIBERNATE_REFUSED = Step("hibernate", "environment", result="refused: nohiberna
 
 _FIELD_INDEX = {cls: {name: i for i, name in enumerate(cls._fields)}
                 for cls in (Cpu, Package, Caller, State, Step)}
+
+
+_STATE_INDEX = _FIELD_INDEX[State]
 
 
 def _set(record, **changes):
@@ -249,12 +258,15 @@ class TdxFlow:
         self.name = f"{profile.name}/{config.name}"
         self._actor_names = tuple(f"caller {a}" for a in range(self.ncallers)) + ("cpu hotplug",)
         # Memo tables (values depend only on their keys, so they never change a result):
-        self._canonical_packages: dict[tuple, tuple] = {}  # packages -> their sorted form
-        self._interned: dict[int, tuple] = {}  # id -> sorted packages tuple (kept alive here)
+        self._shared: dict[tuple, CpuFacts] = {}  # packages value -> its shared tuple's facts
+        self._facts: dict[int, CpuFacts] = {}  # id of a shared packages tuple -> its facts
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
-        self._cpu_facts: dict[int, CpuFacts] = {}  # id of interned packages -> their facts
-        self._last_facts: CpuFacts = _cpu_facts(())  # the facts last asked for
         self._notifier_answers: dict[tuple[int, int], bool] = {}
+        # Steps replayed by `_replayed`, keyed on everything their rules read:
+        self._ipi_steps: dict[tuple, tuple] = {}  # a caller's enable IPIs
+        self._lp_init_steps: dict[tuple, tuple] = {}  # pending TDH.SYS.LP.INITs
+        self._hotplug_steps: dict[tuple, tuple] = {}  # CPUs going offline or online
+        self._memory_steps: dict[tuple, tuple] = {}  # hot blocks going offline or online
         self._labels: dict[tuple, Step] = {}
         self._machine_check_labels: dict[tuple, tuple[Step, Step]] = {}
         self._block_labels: dict[int, tuple[Step, Step, Step]] = {}
@@ -272,9 +284,9 @@ class TdxFlow:
         package = Package(0, False, (cpu,) * self.cpp)
         callers = tuple(Caller(IDLE, loads) for loads in self.config.caller_loads)
         hot = (False,) * len(self.platform.hot_blocks)
+        packages = self._share((package,) * self.platform.packages).packages
         return [State(False, hib, False, False, False, False, False, 0, 0, UNINITIALIZED, -1,
-                      S_NONE, 0, 0, 0, 0, -1, False, 0, (), (), 0, hot, False, callers,
-                      (package,) * self.platform.packages)
+                      S_NONE, 0, 0, 0, 0, -1, False, 0, (), (), 0, hot, False, callers, packages)
                 for hib in self.config.boot_hibernation]
 
     def successors(self, state: State) -> list[tuple[Step, State]]:
@@ -283,7 +295,10 @@ class TdxFlow:
         out: list[tuple[Step, State]] = []
         for actor in range(self.ncallers):
             self._caller_steps(state, actor, out)
-        self._frame_steps(state, out)
+        facts = self.cpu_facts(state)
+        if facts.framed:
+            self._replayed(self._lp_init_steps, (facts, state.callers, state.faults), state, out,
+                           self._frame_steps)
         if state.mutex >= 0 and state.callers[state.mutex].pc == IN_TDX:
             self._init_steps(state, out)
         self._environment_steps(state, out)
@@ -292,23 +307,17 @@ class TdxFlow:
     def canonical(self, state: State) -> State:
         """Sort CPUs within each package and packages among themselves.
 
-        Only `packages` is permuted; the distinct package tuples are few, so their sorted
-        form is memoised and interned: every canonical state holds one shared tuple per
-        distinct value (which saves memory), and a state whose `packages` is such a tuple
-        (most successors leave it alone) is recognised as canonical without hashing.
+        Only `packages` is permuted, and its sorted form is worked out once per distinct value
+        (see `CpuFacts`); a state that already holds it is returned as it is.
         """
-        packages = state.packages
-        if self._interned.get(id(packages)) is packages:
-            return state
-        sorted_packages = self._canonical_packages.get(packages)
-        if sorted_packages is None:
-            sorted_packages = tuple(sorted(
-                Package(p.key_issues, p.keyed, tuple(sorted(p.cpus))) for p in packages))
-            sorted_packages = self._canonical_packages.setdefault(sorted_packages,
-                                                                  sorted_packages)
-            self._canonical_packages[packages] = sorted_packages
-            self._interned[id(sorted_packages)] = sorted_packages
-        return _with_packages(state, sorted_packages)
+        facts = self.cpu_facts(state)
+        packages = facts.canonical
+        if packages is None:
+            packages = self._share(tuple(sorted(
+                Package(p.key_issues, p.keyed, tuple(sorted(p.cpus))) for p in facts.packages
+            ))).packages
+            facts.canonical = self._facts[id(packages)].canonical = packages
+        return state if packages is state.packages else _with_packages(state, packages)
 
     def state_fields(self, state: State) -> dict[str, str]:
         """A flat, readable view of a state, for trace diffs and graph labels."""
@@ -376,21 +385,19 @@ class TdxFlow:
         return state.packages[index // self.cpp].cpus[index % self.cpp]
 
     def cpu_facts(self, state: State) -> CpuFacts:
-        """The facts about the state's CPUs that the rules keep asking.
-
-        They depend on `packages` only, so the last answer is kept, and so are the answers
-        for the interned (canonical) `packages` tuples, which many states share.
-        """
+        """The facts of the state's `packages` (found by id when it is the shared tuple, as
+        every `packages` the model builds is)."""
         packages = state.packages
-        facts = self._last_facts
-        if facts.packages is packages:
+        facts = self._facts.get(id(packages))
+        if facts is not None and facts.packages is packages:
             return facts
-        facts = self._cpu_facts.get(id(packages))
-        if facts is None or facts.packages is not packages:
-            facts = _cpu_facts(packages)
-            if self._interned.get(id(packages)) is packages:
-                self._cpu_facts[id(packages)] = facts
-        self._last_facts = facts
+        return self._share(packages)
+
+    def _share(self, packages: tuple[Package, ...]) -> CpuFacts:
+        """The facts of the one shared tuple equal to `packages` (`packages` itself if new)."""
+        facts = self._shared.get(packages)
+        if facts is None:
+            facts = self._shared[packages] = self._facts[id(packages)] = CpuFacts(packages)
         return facts
 
     def cpus(self, state: State) -> tuple[tuple[int, Cpu], ...]:
@@ -441,18 +448,40 @@ class TdxFlow:
         return label
 
     def _with_cpu(self, state: State, index: int, cpu: Cpu) -> State:
-        p, k = divmod(index, self.cpp)
-        packages = state.packages
-        package = packages[p]
-        cpus = package.cpus[:k] + (cpu,) + package.cpus[k + 1:]
-        package = Package(package.key_issues, package.keyed, cpus)
-        return _with_packages(state, packages[:p] + (package,) + packages[p + 1:])
+        return _with_packages(state, self._packages_with_cpu(state, index, cpu))
 
-    def _map_cpus(self, state: State, fn) -> State:
-        """Apply `fn` to every CPU; `state` itself when no CPU changes (its `packages` tuple
-        stays shared, which `canonical` recognises at once)."""
-        packages = tuple([_map_package(package, fn) for package in state.packages])
-        return state if packages == state.packages else _with_packages(state, packages)
+    def _packages_with_cpu(self, state: State, index: int, cpu: Cpu) -> tuple[Package, ...]:
+        """The state's (shared) `packages` with CPU `index` replaced by `cpu`, as the shared
+        tuple (memoised per packages value)."""
+        facts = self.cpu_facts(state)
+        key = (index, cpu)
+        packages = facts.derived.get(key)
+        if packages is None:
+            p, k = divmod(index, self.cpp)
+            old = facts.packages
+            package = old[p]
+            package = Package(package.key_issues, package.keyed,
+                              package.cpus[:k] + (cpu,) + package.cpus[k + 1:])
+            packages = facts.derived[key] = self._share(
+                old[:p] + (package,) + old[p + 1:]).packages
+        return packages
+
+    def _with_package(self, state: State, p: int, package: Package) -> State:
+        packages = state.packages
+        return _with_packages(state, self._share(
+            packages[:p] + (package,) + packages[p + 1:]).packages)
+
+    def _map_cpus(self, state: State, update: str, fn) -> State:
+        """Apply `fn` to every CPU; `state` itself when no CPU changes. `update` names what
+        `fn` does (with the actor), for the memo of derived `packages`."""
+        facts = self.cpu_facts(state)
+        packages = facts.derived.get(update)
+        if packages is None:
+            packages = tuple([_map_package(package, fn) for package in facts.packages])
+            packages = facts.packages if packages == facts.packages else \
+                self._share(packages).packages
+            facts.derived[update] = packages
+        return state if packages is state.packages else _with_packages(state, packages)
 
     def _with_caller(self, state: State, actor: int, pc: int | None = None,
                      loads_left: int | None = None) -> State:
@@ -463,21 +492,63 @@ class TdxFlow:
                         caller.loads_left if loads_left is None else loads_left)
         return _with_callers(state, callers[:actor] + (caller,) + callers[actor + 1:])
 
+    def _update(self, state: State, cpu: tuple[int, Cpu] | None = None,
+                caller: tuple[int, Caller] | None = None, **changes) -> State:
+        """The state with fields, one CPU and/or one caller changed, built in one go (a step
+        often changes all three, and states are built by the hundred thousand)."""
+        values = list(state)
+        for name, value in changes.items():
+            values[_STATE_INDEX[name]] = value
+        if cpu is not None:
+            values[-1] = self._packages_with_cpu(state, *cpu)
+        if caller is not None:
+            actor, record = caller
+            callers = state.callers
+            values[-2] = callers[:actor] + (record,) + callers[actor + 1:]
+        return tuple.__new__(State, values)
+
+    def _replayed(self, memo: dict, key: tuple, state: State, out: list, rule) -> None:
+        """Append the steps `rule(state, out)` appends, replaying them from `memo`.
+
+        `key` holds every part of the state the rule reads, so the steps out of two states
+        with one key differ only in the fields the steps leave alone: what the rule changes
+        is recorded once, as (field index, new value) pairs, and replayed onto each state.
+        This is the model's hot path: most states repeat the key of an earlier one.
+        """
+        changes = memo.get(key)
+        if changes is None:
+            steps: list[tuple[Step, State]] = []
+            rule(state, steps)
+            changes = memo[key] = tuple((label, _changes(state, after))
+                                        for label, after in steps)
+        for label, fields in changes:
+            if fields is None:
+                out.append((label, state))
+                continue
+            values = list(state)
+            for index, value in fields:
+                values[index] = value
+            out.append((label, tuple.__new__(State, values)))
+
     def _outcomes(self, state: State, cpus: list[int], leaf: str) -> list[tuple[str, bool]]:
-        """(outcome, injected) choices for a SEAMCALL that may run on any CPU in `cpus`.
+        """(outcome, injected) choices for a SEAMCALL that may run on any CPU in `cpus`."""
+        return self._outcomes_on(state, [self.cpu(state, i) for i in cpus], leaf)
+
+    def _outcomes_on(self, state: State, cpu_objs: list[Cpu], leaf: str) \
+            -> list[tuple[str, bool]]:
+        """(outcome, injected) choices for a SEAMCALL that may run on any of these CPUs.
 
         A CPU outside VMX operation gives #UD; one without LP.INIT makes the module refuse
         anything but TDH.SYS.INIT and TDH.SYS.LP.INIT. Those follow from the state; the
         injected faults come from the budget.
         """
         forced: list[tuple[str, bool]] = []
-        cpu_objs = [self.cpu(state, i) for i in cpus]
         if any(not c.vmx for c in cpu_objs):
             forced.append((UD, False))
         if leaf not in (TDH_SYS_INIT, TDH_SYS_LP_INIT) and any(
                 c.vmx and not c.lp_done for c in cpu_objs):
             forced.append((MODULE_ERROR, False))
-        if len(cpus) == 1 and forced:
+        if len(cpu_objs) == 1 and forced:
             return forced[:1]
         return self._with_faults(state, [(SUCCESS, False)] + forced)
 
@@ -538,9 +609,11 @@ class TdxFlow:
             targets = self._ipi_targets(state, actor)
             if not targets:
                 self._tdx_enable(state, actor, out)
-            for index in targets:
-                if self._ipi_deliverable(self.cpu(state, index), actor):
-                    self._enable_ipi(state, actor, index, out)
+            else:
+                key = (actor, self.cpu_facts(state), state.callers, state.tdx_on,
+                       state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults)
+                self._replayed(self._ipi_steps, key, state, out,
+                               lambda st, steps: self._enable_ipis(st, actor, targets, steps))
         elif caller.pc == LOADED and not state.hotplug_busy:
             out.append((self._label("hardware_disable_all", name, detail="unload: VMXOFF"),
                         self._release_vmx(state, actor, pc=IDLE)))
@@ -572,58 +645,63 @@ class TdxFlow:
             return False
         return not cpu.frames or not self.profile.cpu_enable_irqs_off
 
+    def _enable_ipis(self, state: State, actor: int, targets: list[int], out: list) -> None:
+        for index in targets:
+            if self._ipi_deliverable(self.cpu(state, index), actor):
+                self._enable_ipi(state, actor, index, out)
+
     def _enable_ipi(self, state: State, actor: int, index: int, out: list) -> None:
         """The IPI handler on `index`: VMXON, then tdx_cpu_enable up to its LP.INIT."""
         cpu = self.cpu(state, index)
         bit = _bit(actor)
-        entered = self._with_cpu(state, index, Cpu(cpu.online, cpu.vmx | bit, cpu.lp_flag,
-                                                   cpu.lp_done, cpu.frames, cpu.visited | bit,
-                                                   cpu.key))
-        for step, after, ret in self._tdx_cpu_enable(entered, actor, index):
+        entered = Cpu(cpu.online, cpu.vmx | bit, cpu.lp_flag, cpu.lp_done, cpu.frames,
+                      cpu.visited | bit, cpu.key)
+        loads_left = state.callers[actor].loads_left
+        for step, cpu, changes, ret in self._tdx_cpu_enable(state, actor, index, entered):
+            caller = None
             if ret is None:
-                out.append((step, self._with_caller(after, actor, pc=IN_IPI)))
-            elif ret == 0:
-                out.append((step, after))
-            else:
-                out.append((step, self._caller_failed(after, actor)))
+                caller = (actor, Caller(IN_IPI, loads_left))
+            elif ret:
+                caller = (actor, Caller(FAILED, loads_left))
+            out.append((step, self._update(state, (index, cpu), caller, **changes)))
 
-    def _tdx_cpu_enable(self, state: State, actor: int, index: int):
-        """`tdx_cpu_enable` up to LP.INIT: the per-CPU flag test and `try_init_module_global`.
+    def _tdx_cpu_enable(self, state: State, actor: int, index: int, cpu: Cpu):
+        """`tdx_cpu_enable` up to LP.INIT on `index`, whose CPU is now `cpu`: the per-CPU flag
+        test and `try_init_module_global`.
 
-        Yields (step, state, ret): ret None means a frame now waits for LP.INIT on `index`.
+        Yields (step, CPU, state field changes, ret): ret None means a frame now waits for
+        LP.INIT on `index`.
         """
         name = self.actor_name(actor)
-        cpu = self.cpu(state, index)
         if not state.tdx_on:
-            yield (self._label("tdx_cpu_enable", name, index, result=f"{-ENODEV}"), state,
+            yield (self._label("tdx_cpu_enable", name, index, result=f"{-ENODEV}"), cpu, {},
                    -ENODEV)
             return
         if cpu.lp_flag:
             yield (self._label("tdx_cpu_enable", name, index, result="0", detail="already done"),
-                   state, 0)
+                   cpu, {}, 0)
             return
         if state.sysinit_done:
-            choices = [(None, state.sysinit_ret, False, state)]
+            choices = [(None, state.sysinit_ret, False, {})]
         else:
             choices = []
-            for outcome, injected in self._outcomes(state, [index], TDH_SYS_INIT):
+            for outcome, injected in self._outcomes_on(state, [cpu], TDH_SYS_INIT):
                 ret = seamcall_errno(outcome)
-                done = ret == 0 or self.profile.cache_sysinit_failure
-                after = _set(self._fault(state, injected),
-                             sysinit_done=done, sysinit_ret=ret,
-                             sysinit_issues=_sat(state.sysinit_issues))
-                choices.append((outcome, ret, injected, after))
-        for outcome, ret, injected, after in choices:
+                changes = {"sysinit_done": ret == 0 or self.profile.cache_sysinit_failure,
+                           "sysinit_ret": ret, "sysinit_issues": _sat(state.sysinit_issues)}
+                if injected:
+                    changes["faults"] = state.faults + 1
+                choices.append((outcome, ret, injected, changes))
+        framed = _set(cpu, frames=cpu.frames + (actor,))
+        for outcome, ret, injected, changes in choices:
             seamcall = TDH_SYS_INIT if outcome is not None else None
             detail = "try_init_module_global" + ("" if outcome else ": cached")
             if ret and self.profile.cpu_enable_checks_global_result:
                 yield (self._label("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}",
-                                   injected, detail), after, ret)
+                                   injected, detail), cpu, changes, ret)
                 continue
-            frame = self.cpu(after, index)
-            after = self._with_cpu(after, index, _set(frame, frames=frame.frames + (actor,)))
             yield (self._label("tdx_cpu_enable", name, index, seamcall, outcome or f"{ret}",
-                               injected, detail + "; LP.INIT next"), after, None)
+                               injected, detail + "; LP.INIT next"), framed, changes, None)
 
     def _frame_steps(self, state: State, out: list) -> None:
         """TDH.SYS.LP.INIT for the innermost pending tdx_cpu_enable of each CPU."""
@@ -635,18 +713,18 @@ class TdxFlow:
                 ok = outcome == SUCCESS
                 done = Cpu(cpu.online, cpu.vmx, cpu.lp_flag or ok, cpu.lp_done or ok,
                            cpu.frames[:-1], cpu.visited, cpu.key)
-                after = self._with_cpu(self._fault(state, injected), index, done)
+                changes = {"faults": state.faults + 1} if injected else {}
                 step = self._label("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome,
                                    injected)
+                caller = None
                 if actor == self.hotplug_actor:
-                    after = _set(after, hotplug_busy=False)
+                    changes["hotplug_busy"] = False
                     if not ok:
-                        after = self._with_cpu(after, index, _set(done, online=False, vmx=0))
-                elif ok:
-                    after = self._with_caller(after, actor, pc=ENABLING)
+                        done = _set(done, online=False, vmx=0)
                 else:
-                    after = self._caller_failed(after, actor)
-                out.append((step, after))
+                    loads_left = state.callers[actor].loads_left
+                    caller = (actor, Caller(ENABLING if ok else FAILED, loads_left))
+                out.append((step, self._update(state, (index, done), caller, **changes)))
 
     def _release_vmx(self, state: State, actor: int, pc: int) -> State:
         """VMXOFF for this actor on every CPU (all VMX users at once without refcounting)."""
@@ -659,7 +737,7 @@ class TdxFlow:
                 return cpu
             return _set(cpu, vmx=vmx, visited=cpu.visited & ~bit)
 
-        return self._with_caller(self._map_cpus(state, leave), actor, pc=pc)
+        return self._with_caller(self._map_cpus(state, f"vmxoff {actor}", leave), actor, pc=pc)
 
     def _caller_failed(self, state: State, actor: int) -> State:
         """A call returned an error to this caller; it unwinds its load in its next step."""
@@ -833,9 +911,8 @@ class TdxFlow:
             state = self._with_cpu(state, index, _set(cpu, key=KEY_IN_FLIGHT))
             p = index // self.cpp
             package = state.packages[p]
-            package = _set(package, key_issues=_sat(package.key_issues))
-            state = _set(state, packages=state.packages[:p] + (package,)
-                                   + state.packages[p + 1:])
+            state = self._with_package(state, p, _set(package,
+                                                      key_issues=_sat(package.key_issues)))
         return _set(state, pamt=_pamt_map(state.pamt, _module_writes))
 
     def _key_config_result(self, state: State, name: str, index: int, out: list) -> None:
@@ -850,9 +927,7 @@ class TdxFlow:
             cpu = self.cpu(after, index)
             after = self._with_cpu(after, index, _set(cpu, key=KEY_SENT))
             if outcome == SUCCESS:
-                package = _set(after.packages[p], keyed=True)
-                after = _set(after, packages=after.packages[:p] + (package,)
-                                       + after.packages[p + 1:])
+                after = self._with_package(after, p, _set(after.packages[p], keyed=True))
             elif not after.init_err:
                 after = _set(after, init_err=seamcall_errno(outcome))
             if self.profile.key_config_serial and after.init_err:
@@ -919,9 +994,12 @@ class TdxFlow:
     def _environment_steps(self, state: State, out: list) -> None:
         config = self.config
         if config.cpu_hotplug and not state.hotplug_busy and not self.cpus_read_locked(state):
-            self._cpu_hotplug(state, out)
+            key = (self.cpu_facts(state), state.callers, state.tdx_on, state.sysinit_done,
+                   state.sysinit_ret, state.sysinit_issues, state.faults)
+            self._replayed(self._hotplug_steps, key, state, out, self._cpu_hotplug)
         if config.memory_hotplug and not self.memory_locked(state):
-            self._memory_hotplug(state, out)
+            self._replayed(self._memory_steps, (state.hot, state.snapshot, state.memblock),
+                           state, out, self._memory_hotplug)
         if config.sleep_requests:
             self._sleep_requests(state, out)
         if config.machine_checks:
@@ -956,20 +1034,20 @@ class TdxFlow:
         vmx = 0
         for actor in loaded:
             vmx |= _bit(actor)
-        up = self._with_cpu(state, index, Cpu(True, vmx, cpu.lp_flag, cpu.lp_done, cpu.frames,
-                                              cpu.visited, cpu.key))
+        up = Cpu(True, vmx, cpu.lp_flag, cpu.lp_done, cpu.frames, cpu.visited, cpu.key)
         if not loaded:
-            out.append((self._label("cpu_up", "environment", index, result="ok"), up))
+            out.append((self._label("cpu_up", "environment", index, result="ok"),
+                        self._with_cpu(state, index, up)))
             return
-        for step, after, ret in self._tdx_cpu_enable(up, self.hotplug_actor, index):
+        for step, after, changes, ret in self._tdx_cpu_enable(state, self.hotplug_actor, index,
+                                                              up):
             step = self._label("cpu_up", step.actor, step.cpu, step.seamcall, step.result,
                                step.injected, "online callback: " + step.detail)
             if ret is None:
-                after = _set(after, hotplug_busy=True)
+                changes = {**changes, "hotplug_busy": True}
             elif ret:
-                after = self._with_cpu(after, index, _set(self.cpu(after, index),
-                    online=False, vmx=0))
-            out.append((step, after))
+                after = _set(after, online=False, vmx=0)
+            out.append((step, self._update(state, (index, after), **changes)))
 
     def _memory_hotplug(self, state: State, out: list) -> None:
         for b, online in enumerate(state.hot):
@@ -1059,6 +1137,15 @@ def memory_notifier(profile: Profile, memlist, going_online: bool, start: int,
     return tdx_memory_notifier(memlist, going_online, start, end)
 
 
+def _changes(state: State, after: State) -> tuple[tuple[int, object], ...] | None:
+    """The fields a step changes, as (index, new value); None for a step that changes
+    nothing (it stays a self-loop when replayed)."""
+    if after is state:
+        return None
+    return tuple((index, new) for index, (old, new) in enumerate(zip(state, after, strict=True))
+                 if old is not new and old != new)
+
+
 def _map_package(package: Package, fn) -> Package:
     """`package` with `fn` applied to its CPUs (`package` itself when none changes)."""
     cpus = tuple([fn(c) for c in package.cpus])
@@ -1067,7 +1154,8 @@ def _map_package(package: Package, fn) -> Package:
 
 def _end_key_config(flow: TdxFlow, state: State) -> State:
     """config_global_keyid returns: its package mask (the per-CPU markers) goes away."""
-    return flow._map_cpus(state, lambda c: _set(c, key=KEY_NONE) if c.key else c)
+    return flow._map_cpus(state, "key markers cleared",
+                          lambda c: _set(c, key=KEY_NONE) if c.key else c)
 
 
 def pamt_describe(chunk: int) -> str:

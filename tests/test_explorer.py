@@ -195,17 +195,23 @@ def test_state_property_is_not_checked_again_when_the_fields_it_reads_are_unchan
         assert len(calls) < plain.distinct_states  # (1, 1) comes from (0, 1): `a` unchanged
 
 
-def test_transition_property_that_passes_unchanged_steps_is_not_called_on_them():
-    labels = []
+def test_transition_property_is_not_called_on_steps_that_keep_the_fields_it_watches():
+    def b_small_steps(calls):
+        def check(s, lab, t):
+            calls.append((s, t))
+            return abs(t.b - s.b) <= 1 or lab.action == "reset"
+        return check
 
-    def no_big_step(s, lab, t):
-        labels.append(lab.action)
-        return abs(sum(t) - sum(s)) <= 1 or lab.action == "reset"
-
-    prop = Prop("SMALL-STEPS", "transition", no_big_step)
-    prop.passes_unchanged = True
+    watched_calls, plain_calls = [], []
+    prop = Prop("B-SMALL-STEPS", "transition", b_small_steps(watched_calls))
+    prop.passes_when_same = ("b",)
     result = explore(PairCounters(), [prop])
-    assert result.verdict == PASS and labels and "idle" not in labels
+    plain = explore(PairCounters(), [Prop("B-SMALL-STEPS", "transition",
+                                          b_small_steps(plain_calls))])
+    assert result.verdict == plain.verdict == PASS
+    assert result.transitions == plain.transitions == len(plain_calls)
+    assert watched_calls and all(s.b != t.b for s, t in watched_calls)
+    assert len(watched_calls) == sum(1 for s, t in plain_calls if s.b != t.b)
 
 
 def test_eventually_property_ignores_edges_out_of_goal_states():
