@@ -14,9 +14,10 @@ A property offers `id` and `kind`, and by kind:
   again (the parent was, with the same answer);
 - "transition": `check(state, label, next_state) -> bool`, and optionally
   `concerns(label) -> bool`: false for labels it always passes, which are then not checked,
-  and `passes_when_same`: the names of state fields (states are then NamedTuples) such that
-  it passes every step after which each of them has the value it had before, so also every
-  step that leaves the state as it is (such steps are then not checked);
+  and `watches`: the name of the one state field (states are then NamedTuples) whose
+  change it looks for: it passes every step after which that field holds the very object it
+  held before, so also every step that leaves the state as it is (such steps are then not
+  checked);
 - "eventually": `check(state) -> bool` names goal states; the property holds when a goal is
   reachable from every reachable state (checked only after an exhaustive run).
 
@@ -34,7 +35,7 @@ import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import is_, itemgetter
+from operator import is_
 from typing import Any
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -190,7 +191,7 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
     successors, seen_setdefault = model.successors, seen.setdefault
     states_append, parent_append, labels_append = states.append, parent.append, labels.append
     src_append, dst_append = edge_src.append, edge_dst.append
-    state_checks_for = _state_checks(state_props)
+    state_checks_for = _state_checks(state_props, type(states[0]) if states else None)
     fields = getattr(states[0], "_fields", ()) if states else ()
     step_checks_get, step_checks = _step_checks(step_props, fields, unchanged=False)
     loop_checks_get, loop_checks = _step_checks(step_props, fields, unchanged=True)
@@ -245,7 +246,7 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
                 if checks is None:
                     checks = step_checks(label)
                 for prop_id, check, watched in checks:
-                    if watched is not None and watched(state) == watched(nxt):
+                    if watched is not None and state[watched] is nxt[watched]:
                         continue
                     if not check(state, label, nxt) and prop_id not in found:
                         note(prop_id, depth + 1, ident, label, nxt)
@@ -306,19 +307,18 @@ def _step_checks(props: Sequence, fields: Sequence[str], unchanged: bool):
 
     A transition property may offer `concerns(label) -> bool`, false for labels whose steps it
     passes whatever the states are (it looks only at some actions, say); it is then not called
-    on them. Without `concerns` it is checked on every step. `watched` is None, or picks the
-    fields named in the property's `passes_when_same` out of a state (`fields` are the state
-    type's field names): a step after which they are as before needs no check. With
-    `unchanged`, the checks are those for steps that leave the state as it is, which leaves
-    out every property that declares such fields. Labels must be hashable when some property
-    offers `concerns`.
+    on them. Without `concerns` it is checked on every step. `watched` is None, or the index
+    of the field the property `watches` (`fields` are the state type's field names): a step
+    that leaves that field's object in place needs no check. With `unchanged`, the checks are
+    those for steps that leave the state as it is, which leaves out every property that
+    watches a field. Labels must be hashable when some property offers `concerns`.
     """
-    def watched(prop):
-        names = getattr(prop, "passes_when_same", ())
-        return itemgetter(*(fields.index(name) for name in names)) if names else None
+    def watched(prop) -> int | None:
+        name = getattr(prop, "watches", None)
+        return None if name is None else fields.index(name)
 
     if unchanged:
-        props = [p for p in props if not getattr(p, "passes_when_same", ())]
+        props = [p for p in props if getattr(p, "watches", None) is None]
     entries = [(p, (p.id, p.check, watched(p))) for p in props]
     if all(getattr(p, "concerns", None) is None for p in props):
         everywhere = tuple(entry for _, entry in entries)
@@ -334,28 +334,29 @@ def _step_checks(props: Sequence, fields: Sequence[str], unchanged: bool):
     return memo.get, compute
 
 
-def _state_checks(props: Sequence):
+def _state_checks(props: Sequence, state_type: type | None):
     """A function from (parent, new state) to the state checks `(id, check)` the new state
     needs.
 
-    A property that declares `reads` (field names of NamedTuple states) is left out when each
-    of those fields of the new state is the very object its parent holds: the answer is the
-    parent's, which was checked when it was stored (a failure there is recorded already).
-    Which fields are the same objects is one mask per new state; the checks per mask are
-    memoised.
+    A property that declares `reads` (field names of NamedTuple states of `state_type`, the
+    type of the initial states) is left out when each of those fields of the new state is the
+    very object its parent holds: the answer is the parent's, which was checked when it was
+    stored (a failure there is recorded already). Which fields are the same objects is one
+    mask per new state; the checks per mask are memoised.
     """
     everywhere = tuple((p.id, p.check) for p in props)
-    if all(getattr(p, "reads", None) is None for p in props):
+    fields = getattr(state_type, "_fields", None)
+    if fields is None or all(getattr(p, "reads", None) is None for p in props):
         return lambda parent, state: everywhere
+    index = {name: i for i, name in enumerate(fields)}
     memo: dict[tuple, tuple] = {}
 
     def checks_for(parent, state) -> tuple:
-        if type(parent) is not type(state) or not hasattr(state, "_fields"):
+        if type(state) is not state_type or type(parent) is not state_type:
             return everywhere
         same = tuple(map(is_, parent, state))
         checks = memo.get(same)
         if checks is None:
-            index = {name: i for i, name in enumerate(type(state)._fields)}
             checks = tuple((p.id, p.check) for p in props
                            if getattr(p, "reads", None) is None
                            or not all(same[index[name]] for name in p.reads))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from invariants.base import Invariant
 from spec import flow as F
@@ -29,7 +30,7 @@ class FlowInvariant(Invariant):
     guards, so a report can point at its file and line. A transition property that looks only
     at some steps says which in `concerns(step)`; the explorer then skips the others (its
     `check` passes them anyway). Likewise a transition property that passes every step
-    leaving some `State` fields as they were names them in `passes_when_same`, and a state
+    that keeps one `State` field's object names that field in `watches`, and a state
     property names the `State` fields its check reads in `reads`, so the explorer need not
     check a state again when those fields are the ones its parent had (the check itself stays
     complete)."""
@@ -39,14 +40,14 @@ class FlowInvariant(Invariant):
     check: Callable
     concerns: Callable | None = None
     reads: tuple[str, ...] | None = None
-    passes_when_same: tuple[str, ...] = ()
+    watches: str | None = None
 
 
-def _seamcall_cpus(flow: F.TdxFlow, state: F.State, step: F.Step) -> tuple[F.Cpu, ...]:
+def _seamcall_cpus(facts: F.CpuFacts, cpu: int | None) -> tuple[F.Cpu, ...]:
     """The CPUs a SEAMCALL may run on: its own, or any online CPU for process context."""
-    if step.cpu is not None:
-        return (flow.cpu(state, step.cpu),)
-    return flow.cpu_facts(state).online_cpus
+    if cpu is not None:
+        return (facts.cpus[cpu][1],)
+    return facts.online_cpus
 
 
 def _issues_lp_init(step: F.Step) -> bool:
@@ -97,19 +98,25 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def lp_once(s: F.State, step: F.Step, _t: F.State) -> bool:
         return not _issues_lp_init(step) or not flow.cpu(s, step.cpu).lp_done
 
-    def no_seamcall_before_lp_init(s: F.State, step: F.Step, _t: F.State) -> bool:
-        if not _needs_lp_init(step):
-            return True
-        return all(c.lp_done for c in _seamcall_cpus(flow, s, step))
+    # The SEAMCALL checks depend on the CPUs only: cached on the shared CPU facts.
 
-    def vmx_before_seamcall(s: F.State, step: F.Step, t: F.State) -> bool:
+    @cache
+    def lp_initialised(facts: F.CpuFacts, cpu: int | None) -> bool:
+        return all(c.lp_done for c in _seamcall_cpus(facts, cpu))
+
+    @cache
+    def in_vmx(before: F.CpuFacts, after: F.CpuFacts, cpu: int | None) -> bool:
         # An IPI's VMXON and its first SEAMCALL share one step, and a failed call's VMXOFF
         # shares the step of the call, so the CPU counts when it is in VMX operation on
         # either side of the step.
-        if not _needs_vmx(step):
-            return True
-        before, after = _seamcall_cpus(flow, s, step), _seamcall_cpus(flow, t, step)
-        return all(a.vmx or b.vmx for a, b in zip(before, after, strict=False))
+        return all(a.vmx or b.vmx for a, b in zip(_seamcall_cpus(before, cpu),
+                                                  _seamcall_cpus(after, cpu), strict=False))
+
+    def no_seamcall_before_lp_init(s: F.State, step: F.Step, _t: F.State) -> bool:
+        return not _needs_lp_init(step) or lp_initialised(flow.cpu_facts(s), step.cpu)
+
+    def vmx_before_seamcall(s: F.State, step: F.Step, t: F.State) -> bool:
+        return not _needs_vmx(step) or in_vmx(flow.cpu_facts(s), flow.cpu_facts(t), step.cpu)
 
     def status_monotone(s: F.State, _step: F.Step, t: F.State) -> bool:
         return s.status == t.status or s.status == F.UNINITIALIZED
@@ -120,10 +127,17 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def config_once(s: F.State) -> bool:
         return s.config_issues <= 1
 
+    @cache
+    def keys_issued_once(facts: F.CpuFacts) -> bool:
+        return all(p.key_issues <= 1 for p in facts.packages)
+
+    @cache
+    def all_keyed(facts: F.CpuFacts) -> bool:
+        return all(p.keyed for p in facts.packages)
+
     def key_once_per_package(s: F.State) -> bool:
-        if any(p.key_issues > 1 for p in s.packages):
-            return False
-        return s.status != F.INITIALIZED or all(p.keyed for p in s.packages)
+        facts = flow.cpu_facts(s)
+        return keys_issued_once(facts) and (s.status != F.INITIALIZED or all_keyed(facts))
 
     def key_serial(s: F.State) -> bool:
         if s.step != F.S_KEYS:
@@ -131,7 +145,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return sum(1 for _, c in cpus(s) if c.key == F.KEY_IN_FLIGHT) <= 1
 
     def keys_before_tdmr_init(s: F.State) -> bool:
-        return not any(s.tdmr_done) or all(p.keyed for p in s.packages)
+        return not any(s.tdmr_done) or all_keyed(flow.cpu_facts(s))
 
     def ready_implies_all_tdmrs(s: F.State) -> bool:
         if s.status != F.INITIALIZED:
@@ -140,16 +154,32 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return len(s.tdmr_done) == len(calls) and all(
             done >= need for done, need in zip(s.tdmr_done, calls, strict=True))
 
-    def flush_before_key(s: F.State) -> bool:
+    # The checks below depend on a few small values that most states share (the PAMT chunk
+    # facts, the shared CPU facts of `packages`, the snapshot and hot blocks), so their
+    # verdicts are cached on those values.
+
+    @cache
+    def flushed_before_key(pamt: tuple[int, ...]) -> bool:
         both = F.PAMT_WRITTEN | F.PAMT_KERNEL_DIRTY
-        return all(c & both != both for c in s.pamt)
+        return all(c & both != both for c in pamt)
+
+    @cache
+    def reset_before_free(pamt: tuple[int, ...]) -> bool:
+        dirty = F.PAMT_WRITTEN | F.PAMT_GLOBAL_DIRTY
+        return all(not (c & F.PAMT_FREED and c & dirty) for c in pamt)
+
+    @cache
+    def freed_once(pamt: tuple[int, ...]) -> bool:
+        return all(not c & F.PAMT_FREED_TWICE for c in pamt)
+
+    def flush_before_key(s: F.State) -> bool:
+        return flushed_before_key(s.pamt)
 
     def pamt_reset_before_free(s: F.State) -> bool:
-        dirty = F.PAMT_WRITTEN | F.PAMT_GLOBAL_DIRTY
-        return all(not (c & F.PAMT_FREED and c & dirty) for c in s.pamt)
+        return reset_before_free(s.pamt)
 
     def pamt_free_once(s: F.State) -> bool:
-        return all(not c & F.PAMT_FREED_TWICE for c in s.pamt)
+        return freed_once(s.pamt)
 
     def pamt_no_leak(s: F.State) -> bool:
         if s.mutex >= 0 and s.callers[s.mutex].pc == F.IN_TDX:
@@ -162,18 +192,20 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
                 return False
         return True
 
+    @cache
+    def online_memory_in_snapshot(snapshot: int, hot: tuple[bool, ...]) -> bool:
+        memlist = flow.snapshot_memlist(snapshot)
+        return all(_covered(memlist, start, end) for start, end in flow.online_memory(hot))
+
     def memory_static_when_ready(s: F.State) -> bool:
-        if s.status != F.INITIALIZED:
-            return True
-        memlist = flow.snapshot_memlist(s)
-        return all(_covered(memlist, start, end) for start, end in flow.online_memory(s))
+        return s.status != F.INITIALIZED or online_memory_in_snapshot(s.snapshot, s.hot)
 
     def online_veto_only_when_ready(s: F.State, step: F.Step, t: F.State) -> bool:
         vetoed = _memory_online(step) and s.hot == t.hot
         return not vetoed or s.status == F.INITIALIZED
 
     def cpus_frozen_during_enable(s: F.State, _step: F.Step, t: F.State) -> bool:
-        if s.mutex < 0 or s.packages is t.packages or s.callers[s.mutex].pc != F.IN_TDX:
+        if s.mutex < 0 or s.callers[s.mutex].pc != F.IN_TDX:
             return True
         return flow.online_cpus(s) == flow.online_cpus(t)
 
@@ -209,13 +241,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         asked_about_pamt, reported = machine_check_facts(step)
         return reported == (asked_about_pamt and flow.page_owned_by_module(s, F.MC_PAMT_PAGE))
 
+    @cache
+    def all_at_rest(callers: tuple[F.Caller, ...]) -> bool:
+        return all(caller.pc in AT_REST for caller in callers)
+
     def callers_at_rest(s: F.State) -> bool:
-        if s.hotplug_busy:
-            return False
-        for caller in s.callers:
-            if caller.pc not in AT_REST:
-                return False
-        return True
+        return not s.hotplug_busy and all_at_rest(s.callers)
 
     T = FlowInvariant
     return [
@@ -241,7 +272,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("STATUS-MONOTONE",
           "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR.",
           f"{TDX_C}: __tdx_enable (no way back from ERROR)", "transition",
-          F.TdxFlow._tdx_enable, status_monotone, passes_when_same=("status",)),
+          F.TdxFlow._tdx_enable, status_monotone, watches="status"),
         T("INIT-AT-MOST-ONCE", "init_tdx_module runs at most once per boot.",
           f"{TDX_C}: __tdx_enable switch on tdx_module_status", "state",
           F.TdxFlow._init_failed, init_at_most_once, reads=("init_runs",)),
@@ -293,7 +324,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("CPUS-FROZEN-DURING-ENABLE",
           "No CPU comes or goes while init_tdx_module runs.",
           f"{TDX_C}: tdx_enable caller contract (cpus_read_lock)", "transition",
-          F.TdxFlow.cpus_read_locked, cpus_frozen_during_enable),
+          F.TdxFlow.cpus_read_locked, cpus_frozen_during_enable, watches="packages"),
         T("PACKAGES-ONLINE-FOR-KEYS",
           "Every package has an online CPU while the global key is being configured.",
           f"{TDX_C}: config_global_keyid (a package without online CPU is skipped)", "state",

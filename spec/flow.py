@@ -24,6 +24,8 @@ Modelling choices (each keeps the state space finite or the model symmetric):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
+from operator import is_not
 from typing import NamedTuple
 
 from spec.errno import EINVAL, ENODEV, ENOMEM
@@ -140,6 +142,16 @@ class State(NamedTuple):
     packages: tuple[Package, ...]
 
 
+class Shared(tuple):
+    """A `packages` or `callers` value as the model hands it out: one object per distinct
+    value (see `TdxFlow._share`, `TdxFlow._callers_with`), so it hashes by identity and a
+    state's hash skips what is inside. The explorer hashes a state for every step, and the
+    CPUs and callers are most of what there is to hash. Equality stays by value."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+
+
 class CpuFacts:
     """One distinct `packages` value and what the rules ask about its CPUs, worked out once.
 
@@ -149,8 +161,8 @@ class CpuFacts:
     the CPU updates (`derived`) are computed once per value and then found by the tuple's id.
     """
 
-    __slots__ = ("packages", "cpus", "online", "online_cpus", "framed", "vmx_cpu", "canonical",
-                 "derived")
+    __slots__ = ("packages", "cpus", "online", "online_cpus", "framed", "vmx_cpu",
+                 "package_offline", "canonical", "derived")
 
     def __init__(self, packages: tuple[Package, ...]) -> None:
         cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
@@ -160,8 +172,11 @@ class CpuFacts:
         self.online_cpus = tuple(c for _, c in cpus if c.online)
         self.framed = tuple(i for i, c in cpus if c.frames)  # tdx_cpu_enable awaits LP.INIT
         self.vmx_cpu = next((i for i, c in cpus if c.online and c.vmx), None)  # RDMD runs here
+        self.package_offline = next((p for p, package in enumerate(packages)  # first one
+                                     if not any(c.online for c in package.cpus)), None)
         self.canonical: tuple[Package, ...] | None = None  # the shared sorted form
-        self.derived: dict[tuple, tuple[Package, ...]] = {}  # update -> shared result
+        # per actor, its IPI targets; per CPU update, the shared packages after it:
+        self.derived: dict[object, tuple] = {}
 
 
 class Step(NamedTuple):
@@ -210,6 +225,7 @@ _FIELD_INDEX = {cls: {name: i for i, name in enumerate(cls._fields)}
 
 
 _STATE_INDEX = _FIELD_INDEX[State]
+_STATE_INDEXES = range(len(State._fields))
 
 
 def _set(record, **changes):
@@ -260,6 +276,11 @@ class TdxFlow:
         # Memo tables (values depend only on their keys, so they never change a result):
         self._shared: dict[tuple, CpuFacts] = {}  # packages value -> its shared tuple's facts
         self._facts: dict[int, CpuFacts] = {}  # id of a shared packages tuple -> its facts
+        self._last_facts = CpuFacts(())  # the facts asked for last
+        self._last_canonical: tuple = ()  # the sorted packages `canonical` gave last
+        self._callers: dict[tuple, tuple] = {}  # callers value -> its shared tuple
+        self._caller_updates: dict[tuple, tuple] = {}  # (callers, actor, entry) -> shared
+        self._cpus_locked: dict[tuple, bool] = {}  # callers -> some caller holds the lock
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
         self._notifier_answers: dict[tuple[int, int], bool] = {}
         # Steps replayed by `_replayed`, keyed on everything their rules read:
@@ -267,6 +288,7 @@ class TdxFlow:
         self._lp_init_steps: dict[tuple, tuple] = {}  # pending TDH.SYS.LP.INITs
         self._hotplug_steps: dict[tuple, tuple] = {}  # CPUs going offline or online
         self._memory_steps: dict[tuple, tuple] = {}  # hot blocks going offline or online
+        self._key_config_steps: dict[tuple, tuple] = {}  # config_global_keyid steps
         self._labels: dict[tuple, Step] = {}
         self._machine_check_labels: dict[tuple, tuple[Step, Step]] = {}
         self._block_labels: dict[int, tuple[Step, Step, Step]] = {}
@@ -282,7 +304,8 @@ class TdxFlow:
         """Before tdx_init: all CPUs online, nothing enabled; one state per boot choice."""
         cpu = Cpu(True, 0, False, False, (), 0, KEY_NONE)
         package = Package(0, False, (cpu,) * self.cpp)
-        callers = tuple(Caller(IDLE, loads) for loads in self.config.caller_loads)
+        callers = self._shared_callers(tuple(Caller(IDLE, loads)
+                                             for loads in self.config.caller_loads))
         hot = (False,) * len(self.platform.hot_blocks)
         packages = self._share((package,) * self.platform.packages).packages
         return [State(False, hib, False, False, False, False, False, 0, 0, UNINITIALIZED, -1,
@@ -293,8 +316,9 @@ class TdxFlow:
         if not state.booted:
             return [self.tdx_init(state)]
         out: list[tuple[Step, State]] = []
-        for actor in range(self.ncallers):
-            self._caller_steps(state, actor, out)
+        for actor, caller in enumerate(state.callers):
+            if caller.pc not in (IN_IPI, IN_TDX):  # those wait for their IPI or the module
+                self._caller_steps(state, actor, out)
         facts = self.cpu_facts(state)
         if facts.framed:
             self._replayed(self._lp_init_steps, (facts, state.callers, state.faults), state, out,
@@ -310,13 +334,18 @@ class TdxFlow:
         Only `packages` is permuted, and its sorted form is worked out once per distinct value
         (see `CpuFacts`); a state that already holds it is returned as it is.
         """
-        facts = self.cpu_facts(state)
+        if state.packages is self._last_canonical:  # most steps leave the CPUs alone
+            return state
+        facts = self._facts.get(id(state.packages))  # (what `cpu_facts` does, inlined)
+        if facts is None or facts.packages is not state.packages:
+            facts = self._share(state.packages)
         packages = facts.canonical
         if packages is None:
             packages = self._share(tuple(sorted(
                 Package(p.key_issues, p.keyed, tuple(sorted(p.cpus))) for p in facts.packages
             ))).packages
             facts.canonical = self._facts[id(packages)].canonical = packages
+        self._last_canonical = packages
         return state if packages is state.packages else _with_packages(state, packages)
 
     def state_fields(self, state: State) -> dict[str, str]:
@@ -388,16 +417,23 @@ class TdxFlow:
         """The facts of the state's `packages` (found by id when it is the shared tuple, as
         every `packages` the model builds is)."""
         packages = state.packages
-        facts = self._facts.get(id(packages))
-        if facts is not None and facts.packages is packages:
+        facts = self._last_facts  # the successors of one state ask again and again
+        if facts.packages is packages:
             return facts
-        return self._share(packages)
+        facts = self._facts.get(id(packages))
+        if facts is None or facts.packages is not packages:
+            facts = self._share(packages)
+        self._last_facts = facts
+        return facts
 
     def _share(self, packages: tuple[Package, ...]) -> CpuFacts:
-        """The facts of the one shared tuple equal to `packages` (`packages` itself if new)."""
+        """The facts of the one shared tuple equal to `packages` (made now if it is new)."""
+        if type(packages) is not tuple:
+            packages = tuple(packages)  # `_shared` is keyed by value
         facts = self._shared.get(packages)
         if facts is None:
-            facts = self._shared[packages] = self._facts[id(packages)] = CpuFacts(packages)
+            shared = tuple.__new__(Shared, packages)
+            facts = self._shared[packages] = self._facts[id(shared)] = CpuFacts(shared)
         return facts
 
     def cpus(self, state: State) -> tuple[tuple[int, Cpu], ...]:
@@ -409,24 +445,25 @@ class TdxFlow:
 
     def cpus_read_locked(self, state: State) -> bool:
         """A caller holds cpus_read_lock (so no CPU can come or go)."""
-        if not self.profile.caller_holds_cpus_lock:
-            return False
-        for caller in state.callers:
-            if caller.pc in HOLDING_CPUS_LOCK:
-                return True
-        return False
+        locked = self._cpus_locked.get(state.callers)  # few distinct callers values
+        if locked is None:
+            locked = self._cpus_locked[state.callers] = self.profile.caller_holds_cpus_lock \
+                and any(caller.pc in HOLDING_CPUS_LOCK for caller in state.callers)
+        return locked
 
     def memory_locked(self, state: State) -> bool:
         """init_tdx_module holds get_online_mems()."""
         return state.mutex >= 0 and state.step in MEMORY_LOCKED_STEPS
 
-    def snapshot_memlist(self, state: State):
-        return self.layout(state).memlist if state.snapshot >= 0 else ()
+    def snapshot_memlist(self, snapshot: int):
+        """The TDX memory list kept for snapshot `snapshot` (a memblock mask; -1: none)."""
+        return self.layout(None, snapshot).memlist if snapshot >= 0 else ()
 
-    def online_memory(self, state: State):
-        """Memory the page allocator may hand out: boot memory above 1 MiB and online blocks."""
+    def online_memory(self, hot: tuple[bool, ...]):
+        """Memory the page allocator may hand out: boot memory above 1 MiB and the hot blocks
+        whose flag in `hot` is set."""
         ranges = [r for r in self.platform.regions if r.end > SZ_1M]
-        ranges += [b for b, on in zip(self.platform.hot_blocks, state.hot, strict=True) if on]
+        ranges += [b for b, on in zip(self.platform.hot_blocks, hot, strict=True) if on]
         return [(max(r.start, SZ_1M), r.end) for r in ranges]
 
     def page_owned_by_module(self, state: State, page: str) -> bool:
@@ -471,9 +508,9 @@ class TdxFlow:
         return _with_packages(state, self._share(
             packages[:p] + (package,) + packages[p + 1:]).packages)
 
-    def _map_cpus(self, state: State, update: str, fn) -> State:
-        """Apply `fn` to every CPU; `state` itself when no CPU changes. `update` names what
-        `fn` does (with the actor), for the memo of derived `packages`."""
+    def _mapped_packages(self, state: State, update: tuple, fn) -> tuple[Package, ...]:
+        """The state's `packages` with `fn` applied to every CPU (the same tuple when no CPU
+        changes). `update` names what `fn` does, for the memo of derived `packages`."""
         facts = self.cpu_facts(state)
         packages = facts.derived.get(update)
         if packages is None:
@@ -481,16 +518,34 @@ class TdxFlow:
             packages = facts.packages if packages == facts.packages else \
                 self._share(packages).packages
             facts.derived[update] = packages
-        return state if packages is state.packages else _with_packages(state, packages)
+        return packages
 
     def _with_caller(self, state: State, actor: int, pc: int | None = None,
                      loads_left: int | None = None) -> State:
         """The state with this caller's `pc` and/or `loads_left` changed (None: unchanged)."""
-        callers = state.callers
-        caller = callers[actor]
-        caller = Caller(caller.pc if pc is None else pc,
-                        caller.loads_left if loads_left is None else loads_left)
-        return _with_callers(state, callers[:actor] + (caller,) + callers[actor + 1:])
+        caller = state.callers[actor]
+        caller = tuple.__new__(Caller, (caller.pc if pc is None else pc,
+                                        caller.loads_left if loads_left is None else loads_left))
+        return _with_callers(state, self._callers_with(state.callers, actor, caller))
+
+    def _callers_with(self, callers: tuple[Caller, ...], actor: int, caller: Caller) \
+            -> tuple[Caller, ...]:
+        """`callers` with this actor's entry replaced, as the shared tuple (memoised)."""
+        key = (callers, actor, caller)
+        after = self._caller_updates.get(key)
+        if after is None:
+            after = self._caller_updates[key] = self._shared_callers(
+                callers[:actor] + (caller,) + callers[actor + 1:])
+        return after
+
+    def _shared_callers(self, callers: tuple[Caller, ...]) -> tuple[Caller, ...]:
+        """The one shared tuple equal to `callers`."""
+        if type(callers) is not tuple:
+            callers = tuple(callers)
+        shared = self._callers.get(callers)
+        if shared is None:
+            shared = self._callers[callers] = tuple.__new__(Shared, callers)
+        return shared
 
     def _update(self, state: State, cpu: tuple[int, Cpu] | None = None,
                 caller: tuple[int, Caller] | None = None, **changes) -> State:
@@ -502,13 +557,11 @@ class TdxFlow:
         if cpu is not None:
             values[-1] = self._packages_with_cpu(state, *cpu)
         if caller is not None:
-            actor, record = caller
-            callers = state.callers
-            values[-2] = callers[:actor] + (record,) + callers[actor + 1:]
+            values[-2] = self._callers_with(state.callers, *caller)
         return tuple.__new__(State, values)
 
-    def _replayed(self, memo: dict, key: tuple, state: State, out: list, rule) -> None:
-        """Append the steps `rule(state, out)` appends, replaying them from `memo`.
+    def _replayed(self, memo: dict, key: tuple, state: State, out: list, rule, *args) -> None:
+        """Append the steps `rule(state, out, *args)` appends, replaying them from `memo`.
 
         `key` holds every part of the state the rule reads, so the steps out of two states
         with one key differ only in the fields the steps leave alone: what the rule changes
@@ -518,7 +571,7 @@ class TdxFlow:
         changes = memo.get(key)
         if changes is None:
             steps: list[tuple[Step, State]] = []
-            rule(state, steps)
+            rule(state, steps, *args)
             changes = memo[key] = tuple((label, _changes(state, after))
                                         for label, after in steps)
         for label, fields in changes:
@@ -613,7 +666,7 @@ class TdxFlow:
                 key = (actor, self.cpu_facts(state), state.callers, state.tdx_on,
                        state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults)
                 self._replayed(self._ipi_steps, key, state, out,
-                               lambda st, steps: self._enable_ipis(st, actor, targets, steps))
+                               self._enable_ipis, actor, targets)
         elif caller.pc == LOADED and not state.hotplug_busy:
             out.append((self._label("hardware_disable_all", name, detail="unload: VMXOFF"),
                         self._release_vmx(state, actor, pc=IDLE)))
@@ -625,18 +678,22 @@ class TdxFlow:
     def _packages_online(self, state: State) -> tuple[bool, str]:
         if not self.config.callers_check_packages:
             return True, ""
-        for p, package in enumerate(state.packages):
-            if not any(c.online for c in package.cpus):
-                return False, f"package {p} has no online CPU"
-        return True, ""
+        p = self.cpu_facts(state).package_offline
+        return (True, "") if p is None else (False, f"package {p} has no online CPU")
 
-    def _ipi_targets(self, state: State, actor: int) -> list[int]:
+    def _ipi_targets(self, state: State, actor: int) -> tuple[int, ...]:
         """Online CPUs this caller has still to IPI (any order; see the module docstring)."""
-        bit = _bit(actor)
-        cpus = self.cpus(state)
-        if not self.profile.callers_enable_all_cpus and any(c.visited & bit for _, c in cpus):
-            return []
-        return [i for i, c in cpus if c.online and not c.visited & bit]
+        facts = self.cpu_facts(state)
+        targets = facts.derived.get(actor)
+        if targets is None:
+            bit = _bit(actor)
+            cpus = facts.cpus
+            if not self.profile.callers_enable_all_cpus and any(c.visited & bit for _, c in cpus):
+                targets = ()
+            else:
+                targets = tuple(i for i, c in cpus if c.online and not c.visited & bit)
+            facts.derived[actor] = targets
+        return targets
 
     def _ipi_deliverable(self, cpu: Cpu, actor: int) -> bool:
         """An IPI waits while the CPU runs KEY.CONFIG or, with interrupts off, another
@@ -645,7 +702,7 @@ class TdxFlow:
             return False
         return not cpu.frames or not self.profile.cpu_enable_irqs_off
 
-    def _enable_ipis(self, state: State, actor: int, targets: list[int], out: list) -> None:
+    def _enable_ipis(self, state: State, out: list, actor: int, targets: tuple[int, ...]) -> None:
         for index in targets:
             if self._ipi_deliverable(self.cpu(state, index), actor):
                 self._enable_ipi(state, actor, index, out)
@@ -737,7 +794,11 @@ class TdxFlow:
                 return cpu
             return _set(cpu, vmx=vmx, visited=cpu.visited & ~bit)
 
-        return self._with_caller(self._map_cpus(state, f"vmxoff {actor}", leave), actor, pc=pc)
+        values = list(state)
+        values[-1] = self._mapped_packages(state, ("vmxoff", actor), leave)
+        caller = tuple.__new__(Caller, (pc, state.callers[actor].loads_left))
+        values[-2] = self._callers_with(state.callers, actor, caller)
+        return tuple.__new__(State, values)
 
     def _caller_failed(self, state: State, actor: int) -> State:
         """A call returned an error to this caller; it unwinds its load in its next step."""
@@ -802,8 +863,10 @@ class TdxFlow:
         elif step == S_WBINVD:
             out.append((self._label("wbinvd_on_all_cpus", name, detail="config_global_keyid"),
                         _set(state, step=S_KEYS, pamt=_flushed(state.pamt))))
-        elif step == S_KEYS:
-            self._config_global_keyid(state, name, out)
+        elif step == S_KEYS:  # config_global_keyid reads the CPUs, its errno, faults, PAMTs
+            key = (actor, self.cpu_facts(state), state.init_err, state.faults, state.pamt)
+            self._replayed(self._key_config_steps, key, state, out,
+                           self._config_global_keyid, name)
         elif step == S_TDMRS:
             self._init_tdmr(state, name, online, out)
         elif step == S_DONE:
@@ -874,7 +937,7 @@ class TdxFlow:
                     targets.append(p * self.cpp + k)
         return targets
 
-    def _config_global_keyid(self, state: State, name: str, out: list) -> None:
+    def _config_global_keyid(self, state: State, out: list, name: str) -> None:
         in_flight = [i for i, c in self.cpus(state) if c.key == KEY_IN_FLIGHT]
         if in_flight:
             for index in in_flight:
@@ -1142,8 +1205,8 @@ def _changes(state: State, after: State) -> tuple[tuple[int, object], ...] | Non
     nothing (it stays a self-loop when replayed)."""
     if after is state:
         return None
-    return tuple((index, new) for index, (old, new) in enumerate(zip(state, after, strict=True))
-                 if old is not new and old != new)
+    moved = compress(_STATE_INDEXES, map(is_not, state, after))  # fields holding new objects
+    return tuple((index, after[index]) for index in moved if state[index] != after[index])
 
 
 def _map_package(package: Package, fn) -> Package:
@@ -1154,8 +1217,9 @@ def _map_package(package: Package, fn) -> Package:
 
 def _end_key_config(flow: TdxFlow, state: State) -> State:
     """config_global_keyid returns: its package mask (the per-CPU markers) goes away."""
-    return flow._map_cpus(state, "key markers cleared",
-                          lambda c: _set(c, key=KEY_NONE) if c.key else c)
+    packages = flow._mapped_packages(state, ("key markers cleared",),
+                                     lambda c: _set(c, key=KEY_NONE) if c.key else c)
+    return state if packages is state.packages else _with_packages(state, packages)
 
 
 def pamt_describe(chunk: int) -> str:

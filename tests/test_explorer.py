@@ -204,14 +204,14 @@ def test_transition_property_is_not_called_on_steps_that_keep_the_fields_it_watc
 
     watched_calls, plain_calls = [], []
     prop = Prop("B-SMALL-STEPS", "transition", b_small_steps(watched_calls))
-    prop.passes_when_same = ("b",)
+    prop.watches = "b"
     result = explore(PairCounters(), [prop])
     plain = explore(PairCounters(), [Prop("B-SMALL-STEPS", "transition",
                                           b_small_steps(plain_calls))])
     assert result.verdict == plain.verdict == PASS
     assert result.transitions == plain.transitions == len(plain_calls)
     assert watched_calls and all(s.b != t.b for s, t in watched_calls)
-    assert len(watched_calls) == sum(1 for s, t in plain_calls if s.b != t.b)
+    assert len(watched_calls) == sum(1 for s, t in plain_calls if s.b is not t.b)
 
 
 def test_eventually_property_ignores_edges_out_of_goal_states():
