@@ -50,19 +50,24 @@ def _seamcall_cpus(facts: F.CpuFacts, cpu: int | None) -> tuple[F.Cpu, ...]:
     return facts.online_cpus
 
 
+# Steps whose SEAMCALL (None: no SEAMCALL) runs on a CPU without LP.INIT, and without VMX
+# operation: the #MC handler's RDMD is fault-tolerant.
+LP_INIT_NOT_NEEDED = frozenset((None, TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_PHYMEM_PAGE_RDMD))
+VMX_NOT_NEEDED = frozenset((None, TDH_PHYMEM_PAGE_RDMD))
+
+
 def _issues_lp_init(step: F.Step) -> bool:
     return step.seamcall == TDH_SYS_LP_INIT
 
 
 def _needs_lp_init(step: F.Step) -> bool:
-    """A SEAMCALL the module refuses on a CPU without LP.INIT (the #MC handler's RDMD is
-    fault-tolerant and does not count)."""
-    return step.seamcall not in (None, TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_PHYMEM_PAGE_RDMD)
+    """A SEAMCALL the module refuses on a CPU without LP.INIT."""
+    return step.seamcall not in LP_INIT_NOT_NEEDED
 
 
 def _needs_vmx(step: F.Step) -> bool:
-    """A SEAMCALL that needs VMX operation (all but the #MC handler's RDMD)."""
-    return step.seamcall not in (None, TDH_PHYMEM_PAGE_RDMD)
+    """A SEAMCALL that needs VMX operation."""
+    return step.seamcall not in VMX_NOT_NEEDED
 
 
 def _memory_online(step: F.Step) -> bool:
@@ -98,25 +103,30 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def lp_once(s: F.State, step: F.Step, _t: F.State) -> bool:
         return not _issues_lp_init(step) or not flow.cpu(s, step.cpu).lp_done
 
-    # The SEAMCALL checks depend on the CPUs only: cached on the shared CPU facts.
+    # The checks below depend on a few small values that most states share (the CPUs, the
+    # PAMT chunk facts, the snapshot and hot blocks, the callers), so their verdicts are
+    # cached on those values.
+    facts_of = flow.packages_facts
 
     @cache
-    def lp_initialised(facts: F.CpuFacts, cpu: int | None) -> bool:
-        return all(c.lp_done for c in _seamcall_cpus(facts, cpu))
+    def lp_initialised(packages: tuple[F.Package, ...], cpu: int | None) -> bool:
+        return all(c.lp_done for c in _seamcall_cpus(facts_of(packages), cpu))
 
     @cache
-    def in_vmx(before: F.CpuFacts, after: F.CpuFacts, cpu: int | None) -> bool:
+    def in_vmx(before: tuple[F.Package, ...], after: tuple[F.Package, ...],
+               cpu: int | None) -> bool:
         # An IPI's VMXON and its first SEAMCALL share one step, and a failed call's VMXOFF
         # shares the step of the call, so the CPU counts when it is in VMX operation on
         # either side of the step.
-        return all(a.vmx or b.vmx for a, b in zip(_seamcall_cpus(before, cpu),
-                                                  _seamcall_cpus(after, cpu), strict=False))
+        return all(a.vmx or b.vmx for a, b in zip(_seamcall_cpus(facts_of(before), cpu),
+                                                  _seamcall_cpus(facts_of(after), cpu),
+                                                  strict=False))
 
     def no_seamcall_before_lp_init(s: F.State, step: F.Step, _t: F.State) -> bool:
-        return not _needs_lp_init(step) or lp_initialised(flow.cpu_facts(s), step.cpu)
+        return step.seamcall in LP_INIT_NOT_NEEDED or lp_initialised(s.packages, step.cpu)
 
     def vmx_before_seamcall(s: F.State, step: F.Step, t: F.State) -> bool:
-        return not _needs_vmx(step) or in_vmx(flow.cpu_facts(s), flow.cpu_facts(t), step.cpu)
+        return step.seamcall in VMX_NOT_NEEDED or in_vmx(s.packages, t.packages, step.cpu)
 
     def status_monotone(s: F.State, _step: F.Step, t: F.State) -> bool:
         return s.status == t.status or s.status == F.UNINITIALIZED
@@ -128,16 +138,16 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return s.config_issues <= 1
 
     @cache
-    def keys_issued_once(facts: F.CpuFacts) -> bool:
-        return all(p.key_issues <= 1 for p in facts.packages)
+    def keys_issued_once(packages: tuple[F.Package, ...]) -> bool:
+        return all(p.key_issues <= 1 for p in packages)
 
     @cache
-    def all_keyed(facts: F.CpuFacts) -> bool:
-        return all(p.keyed for p in facts.packages)
+    def all_keyed(packages: tuple[F.Package, ...]) -> bool:
+        return all(p.keyed for p in packages)
 
     def key_once_per_package(s: F.State) -> bool:
-        facts = flow.cpu_facts(s)
-        return keys_issued_once(facts) and (s.status != F.INITIALIZED or all_keyed(facts))
+        return keys_issued_once(s.packages) and (s.status != F.INITIALIZED
+                                                 or all_keyed(s.packages))
 
     def key_serial(s: F.State) -> bool:
         if s.step != F.S_KEYS:
@@ -145,7 +155,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return sum(1 for _, c in cpus(s) if c.key == F.KEY_IN_FLIGHT) <= 1
 
     def keys_before_tdmr_init(s: F.State) -> bool:
-        return not any(s.tdmr_done) or all_keyed(flow.cpu_facts(s))
+        return not any(s.tdmr_done) or all_keyed(s.packages)
 
     def ready_implies_all_tdmrs(s: F.State) -> bool:
         if s.status != F.INITIALIZED:
@@ -153,10 +163,6 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         calls = flow.layout(s).tdmr_init_calls
         return len(s.tdmr_done) == len(calls) and all(
             done >= need for done, need in zip(s.tdmr_done, calls, strict=True))
-
-    # The checks below depend on a few small values that most states share (the PAMT chunk
-    # facts, the shared CPU facts of `packages`, the snapshot and hot blocks), so their
-    # verdicts are cached on those values.
 
     @cache
     def flushed_before_key(pamt: tuple[int, ...]) -> bool:
@@ -235,11 +241,14 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         private memory, so they pass or fail alike everywhere (`concerns`)."""
         return _machine_check(step) and any(machine_check_facts(step))
 
-    def machine_check_blames_module_pages(s: F.State, step: F.Step, _t: F.State) -> bool:
-        if not _machine_check(step):
-            return True
+    @cache
+    def blamed_right(step: F.Step, pamt: tuple[int, ...]) -> bool:
         asked_about_pamt, reported = machine_check_facts(step)
-        return reported == (asked_about_pamt and flow.page_owned_by_module(s, F.MC_PAMT_PAGE))
+        return reported == (asked_about_pamt
+                            and flow.page_owned_by_module(pamt, F.MC_PAMT_PAGE))
+
+    def machine_check_blames_module_pages(s: F.State, step: F.Step, _t: F.State) -> bool:
+        return step.action != "machine_check" or blamed_right(step, s.pamt)
 
     @cache
     def all_at_rest(callers: tuple[F.Caller, ...]) -> bool:

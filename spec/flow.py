@@ -264,9 +264,13 @@ class TdxFlow:
     `state_fields`, `describe`.
     """
 
-    def __init__(self, profile: Profile = V6_8, config: FlowConfig = FlowConfig()) -> None:
+    def __init__(self, profile: Profile = V6_8, config: FlowConfig = FlowConfig(),
+                 replay: bool = True) -> None:
+        """`replay=False` computes every step afresh instead of replaying recorded ones
+        (`_replayed`): slower, for checking that replaying changes nothing."""
         self.profile = profile
         self.config = config
+        self.replay = replay
         self.platform = config.platform
         self.ncallers = len(config.caller_loads)
         self.hotplug_actor = self.ncallers  # the CPU-online callback, an actor of its own
@@ -281,17 +285,17 @@ class TdxFlow:
         self._callers: dict[tuple, tuple] = {}  # callers value -> its shared tuple
         self._caller_updates: dict[tuple, tuple] = {}  # (callers, actor, entry) -> shared
         self._cpus_locked: dict[tuple, bool] = {}  # callers -> some caller holds the lock
+        self._loaded_callers: dict[tuple, tuple[int, ...]] = {}  # callers -> loaded actors
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
         self._notifier_answers: dict[tuple[int, int], bool] = {}
         # Steps replayed by `_replayed`, keyed on everything their rules read:
         self._ipi_steps: dict[tuple, tuple] = {}  # a caller's enable IPIs
+        self._load_steps: dict[tuple, tuple] = {}  # a caller's load start or unload
         self._lp_init_steps: dict[tuple, tuple] = {}  # pending TDH.SYS.LP.INITs
         self._hotplug_steps: dict[tuple, tuple] = {}  # CPUs going offline or online
-        self._memory_steps: dict[tuple, tuple] = {}  # hot blocks going offline or online
-        self._key_config_steps: dict[tuple, tuple] = {}  # config_global_keyid steps
+        self._event_steps: dict[tuple, tuple] = {}  # memory, sleep and machine-check events
+        self._init_module_steps: dict[tuple, tuple] = {}  # the next init_tdx_module step
         self._labels: dict[tuple, Step] = {}
-        self._machine_check_labels: dict[tuple, tuple[Step, Step]] = {}
-        self._block_labels: dict[int, tuple[Step, Step, Step]] = {}
 
     # ----- model surface -------------------------------------------------------------------
 
@@ -317,14 +321,16 @@ class TdxFlow:
             return [self.tdx_init(state)]
         out: list[tuple[Step, State]] = []
         for actor, caller in enumerate(state.callers):
-            if caller.pc not in (IN_IPI, IN_TDX):  # those wait for their IPI or the module
+            # callers waiting for their IPI or the module, or done, have no step
+            if caller.pc not in (IN_IPI, IN_TDX) and (caller.pc != IDLE or caller.loads_left):
                 self._caller_steps(state, actor, out)
         facts = self.cpu_facts(state)
         if facts.framed:
-            self._replayed(self._lp_init_steps, (facts, state.callers, state.faults), state, out,
-                           self._frame_steps)
+            key = (facts, state.callers, state.faults, state.hotplug_busy)
+            self._replayed(self._lp_init_steps, key, state, out, self._frame_steps)
         if state.mutex >= 0 and state.callers[state.mutex].pc == IN_TDX:
-            self._init_steps(state, out)
+            self._replayed(self._init_module_steps, self._init_reads(state, facts), state, out,
+                           self._init_steps)
         self._environment_steps(state, out)
         return out
 
@@ -420,10 +426,14 @@ class TdxFlow:
         facts = self._last_facts  # the successors of one state ask again and again
         if facts.packages is packages:
             return facts
+        facts = self._last_facts = self.packages_facts(packages)
+        return facts
+
+    def packages_facts(self, packages: tuple[Package, ...]) -> CpuFacts:
+        """The facts of a `packages` value."""
         facts = self._facts.get(id(packages))
         if facts is None or facts.packages is not packages:
             facts = self._share(packages)
-        self._last_facts = facts
         return facts
 
     def _share(self, packages: tuple[Package, ...]) -> CpuFacts:
@@ -442,6 +452,14 @@ class TdxFlow:
 
     def online_cpus(self, state: State) -> tuple[int, ...]:
         return self.cpu_facts(state).online
+
+    def _loaded(self, callers: tuple[Caller, ...]) -> tuple[int, ...]:
+        """The callers whose load succeeded (memoised: few distinct callers values)."""
+        loaded = self._loaded_callers.get(callers)
+        if loaded is None:
+            loaded = self._loaded_callers[callers] = tuple(
+                a for a, c in enumerate(callers) if c.pc == LOADED)
+        return loaded
 
     def cpus_read_locked(self, state: State) -> bool:
         """A caller holds cpus_read_lock (so no CPU can come or go)."""
@@ -466,11 +484,11 @@ class TdxFlow:
         ranges += [b for b, on in zip(self.platform.hot_blocks, hot, strict=True) if on]
         return [(max(r.start, SZ_1M), r.end) for r in ranges]
 
-    def page_owned_by_module(self, state: State, page: str) -> bool:
-        """The page is a PAMT page of an initialised module."""
-        if page != MC_PAMT_PAGE or not state.pamt:
+    def page_owned_by_module(self, pamt: tuple[int, ...], page: str) -> bool:
+        """The page is a PAMT page of an initialised module (given a state's `pamt`)."""
+        if page != MC_PAMT_PAGE or not pamt:
             return False
-        return bool(state.pamt[0] & PAMT_OWNED)
+        return bool(pamt[0] & PAMT_OWNED)
 
     # ----- small state surgery -------------------------------------------------------------
 
@@ -563,11 +581,16 @@ class TdxFlow:
     def _replayed(self, memo: dict, key: tuple, state: State, out: list, rule, *args) -> None:
         """Append the steps `rule(state, out, *args)` appends, replaying them from `memo`.
 
-        `key` holds every part of the state the rule reads, so the steps out of two states
-        with one key differ only in the fields the steps leave alone: what the rule changes
-        is recorded once, as (field index, new value) pairs, and replayed onto each state.
+        `key` holds every part of the state the rule reads or writes, so the steps out of two
+        states with one key differ only in the fields the steps leave alone: what the rule
+        changes is recorded once, as (field index, new value) pairs, and replayed onto each
+        state. (A field the rule writes must be in the key even when it does not read it:
+        the recorded state may have held the value written already, which then is no change.)
         This is the model's hot path: most states repeat the key of an earlier one.
         """
+        if not self.replay:
+            rule(state, out, *args)
+            return
         changes = memo.get(key)
         if changes is None:
             steps: list[tuple[Step, State]] = []
@@ -635,6 +658,21 @@ class TdxFlow:
     # ----- callers -------------------------------------------------------------------------
 
     def _caller_steps(self, state: State, actor: int, out: list) -> None:
+        if state.callers[actor].pc == ENABLING:
+            targets = self._ipi_targets(state, actor)
+            if not targets:
+                self._tdx_enable(state, actor, out)
+            else:
+                key = (actor, self.cpu_facts(state), state.callers, state.tdx_on,
+                       state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults)
+                self._replayed(self._ipi_steps, key, state, out,
+                               self._enable_ipis, actor, targets)
+        else:  # the other steps read the callers, the CPUs and whether hotplug is busy
+            key = (actor, self.cpu_facts(state), state.callers, state.hotplug_busy)
+            self._replayed(self._load_steps, key, state, out, self._load_or_unload, actor)
+
+    def _load_or_unload(self, state: State, out: list, actor: int) -> None:
+        """A caller starts a load (taking cpus_read_lock) or unloads (VMXOFF)."""
         caller = state.callers[actor]
         name = self._actor_names[actor]
         if caller.pc == IDLE and caller.loads_left:
@@ -658,15 +696,6 @@ class TdxFlow:
         elif caller.pc == CHECKED and not state.hotplug_busy:
             out.append((self._label("cpus_read_lock", name, result="ok"),
                         self._with_caller(state, actor, pc=ENABLING)))
-        elif caller.pc == ENABLING:
-            targets = self._ipi_targets(state, actor)
-            if not targets:
-                self._tdx_enable(state, actor, out)
-            else:
-                key = (actor, self.cpu_facts(state), state.callers, state.tdx_on,
-                       state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults)
-                self._replayed(self._ipi_steps, key, state, out,
-                               self._enable_ipis, actor, targets)
         elif caller.pc == LOADED and not state.hotplug_busy:
             out.append((self._label("hardware_disable_all", name, detail="unload: VMXOFF"),
                         self._release_vmx(state, actor, pc=IDLE)))
@@ -831,6 +860,30 @@ class TdxFlow:
 
     # ----- init_tdx_module -----------------------------------------------------------------
 
+    def _init_reads(self, state: State, facts: CpuFacts) -> tuple:
+        """What the next init_tdx_module step reads or writes, besides the profile and the
+        configuration: the key it is replayed on (see `_replayed`)."""
+        step = state.step
+        if step in (S_WBINVD, S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS):
+            reads = (state.pamt,)
+        elif step in (S_SYSINFO, S_CONFIG):
+            reads = (facts, state.faults, state.init_err, state.config_issues, state.pamt)
+        elif step == S_CONSTRUCT:
+            reads = (state.snapshot, state.memblock, state.faults, state.init_err,
+                     state.tdmr_list, state.tdmr_done, state.tdmr_cursor, state.pamt)
+        elif step == S_KEYS:
+            reads = (facts, state.init_err, state.faults, state.pamt, state.tdmr_cursor)
+        elif step == S_TDMRS:
+            reads = (facts, state.snapshot, state.memblock, state.tdmr_cursor, state.tdmr_done,
+                     state.pamt, state.faults, state.init_err)
+        elif step == S_DONE:
+            reads = (state.snapshot, state.memblock, state.pamt, state.callers, state.status,
+                     state.tdmr_list)
+        else:
+            reads = (state.init_err, state.callers, state.status, state.tdmr_list,
+                     state.snapshot)
+        return (state.mutex, step) + reads
+
     def _init_steps(self, state: State, out: list) -> None:
         actor = state.mutex
         name = self.actor_name(actor)
@@ -863,10 +916,8 @@ class TdxFlow:
         elif step == S_WBINVD:
             out.append((self._label("wbinvd_on_all_cpus", name, detail="config_global_keyid"),
                         _set(state, step=S_KEYS, pamt=_flushed(state.pamt))))
-        elif step == S_KEYS:  # config_global_keyid reads the CPUs, its errno, faults, PAMTs
-            key = (actor, self.cpu_facts(state), state.init_err, state.faults, state.pamt)
-            self._replayed(self._key_config_steps, key, state, out,
-                           self._config_global_keyid, name)
+        elif step == S_KEYS:
+            self._config_global_keyid(state, out, name)
         elif step == S_TDMRS:
             self._init_tdmr(state, name, online, out)
         elif step == S_DONE:
@@ -1057,32 +1108,29 @@ class TdxFlow:
     def _environment_steps(self, state: State, out: list) -> None:
         config = self.config
         if config.cpu_hotplug and not state.hotplug_busy and not self.cpus_read_locked(state):
-            key = (self.cpu_facts(state), state.callers, state.tdx_on, state.sysinit_done,
-                   state.sysinit_ret, state.sysinit_issues, state.faults)
+            key = (self.cpu_facts(state), self._loaded(state.callers), state.tdx_on,
+                   state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults)
             self._replayed(self._hotplug_steps, key, state, out, self._cpu_hotplug)
+        # Memory hotplug, sleep requests and machine checks read these fields only:
+        key = (state.hot, state.snapshot, state.memblock, self.memory_locked(state),
+               state.s3_off, state.s3_entered, state.hibernation, state.hibernated,
+               state.tdx_on, state.status, state.tdmr_list, bool(state.pamt),
+               self.cpu_facts(state).vmx_cpu)
+        self._replayed(self._event_steps, key, state, out, self._other_events)
+
+    def _other_events(self, state: State, out: list) -> None:
+        config = self.config
         if config.memory_hotplug and not self.memory_locked(state):
-            self._replayed(self._memory_steps, (state.hot, state.snapshot, state.memblock),
-                           state, out, self._memory_hotplug)
+            self._memory_hotplug(state, out)
         if config.sleep_requests:
             self._sleep_requests(state, out)
         if config.machine_checks:
-            for label in self._machine_checks(state):
-                out.append((label, state))
-
-    def _machine_checks(self, state: State) -> tuple[Step, Step]:
-        """`machine_check` on a PAMT page and on a kernel page, memoised on all it reads."""
-        rdmd_cpu = self.cpu_facts(state).vmx_cpu
-        key = (state.tdx_on, rdmd_cpu, state.status, state.tdmr_list, bool(state.pamt))
-        labels = self._machine_check_labels.get(key)
-        if labels is None:
-            labels = tuple(self.machine_check(state, page)
-                           for page in (MC_PAMT_PAGE, MC_KERNEL_PAGE))
-            self._machine_check_labels[key] = labels
-        return labels
+            for page in (MC_PAMT_PAGE, MC_KERNEL_PAGE):
+                out.append((self.machine_check(state, page), state))
 
     def _cpu_hotplug(self, state: State, out: list) -> None:
         online = self.online_cpus(state)
-        loaded = [a for a, c in enumerate(state.callers) if c.pc == LOADED]
+        loaded = self._loaded(state.callers)
         for index, cpu in self.cpus(state):
             if cpu.online and len(online) > 1 and not cpu.frames and cpu.key != KEY_IN_FLIGHT:
                 down = Cpu(False, 0, cpu.lp_flag and self.profile.lp_flag_survives_offline,
@@ -1114,27 +1162,19 @@ class TdxFlow:
 
     def _memory_hotplug(self, state: State, out: list) -> None:
         for b, online in enumerate(state.hot):
-            offlined, onlined, vetoed = self._memory_labels(b)
+            detail = f"block {b}"
             if online:
                 hot = state.hot[:b] + (False,) + state.hot[b + 1:]
-                out.append((offlined, _set(state, hot=hot)))
+                out.append((self._label("memory_offline", "environment", detail=detail,
+                                        result="ok"), _set(state, hot=hot)))
             elif self._notifier_allows(state.snapshot, b):
                 hot = state.hot[:b] + (True,) + state.hot[b + 1:]
-                out.append((onlined, _set(state, hot=hot, memblock=state.memblock | 1 << b)))
+                out.append((self._label("memory_online", "environment", detail=detail,
+                                        result="ok"),
+                            _set(state, hot=hot, memblock=state.memblock | 1 << b)))
             else:
-                out.append((vetoed, state))
-
-    def _memory_labels(self, block: int) -> tuple[Step, Step, Step]:
-        """The labels of hot block `block` going offline, online, or vetoed (memoised)."""
-        labels = self._block_labels.get(block)
-        if labels is None:
-            detail = f"block {block}"
-            labels = self._block_labels[block] = (
-                self._label("memory_offline", "environment", detail=detail, result="ok"),
-                self._label("memory_online", "environment", detail=detail, result="ok"),
-                self._label("memory_online", "environment", detail=detail,
-                            result="vetoed by tdx_memory_notifier"))
-        return labels
+                out.append((self._label("memory_online", "environment", detail=detail,
+                                        result="vetoed by tdx_memory_notifier"), state))
 
     def _notifier_allows(self, snapshot: int, block: int) -> bool:
         """`memory_notifier` for hot block `block` going online, given the snapshot (it

@@ -8,7 +8,7 @@ from checker.trace import trace_to_text
 from invariants.flow import flow_invariants
 from spec import flow as F
 from spec.errno import EINVAL, ENODEV
-from spec.profiles import V6_8
+from spec.profiles import PROFILES, V6_8
 from spec.seamcall import SUCCESS, TDH_SYS_INIT, TDH_SYS_LP_INIT
 
 
@@ -170,6 +170,22 @@ def test_canonical_form_ignores_cpu_and_package_numbering():
     assert swapped != state
     assert model.canonical(swapped) == model.canonical(state)
     assert model.canonical(model.canonical(state)) == model.canonical(state)
+
+
+@pytest.mark.parametrize(("profile", "config"), [
+    ("v6.8", "default"), ("v6.8", "rsvd-exhausted"), ("v6.8", "unchecked-callers")]
+    + [(name, "2x1") for name in PROFILES if name != "v6.8"])
+def test_replayed_steps_are_the_steps_computed_afresh(profile, config):
+    """`TdxFlow` replays recorded steps onto states with the same key; out of every reachable
+    state the replayed steps are exactly those computed without replaying."""
+    flow = flow_model(profile, config)
+    fresh = F.TdxFlow(flow.profile, flow.config, replay=False)
+    graph = explore(flow, [], keep_graph=True).graph
+    assert graph is not None and len(graph.states) > 100
+    for state in graph.states:
+        replayed, computed = flow.successors(state), fresh.successors(state)
+        assert replayed == computed
+        assert [n is state for _, n in replayed] == [n is state for _, n in computed]
 
 
 @pytest.mark.parametrize(("profile", "config"), [
