@@ -262,6 +262,11 @@ class TdxFlow:
 
     The model surface the explorer uses: `initial_states`, `successors`, `canonical`,
     `state_fields`, `describe`.
+
+    Built for speed, as the explorer asks for the steps out of every reachable state: the
+    `packages` and `callers` values are shared objects (`Shared`, `CpuFacts`), and the
+    frequent rules are replayed from records keyed on what they read and write
+    (`_replayed`). Neither changes a result; `replay=False` and the tests show it.
     """
 
     def __init__(self, profile: Profile = V6_8, config: FlowConfig = FlowConfig(),
@@ -288,7 +293,7 @@ class TdxFlow:
         self._loaded_callers: dict[tuple, tuple[int, ...]] = {}  # callers -> loaded actors
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
         self._notifier_answers: dict[tuple[int, int], bool] = {}
-        # Steps replayed by `_replayed`, keyed on everything their rules read:
+        # Steps replayed by `_replayed`, keyed on everything their rules read or write:
         self._ipi_steps: dict[tuple, tuple] = {}  # a caller's enable IPIs
         self._load_steps: dict[tuple, tuple] = {}  # a caller's load start or unload
         self._lp_init_steps: dict[tuple, tuple] = {}  # pending TDH.SYS.LP.INITs
@@ -595,8 +600,8 @@ class TdxFlow:
         if changes is None:
             steps: list[tuple[Step, State]] = []
             rule(state, steps, *args)
-            changes = memo[key] = tuple((label, _changes(state, after))
-                                        for label, after in steps)
+            changes = memo[key] = tuple([(label, _changes(state, after))
+                                         for label, after in steps])
         for label, fields in changes:
             if fields is None:
                 out.append((label, state))
@@ -1246,7 +1251,7 @@ def _changes(state: State, after: State) -> tuple[tuple[int, object], ...] | Non
     if after is state:
         return None
     moved = compress(_STATE_INDEXES, map(is_not, state, after))  # fields holding new objects
-    return tuple((index, after[index]) for index in moved if state[index] != after[index])
+    return tuple([(index, after[index]) for index in moved if state[index] != after[index]])
 
 
 def _map_package(package: Package, fn) -> Package:
