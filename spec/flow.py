@@ -347,9 +347,7 @@ class TdxFlow:
         """
         if state.packages is self._last_canonical:  # most steps leave the CPUs alone
             return state
-        facts = self._facts.get(id(state.packages))  # (what `cpu_facts` does, inlined)
-        if facts is None or facts.packages is not state.packages:
-            facts = self._share(state.packages)
+        facts = self.packages_facts(state.packages)
         packages = facts.canonical
         if packages is None:
             packages = self._share(tuple(sorted(
