@@ -679,23 +679,21 @@ class TdxFlow:
         caller = state.callers[actor]
         name = self._actor_names[actor]
         if caller.pc == IDLE and caller.loads_left:
-            started = self._with_caller(state, actor, loads_left=caller.loads_left - 1)
+            # The package check, under cpus_read_lock (v6.8) or before taking it (the bug).
             if not self.profile.package_check_under_hotplug_lock:
-                ok, why = self._packages_online(state)
-                if ok:
-                    out.append((self._label("check_packages", name, result="ok"),
-                                self._with_caller(started, actor, pc=CHECKED)))
-                else:
-                    out.append((self._label("check_packages", name, result=f"{-EINVAL}",
-                                            detail=why), started))
+                action, then, unlock = "check_packages", CHECKED, ""
             elif not state.hotplug_busy:
-                ok, why = self._packages_online(state)
-                if ok:
-                    out.append((self._label("cpus_read_lock", name, result="ok"),
-                                self._with_caller(started, actor, pc=ENABLING)))
-                else:
-                    out.append((self._label("cpus_read_lock", name, result=f"{-EINVAL}",
-                                            detail=why + "; cpus_read_unlock"), started))
+                action, then, unlock = "cpus_read_lock", ENABLING, "; cpus_read_unlock"
+            else:
+                return  # cpus_read_lock waits for the CPU coming online
+            started = self._with_caller(state, actor, loads_left=caller.loads_left - 1)
+            ok, why = self._packages_online(state)
+            if ok:
+                out.append((self._label(action, name, result="ok"),
+                            self._with_caller(started, actor, pc=then)))
+            else:
+                out.append((self._label(action, name, result=f"{-EINVAL}", detail=why + unlock),
+                            started))
         elif caller.pc == CHECKED and not state.hotplug_busy:
             out.append((self._label("cpus_read_lock", name, result="ok"),
                         self._with_caller(state, actor, pc=ENABLING)))
