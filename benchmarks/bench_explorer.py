@@ -29,8 +29,8 @@ SHAPES = ("1x1", "2x1", "2x2", "4x1", "2x4", "4x2")
 
 def measure(config: str, symmetry: bool, limit: float, repeat: int = 1) -> dict:
     sys.path.insert(0, ROOT)
-    from checker.explorer import Bounds, explore
-    from checker.platforms import flow_model
+    from checker.engines.explorer import Bounds, explore
+    from checker.inputs.platforms import flow_model
     from invariants.flow import flow_invariants
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checker.planner import plan_layout  # noqa: E402
-from checker.solver import ANY_NODE, PREFERRED_NODE, worst_case_placement  # noqa: E402
-from checker.synth import KINDS, synthesise  # noqa: E402
+from checker.engines.planner import plan_layout  # noqa: E402
+from checker.engines.solver import ANY_NODE, PREFERRED_NODE, worst_case_placement  # noqa: E402
+from checker.engines.synth import KINDS, synthesise  # noqa: E402
 from invariants.layout import check_layout  # noqa: E402
 from spec.memory import SZ_1G, SZ_1M, MemRange, build_tdx_memlist  # noqa: E402
 from spec.tdmr import construct_tdmrs  # noqa: E402

@@ -12,8 +12,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from checker.readers import JSON_FORMAT_HELP, InputError, read_input
-from checker.synth import KINDS as SYNTH_KINDS
+from checker.engines.synth import KINDS as SYNTH_KINDS
+from checker.inputs.readers import JSON_FORMAT_HELP, InputError, read_input
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "still violates, 0 when it no longer does)")
     replay.add_argument("file", help="a counterexample JSON file (counterexamples/*.json)")
 
-    from checker.suite import SUITE_HELP
-    from checker.verify import add_arguments
+    from checker.gate.suite import SUITE_HELP
+    from checker.gate.verify import add_arguments
 
     add_arguments(sub.add_parser(
         "verify", help="run the check suite (a CI gate)",
@@ -172,7 +172,7 @@ def _profile(name: str, holes: str | None = None):
 
 
 def cmd_tdmr(args) -> int:
-    from checker.tdmr_report import TdmrOptions, analyse, render_text
+    from checker.views.tdmr_report import TdmrOptions, analyse, render_text
 
     machine = read_input(args.input)
     profile = _profile(args.profile, args.holes)
@@ -194,7 +194,7 @@ def cmd_tdmr(args) -> int:
 
 def _check_user_layout(args, machine, options) -> int:
     """`tdmr --check-layout`: the same layout invariants, on a TDMR list the user wrote."""
-    from checker.tdmr_report import effective_sysinfo
+    from checker.views.tdmr_report import effective_sysinfo
     from invariants.layout import check_layout, layout_from_json
     from spec.memory import build_tdx_memlist
 
@@ -223,7 +223,8 @@ def _check_user_layout(args, machine, options) -> int:
 
 
 def cmd_counterexample(args) -> int:
-    from checker.counterexamples import save_map_counterexample, synthesise_report
+    from checker.gate.corpus import save_map_counterexample
+    from checker.views.synth_report import synthesise_report
 
     report, cex = synthesise_report(args.kind, args.max_tdmrs, args.max_reserved,
                                     args.pamt_entry_size, args.timeout * 1000)
@@ -242,7 +243,7 @@ def cmd_counterexample(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from checker.counterexamples import ReplayError, load_document, replay_document
+    from checker.gate.replay import ReplayError, load_document, replay_document
 
     try:
         doc = load_document(args.file)
@@ -259,8 +260,8 @@ def cmd_replay(args) -> int:
 
 
 def cmd_configs(args) -> int:
-    from checker.flowcheck import CONTRACT_WAIVERS
-    from checker.platforms import CONFIGS
+    from checker.gate.flowcheck import CONTRACT_WAIVERS
+    from checker.inputs.platforms import CONFIGS
 
     for name, config in CONFIGS.items():
         platform = config.platform
@@ -277,10 +278,10 @@ def cmd_configs(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    from checker.explorer import Bounds, explore
-    from checker.flowcheck import checked_invariants
-    from checker.platforms import configure
-    from checker.trace import trace_to_json, trace_to_text
+    from checker.engines.explorer import Bounds, explore
+    from checker.gate.flowcheck import checked_invariants
+    from checker.inputs.platforms import configure
+    from checker.views.trace import trace_to_json, trace_to_text
     from spec.flow import TdxFlow
 
     flags = {} if args.faults is None else {"faults": args.faults}
@@ -317,9 +318,9 @@ def cmd_explore(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from checker.explorer import Bounds
-    from checker.graph import state_graph, to_dot, to_graphml
-    from checker.platforms import configure
+    from checker.engines.explorer import Bounds
+    from checker.inputs.platforms import configure
+    from checker.views.graph import state_graph, to_dot, to_graphml
     from invariants.flow import flow_invariants
     from spec.flow import TdxFlow
 
@@ -352,8 +353,8 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from checker.suite import SuiteError
-    from checker.verify import run
+    from checker.gate.suite import SuiteError
+    from checker.gate.verify import run
 
     try:
         return run(args)

@@ -26,9 +26,9 @@ AT_REST = frozenset((F.IDLE, F.LOADED))  # caller pcs of a caller that is not in
 @dataclass(frozen=True)
 class FlowInvariant(Invariant):
     """An invariant with its check over the flow. `kind` is "state", "transition" or
-    "eventually" (see `checker.explorer`); `spec_function` is the model function whose rule it
-    guards, so a report can point at its file and line. A transition property that looks only
-    at some steps says which in `concerns(step)`; the explorer then skips the others (its
+    "eventually" (see `checker.engines.explorer`); `spec_function` is the model function whose
+    rule it guards, so a report can point at its file and line. A transition property that looks
+    only at some steps says which in `concerns(step)`; the explorer then skips the others (its
     `check` passes them anyway). Likewise a transition property that passes every step
     that keeps one `State` field's object names that field in `watches`, and a state
     property names the `State` fields its check reads in `reads`, so the explorer need not

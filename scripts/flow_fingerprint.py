@@ -18,8 +18,8 @@ import json
 import sys
 import time
 
-from checker.explorer import Bounds, explore
-from checker.platforms import flow_model
+from checker.engines.explorer import Bounds, explore
+from checker.inputs.platforms import flow_model
 from invariants.flow import flow_invariants
 from spec.profiles import PROFILES
 

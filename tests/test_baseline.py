@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from checker.baseline import (
+from checker.gate.baseline import (
     BECAME_INCONCLUSIVE,
     CHECK_ADDED,
     CHECK_REMOVED,
@@ -34,7 +34,7 @@ from checker.baseline import (
     parse_baseline,
     write_baseline,
 )
-from checker.results import CheckResult
+from checker.gate.results import CheckResult
 
 SCHEMA = Path(__file__).resolve().parents[1] / "checker" / "schemas" / "baseline.schema.json"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from checker.counterexamples import document, replay_document
-from checker.runners import run_check
-from checker.suite import Bounds, CheckSpec, profile_scope
+from checker.gate.corpus import document
+from checker.gate.replay import replay_document
+from checker.gate.runners import run_check
+from checker.gate.suite import Bounds, CheckSpec, profile_scope
 from spec.profiles import BUGS, PROFILES
 
 # The configurations verify explores, in the order tried here (the first that catches wins).

@@ -6,9 +6,9 @@ from typing import NamedTuple
 import networkx as nx
 import pytest
 
-from checker.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
-from checker.graph import state_graph, to_dot, to_graphml
-from checker.trace import ReplayError, replay, trace_to_json, trace_to_text
+from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
+from checker.views.graph import state_graph, to_dot, to_graphml
+from checker.views.trace import ReplayError, replay, trace_to_json, trace_to_text
 
 
 class Move(NamedTuple):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from checker.explorer import FAIL, PASS, explore
-from checker.platforms import CONFIGS, configure, flow_model, get_config
-from checker.trace import trace_to_text
+from checker.engines.explorer import FAIL, PASS, explore
+from checker.inputs.platforms import CONFIGS, configure, flow_model, get_config
+from checker.views.trace import trace_to_text
 from invariants.flow import flow_invariants
 from spec import flow as F
 from spec.errno import EINVAL, ENODEV

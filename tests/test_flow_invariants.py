@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from checker.explorer import FAIL, Bounds, explore
-from checker.platforms import configure
-from checker.trace import replay, trace_to_json
+from checker.engines.explorer import FAIL, Bounds, explore
+from checker.inputs.platforms import configure
+from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
 from spec.flow import TdxFlow
 from spec.profiles import V6_8

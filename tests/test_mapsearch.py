@@ -1,10 +1,11 @@
-"""The grid search for the smallest map breaking a layout invariant (`checker.mapsearch`)."""
+"""The grid search for the smallest map breaking a layout invariant
+(`checker.engines.mapsearch`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from checker.mapsearch import (
+from checker.engines.mapsearch import (
     GRID,
     MAX_REGIONS,
     SZ_8T,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checker.planner import hole_lower_bound, plan_layout
-from checker.readers import read_input
+from checker.engines.planner import hole_lower_bound, plan_layout
+from checker.inputs.readers import read_input
 from invariants.layout import LayoutContext, check_layout
 from spec.errno import ENOSPC
 from spec.memory import SZ_1G, SZ_1M, MemRange, build_tdx_memlist

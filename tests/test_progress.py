@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from checker.progress import Progress
-from checker.results import CheckResult
+from checker.gate.progress import Progress
+from checker.gate.results import CheckResult
 
 
 class Terminal(io.StringIO):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checker.readers import InputError, read_input
+from checker.inputs.readers import InputError, read_input
 from spec.errno import EIO, ENODEV, ENOSPC
 from spec.memory import MemRange
 

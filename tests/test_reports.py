@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 import xmlschema
 
-from checker.baseline import Baseline, Expected, compare
-from checker.reports import FORMATS, REPO_ROOT, render, summary_line, trace_text
-from checker.results import CheckResult, Location
+from checker.gate.baseline import Baseline, Expected, compare
+from checker.gate.results import CheckResult, Location
+from checker.views.reports import FORMATS, REPO_ROOT, render, summary_line, trace_text
 
 HERE = Path(__file__).resolve().parent
 REPORT_SCHEMA = REPO_ROOT / "checker" / "schemas" / "report.schema.json"

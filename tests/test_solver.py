@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from checker.readers import read_input
-from checker.solver import (
+from checker.engines.solver import (
     ANY_NODE,
     PREFERRED_NODE,
     UNKNOWN,
@@ -19,6 +18,7 @@ from checker.solver import (
     solve,
     worst_case_placement,
 )
+from checker.inputs.readers import read_input
 from spec.errno import ENOSPC
 from spec.memory import SZ_1G, SZ_1M, SZ_4G, MemRange, build_tdx_memlist
 from spec.placement import ExplicitPlacement

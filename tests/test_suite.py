@@ -1,4 +1,5 @@
-"""Suites: which checks `verify` runs (`checker.suite`): profile scopes, expansion, suite files."""
+"""Suites: which checks `verify` runs (`checker.gate.suite`):
+profile scopes, expansion, suite files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from checker.cli import main
-from checker.suite import (
+from checker.gate.suite import (
     BUILTIN,
     CHECK_KINDS,
     Bounds,

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checker.readers import read_json_map
-from checker.solver import worst_case_placement
-from checker.synth import (
+from checker.engines.solver import worst_case_placement
+from checker.engines.synth import (
     KERNEL_FAILS_PLAN_EXISTS,
     KINDS,
     PLACEMENT_BREAKS,
@@ -19,6 +18,7 @@ from checker.synth import (
     region_count_query,
     synthesise,
 )
+from checker.inputs.readers import read_json_map
 from invariants.layout import check_layout
 from spec.errno import ENOSPC
 from spec.memory import SZ_1G, SZ_1M, MemRange, build_tdx_memlist

@@ -27,7 +27,7 @@ from typing import Any
 
 import z3
 
-from checker.solver import (
+from checker.engines.solver import (
     DEFAULT_TIMEOUT_MS,
     SAT,
     UNKNOWN,

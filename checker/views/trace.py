@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.explorer import Trace
+from checker.engines.explorer import Trace
 
 SCHEMA = "tdx-host-checker/trace"
 SCHEMA_VERSION = 1

@@ -1,5 +1,5 @@
 """Flow checks for `verify`: explore a profile on a platform configuration against every flow
-invariant, and replay stored traces."""
+invariant."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import spec.flow
-from checker.counterexamples import Replay, ReplayError
-from checker.explorer import Bounds, explore
-from checker.platforms import flow_model, model_from_description
-from checker.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
-from checker.suite import CheckSpec
-from checker.trace import ReplayError as TraceReplayError
-from checker.trace import replay, trace_to_json, trace_to_text
+from checker.engines.explorer import Bounds, explore
+from checker.gate.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
+from checker.gate.suite import CheckSpec
+from checker.inputs.platforms import flow_model
+from checker.views.trace import trace_to_json, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
-from spec.profiles import Profile
 
 # Configurations that model a caller breaking the `tdx_enable` contract on purpose, to test
 # the kernel's own defences: the contract itself is then not the kernel's to keep.
@@ -87,53 +84,3 @@ def run_flow(check: CheckSpec) -> CheckResult:
     note = f" (caller contract waived: {', '.join(waived)})" if waived else ""
     return replace(result, detail=f"{len(invariants)} invariants hold on all "
                    f"{outcome.distinct_states} states, depth {outcome.max_depth}{note}")
-
-
-def replay_trace(doc: dict, body: dict, profile: Profile, name: str) -> Replay:
-    """Re-run a stored trace on the model it names: still violating when the recorded
-    invariant fails on its last step again."""
-    data = body.get("trace")
-    if not isinstance(data, dict) or "model" not in data:
-        raise ReplayError(f"{name}: the counterexample holds no trace")
-    try:
-        flow = model_from_description(data["model"])
-        trace = replay(flow, data)
-    except (KeyError, TraceReplayError) as exc:
-        return Replay(False, f"the trace no longer runs on the model: {exc}",
-                      doc.get("invariant", "?"))
-    invariant = {inv.id: inv for inv in flow_invariants(flow)}.get(data.get("invariant"))
-    if invariant is None:
-        raise ReplayError(f"{name}: unknown invariant {data.get('invariant')!r}")
-    still = not _holds_at_end(flow, invariant, trace)
-    trace.invariant = invariant.id if still else None
-    text = trace_to_text(trace, flow)
-    recorded = body.get("result")
-    return Replay(still, text, invariant.id, None if recorded is None else recorded == text)
-
-
-def _holds_at_end(flow, invariant: FlowInvariant, trace) -> bool:
-    """The invariant on the trace's last state or transition; for a liveness property
-    ("eventually"), whether a goal state is still reachable from the last state."""
-    last = trace.steps[-1][1] if trace.steps else trace.initial
-    if invariant.kind == "state":
-        return invariant.check(last)
-    if invariant.kind == "transition":
-        if not trace.steps:
-            return True
-        before = trace.steps[-2][1] if len(trace.steps) > 1 else trace.initial
-        return invariant.check(before, trace.steps[-1][0], last)
-    return _goal_reachable(flow, last, invariant.check)
-
-
-def _goal_reachable(flow, start, goal) -> bool:
-    seen, frontier = {flow.canonical(start)}, [start]
-    while frontier:
-        state = frontier.pop()
-        if goal(state):
-            return True
-        for _, nxt in flow.successors(state):
-            key = flow.canonical(nxt)
-            if key not in seen:
-                seen.add(key)
-                frontier.append(nxt)
-    return False

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from checker.baseline import (
+from checker.gate.baseline import (
     BASELINE_SCHEMA_VERSION,
     CHECK_REMOVED,
     OUTCOME_EXPECTED_FAIL,
@@ -42,7 +42,7 @@ from checker.baseline import (
     Comparison,
     compare,
 )
-from checker.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
+from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 
 FORMATS = ("text", "json", "junit", "sarif")
 REPORT_SCHEMA_VERSION = 1
@@ -51,7 +51,7 @@ SRCROOT = "%SRCROOT%"
 SARIF_SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def render(

@@ -25,9 +25,8 @@ from typing import Any
 
 import z3
 
-from checker.planner import Plan, plan_layout
-from checker.readers import memory_map_json
-from checker.solver import (
+from checker.engines.planner import Plan, plan_layout
+from checker.engines.solver import (
     ANY_NODE,
     DEFAULT_TIMEOUT_MS,
     SAT,
@@ -37,6 +36,13 @@ from checker.solver import (
     pamt_sizes,
     solve,
     worst_case_placement,
+)
+from checker.inputs.readers import memory_map_json
+from invariants.machine import (
+    INIT_PLACEMENT_INDEPENDENT,
+    INIT_WHEN_LAYOUT_EXISTS,
+    LIMIT_RSVD_EXHAUSTED,
+    LIMIT_TDMRS_EXHAUSTED,
 )
 from spec.errno import ENOSPC
 from spec.memory import SZ_1G, SZ_1M, SZ_4G, SZ_4K, MemRange, build_tdx_memlist, round_up
@@ -49,6 +55,14 @@ PLACEMENT_BREAKS = "placement-breaks"
 RSVD_EXHAUSTED = "rsvd-exhausted"
 TDMRS_EXHAUSTED = "tdmrs-exhausted"
 KINDS = (KERNEL_FAILS_PLAN_EXISTS, PLACEMENT_BREAKS, RSVD_EXHAUSTED, TDMRS_EXHAUSTED)
+# The property each kind of smallest map stands for, as verify's checks name them. A map that
+# only hits a limit the kernel must enforce records that limit being hit.
+SYNTH_PROPERTIES = {
+    KERNEL_FAILS_PLAN_EXISTS: INIT_WHEN_LAYOUT_EXISTS.id,
+    PLACEMENT_BREAKS: INIT_PLACEMENT_INDEPENDENT.id,
+    RSVD_EXHAUSTED: LIMIT_RSVD_EXHAUSTED.id,
+    TDMRS_EXHAUSTED: LIMIT_TDMRS_EXHAUSTED.id,
+}
 
 PAGE = SZ_4K  # the smallest region, and the smallest gap that keeps two regions apart
 
@@ -211,7 +225,7 @@ class Counterexample:
         return self.regions[-1].end - self.regions[0].start if self.regions else 0
 
     def map_json(self) -> dict[str, Any]:
-        """The map in the readers' JSON format, loadable with `checker.readers`."""
+        """The map in the readers' JSON format, loadable with `checker.inputs.readers`."""
         comment = (f"{self.kind} counterexample ({self.profile}, {self.sysinfo.max_tdmrs} TDMRs, "
                    f"{self.sysinfo.max_reserved_per_tdmr} reserved areas, PAMT entries "
                    f"{self.sysinfo.pamt_entry_size})")

@@ -18,10 +18,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from checker.readers import InputError, read_input
+from checker.inputs.readers import InputError, read_input
 from spec.profiles import HOLES_CMR, PROFILES, TDMR_RULES, Profile, rule_changes
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 BOOT_LOGS = DATA / "boot-logs"
 BUILTIN = "builtin"
 MAP_KINDS = ("log", "layout", "worst-case", "plan")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checker.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
+from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
 
 BASELINE_SCHEMA_VERSION = 1
 DEFAULT_BASELINE = "checker-baseline.json"

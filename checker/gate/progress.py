@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from checker.results import CheckResult
+from checker.gate.results import CheckResult
 
 _CLEAR_TO_EOL = "\x1b[K"
 

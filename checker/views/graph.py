@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from checker.explorer import Bounds, explore
-from checker.trace import step_text
+from checker.engines.explorer import Bounds, explore
+from checker.views.trace import step_text
 
 GRAPH_BOUNDS = Bounds(max_states=20_000)  # graphs beyond this are unreadable anyway
 

@@ -12,20 +12,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from checker.counterexamples import (
+from checker.engines.mapsearch import MAX_REGIONS, smallest_violating_map
+from checker.engines.planner import plan_layout
+from checker.engines.solver import ANY_NODE, worst_case_placement
+from checker.gate.flowcheck import run_flow
+from checker.gate.replay import (
     CONSTRUCT_FAILS,
     LAYOUT_VIOLATED,
     ReplayError,
     load_document,
     replay_document,
 )
-from checker.mapsearch import MAX_REGIONS, smallest_violating_map
-from checker.planner import plan_layout
-from checker.readers import InputError, MachineInput, memory_map_json, read_input
-from checker.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
-from checker.solver import ANY_NODE, worst_case_placement
-from checker.suite import CheckSpec
-from checker.tdmr_report import TdmrOptions, analyse, build, effective_sysinfo
+from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
+from checker.gate.suite import CheckSpec
+from checker.inputs.readers import InputError, MachineInput, memory_map_json, read_input
+from checker.views.tdmr_report import TdmrOptions, analyse, build, effective_sysinfo
 from invariants.base import Invariant
 from invariants.layout import CONSTRAINTS_BY_ID
 from invariants.machine import (
@@ -200,12 +201,6 @@ def _spec_location(function: str) -> tuple[str, int, str]:
 
     target = getattr(spec.tdmr, function)
     return (inspect.getsourcefile(target), inspect.getsourcelines(target)[1], function)
-
-
-def run_flow(spec: CheckSpec) -> CheckResult:
-    from checker.flowcheck import run_flow as explore_flow
-
-    return explore_flow(spec)
 
 
 RUNNERS = {"log": run_log, "layout": run_layout, "worst-case": run_worst_case,

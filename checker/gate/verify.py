@@ -1,5 +1,5 @@
 """`python -m checker verify`: run a suite, compare with the baseline, report, store
-counterexamples. The gate's exit codes are in `checker.baseline`."""
+counterexamples. The gate's exit codes are in `checker.gate.baseline`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
-from checker.baseline import (
+from checker.gate.baseline import (
     DEFAULT_BASELINE,
     EXIT_USAGE,
     Baseline,
@@ -20,12 +20,12 @@ from checker.baseline import (
     load_baseline,
     write_baseline,
 )
-from checker.counterexamples import document, with_recorded_result, write_document
-from checker.progress import Progress
-from checker.reports import FORMATS, render
-from checker.results import FAIL, CheckResult
-from checker.runners import run_check
-from checker.suite import CheckSpec, Suite, expand, load_suite
+from checker.gate.corpus import document, with_recorded_result, write_document
+from checker.gate.progress import Progress
+from checker.gate.results import FAIL, CheckResult
+from checker.gate.runners import run_check
+from checker.gate.suite import CheckSpec, Suite, expand, load_suite
+from checker.views.reports import FORMATS, render
 
 
 def add_arguments(p) -> None:

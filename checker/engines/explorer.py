@@ -128,7 +128,7 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
 
     With `stop_at_first` the run ends at the first violation; otherwise it goes on and keeps
     the first (shortest) violation of every property. `keep_graph` records every edge with
-    its label (for `checker.graph`); edges without labels are kept anyway when an
+    its label (for `checker.views.graph`); edges without labels are kept anyway when an
     "eventually" property needs them.
 
     The cyclic garbage collector is paused for the run: states are acyclic tuples, freed by

@@ -6,9 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from checker.planner import plan_layout
-from checker.readers import MachineInput
-from checker.solver import ANY_NODE, PREFERRED_NODE, explain_construction, worst_case_placement
+from checker.engines.planner import plan_layout
+from checker.engines.solver import (
+    ANY_NODE,
+    PREFERRED_NODE,
+    explain_construction,
+    worst_case_placement,
+)
+from checker.inputs.readers import MachineInput
 from invariants.layout import check_layout
 from spec.errno import KernelError
 from spec.memory import SZ_1G, MemRange, build_tdx_memlist

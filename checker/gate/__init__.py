@@ -1,0 +1,2 @@
+"""The CI gate: suites, check runners, the baseline, results, the counterexample corpus,
+replay."""

@@ -1,0 +1,1 @@
+"""What people and machines read: TDMR and verify reports, traces, state graphs."""
