@@ -10,9 +10,9 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from checker.engines.synth import KINDS as SYNTH_KINDS
+from checker.files import file_problem, folder_problem, write_text_atomic
 from checker.inputs.readers import JSON_FORMAT_HELP, InputError, read_input
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 
@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     cex.add_argument("kind", choices=SYNTH_KINDS)
     cex.add_argument("--format", choices=("text", "json"), default="text")
     cex.add_argument("--save", action="store_true",
-                     help="store the map under counterexamples/ (replayed by verify)")
-    cex.add_argument("--counterexamples", default="counterexamples", metavar="DIR")
+                     help="add the map to the corpus (counterexamples/, replayed by verify)")
+    cex.add_argument("--counterexamples", default="counterexamples", metavar="DIR",
+                     help="the corpus folder --save adds to")
     cex.add_argument("--timeout", type=_positive, default=30, metavar="S",
                      help="solver timeout per query in seconds (default 30)")
     add_limit_options(cex)
@@ -189,7 +190,14 @@ def cmd_tdmr(args) -> int:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         sys.stdout.write(render_text(report, args.verbose))
-    return EXIT_FAIL if report["error"] else EXIT_OK
+    return EXIT_FAIL if _tdmr_fails(report) else EXIT_OK
+
+
+def _tdmr_fails(report: dict) -> bool:
+    """What `tdmr` reports as broken: construction fails, the layout it builds violates an
+    invariant, or some legal PAMT placement makes it fail (`--worst-case`)."""
+    return (report["error"] is not None or report["layout_check"]["status"] == "violated"
+            or any(w["status"] == "breaks" for w in report["worst_case"] or ()))
 
 
 def _check_user_layout(args, machine, options) -> int:
@@ -226,12 +234,14 @@ def cmd_counterexample(args) -> int:
     from checker.gate.corpus import save_map_counterexample
     from checker.views.synth_report import synthesise_report
 
+    problem = args.save and folder_problem(args.counterexamples)
+    if problem:
+        raise UsageError(f"cannot save into {args.counterexamples}: {problem}")
     report, cex = synthesise_report(args.kind, args.max_tdmrs, args.max_reserved,
                                     args.pamt_entry_size, args.timeout * 1000)
     if args.save and cex.status == "found":
-        before = set(Path(args.counterexamples).glob("*.json"))
-        path = save_map_counterexample(report, args.counterexamples)
-        state = "already stored as" if path in before else "counterexample saved:"
+        path, written = save_map_counterexample(report, args.counterexamples)
+        state = "counterexample saved:" if written else "already stored as"
         print(f"{state} {path}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
@@ -250,6 +260,8 @@ def cmd_replay(args) -> int:
         outcome = replay_document(doc, args.file)
     except ReplayError as exc:
         raise UsageError(str(exc)) from None
+    if not outcome.runs:
+        raise UsageError(f"{args.file}: {outcome.text}")
     verdict = "still violates" if outcome.still_violates else "no longer violates"
     print(f"{doc['check']}: {outcome.invariant} {verdict} (profile {doc['profile']})")
     print(outcome.text)
@@ -320,10 +332,13 @@ def cmd_explore(args) -> int:
 def cmd_graph(args) -> int:
     from checker.engines.explorer import Bounds
     from checker.inputs.platforms import configure
-    from checker.views.graph import state_graph, to_dot, to_graphml
+    from checker.views.graph import graphml_text, state_graph, to_dot
     from invariants.flow import flow_invariants
     from spec.flow import TdxFlow
 
+    problem = args.output is not None and file_problem(args.output)
+    if problem:
+        raise UsageError(f"cannot write --output {args.output}: {problem}")
     flags = {} if args.faults is None else {"faults": args.faults}
     try:
         flow = TdxFlow(_profile(args.profile), configure(args.config, **flags))
@@ -331,13 +346,11 @@ def cmd_graph(args) -> int:
         raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
     graph = state_graph(flow, Bounds(max_states=args.max_states), not args.no_symmetry,
                         flow_invariants(flow))
-    if args.format == "graphml":
-        to_graphml(graph, args.output or sys.stdout.buffer)
-    elif args.output:
-        with open(args.output, "w") as handle:
-            handle.write(to_dot(graph))
+    text = graphml_text(graph) if args.format == "graphml" else to_dot(graph)
+    if args.output:
+        write_text_atomic(args.output, text)
     else:
-        sys.stdout.write(to_dot(graph))
+        sys.stdout.write(text)
     exhaustive = "exhaustive" if graph.graph.get("exhaustive") else "bounded, not exhaustive"
     print(f"{graph.number_of_nodes()} states, {graph.number_of_edges()} transitions "
           f"({exhaustive})", file=sys.stderr)
@@ -353,14 +366,9 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from checker.gate.suite import SuiteError
     from checker.gate.verify import run
 
-    try:
-        return run(args)
-    except SuiteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return run(args)
 
 
 COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify,

@@ -21,7 +21,9 @@ from checker.gate.suite import (
     expand,
     load_suite,
     profile_scope,
+    pyproject_has_suite,
 )
+from checker.inputs.readers import InputError
 from spec.profiles import PROFILES, V6_8, rule_changes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,11 +144,24 @@ def test_log_checks_are_skipped_on_maps_without_logged_facts(tmp_path):
                            "log/v6.8/spr-8480c-256g"]
 
 
-def test_an_unreadable_map_gets_every_check_so_the_error_is_reported(tmp_path):
+def test_an_unreadable_map_stops_the_expansion_with_the_readers_error(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{")
     suite = Suite(profiles=("v6.8", "cmr-holes"), maps=(str(broken),), checks=("log", "layout"))
-    assert _ids(suite) == ["layout/cmr-holes/broken", "layout/v6.8/broken", "log/v6.8/broken"]
+    with pytest.raises(InputError) as info:
+        expand(suite)
+    assert str(info.value).startswith(f"{broken}:1: invalid JSON")
+
+
+def test_an_unreadable_map_in_a_suite_file_is_refused_when_the_suite_is_read(tmp_path):
+    (tmp_path / "broken.json").write_text('{"regions": []}')
+    path = tmp_path / "suite.toml"
+    path.write_text('checks = ["layout"]\n\nmaps = ["broken.json"]\n')
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert info.value.line == 3
+    assert info.value.problem.startswith("map 'broken.json' cannot be read: ")
+    assert "'regions' is empty" in info.value.problem
 
 
 def test_builtin_maps_are_the_logs_with_a_memory_map():
@@ -227,10 +242,27 @@ def test_verify_reads_the_pyproject_of_the_working_directory(tmp_path, monkeypat
     ('checks = ["log", "fuzz"]\n', 1, "unknown check kind 'fuzz'"),
     ('checks = ["log"]\ncounterexamples = 3\n', 2, "counterexamples must be a directory name"),
     ('checks = ["log"]\nbounds = 3\n', 2, "bounds must be a table"),
-    ('[bounds]\ntime_s = 0\n', 2, "bound time_s must be a positive number"),
-    ('[bounds]\n\nmax_depth = true\n', 3, "bound max_depth must be a positive number"),
+    ('checks = ["log"]\ncounterexamples = ""\n', 2, "counterexamples must be a directory name"),
+    ('[bounds]\ntime_s = 0\n', 2, "bound time_s must be a number of seconds above 0"),
+    ('[bounds]\ntime_s = nan\n', 2, "bound time_s must be a number of seconds above 0"),
+    ('[bounds]\nsolver_timeout_s = inf\n', 2, "bound solver_timeout_s must be a number of"),
+    ('[bounds]\ntime_s = -inf\n', 2, "bound time_s must be a number of seconds above 0"),
+    ('[bounds]\ntime_s = 1e9\n', 2, "and at most 1,000,000"),
+    ('[bounds]\n\nmax_depth = true\n', 3, "bound max_depth must be a positive integer"),
+    ('[bounds]\nmax_states = 1.5\n', 2, "bound max_states must be a positive integer"),
+    ('[bounds]\nmax_states = inf\n', 2, "bound max_states must be a positive integer"),
     ('[bounds]\nsteps = 4\n', 2, "unknown bound 'steps'"),
     ('maps = ["missing.log"]\n', 1, "map 'missing.log' not found"),
+    ('maps = ["."]\n', 1, "map '.' not found"),
+    ('profiles = ["v6.8", "cmr-holes", "v6.8"]\n', 1, "profiles: 'v6.8' is listed twice"),
+    ('checks = ["log", "log"]\n', 1, "checks: 'log' is listed twice"),
+    ('\nflow_configs = ["1x1", "1x1"]\n', 2, "flow_configs: '1x1' is listed twice"),
+    ('maps = ["builtin", "builtin"]\n', 1, "maps: 'builtin' is listed twice"),
+    ('flow_configs = ["default", "nowhere"]\n', 1, "unknown flow configuration 'nowhere'"),
+    ('flow_configs = ["100000x100000"]\n', 1,
+     "flow configuration '100000x100000' has 10,000,000,000 CPUs; at most 16"),
+    ('flow_configs = ["0x4"]\n', 1, "needs at least one package with one CPU"),
+    ('flow_configs = ["9999999x1"]\n', 1, "is far beyond 16 CPUs"),
 ])
 def test_suite_errors_name_the_line(tmp_path, text, line, problem):
     path = tmp_path / "suite.toml"
@@ -242,10 +274,70 @@ def test_suite_errors_name_the_line(tmp_path, text, line, problem):
     assert str(info.value).startswith(f"{path}:{line}: ")
 
 
-def test_an_unreadable_suite_file(tmp_path):
+@pytest.mark.parametrize("make,problem", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b"profiles = ['\xff']\n"), "cannot read"),
+])
+def test_an_unreadable_suite_file(tmp_path, make, problem):
+    path = tmp_path / "suite.toml"
+    make(path)
     with pytest.raises(SuiteError) as info:
-        load_suite(tmp_path / "nowhere.toml")
-    assert info.value.line == 0 and "cannot read" in info.value.problem
+        load_suite(path)
+    assert info.value.line == 0 and problem in info.value.problem
+
+
+def test_two_maps_with_one_file_stem_would_share_check_ids(tmp_path):
+    (tmp_path / "a").mkdir()
+    shutil.copy(SPR, tmp_path / "a" / "m.log")
+    shutil.copy(EMR, tmp_path / "m.log")
+    path = tmp_path / "suite.toml"
+    path.write_text('checks = ["layout"]\nmaps = ["a/m.log", "m.log"]\n')
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert info.value.line == 2
+    assert info.value.problem == (f"maps {str(tmp_path / 'a' / 'm.log')!r} and "
+                                  f"{str(tmp_path / 'm.log')!r} are both named 'm' in check "
+                                  "ids: rename one")
+
+
+def test_a_map_named_like_a_shipped_log_collides_with_builtin(tmp_path):
+    shutil.copy(SPR, tmp_path / "spr-8480c-256g.log")
+    path = tmp_path / "suite.toml"
+    path.write_text('maps = ["builtin", "spr-8480c-256g.log"]\n')
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert "are both named 'spr-8480c-256g' in check ids" in info.value.problem
+
+
+@pytest.mark.parametrize("text,line,problem", [
+    ('tool = 3\n', 1, "'tool' must be a table"),
+    ('[tool]\nblack = {}\n\ntdx-checker = "all"\n', 4, "[tool.tdx-checker] must be a table"),
+    ('tool = {tdx-checker = [1]}\n', 0, "[tool.tdx-checker] must be a table"),
+])
+def test_a_pyproject_whose_tool_table_has_the_wrong_type(tmp_path, text, line, problem):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text)
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert (info.value.line, info.value.problem) == (line, problem)
+
+
+def test_verify_reports_a_wrong_tool_table_of_the_working_directory(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool]\ntdx-checker = "all"\n')
+    assert main(["verify"]) == 2
+    assert capsys.readouterr().err == ("error: pyproject.toml:2: [tool.tdx-checker] must be a "
+                                       "table\n")
+
+
+def test_a_pyproject_without_our_table_leaves_verify_on_the_default_suite(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project.scripts]\ntdx-checker = "checker.cli:main"\n[tool.ruff]\n')
+    assert not pyproject_has_suite(path)
+    path.write_text('[project]\nname = \n[tool.tdx-checker]\n')  # broken, but ours: report it
+    assert pyproject_has_suite(path)
 
 
 def test_pyproject_errors_name_the_line_inside_the_table(tmp_path):

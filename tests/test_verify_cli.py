@@ -1,6 +1,6 @@
 """`python -m checker verify` end to end: small suites in a temporary directory, every exit code,
 every baseline transition through the command line, reports, `--jobs`, counterexample storage
-and replay.
+(beside the corpus unless asked) and replay.
 
 Every test runs with the temporary directory as working directory, so nothing is written into
 the repository's `counterexamples/` or `checker-baseline.json`.
@@ -23,6 +23,7 @@ import jsonschema
 import pytest
 
 from checker.cli import main
+from checker.gate.runners import RUNNERS
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "checker" / "data" / "boot-logs"
@@ -285,21 +286,33 @@ def test_different_invariant_names_both_invariants(work, capsys):
     assert t["explanation"] == f"expected to be caught by LAYOUT, now caught by {PLAN} instead"
 
 
-def test_a_check_that_errors_is_a_new_error_and_cannot_be_recorded(work, capsys):
-    (work / "broken.json").write_text('{"regions": [\n')
-    suite = write_suite(work, maps=("broken.json",), checks=("layout",))
+def test_a_check_that_errors_is_a_new_error_and_cannot_be_recorded(work, capsys, monkeypatch):
+    def broken_runner(spec):
+        raise RuntimeError("the layout engine fell over")
+
+    monkeypatch.setitem(RUNNERS, "layout", broken_runner)
+    suite = write_suite(work, maps=(SPR,), checks=("layout",))
     baseline = write_baseline(work / "b.json", {"schema_version": 1, "checks": {
-        "layout/v6.8/broken": {"status": "pass", "invariant": "LAYOUT"}}})
+        "layout/v6.8/spr-8480c-256g": {"status": "pass", "invariant": "LAYOUT"}}})
     code, report = verify_json(capsys, "--suite", suite, "--baseline", baseline)
     assert code == 1
-    check = checks_by_id(report)["layout/v6.8/broken"]
+    check = checks_by_id(report)["layout/v6.8/spr-8480c-256g"]
     assert (check["status"], check["transition"]) == ("error", "new-error")
-    assert "invalid JSON" in check["detail"]
+    assert check["detail"] == "RuntimeError: the layout engine fell over"
     before = (work / "b.json").read_text()
     code, _, err = verify(capsys, "--suite", suite, "--baseline", baseline, "--update-baseline")
     assert code == 2
-    assert "cannot record a baseline while checks error: layout/v6.8/broken" in err
+    assert "cannot record a baseline while checks error: layout/v6.8/spr-8480c-256g" in err
     assert (work / "b.json").read_text() == before
+
+
+def test_a_malformed_map_in_the_suite_is_an_input_error_before_any_check(work, capsys):
+    (work / "broken.json").write_text('{"regions": [\n')
+    suite = write_suite(work, maps=(SPR, "broken.json"), checks=("layout",))
+    code, out, err = verify(capsys, "--suite", suite)
+    assert code == 2 and out == ""
+    assert err == (f"error: {suite}:2: map 'broken.json' cannot be read: "
+                   f"{work / 'broken.json'}:2: invalid JSON: Expecting value\n")
 
 
 # --- inconclusive --------------------------------------------------------------------------------
@@ -330,7 +343,7 @@ def test_allow_inconclusive_turns_exit_3_into_0(work, capsys):
     assert code == 0
     assert "INCONCLUSIVE maps/v6.8/grid" in out
     assert "bound: time 0.001 s" in out
-    assert "verdict: pass (exit 0)" in out
+    assert out.rstrip().endswith("verdict: pass with 1 inconclusive (exit 0)")
 
 
 def test_a_baseline_expecting_inconclusive_still_exits_3(work, capsys):
@@ -550,15 +563,20 @@ def test_an_expected_failure_is_not_a_junit_failure_and_a_sarif_note(work, capsy
 
 def test_counterexamples_are_stored_under_content_hash_names_once(work, capsys):
     suite = write_suite(work, checks=("plan",))
-    code, _, err = verify(capsys, "--suite", suite)
+    code, out, err = verify(capsys, "--suite", suite)
     assert code == 1
-    files = sorted((work / "cex").iterdir())
+    # beside the corpus, not in it
+    assert not (work / "cex").exists()
+    files = sorted((work / "cex.new").iterdir())
     assert len(files) == 1
     path = files[0]
     body = path.read_bytes()
     digest = hashlib.sha256(body).hexdigest()[:10]
     assert path.name == f"plan--v6.8--emr-fcp-e820-first-2g-{digest}.json"
-    assert err.strip() == f"counterexample saved: {Path('cex') / path.name}"
+    assert err.strip() == f"counterexample saved: {Path('cex.new') / path.name}"
+    assert ("new counterexamples: 1 in cex.new/, not in the corpus cex/ (replay one with "
+            "`python -m checker replay FILE`; --save-counterexamples adds them to the corpus)"
+            "\n\nverdict: fail (exit 1)") in out
     doc = json.loads(body)
     assert (doc["schema_version"], doc["check"], doc["profile"], doc["invariant"]) == (
         1, PLAN_EMR, "v6.8", PLAN)
@@ -571,33 +589,38 @@ def test_counterexamples_are_stored_under_content_hash_names_once(work, capsys):
     code, _, err = verify(capsys, "--suite", suite)
     assert code == 1
     assert "counterexample saved" not in err
-    assert sorted((work / "cex").iterdir()) == [path]
+    assert sorted((work / "cex.new").iterdir()) == [path]
     assert path.stat().st_mtime_ns == mtime and path.read_bytes() == body
 
 
-def test_the_counterexamples_option_overrides_the_suite(work, capsys):
+def test_the_counterexamples_options_override_the_suite(work, capsys):
     suite = write_suite(work, checks=("plan",))
     verify(capsys, "--suite", suite, "--counterexamples", "elsewhere")
-    assert not (work / "cex").exists()
-    assert len(list((work / "elsewhere").glob("plan--v6.8--*.json"))) == 1
+    assert not (work / "cex").exists() and not (work / "cex.new").exists()
+    assert not (work / "elsewhere").exists()
+    assert len(list((work / "elsewhere.new").glob("plan--v6.8--*.json"))) == 1
+    verify(capsys, "--suite", suite, "--new-counterexamples", "found/here")
+    assert len(list((work / "found" / "here").glob("plan--v6.8--*.json"))) == 1
 
 
-def test_stored_counterexamples_become_replay_checks(work, capsys):
+def test_saved_counterexamples_become_replay_checks_in_the_same_run(work, capsys):
     suite = write_suite(work, checks=("plan", "replay"))
-    code, first = verify_json(capsys, "--suite", suite)
+    code, first = verify_json(capsys, "--suite", suite, "--save-counterexamples")
     assert code == 1
-    assert not any(c["id"].startswith("replay/") for c in first["checks"])
+    assert not (work / "cex.new").exists()
     (path,) = (work / "cex").iterdir()
-    code, second = verify_json(capsys, "--suite", suite)
-    assert code == 1
-    checks = checks_by_id(second)
-    replay = checks[f"replay/{path.stem}"]
-    assert (replay["status"], replay["invariant"], replay["profile"]) == ("fail", PLAN, "v6.8")
-    assert replay["detail"] == ("still violates: construction fails: initialization failed: "
-                                "TDMR [0x0, 0x80000000): reserved areas exhausted. (-28)")
-    assert replay["config"] == path.name
-    # replays are never stored again as counterexamples of their own
+    for report in (first, verify_json(capsys, "--suite", suite)[1]):
+        replay = checks_by_id(report)[f"replay/{path.stem}"]
+        assert (replay["status"], replay["invariant"], replay["profile"]) == (
+            "fail", PLAN, "v6.8")
+        assert replay["detail"] == ("still violates: construction fails: initialization "
+                                    "failed: TDMR [0x0, 0x80000000): reserved areas "
+                                    "exhausted. (-28)")
+        assert replay["config"] == path.name
+    # replays are never stored again as counterexamples of their own, nor is what the corpus
+    # already holds
     assert sorted(p.name for p in (work / "cex").iterdir()) == [path.name]
+    assert not (work / "cex.new").exists()
 
 
 def test_a_replay_that_no_longer_violates_passes(work, capsys):
@@ -621,14 +644,19 @@ def test_counterexamples_of_other_profiles_are_not_replayed(work, capsys):
     doc = json.loads(_stored_plan_counterexample(work, capsys).read_text())
     doc["profile"] = "cmr-holes"
     (work / "cex" / "other.json").write_text(json.dumps(doc))
-    (work / "cex" / "garbage.json").write_text("not json")
     code, report = verify_json(capsys, "--suite", suite)
-    ids = set(checks_by_id(report))
-    assert "replay/other" not in ids
-    # an unreadable file is replayed, and reported as an error rather than skipped
-    garbage = checks_by_id(report)["replay/garbage"]
-    assert garbage["status"] == "error"
-    assert code == 1
+    assert code == 0
+    assert set(checks_by_id(report)) == {"layout/v6.8/spr-8480c-256g"}
+
+
+def test_an_unreadable_file_in_the_corpus_is_an_input_error_before_any_check(work, capsys):
+    suite = write_suite(work, checks=("layout", "replay"), maps=(SPR,))
+    (work / "cex").mkdir()
+    (work / "cex" / "garbage.json").write_text("not json")
+    code, out, err = verify(capsys, "--suite", suite)
+    assert (code, out) == (2, "")
+    assert err == ("error: counterexample corpus: cex/garbage.json: not a counterexample "
+                   "file: line 1: not valid JSON: Expecting value\n")
 
 
 def _stored_plan_counterexample(work: Path, capsys) -> Path:
@@ -636,7 +664,7 @@ def _stored_plan_counterexample(work: Path, capsys) -> Path:
     suite = write_suite(work, name="plan.toml", checks=("plan",), maps=(EMR,),
                         counterexamples="stored")
     verify(capsys, "--suite", suite)
-    (path,) = (work / "stored").iterdir()
+    (path,) = (work / "stored.new").iterdir()
     return path
 
 
@@ -660,10 +688,13 @@ def test_a_placement_dependent_map_fails_the_worst_case_check(work, capsys):
                                                                  "explicit")
     # both chunks in the low region, which holds exactly two 1 GiB chunks (0x403000 each)
     assert sorted(int(b, 16) for b in cex["map"]["pamt_bases"]) == [0x403000, 0x806000]
-    (stored,) = (work / "cex").iterdir()
+    (stored,) = (work / "cex.new").iterdir()
     proc = run_module("replay", stored, cwd=work)
     assert proc.returncode == 1
     assert "still violates" in proc.stdout and "same result as recorded" in proc.stdout
+    # moved into the corpus by hand, it is replayed from there
+    (work / "cex").mkdir()
+    stored.rename(work / "cex" / stored.name)
     code, report = verify_json(capsys, "--suite", suite)
     assert checks_by_id(report)[f"replay/{stored.stem}"]["status"] == "fail"
 
@@ -674,4 +705,4 @@ def test_repeated_runs_in_one_process_store_one_worst_case_counterexample(work, 
     for _ in range(40):
         code, _, _ = verify(capsys, "--suite", suite)
         assert code == 1
-    assert len(list((work / "cex").iterdir())) == 1
+    assert len(list((work / "cex.new").iterdir())) == 1

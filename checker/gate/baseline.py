@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checker.files import write_text_atomic
 from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
 
 BASELINE_SCHEMA_VERSION = 1
@@ -236,11 +236,7 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
         return Transition(result.id, name, severity, why, expected, result.status, result.invariant)
 
     if expected is None:
-        return make(
-            CHECK_ADDED,
-            REGRESSION,
-            f"not in the baseline; now {now}; record it with --update-baseline",
-        )
+        return make(CHECK_ADDED, REGRESSION, _added_advice(result, now))
     was = _verdict_words(expected.status, expected.invariant)
     if result.status == ERROR:
         return make(NEW_ERROR, REGRESSION, f"expected {was}; the check errored: {result.detail}")
@@ -275,6 +271,22 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
         REGRESSION,
         "expected inconclusive, now passes; record the stronger verdict with --update-baseline",
     )
+
+
+def _added_advice(result: CheckResult, now: str) -> str:
+    """What to do about a check the baseline does not know. Recording is the answer only for
+    a new check that passes, or a failure someone means to keep; a stored counterexample
+    nobody recorded was most likely left by an earlier run, and an error cannot be recorded."""
+    if result.id.startswith("replay/"):
+        return (f"a counterexample file in the corpus that the baseline does not list; now "
+                f"{now}; remove {result.config} from the corpus, or, if it was added on "
+                "purpose, record it with --update-baseline")
+    if result.status == ERROR:
+        return f"not in the baseline; the check errored: {result.detail}"
+    if result.status == FAIL:
+        return (f"not in the baseline; now {now}; fix the cause, or record the failure as "
+                "expected with --update-baseline if it is a known bug")
+    return f"not in the baseline; now {now}; record it with --update-baseline"
 
 
 def _verdict_words(status: str, invariant: str) -> str:
@@ -330,20 +342,11 @@ def dump_baseline(baseline: Baseline) -> str:
 def write_baseline(path: str | os.PathLike[str], results: Sequence[CheckResult],
                    keep: Mapping[str, Expected] | None = None) -> Baseline:
     """Record `results` as the new baseline at `path` (atomically: a crash never leaves half a
-    file), keeping the `keep` entries of checks this run did not select. Raises ValueError
-    when a check errored or ids repeat."""
+    file; the file keeps its mode), keeping the `keep` entries of checks this run did not
+    select. Raises ValueError when a check errored or ids repeat."""
     fresh = baseline_from_results(results)
     baseline = Baseline({**(keep or {}), **fresh.checks})
-    text = dump_baseline(baseline)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, dump_baseline(baseline))
     return Baseline(baseline.checks, str(path))
 
 

@@ -1,8 +1,10 @@
-"""The counterexample corpus: writing counterexample documents, and the smallest maps.
+"""The counterexample corpus: writing counterexample documents, reading a corpus folder back,
+and the smallest maps.
 
 A stored counterexample is one JSON document (`schema_version`, `check`, `profile`, `config`,
 `invariant`, `counterexample`); `checker.gate.replay` reads and re-runs it. A document is named
-after its content, so the same counterexample keeps its name.
+after its content, so the same counterexample keeps its name, and a file is written in one
+rename, so a run killed while writing leaves no half-written document behind.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from checker.engines.synth import SYNTH_PROPERTIES
-from checker.gate.replay import CONSTRUCT_FAILS, SCHEMA_VERSION, replay_document
+from checker.files import write_text_atomic
+from checker.gate.replay import (
+    CONSTRUCT_FAILS,
+    SCHEMA_VERSION,
+    load_document,
+    replay_document,
+)
 from spec.errno import ENOSPC
 
 
-def save_map_counterexample(report: dict[str, Any], folder: str) -> Path:
+def save_map_counterexample(report: dict[str, Any], folder: str) -> tuple[Path, bool]:
     """Store a synthesised map so that `verify` replays it: v6.8 must keep failing on it the
-    same way, or the change shows in the gate."""
+    same way, or the change shows in the gate. Returns the path and whether it was written."""
     kernel = report["kernel"]
     meta = report["map"]["metadata"]
     config = (f"{meta['max_tdmrs']} TDMRs, {meta['max_reserved_per_tdmr']} areas, entries "
@@ -43,15 +51,23 @@ def document(check: str, profile: str, config: str, invariant: str,
             "config": config, "invariant": invariant, "counterexample": counterexample}
 
 
-def write_document(doc: dict[str, Any], folder: str | Path, stem: str) -> Path:
-    """Write under `<stem>-<content hash>.json`: the same counterexample keeps its name."""
+def document_file(doc: dict[str, Any], stem: str) -> tuple[str, str]:
+    """(`<stem>-<content hash>.json`, the file's text): the same counterexample, the same name."""
     body = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    digest = hashlib.sha256(body.encode()).hexdigest()[:10]
-    path = Path(folder) / f"{stem}-{digest}.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(body)
-    return path
+    return f"{stem}-{hashlib.sha256(body.encode()).hexdigest()[:10]}.json", body
+
+
+def write_document(doc: dict[str, Any], folder: str | Path, stem: str) -> tuple[Path, bool]:
+    """Write the document into `folder` under its content-hash name unless that file already
+    holds exactly it (a damaged file of that name is replaced). Returns the path and whether
+    it was written."""
+    name, body = document_file(doc, stem)
+    path = Path(folder) / name
+    if path.is_file() and path.read_bytes() == body.encode():
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, body)
+    return path, True
 
 
 def with_recorded_result(doc: dict[str, Any]) -> dict[str, Any]:
@@ -60,3 +76,14 @@ def with_recorded_result(doc: dict[str, Any]) -> dict[str, Any]:
     outcome = replay_document(doc)
     doc["counterexample"]["result"] = outcome.text
     return doc
+
+
+def read_corpus(folder: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every `*.json` of a corpus folder, validated, in name order (none when the folder does
+    not exist). Anything else under such a name (a folder, a dangling symlink, a file that is
+    not a valid counterexample) raises the ReplayError naming it: the corpus holds
+    counterexamples only, and one that cannot be read must be fixed or removed, not skipped."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    return [(path, load_document(path)) for path in sorted(root.glob("*.json"))]

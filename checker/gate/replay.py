@@ -1,38 +1,57 @@
 """Replaying a stored counterexample: a map (rebuild the TDMRs and test a property of the
 result) or a flow trace (re-run it on the model it names). Replaying gives the same text as the
 run that found it and says whether it still violates.
+
+A file is checked completely before anything is replayed (`load_document`): its structure
+against `checker/schemas/counterexample.schema.json`, then what a schema cannot say (the
+profile, configuration and invariant exist; the trace agrees with the document). Whatever is
+wrong with a file is a `ReplayError` naming it (exit 2), so "still violates" (exit 1) and "no
+longer violates" (exit 0) are only ever said of a counterexample that is what it claims to be.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
+from checker.gate.suite import flow_config_problem, shape_problem
 from checker.inputs.platforms import model_from_description
-from checker.inputs.readers import read_json_map
+from checker.inputs.readers import InputError, read_json_map
 from checker.views.tdmr_report import TdmrOptions, analyse
 from checker.views.trace import ReplayError as TraceReplayError
 from checker.views.trace import replay, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
-from spec.profiles import Profile, get_profile
+from invariants.layout import LAYOUT_INVARIANTS
+from invariants.machine import MACHINE_INVARIANTS
+from spec.profiles import PROFILES, Profile, get_profile
 
 SCHEMA_VERSION = 1
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "counterexample.schema.json"
+MAX_BYTES = 16 << 20  # the largest stored counterexample is some 25 KB
 # What a map counterexample shows, and so what "still violates" means on replay.
 LAYOUT_VIOLATED = "layout-violated"  # construction succeeds with a layout breaking invariants
 CONSTRUCT_FAILS = "construct-fails"  # construction fails with the recorded errno
+MAP_INVARIANTS = frozenset(MACHINE_INVARIANTS) | {inv.id for inv in LAYOUT_INVARIANTS}
 
 
 @dataclass(frozen=True)
 class Replay:
     """What replaying found: does the counterexample still violate, the result in words, and
-    whether that is word for word the result recorded when it was found."""
+    whether that is word for word the result recorded when it was found. A trace that no
+    longer runs on the model (`runs` false) cannot violate, and says why in `text`."""
 
     still_violates: bool
     text: str
     invariant: str
     same_as_recorded: bool | None = None
+    runs: bool = True
 
 
 class ReplayError(ValueError):
@@ -40,72 +59,177 @@ class ReplayError(ValueError):
 
 
 def load_document(path: str | Path) -> dict[str, Any]:
+    """Read and validate a counterexample file; a ReplayError names the file and the problem."""
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ReplayError(f"{path}: not a counterexample file: {kind}")
+        if info.st_size > MAX_BYTES:
+            raise ReplayError(f"{path}: not a counterexample file: {info.st_size:,} bytes "
+                              f"(at most {MAX_BYTES:,})")
+        text = Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        what = "a dangling symlink" if Path(path).is_symlink() else "no such file"
+        raise ReplayError(f"{path}: {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ReplayError(f"{path}: not a counterexample file: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION \
-            or not isinstance(doc.get("counterexample"), dict):
-        raise ReplayError(f"{path}: not a counterexample file (schema_version "
-                          f"{SCHEMA_VERSION} with a 'counterexample' object expected)")
+    return parse_document(text, str(path))
+
+
+def parse_document(text: str, name: str) -> dict[str, Any]:
+    """The counterexample in `text`, validated (see `validate_document`)."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys,
+                         parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ReplayError(f"{name}: not a counterexample file: line {exc.lineno}: not valid "
+                          f"JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # huge integers, nesting beyond the parser
+        raise ReplayError(f"{name}: not a counterexample file: {_short(str(exc))}") from None
+    validate_document(doc, name)
     return doc
 
 
-def replay_document(doc: dict[str, Any], name: str = "<counterexample>") -> Replay:
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON keeps the last of two equal keys; a counterexample file must not have any."""
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        doc[key] = value
+    return doc
+
+
+def _no_constant(word: str) -> Any:
+    raise ValueError(f"{word} is not a JSON number")
+
+
+def validate_document(doc: Any, name: str) -> None:
+    """The whole document against the schema, then the facts a schema cannot check."""
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION \
+            or not isinstance(doc.get("counterexample"), dict):
+        raise ReplayError(f"{name}: not a counterexample file (schema_version "
+                          f"{SCHEMA_VERSION} with a 'counterexample' object expected)")
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        raise ReplayError(f"{name}: invalid counterexample: {where.lstrip('.') or 'top level'}"
+                          f": {_short(error.message)}")
+    if doc["profile"] not in PROFILES:
+        raise ReplayError(f"{name}: unknown profile {doc['profile']!r} (see `python -m checker "
+                          "profiles`)")
     body = doc["counterexample"]
-    kind = body.get("kind")
+    if body["kind"] == "map":
+        _validate_map(doc, body["map"], name)
+    else:
+        _validate_trace(doc, body["trace"], name)
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    """The schema's validator, where an integer is a JSON integer (1.0 is not one)."""
+    base = jsonschema.Draft202012Validator
+    strict = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=strict)(
+        json.loads(SCHEMA.read_text(encoding="utf-8")))
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _validate_map(doc: dict[str, Any], the_map: dict[str, Any], name: str) -> None:
+    if doc["invariant"] not in MAP_INVARIANTS:
+        raise ReplayError(f"{name}: unknown invariant {doc['invariant']!r} for a map")
     try:
-        profile = get_profile(doc.get("profile", ""))
-    except KeyError as exc:
-        raise ReplayError(f"{name}: {exc.args[0]}") from None
-    if kind == "map":
-        return _replay_map(doc, body, profile, name)
-    if kind == "trace":
-        return replay_trace(doc, body, profile, name)
-    raise ReplayError(f"{name}: unknown counterexample kind {kind!r}")
+        read_json_map(json.dumps(the_map, indent=1), name)
+    except InputError as exc:
+        raise ReplayError(f"{name}: invalid counterexample: counterexample.map: "
+                          f"{exc.problem}") from None
 
 
-def _replay_map(doc, body, profile, name: str) -> Replay:
+def _validate_trace(doc: dict[str, Any], trace: dict[str, Any], name: str) -> None:
+    """The trace must say what the document says, and name a model that can be built."""
+    model = trace["model"]
+    for key, field in (("profile", "profile"), ("config", "config"), ("invariant", "invariant")):
+        recorded = trace[field] if field == "invariant" else model[field]
+        if recorded != doc[key]:
+            raise ReplayError(f"{name}: the trace's {field} {recorded!r} is not the "
+                              f"document's {key} {doc[key]!r}")
+    if trace["length"] != len(trace["steps"]):
+        raise ReplayError(f"{name}: the trace says it has {trace['length']} steps but lists "
+                          f"{len(trace['steps'])}")
+    platform = model.get("platform")
+    problem = flow_config_problem(model["config"]) or (
+        shape_problem(platform) if isinstance(platform, str) else None)
+    if problem:
+        raise ReplayError(f"{name}: {problem}")
+    flow = model_from_description(model)
+    now = flow.describe()
+    differs = sorted(k for k in model.keys() & now.keys() if model[k] != now[k])
+    if differs:
+        raise ReplayError(f"{name}: the trace was recorded on a model with "
+                          + ", ".join(f"{k} {model[k]!r}" for k in differs)
+                          + f"; profile {doc['profile']} config {model['config']} has "
+                          + ", ".join(f"{k} {now[k]!r}" for k in differs))
+    if trace["invariant"] not in {inv.id for inv in flow_invariants(flow)}:
+        raise ReplayError(f"{name}: unknown flow invariant {trace['invariant']!r}")
+
+
+def replay_document(doc: dict[str, Any], name: str = "<counterexample>") -> Replay:
+    """Replay a valid document. A ReplayError says that it contradicts itself: the result
+    recorded when it was found, yet no violation (an edited errno)."""
+    body = doc["counterexample"]
+    profile = get_profile(doc["profile"])
+    if body["kind"] == "map":
+        outcome = _replay_map(doc, body, profile, name)
+    else:
+        outcome = replay_trace(doc, body, name)
+    if outcome.same_as_recorded and not outcome.still_violates:
+        raise ReplayError(f"{name}: replaying gives the result recorded when it was found, "
+                          "yet says it no longer violates: the file contradicts itself "
+                          "(was it edited?)")
+    return outcome
+
+
+def _replay_map(doc, body, profile: Profile, name: str) -> Replay:
     machine = read_json_map(json.dumps(body["map"]), name)
-    placement = None if machine.pamt_bases is not None else body.get("placement", "first-fit")
+    placement = None if machine.pamt_bases is not None else body["placement"]
     report = analyse(machine, TdmrOptions(profile, placement, explain=False))
-    prop = body.get("property")
-    if prop == LAYOUT_VIOLATED:
+    if body["property"] == LAYOUT_VIOLATED:
         found = report["layout_check"]["violations"]
         still = bool(found)
         text = "\n".join(v["text"] for v in found) or "the layout now satisfies every invariant"
-    elif prop == CONSTRUCT_FAILS:
+    else:
         error = report["error"]
-        still = error is not None and error["errno"] == body.get("errno")
+        still = error is not None and error["errno"] == body["errno"]
         text = (f"construction fails: {error['message']} ({error['errno']})" if error
                 else f"construction now succeeds ({report['pamt_kb']} KB of PAMT)")
-    else:
-        raise ReplayError(f"{name}: unknown map property {prop!r}")
-    recorded = body.get("result")
-    return Replay(still, text, doc.get("invariant", "?"),
-                  None if recorded is None else recorded == text)
+    return _outcome(still, text, doc["invariant"], body)
 
 
-def replay_trace(doc: dict, body: dict, profile: Profile, name: str) -> Replay:
+def replay_trace(doc: dict, body: dict, name: str) -> Replay:
     """Re-run a stored trace on the model it names: still violating when the recorded
-    invariant fails on its last step again."""
-    data = body.get("trace")
-    if not isinstance(data, dict) or "model" not in data:
-        raise ReplayError(f"{name}: the counterexample holds no trace")
+    invariant fails on its last step again. A step that matches no successor of the model (or
+    changes the state otherwise than recorded) means the trace does not run on it."""
+    data = body["trace"]
+    flow = model_from_description(data["model"])
     try:
-        flow = model_from_description(data["model"])
         trace = replay(flow, data)
-    except (KeyError, TraceReplayError) as exc:
-        return Replay(False, f"the trace no longer runs on the model: {exc}",
-                      doc.get("invariant", "?"))
-    invariant = {inv.id: inv for inv in flow_invariants(flow)}.get(data.get("invariant"))
-    if invariant is None:
-        raise ReplayError(f"{name}: unknown invariant {data.get('invariant')!r}")
+    except TraceReplayError as exc:
+        return Replay(False, f"the trace does not run on this model: {exc}", data["invariant"],
+                      runs=False)
+    invariant = {inv.id: inv for inv in flow_invariants(flow)}[data["invariant"]]
     still = not _holds_at_end(flow, invariant, trace)
     trace.invariant = invariant.id if still else None
-    text = trace_to_text(trace, flow)
+    return _outcome(still, trace_to_text(trace, flow), invariant.id, body)
+
+
+def _outcome(still: bool, text: str, invariant: str, body: dict) -> Replay:
     recorded = body.get("result")
-    return Replay(still, text, invariant.id, None if recorded is None else recorded == text)
+    return Replay(still, text, invariant, None if recorded is None else recorded == text)
 
 
 def _holds_at_end(flow, invariant: FlowInvariant, trace) -> bool:

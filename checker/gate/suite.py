@@ -6,6 +6,7 @@ other processes and get the very same results as one process would.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -18,6 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from checker.inputs.platforms import CONFIGS
 from checker.inputs.readers import InputError, read_input
 from spec.profiles import HOLES_CMR, PROFILES, TDMR_RULES, Profile, rule_changes
 
@@ -26,6 +28,10 @@ BOOT_LOGS = DATA / "boot-logs"
 BUILTIN = "builtin"
 MAP_KINDS = ("log", "layout", "worst-case", "plan")
 CHECK_KINDS = (*MAP_KINDS, "maps", "flow", "replay")
+# The largest platform a flow configuration may have: the explorer exhausts 8 CPUs in half a
+# minute, and a model of 100000x100000 CPUs would not even finish being built.
+MAX_FLOW_CPUS = 16
+_SHAPE = re.compile(r"(\d+)x(\d+)")
 
 
 class SuiteError(Exception):
@@ -94,6 +100,33 @@ def builtin_maps() -> list[Path]:
                                           p.read_text())]
 
 
+def shape_problem(name: str) -> str | None:
+    """Why a platform shape `PxC` cannot be built, or None (also for names that are no shape);
+    decided from the text alone, before anything is built."""
+    match = _SHAPE.fullmatch(name)
+    if not match:
+        return None
+    if any(len(digits) > 6 for digits in match.groups()):
+        return f"flow configuration {name!r} is far beyond {MAX_FLOW_CPUS} CPUs"
+    packages, cpus = int(match[1]), int(match[2])
+    if packages < 1 or cpus < 1:
+        return f"flow configuration {name!r}: a platform needs at least one package with one CPU"
+    if packages * cpus > MAX_FLOW_CPUS:
+        return (f"flow configuration {name!r} has {packages * cpus:,} CPUs; at most "
+                f"{MAX_FLOW_CPUS} are supported")
+    return None
+
+
+def flow_config_problem(name: str) -> str | None:
+    """Why `name` is no flow configuration the explorer can run (`configs`, or a shape PxC of
+    at most MAX_FLOW_CPUS CPUs), or None."""
+    if name in CONFIGS:
+        return None
+    if _SHAPE.fullmatch(name):
+        return shape_problem(name)
+    return f"unknown flow configuration {name!r} (known: {', '.join(CONFIGS)}, or PxC)"
+
+
 def map_paths(suite: Suite) -> list[str]:
     paths = []
     for entry in suite.maps:
@@ -110,12 +143,9 @@ def map_name(path: str) -> str:
 
 @cache
 def _map_facts(path: str) -> tuple[bool, bool]:
-    """(has CMRs, logged a PAMT figure or failure) of a map; unreadable maps get every check,
-    so that the error is reported, not skipped."""
-    try:
-        machine = read_input(path)
-    except InputError:
-        return True, True
+    """(has CMRs, logged a PAMT figure or failure) of a map. An unreadable map raises
+    InputError: `verify` stops with exit 2 rather than run a suite on a map it cannot read."""
+    machine = read_input(path)
     logged = machine.logged
     return bool(machine.cmrs), logged.pamt_kb is not None or logged.error is not None
 
@@ -157,31 +187,69 @@ profiles = ["v6.8", "cmr-holes"]      # default: every profile (`python -m check
 maps = ["builtin", "my-machine.json"]  # "builtin": the shipped boot logs
 flow_configs = ["default"]             # explorer configurations (`python -m checker configs`)
 checks = ["log", "layout", "worst-case", "plan", "maps", "flow", "replay"]
-counterexamples = "counterexamples"    # where found counterexamples are stored and replayed
+counterexamples = "counterexamples"    # the corpus: stored counterexamples, replayed
 [bounds]
 max_states = 3000000
 max_depth = 500
 time_s = 90
 solver_timeout_s = 30"""
 
+LIST_KEYS = ("profiles", "maps", "flow_configs", "checks")
+INTEGER_BOUNDS = ("max_states", "max_depth")
+MAX_SECONDS = 1_000_000  # past this a solver timeout no longer fits Z3's milliseconds
+
+
+def pyproject_has_suite(path: Path) -> bool:
+    """Whether a pyproject.toml holds a `tool.tdx-checker` suite, or something `load_suite`
+    must report: a `tool` that is no table, or TOML it cannot parse around our table header."""
+    if not path.is_file():
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        doc = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return re.search(r"^\s*\[\s*tool\.tdx-checker\s*\]", text, re.MULTILINE) is not None
+    tool = doc.get("tool", {})
+    return not isinstance(tool, dict) or "tdx-checker" in tool
+
 
 def load_suite(path: str | Path) -> Suite:
     """A suite from a TOML file, or from `[tool.tdx-checker]` when the file is a pyproject."""
-    name = str(path)
+    name, target = str(path), Path(path)
+    if not target.is_file():
+        problem = ("is a folder" if target.is_dir() else
+                   "not a regular file" if target.exists() else "no such file")
+        raise SuiteError(name, 0, problem)
     try:
-        text = Path(path).read_text()
+        text = target.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(name, 0, f"cannot read: {exc}") from None
+    return parse_suite(text, name, pyproject=target.name == "pyproject.toml")
+
+
+def parse_suite(text: str, name: str, *, pyproject: bool = False) -> Suite:
+    """A suite from TOML text (from its `[tool.tdx-checker]` table when it is a pyproject)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise SuiteError(name, int(match[1]) if match else 0, f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise SuiteError(name, 0, "invalid TOML: nested too deeply") from None
     table = ""
-    if Path(path).name == "pyproject.toml":
-        doc, table = doc.get("tool", {}).get("tdx-checker"), "tool.tdx-checker"
-        if doc is None:
+    if pyproject:
+        tool = doc.get("tool", {})
+        if not isinstance(tool, dict):
+            raise SuiteError(name, _line(text, "tool"), "'tool' must be a table")
+        if "tdx-checker" not in tool:
             raise SuiteError(name, 0, "no [tool.tdx-checker] table")
+        doc, table = tool["tdx-checker"], "tool.tdx-checker"
+        if not isinstance(doc, dict):
+            raise SuiteError(name, _line(text, "tdx-checker", "tool"),
+                             "[tool.tdx-checker] must be a table")
     return suite_from_dict(doc, name, text, table)
 
 
@@ -198,44 +266,72 @@ def _line(text: str, key: str, table: str = "") -> int:
 
 
 def suite_from_dict(doc: dict[str, Any], name: str, text: str = "", table: str = "") -> Suite:
-    """A suite from the parsed TOML table `table` of the file `name` (its `text` gives lines)."""
+    """A suite from the parsed TOML table `table` of the file `name` (its `text` gives lines).
+    Every entry is checked here, before any work: names exist, nothing is listed twice, maps
+    can be read and have names of their own, bounds are finite."""
 
-    def line(key: str) -> int:
-        return _line(text, key, table)
+    def fail(key: str, problem: str) -> SuiteError:
+        return SuiteError(name, _line(text, key, table), problem)
 
-    known = {"profiles", "maps", "flow_configs", "checks", "counterexamples", "bounds"}
+    known = {*LIST_KEYS, "counterexamples", "bounds"}
     for key in doc:
         if key not in known:
-            raise SuiteError(name, line(key), f"unknown key {key!r} (known: "
-                             f"{', '.join(sorted(known))})")
+            raise fail(key, f"unknown key {key!r} (known: {', '.join(sorted(known))})")
     values: dict[str, Any] = {"source": name}
-    for key in ("profiles", "maps", "flow_configs", "checks"):
+    for key in LIST_KEYS:
         if key in doc:
             value = doc[key]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise SuiteError(name, line(key), f"{key} must be a list of strings")
+                raise fail(key, f"{key} must be a list of strings")
+            repeated = next((v for i, v in enumerate(value) if v in value[:i]), None)
+            if repeated is not None:
+                raise fail(key, f"{key}: {repeated!r} is listed twice")
             values[key] = tuple(value)
     for profile in values.get("profiles", ()):
         if profile not in PROFILES:
-            raise SuiteError(name, line("profiles"), f"unknown profile {profile!r}")
+            raise fail("profiles", f"unknown profile {profile!r}")
     for kind in values.get("checks", ()):
         if kind not in CHECK_KINDS:
-            raise SuiteError(name, line("checks"), f"unknown check kind {kind!r} "
-                             f"(known: {', '.join(CHECK_KINDS)})")
-    base = Path(name).parent
-    for entry in values.get("maps", ()):
-        if entry != BUILTIN and not (base / entry).is_file():
-            raise SuiteError(name, line("maps"), f"map {entry!r} not found")
+            raise fail("checks", f"unknown check kind {kind!r} (known: {', '.join(CHECK_KINDS)})")
+    for config in values.get("flow_configs", ()):
+        problem = flow_config_problem(config)
+        if problem:
+            raise fail("flow_configs", problem)
     if "maps" in values:
-        values["maps"] = tuple(m if m == BUILTIN else str(base / m) for m in values["maps"])
+        values["maps"] = _maps(values["maps"], Path(name).parent, fail)
     if "counterexamples" in doc:
-        if not isinstance(doc["counterexamples"], str):
-            raise SuiteError(name, line("counterexamples"), "counterexamples must be "
-                             "a directory name")
-        values["counterexamples"] = doc["counterexamples"]
+        folder = doc["counterexamples"]
+        if not isinstance(folder, str) or not folder or "\0" in folder:
+            raise fail("counterexamples", "counterexamples must be a directory name")
+        values["counterexamples"] = folder
     if "bounds" in doc:
         values["bounds"] = _bounds(doc["bounds"], name, text, table)
     return Suite(**values)
+
+
+def _maps(entries: tuple[str, ...], base: Path, fail) -> tuple[str, ...]:
+    """The suite's maps as paths from the working directory, each one readable, and no two
+    with the same file stem (a check id names its map by stem)."""
+    paths = []
+    for entry in entries:
+        if entry == BUILTIN:
+            paths.append(entry)
+            continue
+        path = base / entry
+        if "\0" in entry or not path.is_file():
+            raise fail("maps", f"map {entry!r} not found")
+        try:
+            read_input(str(path))
+        except InputError as exc:
+            raise fail("maps", f"map {entry!r} cannot be read: {exc}") from None
+        paths.append(str(path))
+    by_stem: dict[str, str] = {}
+    for path in map_paths(Suite(maps=tuple(paths))):
+        other = by_stem.setdefault(map_name(path), path)
+        if other != path:
+            raise fail("maps", f"maps {other!r} and {path!r} are both named "
+                       f"{map_name(path)!r} in check ids: rename one")
+    return tuple(paths)
 
 
 def _bounds(values_table: Any, name: str, text: str, table: str) -> Bounds:
@@ -243,14 +339,18 @@ def _bounds(values_table: Any, name: str, text: str, table: str) -> Bounds:
     if not isinstance(values_table, dict):
         raise SuiteError(name, _line(text, "bounds", table), "bounds must be a table")
     inner = f"{table}.bounds" if table else "bounds"
-    known = {f.name: f.type for f in fields(Bounds)}
+    known = [f.name for f in fields(Bounds)]
     values = {}
     for key, value in values_table.items():
+        line = _line(text, key, inner)
         if key not in known:
-            raise SuiteError(name, _line(text, key, inner), f"unknown bound {key!r} (known: "
-                             f"{', '.join(known)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise SuiteError(name, _line(text, key, inner),
-                             f"bound {key} must be a positive number")
+            raise SuiteError(name, line, f"unknown bound {key!r} (known: {', '.join(known)})")
+        if key in INTEGER_BOUNDS:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SuiteError(name, line, f"bound {key} must be a positive integer")
+        elif (isinstance(value, bool) or not isinstance(value, (int, float))
+              or not math.isfinite(value) or not 0 < value <= MAX_SECONDS):
+            raise SuiteError(name, line, f"bound {key} must be a number of seconds above 0 "
+                             f"and at most {MAX_SECONDS:,}")
         values[key] = value
     return Bounds(**values)

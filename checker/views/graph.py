@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from checker.engines.explorer import Bounds, explore
+from checker.files import write_text_atomic
 from checker.views.trace import step_text
 
 GRAPH_BOUNDS = Bounds(max_states=20_000)  # graphs beyond this are unreadable anyway
@@ -34,8 +35,14 @@ def state_graph(model, bounds: Bounds = GRAPH_BOUNDS, symmetry: bool = True,
     return graph
 
 
+def graphml_text(graph: nx.DiGraph) -> str:
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + "\n".join(nx.generate_graphml(graph)) \
+        + "\n"
+
+
 def to_graphml(graph: nx.DiGraph, path) -> None:
-    nx.write_graphml(graph, path)
+    """Write the graph as GraphML, in one rename (see `checker.files`)."""
+    write_text_atomic(path, graphml_text(graph))
 
 
 def _dot_quote(text: str) -> str:

@@ -61,16 +61,18 @@ def render(
     *,
     root: str | Path | None = None,
     verbose: bool = False,
+    notes: Sequence[str] = (),
 ) -> str:
     """Render one report. `comparison` defaults to the no-baseline gate ("all must pass");
     `root` (default: this repository) makes absolute locations relative; `verbose` adds the
-    traces of expected failures to the text report."""
+    traces of expected failures to the text report; `notes` are lines the text report prints
+    before its verdict (where the run wrote files)."""
     if comparison is None:
         comparison = compare(results, None)
     ordered = sorted(results, key=lambda r: r.id)
     base = Path(root) if root is not None else REPO_ROOT
     if fmt == "text":
-        return render_text(ordered, comparison, verbose=verbose)
+        return render_text(ordered, comparison, verbose=verbose, notes=notes)
     if fmt == "json":
         return _dump_json(report_json(ordered, comparison, root=base))
     if fmt == "junit":
@@ -171,7 +173,11 @@ def _location_text(loc: Location | None) -> str:
 
 
 def render_text(
-    results: Sequence[CheckResult], comparison: Comparison, *, verbose: bool = False
+    results: Sequence[CheckResult],
+    comparison: Comparison,
+    *,
+    verbose: bool = False,
+    notes: Sequence[str] = (),
 ) -> str:
     """For people: what ran, what changed, and the trace of everything that needs a look."""
     lines = [summary_line(results, comparison)]
@@ -206,8 +212,19 @@ def render_text(
         )
         if wanted:
             lines += [""] + _failure_block(r, outcome)
-    lines += ["", f"verdict: {comparison.verdict} (exit {comparison.exit_code})"]
+    if notes:
+        lines += ["", *notes]
+    lines += ["", f"verdict: {verdict_words(results, comparison)} (exit {comparison.exit_code})"]
     return "\n".join(lines) + "\n"
+
+
+def verdict_words(results: Sequence[CheckResult], comparison: Comparison) -> str:
+    """pass, fail or inconclusive; a pass that allowed inconclusive checks says how many, so
+    a bounded run never reads as a plain pass."""
+    inconclusive = summary(results, comparison)["inconclusive"]
+    if comparison.verdict == PASS and inconclusive:
+        return f"pass with {inconclusive} inconclusive"
+    return comparison.verdict
 
 
 def _failure_block(r: CheckResult, outcome: str) -> list[str]:
