@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a file that could not be written after all (disk full, ...)
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _profile(name: str, holes: str | None = None):

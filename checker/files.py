@@ -26,7 +26,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     target = Path(path)
     folder = target.parent
     mode = _mode_for(target)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise _cannot_write(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8"))
@@ -34,11 +37,18 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             os.fsync(handle.fileno())
         os.chmod(temp, mode)
         os.replace(temp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise _cannot_write(target, exc) from exc
         raise
     _sync_folder(folder)
+
+
+def _cannot_write(target: Path, exc: OSError) -> OSError:
+    """The error named after the file asked for, not the temporary one."""
+    return OSError(exc.errno, f"cannot write {target}: {exc.strerror or exc}")
 
 
 def _mode_for(target: Path) -> int:
