@@ -1,9 +1,14 @@
 """The v6.8 TDX host flow as a transition system (behaviour notes, sections 4-7).
 
-A state is an immutable tuple tree (`State`, `Package`, `Cpu`, `Caller`); `TdxFlow.successors`
-lists every step the kernel, its callers or the environment can take next, each as a `Step`
-label naming the kernel function or event, the CPU, the SEAMCALL and its result. Steps are
-atomic where another CPU or thread can interleave: a lock section, one SEAMCALL, one IPI.
+`TdxFlow.successors` lists every step the kernel, its callers or the environment can take next,
+each as a `Step` label naming the kernel function or event, the CPU, the SEAMCALL and its
+result. Steps are atomic where another CPU or thread can interleave: a lock section, one
+SEAMCALL, one IPI, one unwinding label of `init_tdx_module`. The state records are in
+`spec.flow_state`; the machinery that makes the model fast is in `spec.statespace`, so what is
+here reads beside tdx.c, function by function.
+
+The kernel calls the TDX module (`spec.module`), which answers every SEAMCALL from its own state:
+a call the module refuses comes back with the module's status, as on real hardware.
 
 Modelling choices (each keeps the state space finite or the model symmetric):
 - Callers are KVM-like users: take `cpus_read_lock`, check every package has an online CPU,
@@ -13,28 +18,82 @@ Modelling choices (each keeps the state space finite or the model symmetric):
   The kernel's id order is one of these runs; letting all of them happen makes CPU and package
   numbering irrelevant, so sorting CPUs and packages (`canonical`) is an exact reduction.
 - SEAMCALLs issued from process context (TDH.SYS.RD, TDH.SYS.CONFIG, TDH.SYS.TDMR.INIT) may run
-  on any online CPU, so their `Step.cpu` is None and the rules look at every online CPU.
-- Faults: each SEAMCALL may fail (VMfailInvalid, entropy exhausted, module error) and a PAMT
-  allocation may fail, while the configuration's fault budget lasts. #UD is never a choice: it
-  happens exactly when the CPU is outside VMX operation.
-- History that invariants need is kept as saturating counters (0, 1, "2 or more") and flags,
-  never as unbounded counts.
+  on any online CPU, so their `Step.cpu` is None and each online CPU's answer is a choice.
+- Faults, while the configuration's budget lasts: a SEAMCALL the module runs may fail (entropy
+  exhausted, another module error), or the module may go away for good (VMfailInvalid, #GP);
+  each allocation of `init_tdx_module` may fail (-ENOMEM). #UD is never a choice: it happens
+  exactly when the CPU is outside VMX operation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import compress
-from operator import is_not
-from typing import NamedTuple
 
+from spec import module
 from spec.errno import EINVAL, ENODEV, ENOMEM
+from spec.flow_state import (
+    CALLER_PC_NAMES,
+    CHECKED,
+    ENABLING,
+    ERROR,
+    FAILED,
+    HOLDING_CPUS_LOCK,
+    IDLE,
+    IN_IPI,
+    IN_TDX,
+    INITIALIZED,
+    KEY_IN_FLIGHT,
+    KEY_NONE,
+    KEY_SENT,
+    LOADED,
+    MC_KERNEL_PAGE,
+    MC_PAMT_PAGE,
+    MEMORY_LOCKED_STEPS,
+    PAMT_ALLOCATED,
+    PAMT_FREED,
+    PAMT_FREED_TWICE,
+    PAMT_GLOBAL_DIRTY,
+    PAMT_HANDED,
+    PAMT_KERNEL_DIRTY,
+    PAMT_WRITTEN,
+    RES_BAD_FREE,
+    RES_CONFIG_BUF,
+    RES_CPUMASK,
+    RES_MEMLIST_PARTIAL,
+    RES_TDMR_LIST,
+    S_CONFIG,
+    S_CONSTRUCT,
+    S_DONE,
+    S_ERR_FREE_MEMLIST,
+    S_ERR_FREE_PAMTS,
+    S_ERR_FREE_TDMRS,
+    S_ERR_RESET,
+    S_ERR_WBINVD,
+    S_KEYS,
+    S_KEYS_BEGIN,
+    S_MEMLIST,
+    S_NONE,
+    S_OUT,
+    S_SYSINFO,
+    S_TDMR_LIST,
+    S_TDMRS,
+    STATUS_NAMES,
+    STEP_NAMES,
+    UNINITIALIZED,
+    Caller,
+    Cpu,
+    Package,
+    State,
+    Step,
+    pamt_describe,
+    resources_describe,
+)
 from spec.memory import SZ_1M, is_tdx_memory, tdx_memory_notifier
 from spec.platform import Platform, TdmrLayout, tdx_layout
 from spec.profiles import V6_8, Profile
 from spec.seamcall import (
+    GP,
     INJECTABLE,
-    MODULE_ERROR,
     SUCCESS,
     TDH_PHYMEM_PAGE_RDMD,
     TDH_SYS_CONFIG,
@@ -44,151 +103,10 @@ from spec.seamcall import (
     TDH_SYS_RD,
     TDH_SYS_TDMR_INIT,
     UD,
+    VMFAIL_INVALID,
     seamcall_errno,
 )
-
-# Module status (`enum tdx_module_status_t`).
-UNINITIALIZED, INITIALIZED, ERROR = 0, 1, 2
-STATUS_NAMES = ("UNINITIALIZED", "INITIALIZED", "ERROR")
-
-# Caller program counter.
-IDLE = 0  # not loaded (or its load failed / it unloaded)
-CHECKED = 1  # checked the packages, has not taken cpus_read_lock yet (only with that bug)
-ENABLING = 2  # IPIs its CPUs; calls tdx_enable once no CPU is left to visit
-IN_IPI = 3  # its tdx_cpu_enable is pending on some CPU (a frame on that CPU)
-IN_TDX = 4  # holds the tdx_enable mutex and runs init_tdx_module
-LOADED = 5  # tdx_enable returned 0; VMX stays on until unload
-FAILED = 6  # tdx_cpu_enable or tdx_enable returned an error; the load unwinds next
-HOLDING_CPUS_LOCK = frozenset((ENABLING, IN_IPI, IN_TDX, FAILED))
-CALLER_PC_NAMES = ("idle", "checked", "enabling", "in-ipi", "in-tdx-enable", "loaded", "failed")
-
-# Next step of init_tdx_module for the mutex owner.
-S_NONE, S_SYSINFO, S_CONSTRUCT, S_CONFIG, S_WBINVD, S_KEYS, S_TDMRS, S_DONE = range(8)
-S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS, S_ERR_FREE = range(8, 12)
-STEP_NAMES = ("-", "get_tdx_tdmr_sysinfo", "construct_tdmrs", "config_tdx_module",
-              "wbinvd_on_all_cpus", "config_global_keyid", "init_tdmrs", "done",
-              "err_reset_pamts: wbinvd", "tdmrs_reset_pamt_all", "tdmrs_free_pamt_all",
-              "free_tdmr_list")
-# Steps during which init_tdx_module holds the memory-hotplug read lock.
-MEMORY_LOCKED_STEPS = frozenset(range(S_SYSINFO, S_ERR_FREE + 1))
-
-# PAMT chunk facts, one bit each.
-PAMT_ALLOCATED = 1  # allocated to hold a PAMT and not freed since
-PAMT_HANDED = 2  # given to the module by TDH.SYS.CONFIG
-PAMT_WRITTEN = 4  # may hold data the module wrote with the global KeyID (not reset since)
-PAMT_KERNEL_DIRTY = 8  # caches may hold kernel (KeyID 0) lines of it, not written back
-PAMT_GLOBAL_DIRTY = 16  # caches may hold global-KeyID lines of it, not written back
-PAMT_FREED = 32  # returned to the page allocator
-PAMT_FREED_TWICE = 64  # returned to the page allocator more than once
-PAMT_OWNED = 128  # belongs to an initialised module for the rest of the boot
-PAMT_BIT_NAMES = ((PAMT_ALLOCATED, "allocated"), (PAMT_HANDED, "handed"),
-                  (PAMT_WRITTEN, "module-written"), (PAMT_KERNEL_DIRTY, "kernel-dirty"),
-                  (PAMT_GLOBAL_DIRTY, "global-dirty"), (PAMT_FREED, "freed"),
-                  (PAMT_FREED_TWICE, "freed-twice"), (PAMT_OWNED, "owned"))
-
-# KEY.CONFIG progress of a CPU within one config_global_keyid run.
-KEY_NONE, KEY_IN_FLIGHT, KEY_SENT = 0, 1, 2
-
-MC_PAMT_PAGE, MC_KERNEL_PAGE = "PAMT page", "kernel page"
-
-
-class Cpu(NamedTuple):
-    online: bool
-    vmx: int  # bitmask of actors that did VMXON here; the CPU is in VMX operation iff non-zero
-    lp_flag: bool  # the kernel's per-CPU tdx_lp_initialized
-    lp_done: bool  # TDH.SYS.LP.INIT has succeeded on this CPU (the module's view)
-    frames: tuple[int, ...]  # actors whose tdx_cpu_enable awaits LP.INIT here, innermost last
-    visited: int  # bitmask of callers whose enable IPI already ran here in their current load
-    key: int  # KEY_NONE / KEY_IN_FLIGHT / KEY_SENT in the current config_global_keyid
-
-
-class Package(NamedTuple):
-    key_issues: int  # TDH.SYS.KEY.CONFIG issued on this package this boot (saturating at 2)
-    keyed: bool  # a TDH.SYS.KEY.CONFIG succeeded on this package
-    cpus: tuple[Cpu, ...]
-
-
-class Caller(NamedTuple):
-    pc: int
-    loads_left: int
-
-
-class State(NamedTuple):
-    booted: bool  # tdx_init has run
-    hibernation: bool  # the kernel can hibernate (no `nohibernate`)
-    tdx_on: bool  # platform_tdx_enabled()
-    s3_off: bool  # ACPI S3 disabled by tdx_init
-    s3_entered: bool  # the machine went to S3 this boot
-    hibernated: bool  # the machine hibernated this boot
-    sysinit_done: bool  # try_init_module_global's cached flag
-    sysinit_ret: int  # its cached (or last) result
-    sysinit_issues: int  # TDH.SYS.INIT issued (saturating at 2)
-    status: int  # tdx_module_status
-    mutex: int  # actor holding the tdx_enable mutex, -1 if free
-    step: int  # next init_tdx_module step of the mutex owner
-    init_err: int  # errno init_tdx_module will return while it unwinds
-    init_runs: int  # init_tdx_module started (saturating at 2)
-    config_issues: int  # TDH.SYS.CONFIG issued (saturating at 2)
-    memblock: int  # bitmask of hot blocks that memblock holds
-    snapshot: int  # memblock mask the kept tdx_memlist was built from, -1 if empty
-    tdmr_list: bool  # the TDMR list is allocated
-    tdmr_cursor: int  # TDMR that init_tdmrs works on
-    tdmr_done: tuple[int, ...]  # successful TDH.SYS.TDMR.INIT calls per TDMR
-    pamt: tuple[int, ...]  # PAMT chunk facts per TDMR
-    faults: int  # faults injected so far
-    hot: tuple[bool, ...]  # hot block online
-    hotplug_busy: bool  # a CPU coming online is running tdx_cpu_enable
-    callers: tuple[Caller, ...]  # the last two fields: see `_with_callers`, `_with_packages`
-    packages: tuple[Package, ...]
-
-
-class Shared(tuple):
-    """A `packages` or `callers` value as the model hands it out: one object per distinct
-    value (see `TdxFlow._share`, `TdxFlow._callers_with`), so it hashes by identity and a
-    state's hash skips what is inside. The explorer hashes a state for every step, and the
-    CPUs and callers are most of what there is to hash. Equality stays by value."""
-
-    __slots__ = ()
-    __hash__ = object.__hash__
-
-
-class CpuFacts:
-    """One distinct `packages` value and what the rules ask about its CPUs, worked out once.
-
-    The model hash-conses `packages`: every value it builds is swapped for one shared tuple
-    (`TdxFlow._share`), which this record keeps alive. States number in the tens of thousands
-    but their distinct `packages` values in the thousands, so the facts, the sorted form and
-    the CPU updates (`derived`) are computed once per value and then found by the tuple's id.
-    """
-
-    __slots__ = ("packages", "cpus", "online", "online_cpus", "framed", "vmx_cpu",
-                 "package_offline", "canonical", "derived")
-
-    def __init__(self, packages: tuple[Package, ...]) -> None:
-        cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
-        self.packages = packages
-        self.cpus = cpus  # (flat index, Cpu) for every CPU, in order
-        self.online = tuple(i for i, c in cpus if c.online)
-        self.online_cpus = tuple(c for _, c in cpus if c.online)
-        self.framed = tuple(i for i, c in cpus if c.frames)  # tdx_cpu_enable awaits LP.INIT
-        self.vmx_cpu = next((i for i, c in cpus if c.online and c.vmx), None)  # RDMD runs here
-        self.package_offline = next((p for p, package in enumerate(packages)  # first one
-                                     if not any(c.online for c in package.cpus)), None)
-        self.canonical: tuple[Package, ...] | None = None  # the shared sorted form
-        # per actor, its IPI targets; per CPU update, the shared packages after it:
-        self.derived: dict[object, tuple] = {}
-
-
-class Step(NamedTuple):
-    """One transition's label. `seamcall`/`result` are None for steps that issue none."""
-
-    action: str
-    actor: str
-    cpu: int | None = None
-    seamcall: str | None = None
-    result: str | None = None
-    injected: bool = False
-    detail: str = ""
+from spec.statespace import StateSpace, set_fields
 
 
 @dataclass(frozen=True)
@@ -204,7 +122,7 @@ class FlowConfig:
     memory_hotplug: bool = True
     sleep_requests: bool = True  # S3 and hibernation requests
     machine_checks: bool = True
-    alloc_faults: bool = True  # alloc_contig_pages may fail (counts against the budget)
+    alloc_faults: bool = True  # init_tdx_module's allocations may fail (count against the budget)
     callers_check_packages: bool = True  # callers refuse to start with a package offline
 
     def __post_init__(self) -> None:
@@ -220,34 +138,6 @@ _SUSPEND_REFUSED = Step("suspend", "environment", result="refused: ACPI S3 disab
 _HIBERNATE = Step("hibernate", "environment", result="hibernated")
 _HIBERNATE_REFUSED = Step("hibernate", "environment", result="refused: nohibernate")
 
-_FIELD_INDEX = {cls: {name: i for i, name in enumerate(cls._fields)}
-                for cls in (Cpu, Package, Caller, State, Step)}
-
-
-_STATE_INDEX = _FIELD_INDEX[State]
-_STATE_INDEXES = range(len(State._fields))
-
-
-def _set(record, **changes):
-    """`record._replace(**changes)` without NamedTuple's generic machinery: the explorer builds
-    states by the hundred thousand, and this is about twice as fast."""
-    values = list(record)
-    index = _FIELD_INDEX[type(record)]
-    for name, value in changes.items():
-        values[index[name]] = value
-    return tuple.__new__(type(record), values)
-
-
-def _with_packages(state: State, packages: tuple[Package, ...]) -> State:
-    """`_set(state, packages=packages)` for the most frequent update (`packages` is the last
-    field)."""
-    return tuple.__new__(State, state[:-1] + (packages,))
-
-
-def _with_callers(state: State, callers: tuple[Caller, ...]) -> State:
-    """`_set(state, callers=callers)` for the next most frequent one (the last but one)."""
-    return tuple.__new__(State, state[:-2] + (callers, state[-1]))
-
 
 def _bit(actor: int) -> int:
     return 1 << actor
@@ -257,22 +147,29 @@ def _sat(count: int) -> int:
     return min(count + 1, 2)
 
 
-class TdxFlow:
+def step_errno(step: Step) -> int:
+    """The errno a step's own operation came back with: its SEAMCALL's, or the value the
+    kernel function it stands for returned (0 for steps that return nothing)."""
+    if step.seamcall is not None:
+        return seamcall_errno(step.result)
+    try:
+        return int(step.result) if step.result else 0
+    except ValueError:
+        return 0
+
+
+class TdxFlow(StateSpace):
     """The transition system for one profile and configuration.
 
     The model surface the explorer uses: `initial_states`, `successors`, `canonical`,
     `state_fields`, `describe`.
-
-    Built for speed, as the explorer asks for the steps out of every reachable state: the
-    `packages` and `callers` values are shared objects (`Shared`, `CpuFacts`), and the
-    frequent rules are replayed from records keyed on what they read and write
-    (`_replayed`). Neither changes a result; `replay=False` and the tests show it.
     """
 
     def __init__(self, profile: Profile = V6_8, config: FlowConfig = FlowConfig(),
                  replay: bool = True) -> None:
         """`replay=False` computes every step afresh instead of replaying recorded ones
-        (`_replayed`): slower, for checking that replaying changes nothing."""
+        (`StateSpace._replayed`): slower, for checking that replaying changes nothing."""
+        super().__init__()
         self.profile = profile
         self.config = config
         self.replay = replay
@@ -282,13 +179,6 @@ class TdxFlow:
         self.cpp = self.platform.cpus_per_package
         self.name = f"{profile.name}/{config.name}"
         self._actor_names = tuple(f"caller {a}" for a in range(self.ncallers)) + ("cpu hotplug",)
-        # Memo tables (values depend only on their keys, so they never change a result):
-        self._shared: dict[tuple, CpuFacts] = {}  # packages value -> its shared tuple's facts
-        self._facts: dict[int, CpuFacts] = {}  # id of a shared packages tuple -> its facts
-        self._last_facts = CpuFacts(())  # the facts asked for last
-        self._last_canonical: tuple = ()  # the sorted packages `canonical` gave last
-        self._callers: dict[tuple, tuple] = {}  # callers value -> its shared tuple
-        self._caller_updates: dict[tuple, tuple] = {}  # (callers, actor, entry) -> shared
         self._cpus_locked: dict[tuple, bool] = {}  # callers -> some caller holds the lock
         self._loaded_callers: dict[tuple, tuple[int, ...]] = {}  # callers -> loaded actors
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
@@ -300,7 +190,6 @@ class TdxFlow:
         self._hotplug_steps: dict[tuple, tuple] = {}  # CPUs going offline or online
         self._event_steps: dict[tuple, tuple] = {}  # memory, sleep and machine-check events
         self._init_module_steps: dict[tuple, tuple] = {}  # the next init_tdx_module step
-        self._labels: dict[tuple, Step] = {}
 
     # ----- model surface -------------------------------------------------------------------
 
@@ -312,13 +201,14 @@ class TdxFlow:
     def initial_states(self) -> list[State]:
         """Before tdx_init: all CPUs online, nothing enabled; one state per boot choice."""
         cpu = Cpu(True, 0, False, False, (), 0, KEY_NONE)
-        package = Package(0, False, (cpu,) * self.cpp)
+        package = Package(False, (cpu,) * self.cpp)
         callers = self._shared_callers(tuple(Caller(IDLE, loads)
                                              for loads in self.config.caller_loads))
         hot = (False,) * len(self.platform.hot_blocks)
         packages = self._share((package,) * self.platform.packages).packages
-        return [State(False, hib, False, False, False, False, False, 0, 0, UNINITIALIZED, -1,
-                      S_NONE, 0, 0, 0, 0, -1, False, 0, (), (), 0, hot, False, callers, packages)
+        return [State(False, hib, False, False, False, False, False, 0, 0,
+                      module.SYSINIT_PENDING, UNINITIALIZED, -1, S_NONE, 0, 0, 0, 0, -1, 0, 0,
+                      (), (), 0, hot, False, callers, packages)
                 for hib in self.config.boot_hibernation]
 
     def successors(self, state: State) -> list[tuple[Step, State]]:
@@ -331,31 +221,15 @@ class TdxFlow:
                 self._caller_steps(state, actor, out)
         facts = self.cpu_facts(state)
         if facts.framed:
-            key = (facts, state.callers, state.faults, state.hotplug_busy)
+            key = (facts, state.callers, state.faults, state.hotplug_busy, state.module)
             self._replayed(self._lp_init_steps, key, state, out, self._frame_steps)
         if state.mutex >= 0 and state.callers[state.mutex].pc == IN_TDX:
+            start = len(out)
             self._replayed(self._init_module_steps, self._init_reads(state, facts), state, out,
                            self._init_steps)
+            _note_first_error(out, start)
         self._environment_steps(state, out)
         return out
-
-    def canonical(self, state: State) -> State:
-        """Sort CPUs within each package and packages among themselves.
-
-        Only `packages` is permuted, and its sorted form is worked out once per distinct value
-        (see `CpuFacts`); a state that already holds it is returned as it is.
-        """
-        if state.packages is self._last_canonical:  # most steps leave the CPUs alone
-            return state
-        facts = self.packages_facts(state.packages)
-        packages = facts.canonical
-        if packages is None:
-            packages = self._share(tuple(sorted(
-                Package(p.key_issues, p.keyed, tuple(sorted(p.cpus))) for p in facts.packages
-            ))).packages
-            facts.canonical = self._facts[id(packages)].canonical = packages
-        self._last_canonical = packages
-        return state if packages is state.packages else _with_packages(state, packages)
 
     def state_fields(self, state: State) -> dict[str, str]:
         """A flat, readable view of a state, for trace diffs and graph labels."""
@@ -366,12 +240,13 @@ class TdxFlow:
                                              ("hibernate", state.hibernated)) if f) or "-",
             "sysinit": (f"done ({state.sysinit_ret})" if state.sysinit_done else "not done")
             + f", issued {state.sysinit_issues}",
+            "module": module.STATE_NAMES[state.module],
             "status": STATUS_NAMES[state.status],
             "mutex": self.actor_name(state.mutex) if state.mutex >= 0 else "free",
             "init step": STEP_NAMES[state.step], "init runs": str(state.init_runs),
-            "init error": str(state.init_err), "config issued": str(state.config_issues),
+            "init error": str(state.init_err), "first error": str(state.first_err),
             "snapshot": "empty" if state.snapshot < 0 else f"memblock {state.snapshot:#x}",
-            "tdmr list": "kept" if state.tdmr_list else "none",
+            "allocated": resources_describe(state.resources),
             "tdmr init": ",".join(map(str, state.tdmr_done)) or "-",
             "faults": str(state.faults), "hotplug busy": str(state.hotplug_busy),
         }
@@ -383,8 +258,7 @@ class TdxFlow:
             fields[self.actor_name(i)] = f"{CALLER_PC_NAMES[caller.pc]}, {caller.loads_left} " \
                                          "loads left"
         for p, package in enumerate(state.packages):
-            fields[f"package {p} key"] = f"issued {package.key_issues}, " \
-                                         f"{'keyed' if package.keyed else 'unkeyed'}"
+            fields[f"package {p} key"] = "keyed" if package.keyed else "unkeyed"
             for k, cpu in enumerate(package.cpus):
                 fields[f"cpu {p * self.cpp + k}"] = self._cpu_text(cpu)
         return fields
@@ -410,7 +284,7 @@ class TdxFlow:
 
     # ----- helpers over states -------------------------------------------------------------
 
-    def layout(self, state: State, mask: int | None = None) -> TdmrLayout:
+    def layout(self, state: State | None, mask: int | None = None) -> TdmrLayout:
         """The TDMR layout of the snapshot (or of memblock mask `mask`)."""
         if mask is None:
             mask = state.snapshot if state.snapshot >= 0 else state.memblock
@@ -418,43 +292,6 @@ class TdxFlow:
         if layout is None:
             layout = self._layouts[mask] = tdx_layout(self.platform, self.profile, mask)
         return layout
-
-    def cpu(self, state: State, index: int) -> Cpu:
-        return state.packages[index // self.cpp].cpus[index % self.cpp]
-
-    def cpu_facts(self, state: State) -> CpuFacts:
-        """The facts of the state's `packages` (found by id when it is the shared tuple, as
-        every `packages` the model builds is)."""
-        packages = state.packages
-        facts = self._last_facts  # the successors of one state ask again and again
-        if facts.packages is packages:
-            return facts
-        facts = self._last_facts = self.packages_facts(packages)
-        return facts
-
-    def packages_facts(self, packages: tuple[Package, ...]) -> CpuFacts:
-        """The facts of a `packages` value."""
-        facts = self._facts.get(id(packages))
-        if facts is None or facts.packages is not packages:
-            facts = self._share(packages)
-        return facts
-
-    def _share(self, packages: tuple[Package, ...]) -> CpuFacts:
-        """The facts of the one shared tuple equal to `packages` (made now if it is new)."""
-        if type(packages) is not tuple:
-            packages = tuple(packages)  # `_shared` is keyed by value
-        facts = self._shared.get(packages)
-        if facts is None:
-            shared = tuple.__new__(Shared, packages)
-            facts = self._shared[packages] = self._facts[id(shared)] = CpuFacts(shared)
-        return facts
-
-    def cpus(self, state: State) -> tuple[tuple[int, Cpu], ...]:
-        """(flat index, Cpu) for every CPU, in the state's order."""
-        return self.cpu_facts(state).cpus
-
-    def online_cpus(self, state: State) -> tuple[int, ...]:
-        return self.cpu_facts(state).online
 
     def _loaded(self, callers: tuple[Caller, ...]) -> tuple[int, ...]:
         """The callers whose load succeeded (memoised: few distinct callers values)."""
@@ -487,158 +324,53 @@ class TdxFlow:
         ranges += [b for b, on in zip(self.platform.hot_blocks, hot, strict=True) if on]
         return [(max(r.start, SZ_1M), r.end) for r in ranges]
 
-    def page_owned_by_module(self, pamt: tuple[int, ...], page: str) -> bool:
-        """The page is a PAMT page of an initialised module (given a state's `pamt`)."""
-        if page != MC_PAMT_PAGE or not pamt:
-            return False
-        return bool(pamt[0] & PAMT_OWNED)
+    # ----- SEAMCALLs -----------------------------------------------------------------------
 
-    # ----- small state surgery -------------------------------------------------------------
+    def _answer(self, state: State, cpu: Cpu, leaf: str, **facts) -> str:
+        """What one SEAMCALL on this CPU gets before any fault: #UD outside VMX operation,
+        the lost module's fault, the module's refusal, or success."""
+        if not cpu.vmx:
+            return UD
+        lost = module.lost_outcome(state.module)
+        if lost is not None:
+            return lost
+        refused = module.refusal(leaf, state.module, lp_done=cpu.lp_done,
+                                 all_lps_done=self.cpu_facts(state).all_lps_done, **facts)
+        return refused or SUCCESS
 
-    def _label(self, action: str, actor: str, cpu: int | None = None, seamcall: str | None = None,
-               result: str | None = None, injected: bool = False, detail: str = "") -> Step:
-        """`Step(...)`, one shared object per distinct label: a run stores a label for every
-        state, and most are repeats."""
-        key = (action, actor, cpu, seamcall, result, injected, detail)
-        label = self._labels.get(key)
-        if label is None:
-            label = self._labels[key] = Step(*key)
-        return label
+    def _outcomes(self, state: State, cpus, leaf: str, **facts) -> list[tuple[str, bool]]:
+        """(outcome, injected) choices for a SEAMCALL that may run on any of these CPUs: each
+        CPU's answer, and the faults the budget allows where the module runs the call."""
+        answers: list[str] = []
+        for cpu in cpus:
+            answer = self._answer(state, cpu, leaf, **facts)
+            if answer not in answers:
+                answers.append(answer)
+        return self._with_faults(state, answers)
 
-    def _with_cpu(self, state: State, index: int, cpu: Cpu) -> State:
-        return _with_packages(state, self._packages_with_cpu(state, index, cpu))
+    def _with_faults(self, state: State, answers: list[str]) -> list[tuple[str, bool]]:
+        choices = [(a, False) for a in sorted(answers, key=lambda a: a != SUCCESS)]
+        if SUCCESS in answers and state.faults < self.config.fault_budget:
+            choices += [(fault, True) for fault in INJECTABLE]
+        return choices
 
-    def _packages_with_cpu(self, state: State, index: int, cpu: Cpu) -> tuple[Package, ...]:
-        """The state's (shared) `packages` with CPU `index` replaced by `cpu`, as the shared
-        tuple (memoised per packages value)."""
-        facts = self.cpu_facts(state)
-        key = (index, cpu)
-        packages = facts.derived.get(key)
-        if packages is None:
-            p, k = divmod(index, self.cpp)
-            old = facts.packages
-            package = old[p]
-            package = Package(package.key_issues, package.keyed,
-                              package.cpus[:k] + (cpu,) + package.cpus[k + 1:])
-            packages = facts.derived[key] = self._share(
-                old[:p] + (package,) + old[p + 1:]).packages
-        return packages
+    def _seamcall_changes(self, state: State, leaf: str, outcome: str, injected: bool,
+                          all_keyed: bool = False) -> dict:
+        """The state fields a SEAMCALL changes besides its caller's own: the fault count, the
+        module's global state (`spec.module.state_after`), a module that went away."""
+        changes = {}
+        if injected:
+            changes["faults"] = state.faults + 1
+            if outcome in (VMFAIL_INVALID, GP):
+                changes["module"] = module.lose(outcome)
+        elif outcome == SUCCESS:
+            after = module.state_after(leaf, state.module, all_keyed=all_keyed)
+            if after != state.module:
+                changes["module"] = after
+        return changes
 
-    def _with_package(self, state: State, p: int, package: Package) -> State:
-        packages = state.packages
-        return _with_packages(state, self._share(
-            packages[:p] + (package,) + packages[p + 1:]).packages)
-
-    def _mapped_packages(self, state: State, update: tuple, fn) -> tuple[Package, ...]:
-        """The state's `packages` with `fn` applied to every CPU (the same tuple when no CPU
-        changes). `update` names what `fn` does, for the memo of derived `packages`."""
-        facts = self.cpu_facts(state)
-        packages = facts.derived.get(update)
-        if packages is None:
-            packages = tuple([_map_package(package, fn) for package in facts.packages])
-            packages = facts.packages if packages == facts.packages else \
-                self._share(packages).packages
-            facts.derived[update] = packages
-        return packages
-
-    def _with_caller(self, state: State, actor: int, pc: int | None = None,
-                     loads_left: int | None = None) -> State:
-        """The state with this caller's `pc` and/or `loads_left` changed (None: unchanged)."""
-        caller = state.callers[actor]
-        caller = tuple.__new__(Caller, (caller.pc if pc is None else pc,
-                                        caller.loads_left if loads_left is None else loads_left))
-        return _with_callers(state, self._callers_with(state.callers, actor, caller))
-
-    def _callers_with(self, callers: tuple[Caller, ...], actor: int, caller: Caller) \
-            -> tuple[Caller, ...]:
-        """`callers` with this actor's entry replaced, as the shared tuple (memoised)."""
-        key = (callers, actor, caller)
-        after = self._caller_updates.get(key)
-        if after is None:
-            after = self._caller_updates[key] = self._shared_callers(
-                callers[:actor] + (caller,) + callers[actor + 1:])
-        return after
-
-    def _shared_callers(self, callers: tuple[Caller, ...]) -> tuple[Caller, ...]:
-        """The one shared tuple equal to `callers`."""
-        if type(callers) is not tuple:
-            callers = tuple(callers)
-        shared = self._callers.get(callers)
-        if shared is None:
-            shared = self._callers[callers] = tuple.__new__(Shared, callers)
-        return shared
-
-    def _update(self, state: State, cpu: tuple[int, Cpu] | None = None,
-                caller: tuple[int, Caller] | None = None, **changes) -> State:
-        """The state with fields, one CPU and/or one caller changed, built in one go (a step
-        often changes all three, and states are built by the hundred thousand)."""
-        values = list(state)
-        for name, value in changes.items():
-            values[_STATE_INDEX[name]] = value
-        if cpu is not None:
-            values[-1] = self._packages_with_cpu(state, *cpu)
-        if caller is not None:
-            values[-2] = self._callers_with(state.callers, *caller)
-        return tuple.__new__(State, values)
-
-    def _replayed(self, memo: dict, key: tuple, state: State, out: list, rule, *args) -> None:
-        """Append the steps `rule(state, out, *args)` appends, replaying them from `memo`.
-
-        `key` holds every part of the state the rule reads or writes, so the steps out of two
-        states with one key differ only in the fields the steps leave alone: what the rule
-        changes is recorded once, as (field index, new value) pairs, and replayed onto each
-        state. (A field the rule writes must be in the key even when it does not read it:
-        the recorded state may have held the value written already, which then is no change.)
-        This is the model's hot path: most states repeat the key of an earlier one.
-        """
-        if not self.replay:
-            rule(state, out, *args)
-            return
-        changes = memo.get(key)
-        if changes is None:
-            steps: list[tuple[Step, State]] = []
-            rule(state, steps, *args)
-            changes = memo[key] = tuple([(label, _changes(state, after))
-                                         for label, after in steps])
-        for label, fields in changes:
-            if fields is None:
-                out.append((label, state))
-                continue
-            values = list(state)
-            for index, value in fields:
-                values[index] = value
-            out.append((label, tuple.__new__(State, values)))
-
-    def _outcomes(self, state: State, cpus: list[int], leaf: str) -> list[tuple[str, bool]]:
-        """(outcome, injected) choices for a SEAMCALL that may run on any CPU in `cpus`."""
-        return self._outcomes_on(state, [self.cpu(state, i) for i in cpus], leaf)
-
-    def _outcomes_on(self, state: State, cpu_objs: list[Cpu], leaf: str) \
-            -> list[tuple[str, bool]]:
-        """(outcome, injected) choices for a SEAMCALL that may run on any of these CPUs.
-
-        A CPU outside VMX operation gives #UD; one without LP.INIT makes the module refuse
-        anything but TDH.SYS.INIT and TDH.SYS.LP.INIT. Those follow from the state; the
-        injected faults come from the budget.
-        """
-        forced: list[tuple[str, bool]] = []
-        if any(not c.vmx for c in cpu_objs):
-            forced.append((UD, False))
-        if leaf not in (TDH_SYS_INIT, TDH_SYS_LP_INIT) and any(
-                c.vmx and not c.lp_done for c in cpu_objs):
-            forced.append((MODULE_ERROR, False))
-        if len(cpu_objs) == 1 and forced:
-            return forced[:1]
-        return self._with_faults(state, [(SUCCESS, False)] + forced)
-
-    def _with_faults(self, state: State, base: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
-        if state.faults < self.config.fault_budget:
-            seen = {o for o, _ in base}
-            return base + [(o, True) for o in INJECTABLE if o not in seen]
-        return base
-
-    def _fault(self, state: State, injected: bool) -> State:
-        return _set(state, faults=state.faults + 1) if injected else state
+    def _alloc_fault_allowed(self, state: State) -> bool:
+        return self.config.alloc_faults and state.faults < self.config.fault_budget
 
     # ----- boot ----------------------------------------------------------------------------
 
@@ -646,7 +378,7 @@ class TdxFlow:
         """`tdx_init`: too few KeyIDs or hibernation available leave TDX off; otherwise S3 is
         disabled, the notifier registered and the platform marked TDX-capable."""
         keyids = self.platform.private_keyids
-        booted = _set(state, booted=True)
+        booted = set_fields(state, booted=True)
         if keyids < 2:
             result = "off: too few private KeyIDs available" if keyids else "off: no TDX KeyIDs"
             return self._label("tdx_init", "boot", result=result), booted
@@ -656,7 +388,7 @@ class TdxFlow:
         s3_off = self.profile.tdx_init_disables_s3
         detail = "memory notifier registered" + (", ACPI S3 disabled" if s3_off else "")
         return (self._label("tdx_init", "boot", result="platform TDX-capable", detail=detail),
-                _set(booted, tdx_on=True, s3_off=s3_off))
+                set_fields(booted, tdx_on=True, s3_off=s3_off))
 
     # ----- callers -------------------------------------------------------------------------
 
@@ -667,7 +399,8 @@ class TdxFlow:
                 self._tdx_enable(state, actor, out)
             else:
                 key = (actor, self.cpu_facts(state), state.callers, state.tdx_on,
-                       state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults)
+                       state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults,
+                       state.module)
                 self._replayed(self._ipi_steps, key, state, out,
                                self._enable_ipis, actor, targets)
         else:  # the other steps read the callers, the CPUs and whether hotplug is busy
@@ -772,14 +505,13 @@ class TdxFlow:
             choices = [(None, state.sysinit_ret, False, {})]
         else:
             choices = []
-            for outcome, injected in self._outcomes_on(state, [cpu], TDH_SYS_INIT):
+            for outcome, injected in self._outcomes(state, (cpu,), TDH_SYS_INIT):
                 ret = seamcall_errno(outcome)
                 changes = {"sysinit_done": ret == 0 or self.profile.cache_sysinit_failure,
-                           "sysinit_ret": ret, "sysinit_issues": _sat(state.sysinit_issues)}
-                if injected:
-                    changes["faults"] = state.faults + 1
+                           "sysinit_ret": ret, "sysinit_issues": _sat(state.sysinit_issues),
+                           **self._seamcall_changes(state, TDH_SYS_INIT, outcome, injected)}
                 choices.append((outcome, ret, injected, changes))
-        framed = _set(cpu, frames=cpu.frames + (actor,))
+        framed = set_fields(cpu, frames=cpu.frames + (actor,))
         for outcome, ret, injected, changes in choices:
             seamcall = TDH_SYS_INIT if outcome is not None else None
             detail = "try_init_module_global" + ("" if outcome else ": cached")
@@ -796,18 +528,18 @@ class TdxFlow:
             cpu = self.cpu(state, index)
             actor = cpu.frames[-1]
             name = self.actor_name(actor)
-            for outcome, injected in self._outcomes(state, [index], TDH_SYS_LP_INIT):
+            for outcome, injected in self._outcomes(state, (cpu,), TDH_SYS_LP_INIT):
                 ok = outcome == SUCCESS
                 done = Cpu(cpu.online, cpu.vmx, cpu.lp_flag or ok, cpu.lp_done or ok,
                            cpu.frames[:-1], cpu.visited, cpu.key)
-                changes = {"faults": state.faults + 1} if injected else {}
+                changes = self._seamcall_changes(state, TDH_SYS_LP_INIT, outcome, injected)
                 step = self._label("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome,
                                    injected)
                 caller = None
                 if actor == self.hotplug_actor:
                     changes["hotplug_busy"] = False
                     if not ok:
-                        done = _set(done, online=False, vmx=0)
+                        done = set_fields(done, online=False, vmx=0)
                 else:
                     loads_left = state.callers[actor].loads_left
                     caller = (actor, Caller(ENABLING if ok else FAILED, loads_left))
@@ -822,7 +554,7 @@ class TdxFlow:
             vmx = cpu.vmx & ~bit if refcounted or not cpu.vmx & bit else 0
             if vmx == cpu.vmx and not cpu.visited & bit:
                 return cpu
-            return _set(cpu, vmx=vmx, visited=cpu.visited & ~bit)
+            return set_fields(cpu, vmx=vmx, visited=cpu.visited & ~bit)
 
         values = list(state)
         values[-1] = self._mapped_packages(state, ("vmxoff", actor), leave)
@@ -849,134 +581,225 @@ class TdxFlow:
             return
         if state.status == ERROR and self.profile.error_is_final:
             out.append((self._label("tdx_enable", name, result=f"{-EINVAL}",
-                             detail="module in ERROR state"),
+                                    detail="module in ERROR state"),
                         self._caller_failed(state, actor)))
             return
-        started = _set(
+        started = set_fields(
             self._with_caller(state, actor, pc=IN_TDX),
-            status=UNINITIALIZED, mutex=actor, step=S_SYSINFO, init_runs=_sat(state.init_runs),
-            snapshot=state.memblock, tdmr_cursor=0, init_err=0)
+            status=UNINITIALIZED, mutex=actor, step=S_MEMLIST, init_runs=_sat(state.init_runs),
+            tdmr_cursor=0, init_err=0)
         out.append((self._label("tdx_enable", name, result="init_tdx_module",
-                         detail="mutex_lock; get_online_mems; build_tdx_memlist"), started))
+                                detail="mutex_lock"), started))
 
     # ----- init_tdx_module -----------------------------------------------------------------
 
-    def _init_reads(self, state: State, facts: CpuFacts) -> tuple:
+    def _init_reads(self, state: State, facts) -> tuple:
         """What the next init_tdx_module step reads or writes, besides the profile and the
         configuration: the key it is replayed on (see `_replayed`)."""
         step = state.step
-        if step in (S_WBINVD, S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS):
+        if step in (S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS):
             reads = (state.pamt,)
+        elif step in (S_ERR_FREE_TDMRS, S_ERR_FREE_MEMLIST):
+            reads = (state.resources, state.snapshot)
+        elif step == S_MEMLIST:
+            reads = (state.memblock, state.snapshot, state.resources, state.faults,
+                     state.init_err)
         elif step in (S_SYSINFO, S_CONFIG):
-            reads = (facts, state.faults, state.init_err, state.config_issues, state.pamt)
+            reads = (facts, state.module, state.faults, state.init_err, state.pamt,
+                     state.resources)
+        elif step in (S_TDMR_LIST, S_KEYS_BEGIN):
+            reads = (state.resources, state.faults, state.init_err, state.pamt)
         elif step == S_CONSTRUCT:
             reads = (state.snapshot, state.memblock, state.faults, state.init_err,
-                     state.tdmr_list, state.tdmr_done, state.tdmr_cursor, state.pamt)
+                     state.tdmr_done, state.tdmr_cursor, state.pamt)
         elif step == S_KEYS:
-            reads = (facts, state.init_err, state.faults, state.pamt, state.tdmr_cursor)
+            reads = (facts, state.module, state.init_err, state.faults, state.pamt,
+                     state.tdmr_cursor, state.resources)
         elif step == S_TDMRS:
-            reads = (facts, state.snapshot, state.memblock, state.tdmr_cursor, state.tdmr_done,
-                     state.pamt, state.faults, state.init_err)
+            reads = (facts, state.module, state.snapshot, state.memblock, state.tdmr_cursor,
+                     state.tdmr_done, state.pamt, state.faults, state.init_err)
         elif step == S_DONE:
-            reads = (state.snapshot, state.memblock, state.pamt, state.callers, state.status,
-                     state.tdmr_list)
-        else:
-            reads = (state.init_err, state.callers, state.status, state.tdmr_list,
-                     state.snapshot)
+            reads = (state.snapshot, state.memblock, state.callers, state.status,
+                     state.resources)
+        else:  # S_OUT
+            reads = (state.init_err, state.callers, state.status, state.resources)
         return (state.mutex, step) + reads
 
     def _init_steps(self, state: State, out: list) -> None:
+        """The next step of init_tdx_module, for the caller holding the tdx_enable mutex."""
         actor = state.mutex
         name = self.actor_name(actor)
         step = state.step
-        online = self.online_cpus(state)
-        if step == S_SYSINFO:
-            for outcome, injected in self._outcomes(state, online, TDH_SYS_RD):
-                after = self._fault(state, injected)
-                if outcome == SUCCESS:
-                    after = _set(after, step=S_CONSTRUCT)
-                else:
-                    after = self._fail(after, seamcall_errno(outcome), S_ERR_FREE)
-                out.append((self._label("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
-                                 injected), after))
+        if step == S_MEMLIST:
+            self._build_tdx_memlist(state, name, out)
+        elif step == S_SYSINFO:
+            self._get_tdx_tdmr_sysinfo(state, name, out)
+        elif step == S_TDMR_LIST:
+            self._alloc_tdmr_list(state, name, out)
         elif step == S_CONSTRUCT:
             self._construct_tdmrs(state, name, out)
         elif step == S_CONFIG:
-            for outcome, injected in self._outcomes(state, online, TDH_SYS_CONFIG):
-                after = _set(self._fault(state, injected),
-                             config_issues=_sat(state.config_issues))
-                if outcome == SUCCESS:
-                    after = self._begin_key_config(
-                        _set(after, pamt=_pamt_map(after.pamt, lambda c: c | PAMT_HANDED)))
-                else:
-                    unwind = S_ERR_FREE_PAMTS if self.profile.config_failure_frees_pamts \
-                        else S_ERR_FREE
-                    after = self._fail(after, seamcall_errno(outcome), unwind)
-                out.append((self._label("config_tdx_module", name, None, TDH_SYS_CONFIG, outcome,
-                                 injected), after))
-        elif step == S_WBINVD:
-            out.append((self._label("wbinvd_on_all_cpus", name, detail="config_global_keyid"),
-                        _set(state, step=S_KEYS, pamt=_flushed(state.pamt))))
+            self._config_tdx_module(state, name, out)
+        elif step == S_KEYS_BEGIN:
+            self._config_global_keyid_begin(state, name, out)
         elif step == S_KEYS:
-            self._config_global_keyid(state, out, name)
+            self._config_global_keyid(state, name, out)
         elif step == S_TDMRS:
-            self._init_tdmr(state, name, online, out)
+            self._init_tdmr(state, name, out)
         elif step == S_DONE:
             self._init_succeeded(state, actor, name, out)
         elif step == S_ERR_WBINVD:
-            out.append((self._label("wbinvd_on_all_cpus", name, detail="err_reset_pamts"),
-                        _set(state, step=S_ERR_RESET, pamt=_flushed(state.pamt))))
+            out.append((self._label("err_reset_pamts", name, detail="wbinvd_on_all_cpus"),
+                        set_fields(state, step=S_ERR_RESET, pamt=_flushed(state.pamt))))
         elif step == S_ERR_RESET:
             reset = _pamt_map(state.pamt, _reset_chunk)
             out.append((self._label("tdmrs_reset_pamt_all", name,
                                     detail="MOVDIR64B over every PAMT"),
-                        _set(state, step=S_ERR_FREE_PAMTS, pamt=reset)))
+                        set_fields(state, step=S_ERR_FREE_PAMTS, pamt=reset)))
         elif step == S_ERR_FREE_PAMTS:
-            freed = tuple(_free_chunk(c) if c & (PAMT_ALLOCATED | PAMT_FREED) else c
-                          for c in state.pamt)
-            out.append((self._label("tdmrs_free_pamt_all", name),
-                        _set(state, step=S_ERR_FREE, pamt=freed)))
-        elif step == S_ERR_FREE:
+            out.append((self._label("err_free_pamts", name, detail="tdmrs_free_pamt_all"),
+                        set_fields(state, step=S_ERR_FREE_TDMRS,
+                                   pamt=tdmrs_free_pamt_all(state.pamt))))
+        elif step == S_ERR_FREE_TDMRS:
+            out.append((self._label("err_free_tdmrs", name, detail="free_tdmr_list"),
+                        set_fields(state, step=S_ERR_FREE_MEMLIST,
+                                   resources=_freed(state.resources, RES_TDMR_LIST))))
+        elif step == S_ERR_FREE_MEMLIST:
+            out.append((self._label("err_free_tdxmem", name, detail="free_tdx_memlist"),
+                        set_fields(state, step=S_OUT, snapshot=-1)))
+        elif step == S_OUT:
             self._init_failed(state, actor, name, out)
 
     def _fail(self, state: State, errno: int, unwind: int) -> State:
-        return _set(state, step=unwind, init_err=errno)
+        """A step failed with `errno`: init_tdx_module goes to the unwinding label `unwind`."""
+        return set_fields(state, step=unwind, init_err=errno)
+
+    def _build_tdx_memlist(self, state: State, name: str, out: list) -> None:
+        """`get_online_mems` and `build_tdx_memlist`: one entry per memblock region. A failed
+        allocation frees the entries added so far and returns straight to out_put_tdxmem."""
+        out.append((self._label("build_tdx_memlist", name, result="0",
+                                detail="get_online_mems"),
+                    set_fields(state, step=S_SYSINFO, snapshot=state.memblock)))
+        if self._alloc_fault_allowed(state):
+            resources = state.resources
+            if not self.profile.memlist_failure_frees_partial:
+                resources |= RES_MEMLIST_PARTIAL
+            failed = set_fields(state, faults=state.faults + 1, resources=resources)
+            out.append((self._label("build_tdx_memlist", name, result=f"{-ENOMEM}",
+                                    injected=True, detail="add_tdx_memblock: kmalloc failed"),
+                        self._fail(failed, -ENOMEM, S_OUT)))
+
+    def _get_tdx_tdmr_sysinfo(self, state: State, name: str, out: list) -> None:
+        """`get_tdx_tdmr_sysinfo`: read the TDMR limits with TDH.SYS.RD (on any online CPU)."""
+        for outcome, injected in self._outcomes(state, self.cpu_facts(state).online_cpus,
+                                                TDH_SYS_RD):
+            after = self._update(state, **self._seamcall_changes(state, TDH_SYS_RD, outcome,
+                                                                 injected))
+            if outcome == SUCCESS:
+                after = set_fields(after, step=S_TDMR_LIST)
+            else:
+                after = self._fail(after, seamcall_errno(outcome), S_ERR_FREE_MEMLIST)
+            out.append((self._label("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
+                                    injected), after))
+
+    def _alloc_tdmr_list(self, state: State, name: str, out: list) -> None:
+        """`alloc_tdmr_list`: room for max_tdmrs TDMRs."""
+        out.append((self._label("alloc_tdmr_list", name, result="0"),
+                    set_fields(state, step=S_CONSTRUCT,
+                               resources=state.resources | RES_TDMR_LIST)))
+        if self._alloc_fault_allowed(state):
+            out.append((self._label("alloc_tdmr_list", name, result=f"{-ENOMEM}", injected=True),
+                        self._fail(set_fields(state, faults=state.faults + 1), -ENOMEM,
+                                   S_ERR_FREE_MEMLIST)))
 
     def _construct_tdmrs(self, state: State, name: str, out: list) -> None:
-        """`alloc_tdmr_list` + `construct_tdmrs`: the engine's answer for this snapshot, or an
-        injected allocation failure at some TDMR's PAMT (earlier chunks are freed again)."""
+        """`construct_tdmrs`: the engine's answer for this snapshot, or an injected allocation
+        failure at some TDMR's PAMT."""
         layout = self.layout(state)
         result = layout.result
         count = len(result.tdmrs)
-        allocated = PAMT_ALLOCATED | PAMT_KERNEL_DIRTY
-        base = _set(state, tdmr_list=True, tdmr_done=(0,) * count, tdmr_cursor=0)
+        base = set_fields(state, tdmr_done=(0,) * count, tdmr_cursor=0)
         if result.ok:
+            allocated = (PAMT_ALLOCATED | PAMT_KERNEL_DIRTY,) * count
             out.append((self._label("construct_tdmrs", name, result="0",
-                             detail=f"{count} TDMRs, {result.pamt_kb} KB of PAMT"),
-                        _set(base, step=S_CONFIG, pamt=(allocated,) * count)))
+                                    detail=f"{count} TDMRs, {result.pamt_kb} KB of PAMT"),
+                        set_fields(base, step=S_CONFIG, pamt=allocated)))
         else:
-            freed = layout.chunks_allocated
-            pamt = (PAMT_FREED,) * freed + (0,) * (count - freed)
-            unwind = S_ERR_FREE
-            if freed and not self.profile.construct_failure_skips_pamt_free:
-                unwind = S_ERR_FREE_PAMTS
+            # Reserved areas exhausted: every chunk was allocated, construct_tdmrs frees them.
+            # PAMT allocation failed: tdmrs_set_up_pamt_all frees the chunks it got so far.
+            frees = self.profile.rsvd_failure_frees_pamts if result.failed_tdmr is not None \
+                else self.profile.pamt_alloc_failure_frees_pamts
             detail = result.error.message or "PAMT allocation failed"
             out.append((self._label("construct_tdmrs", name, result=f"{result.error.errno}",
-                             detail=detail),
-                        self._fail(_set(base, pamt=pamt), result.error.errno, unwind)))
-        if not (self.config.alloc_faults and state.faults < self.config.fault_budget):
+                                    detail=detail),
+                        self._construct_failed(base, result.error.errno, count,
+                                               layout.chunks_allocated, frees)))
+        if not self._alloc_fault_allowed(state):
             return
         limit = count if result.ok or result.failed_tdmr is not None else layout.chunks_allocated
+        frees = self.profile.pamt_alloc_failure_frees_pamts
         for failing in range(limit):
-            pamt = (PAMT_FREED,) * failing + (0,) * (count - failing)
-            after = self._fail(_set(self._fault(base, True), pamt=pamt), -ENOMEM, S_ERR_FREE)
+            after = self._construct_failed(set_fields(base, faults=state.faults + 1), -ENOMEM,
+                                           count, failing, frees)
             out.append((self._label("construct_tdmrs", name, result=f"{-ENOMEM}", injected=True,
-                             detail=f"alloc_contig_pages failed for TDMR {failing}"), after))
+                                    detail=f"alloc_contig_pages failed for TDMR {failing}"),
+                        after))
 
-    def _begin_key_config(self, state: State) -> State:
-        """Start config_global_keyid, with WBINVD first unless the profile skips it."""
-        step = S_WBINVD if self.profile.wbinvd_before_key_config else S_KEYS
-        return _set(state, step=step)
+    def _construct_failed(self, state: State, errno: int, count: int, allocated: int,
+                          freed: bool) -> State:
+        """construct_tdmrs failed after allocating the first `allocated` PAMT chunks, which it
+        freed again (`freed`); init_tdx_module then frees the TDMR list (v6.8), or the PAMTs
+        too (`construct_failure_skips_pamt_free` off)."""
+        chunk = PAMT_FREED if freed else PAMT_ALLOCATED | PAMT_KERNEL_DIRTY
+        pamt = (chunk,) * allocated + (0,) * (count - allocated)
+        unwind = S_ERR_FREE_TDMRS
+        if allocated and not self.profile.construct_failure_skips_pamt_free:
+            unwind = S_ERR_FREE_PAMTS
+        return self._fail(set_fields(state, pamt=pamt), errno, unwind)
+
+    def _config_tdx_module(self, state: State, name: str, out: list) -> None:
+        """`config_tdx_module`: an array of the TDMR addresses, TDH.SYS.CONFIG with it and the
+        global KeyID, the array freed again. Any failure frees the PAMTs without a reset: the
+        module never saw them."""
+        unwind = S_ERR_FREE_PAMTS if self.profile.config_failure_frees_pamts \
+            else S_ERR_FREE_TDMRS
+        if self._alloc_fault_allowed(state):
+            out.append((self._label("config_tdx_module", name, result=f"{-ENOMEM}",
+                                    injected=True, detail="kzalloc failed"),
+                        self._fail(set_fields(state, faults=state.faults + 1), -ENOMEM,
+                                   unwind)))
+        holding = state.resources | RES_CONFIG_BUF
+        for outcome, injected in self._outcomes(state, self.cpu_facts(state).online_cpus,
+                                                TDH_SYS_CONFIG):
+            resources = holding
+            resources &= ~RES_CONFIG_BUF  # kfree(tdmr_pa_array)
+            after = self._update(state, resources=resources,
+                                 **self._seamcall_changes(state, TDH_SYS_CONFIG, outcome,
+                                                          injected))
+            if outcome == SUCCESS:
+                after = set_fields(after, step=S_KEYS_BEGIN,
+                                   pamt=_pamt_map(after.pamt, lambda c: c | PAMT_HANDED))
+            else:
+                after = self._fail(after, seamcall_errno(outcome), unwind)
+            out.append((self._label("config_tdx_module", name, None, TDH_SYS_CONFIG, outcome,
+                                    injected), after))
+
+    def _config_global_keyid_begin(self, state: State, name: str, out: list) -> None:
+        """`config_global_keyid`, first part: the mask of packages done, then WBINVD on every
+        CPU (kernel cache lines of the PAMTs must not meet the module's global-KeyID ones)."""
+        if self._alloc_fault_allowed(state):
+            out.append((self._label("config_global_keyid", name, result=f"{-ENOMEM}",
+                                    injected=True, detail="zalloc_cpumask_var failed"),
+                        self._fail(set_fields(state, faults=state.faults + 1), -ENOMEM,
+                                   self._late_unwind())))
+        resources = state.resources | RES_CPUMASK
+        pamt = state.pamt
+        detail = "zalloc_cpumask_var"
+        if self.profile.wbinvd_before_key_config:
+            pamt = _flushed(pamt)
+            detail += "; wbinvd_on_all_cpus"
+        out.append((self._label("config_global_keyid", name, detail=detail),
+                    set_fields(state, step=S_KEYS, resources=resources, pamt=pamt)))
 
     def _key_targets(self, state: State) -> list[int]:
         """CPUs config_global_keyid may issue KEY.CONFIG on next (online, not busy)."""
@@ -989,22 +812,24 @@ class TdxFlow:
                     targets.append(p * self.cpp + k)
         return targets
 
-    def _config_global_keyid(self, state: State, out: list, name: str) -> None:
-        in_flight = [i for i, c in self.cpus(state) if c.key == KEY_IN_FLIGHT]
+    def _config_global_keyid(self, state: State, name: str, out: list) -> None:
+        """`config_global_keyid`: TDH.SYS.KEY.CONFIG on one online CPU of each package, one at
+        a time; the first error ends it."""
+        in_flight = self.cpu_facts(state).key_in_flight
         if in_flight:
             for index in in_flight:
                 self._key_config_result(state, name, index, out)
             return
         if state.init_err:
             out.append((self._label("config_global_keyid", name, result=f"{state.init_err}"),
-                        self._fail(_end_key_config(self, state), state.init_err,
+                        self._fail(self._end_key_config(state), state.init_err,
                                    self._late_unwind())))
             return
         targets = self._key_targets(state)
         if not targets:
             out.append((self._label("config_global_keyid", name, result="0",
-                             detail="every package with an online CPU configured"),
-                        _set(_end_key_config(self, state), step=S_TDMRS, tdmr_cursor=0)))
+                                    detail="every package with an online CPU configured"),
+                        set_fields(self._end_key_config(state), step=S_TDMRS, tdmr_cursor=0)))
             return
         if self.profile.key_config_serial:
             for index in targets:
@@ -1016,107 +841,115 @@ class TdxFlow:
             first_per_package.setdefault(index // self.cpp, index)
         issued = list(first_per_package.values())
         out.append((self._label("config_global_keyid", name, detail="KEY.CONFIG issued on CPUs "
-                         + ",".join(map(str, issued)) + " at once"),
+                                + ",".join(map(str, issued)) + " at once"),
                     self._issue_key_config(state, issued)))
 
     def _issue_key_config(self, state: State, cpus: list[int]) -> State:
         """KEY.CONFIG issued: from now on the module may write PAMTs with the global KeyID."""
         for index in cpus:
-            cpu = self.cpu(state, index)
-            state = self._with_cpu(state, index, _set(cpu, key=KEY_IN_FLIGHT))
-            p = index // self.cpp
-            package = state.packages[p]
-            state = self._with_package(state, p, _set(package,
-                                                      key_issues=_sat(package.key_issues)))
-        return _set(state, pamt=_pamt_map(state.pamt, _module_writes))
+            state = self._with_cpu(state, index, set_fields(self.cpu(state, index),
+                                                            key=KEY_IN_FLIGHT))
+        return set_fields(state, pamt=_pamt_map(state.pamt, _module_writes))
 
     def _key_config_result(self, state: State, name: str, index: int, out: list) -> None:
-        """`do_global_key_config` on `index` completes; a package keyed twice is refused."""
+        """`do_global_key_config` on `index` completes."""
         p = index // self.cpp
-        package = state.packages[p]
-        outcomes = self._outcomes(state, [index], TDH_SYS_KEY_CONFIG)
-        if package.keyed:
-            outcomes = [(MODULE_ERROR, False)]
+        others = [i for i in self.cpu_facts(state).key_in_flight if i != index]
+        outcomes = self._outcomes(state, (self.cpu(state, index),), TDH_SYS_KEY_CONFIG,
+                                  package_keyed=state.packages[p].keyed, key_busy=bool(others))
         for outcome, injected in outcomes:
-            after = self._fault(state, injected)
-            cpu = self.cpu(after, index)
-            after = self._with_cpu(after, index, _set(cpu, key=KEY_SENT))
+            after = self._with_cpu(state, index, set_fields(self.cpu(state, index), key=KEY_SENT))
             if outcome == SUCCESS:
-                after = self._with_package(after, p, _set(after.packages[p], keyed=True))
-            elif not after.init_err:
-                after = _set(after, init_err=seamcall_errno(outcome))
+                after = self._with_package(after, p, set_fields(after.packages[p], keyed=True))
+            all_keyed = all(package.keyed for package in after.packages)
+            after = self._update(after, **self._seamcall_changes(
+                state, TDH_SYS_KEY_CONFIG, outcome, injected, all_keyed))
+            if outcome != SUCCESS and not after.init_err:
+                after = set_fields(after, init_err=seamcall_errno(outcome))
             if self.profile.key_config_serial and after.init_err:
-                after = self._fail(_end_key_config(self, after), after.init_err,
+                after = self._fail(self._end_key_config(after), after.init_err,
                                    self._late_unwind())
             out.append((self._label("do_global_key_config", name, index, TDH_SYS_KEY_CONFIG,
                                     outcome, injected, f"package {p}"), after))
 
+    def _end_key_config(self, state: State) -> State:
+        """config_global_keyid returns: its mask of packages done is freed."""
+        packages = self._mapped_packages(state, ("key markers cleared",),
+                                         lambda c: set_fields(c, key=KEY_NONE) if c.key else c)
+        return self._update(state, resources=_freed(state.resources, RES_CPUMASK),
+                            packages=packages)
+
     def _late_unwind(self) -> int:
+        """Where a failure after TDH.SYS.CONFIG unwinds to: err_reset_pamts (v6.8)."""
         return S_ERR_WBINVD if self.profile.reset_pamts_on_late_failure else S_ERR_FREE_PAMTS
 
-    def _init_tdmr(self, state: State, name: str, online: list[int], out: list) -> None:
+    def _init_tdmr(self, state: State, name: str, out: list) -> None:
         """`init_tdmrs`: TDH.SYS.TDMR.INIT on the current TDMR until it is done."""
         layout = self.layout(state)
         cursor = state.tdmr_cursor
-        outcomes = self._outcomes(state, online, TDH_SYS_TDMR_INIT)
-        if self.profile.unkeyed_package_fails_init and not all(
-                p.keyed for p in state.packages):
-            outcomes = [(MODULE_ERROR, False)]
-        for outcome, injected in outcomes:
-            after = self._fault(state, injected)
+        finished = state.tdmr_done[cursor] >= layout.tdmr_init_calls[cursor]
+        for outcome, injected in self._outcomes(state, self.cpu_facts(state).online_cpus,
+                                                TDH_SYS_TDMR_INIT, tdmr_finished=finished):
+            after = self._update(state, **self._seamcall_changes(state, TDH_SYS_TDMR_INIT,
+                                                                 outcome, injected))
             if outcome == SUCCESS:
                 done = after.tdmr_done[:cursor] + (after.tdmr_done[cursor] + 1,) \
                     + after.tdmr_done[cursor + 1:]
                 pamt = after.pamt[:cursor] + (_module_writes(after.pamt[cursor]),) \
                     + after.pamt[cursor + 1:]
-                after = _set(after, tdmr_done=done, pamt=pamt)
+                after = set_fields(after, tdmr_done=done, pamt=pamt)
                 finished = done[cursor] >= layout.tdmr_init_calls[cursor]
                 if finished or not self.profile.init_tdmrs_until_done:
                     last = cursor + 1 == len(done)
-                    after = _set(after, tdmr_cursor=cursor + 1,
-                                           step=S_DONE if last else S_TDMRS)
+                    after = set_fields(after, tdmr_cursor=cursor + 1,
+                                       step=S_DONE if last else S_TDMRS)
             else:
                 after = self._fail(after, seamcall_errno(outcome), self._late_unwind())
             out.append((self._label("init_tdmr", name, None, TDH_SYS_TDMR_INIT, outcome, injected,
-                             f"TDMR {cursor}"), after))
+                                    f"TDMR {cursor}"), after))
 
     def _init_succeeded(self, state: State, actor: int, name: str, out: list) -> None:
+        """init_tdx_module returns 0: the PAMT line, put_online_mems; __tdx_enable marks the
+        module INITIALIZED and unlocks. The snapshot, TDMR list and PAMTs are kept."""
         layout = self.layout(state)
-        owned = _pamt_map(state.pamt, lambda c: c | PAMT_OWNED)
-        after = _set(state, status=INITIALIZED, mutex=-1, step=S_NONE, pamt=owned,
-                               tdmr_list=self.profile.keep_tdmr_list)
+        resources = state.resources
+        if not self.profile.keep_tdmr_list:
+            resources = _freed(resources, RES_TDMR_LIST)
+        after = set_fields(state, status=INITIALIZED, mutex=-1, step=S_NONE,
+                           resources=resources)
         after = self._with_caller(after, actor, pc=LOADED)
         out.append((self._label("init_tdx_module", name, result="0",
-                         detail=f"{layout.result.pamt_kb} KB allocated for PAMT; "
-                         "module initialized; put_online_mems; mutex_unlock"), after))
+                                detail=f"{layout.result.pamt_kb} KB allocated for PAMT; "
+                                "module initialized; put_online_mems; mutex_unlock"), after))
 
     def _init_failed(self, state: State, actor: int, name: str, out: list) -> None:
-        """The end of the unwinding: free the TDMR list and snapshot, then the status."""
+        """out_put_tdxmem: put_online_mems and return the error; __tdx_enable marks the module
+        ERROR and unlocks."""
         err = state.init_err
         status = ERROR
         if err == -ENODEV and not self.profile.enodev_marks_error:
             status = UNINITIALIZED
         mutex = -1 if self.profile.release_mutex_on_failure else actor
-        after = _set(state, status=status, mutex=mutex, step=S_NONE, tdmr_list=False,
-                               snapshot=-1)
+        after = set_fields(state, status=status, mutex=mutex, step=S_NONE)
         after = self._caller_failed(after, actor)
         out.append((self._label("init_tdx_module", name, result=f"{err}",
-                         detail=f"free_tdmr_list; free_tdx_memlist; put_online_mems; module "
-                         f"initialization failed ({err})"), after))
+                                detail=f"put_online_mems; module initialization failed ({err})"),
+                    after))
 
     # ----- environment ---------------------------------------------------------------------
 
     def _environment_steps(self, state: State, out: list) -> None:
         config = self.config
+        facts = self.cpu_facts(state)
         if config.cpu_hotplug and not state.hotplug_busy and not self.cpus_read_locked(state):
-            key = (self.cpu_facts(state), self._loaded(state.callers), state.tdx_on,
-                   state.sysinit_done, state.sysinit_ret, state.sysinit_issues, state.faults)
+            key = (facts, self._loaded(state.callers), state.tdx_on, state.sysinit_done,
+                   state.sysinit_ret, state.sysinit_issues, state.faults, state.module)
             self._replayed(self._hotplug_steps, key, state, out, self._cpu_hotplug)
         # Memory hotplug, sleep requests and machine checks read these fields only:
         key = (state.hot, state.snapshot, state.memblock, self.memory_locked(state),
                state.s3_off, state.s3_entered, state.hibernation, state.hibernated,
-               state.tdx_on, state.status, state.tdmr_list, bool(state.pamt),
-               self.cpu_facts(state).vmx_cpu)
+               state.tdx_on, state.module, state.resources, state.tdmr_done, state.pamt,
+               facts.mc_key)
         self._replayed(self._event_steps, key, state, out, self._other_events)
 
     def _other_events(self, state: State, out: list) -> None:
@@ -1127,7 +960,8 @@ class TdxFlow:
             self._sleep_requests(state, out)
         if config.machine_checks:
             for page in (MC_PAMT_PAGE, MC_KERNEL_PAGE):
-                out.append((self.machine_check(state, page), state))
+                for step in self.machine_checks(state, page):
+                    out.append((step, state))
 
     def _cpu_hotplug(self, state: State, out: list) -> None:
         online = self.online_cpus(state)
@@ -1158,7 +992,7 @@ class TdxFlow:
             if ret is None:
                 changes = {**changes, "hotplug_busy": True}
             elif ret:
-                after = _set(after, online=False, vmx=0)
+                after = set_fields(after, online=False, vmx=0)
             out.append((step, self._update(state, (index, after), **changes)))
 
     def _memory_hotplug(self, state: State, out: list) -> None:
@@ -1167,12 +1001,12 @@ class TdxFlow:
             if online:
                 hot = state.hot[:b] + (False,) + state.hot[b + 1:]
                 out.append((self._label("memory_offline", "environment", detail=detail,
-                                        result="ok"), _set(state, hot=hot)))
+                                        result="ok"), set_fields(state, hot=hot)))
             elif self._notifier_allows(state.snapshot, b):
                 hot = state.hot[:b] + (True,) + state.hot[b + 1:]
                 out.append((self._label("memory_online", "environment", detail=detail,
                                         result="ok"),
-                            _set(state, hot=hot, memblock=state.memblock | 1 << b)))
+                            set_fields(state, hot=hot, memblock=state.memblock | 1 << b)))
             else:
                 out.append((self._label("memory_online", "environment", detail=detail,
                                         result="vetoed by tdx_memory_notifier"), state))
@@ -1193,31 +1027,59 @@ class TdxFlow:
         if state.s3_off:
             out.append((_SUSPEND_REFUSED, state))
         elif not state.s3_entered:
-            out.append((_SUSPEND, _set(state, s3_entered=True)))
+            out.append((_SUSPEND, set_fields(state, s3_entered=True)))
         if not state.hibernation:
             out.append((_HIBERNATE_REFUSED, state))
         elif not state.hibernated:
-            out.append((_HIBERNATE, _set(state, hibernated=True)))
+            out.append((_HIBERNATE, set_fields(state, hibernated=True)))
 
-    def machine_check(self, state: State, page: str) -> Step:
-        """`tdx_dump_mce_info`: blame TDX private memory only on erratum parts, when RDMD (on a
-        CPU in VMX operation) says the page is module-owned, or reserved and in a PAMT."""
+    def machine_checks(self, state: State, page: str) -> list[Step]:
+        """`tdx_dump_mce_info` on each CPU that may take a machine check on `page`: only on
+        erratum parts, a raw RDMD on that CPU (no retry; any failure means "not private");
+        a PAMT page comes back reserved and is private when the kernel's TDMR list has a PAMT
+        holding it (`is_pamt_page`); a kernel page comes back as not assigned."""
         if not (self.platform.erratum and state.tdx_on):
-            return self._label("machine_check", "environment", result="not reported",
-                               detail=page)
-        rdmd_cpu = self.cpu_facts(state).vmx_cpu
-        if rdmd_cpu is None:
-            return self._label("machine_check", "environment", result="not reported",
-                               detail=f"{page}; RDMD faults (VMX off)")
-        ready = state.status == INITIALIZED
-        if not ready:
-            return self._label("machine_check", "environment", rdmd_cpu, TDH_PHYMEM_PAGE_RDMD,
-                               MODULE_ERROR, detail=f"{page}; module not ready: not reported")
-        in_pamt = page == MC_PAMT_PAGE and state.tdmr_list and bool(state.pamt)
-        verdict = "reported: TDX private memory error" if in_pamt else "not reported"
-        page_type = "reserved" if page == MC_PAMT_PAGE else "not assigned"
-        return self._label("machine_check", "environment", rdmd_cpu, TDH_PHYMEM_PAGE_RDMD,
-                           SUCCESS, detail=f"{page}; RDMD: {page_type}; {verdict}")
+            return [self._label("machine_check", "environment", result="not reported",
+                                detail=page)]
+        steps = []
+        for index in self.cpu_facts(state).mc_cpus:
+            outcome = self._answer(state, self.cpu(state, index), TDH_PHYMEM_PAGE_RDMD,
+                                   block_initialised=self._mc_block_initialised(state, page))
+            if outcome != SUCCESS:
+                steps.append(self._label("machine_check", "environment", index,
+                                         TDH_PHYMEM_PAGE_RDMD, outcome,
+                                         detail=f"{page}; not reported"))
+                continue
+            in_pamt = page == MC_PAMT_PAGE and bool(state.resources & RES_TDMR_LIST) \
+                and bool(state.pamt)
+            verdict = "reported: TDX private memory error" if in_pamt else "not reported"
+            page_type = "reserved" if page == MC_PAMT_PAGE else "not assigned"
+            steps.append(self._label("machine_check", "environment", index,
+                                     TDH_PHYMEM_PAGE_RDMD, SUCCESS,
+                                     detail=f"{page}; RDMD: {page_type}; {verdict}"))
+        return steps
+
+    def _mc_block_initialised(self, state: State, page: str) -> bool:
+        """The module has initialised the part of its TDMR that holds the page (a kernel page
+        is taken from an initialised part)."""
+        if page != MC_PAMT_PAGE:
+            return True
+        where = self.layout(state).first_pamt_page
+        return where is not None and len(state.tdmr_done) > where[0] \
+            and state.tdmr_done[where[0]] >= where[1]
+
+
+def _note_first_error(out: list, start: int) -> None:
+    """An observer's note on init_tdx_module's steps from `out[start:]`: the errno of the
+    first step of this run that failed (`State.first_err`), forgotten when the run returns.
+    It reads the labels only, so the kernel's own error handling cannot change it."""
+    for i in range(start, len(out)):
+        label, after = out[i]
+        if label.action == "init_tdx_module":
+            if after.first_err:
+                out[i] = (label, set_fields(after, first_err=0))
+        elif not after.first_err and (errno := step_errno(label)):
+            out[i] = (label, set_fields(after, first_err=errno))
 
 
 def machine_check_reported(step: Step) -> bool:
@@ -1239,32 +1101,6 @@ def memory_notifier(profile: Profile, memlist, going_online: bool, start: int,
     if not profile.notifier_checks_whole_range:
         return is_tdx_memory(memlist, start, start + 1)
     return tdx_memory_notifier(memlist, going_online, start, end)
-
-
-def _changes(state: State, after: State) -> tuple[tuple[int, object], ...] | None:
-    """The fields a step changes, as (index, new value); None for a step that changes
-    nothing (it stays a self-loop when replayed)."""
-    if after is state:
-        return None
-    moved = compress(_STATE_INDEXES, map(is_not, state, after))  # fields holding new objects
-    return tuple([(index, after[index]) for index in moved if state[index] != after[index]])
-
-
-def _map_package(package: Package, fn) -> Package:
-    """`package` with `fn` applied to its CPUs (`package` itself when none changes)."""
-    cpus = tuple([fn(c) for c in package.cpus])
-    return package if cpus == package.cpus else Package(package.key_issues, package.keyed, cpus)
-
-
-def _end_key_config(flow: TdxFlow, state: State) -> State:
-    """config_global_keyid returns: its package mask (the per-CPU markers) goes away."""
-    packages = flow._mapped_packages(state, ("key markers cleared",),
-                                     lambda c: _set(c, key=KEY_NONE) if c.key else c)
-    return state if packages is state.packages else _with_packages(state, packages)
-
-
-def pamt_describe(chunk: int) -> str:
-    return "+".join(name for bit, name in PAMT_BIT_NAMES if chunk & bit) or "none"
 
 
 def _pamt_map(pamt: tuple[int, ...], fn) -> tuple[int, ...]:
@@ -1290,7 +1126,18 @@ def _reset_chunk(chunk: int) -> int:
     return chunk & ~PAMT_WRITTEN
 
 
+def tdmrs_free_pamt_all(pamt: tuple[int, ...]) -> tuple[int, ...]:
+    """`tdmrs_free_pamt_all`: free every TDMR's PAMT chunk; a TDMR whose PAMT was never
+    allocated (size 0) is skipped, one freed before is freed again."""
+    return tuple(_free_chunk(c) if c & (PAMT_ALLOCATED | PAMT_FREED) else c for c in pamt)
+
+
 def _free_chunk(chunk: int) -> int:
     if chunk & PAMT_FREED:
         return chunk | PAMT_FREED_TWICE
     return (chunk & ~PAMT_ALLOCATED) | PAMT_FREED
+
+
+def _freed(resources: int, bit: int) -> int:
+    """`resources` after freeing `bit`; freeing what is not held is a bad free."""
+    return resources & ~bit if resources & bit else resources | RES_BAD_FREE

@@ -76,13 +76,17 @@ class TdmrLayout:
     """What `init_tdx_module` would build from one memblock content.
 
     `chunks_allocated` is how many PAMT chunks `construct_tdmrs` allocated before it failed
-    (and then freed again); `tdmr_init_calls` is how many TDH.SYS.TDMR.INIT calls each TDMR takes.
+    (and then freed again); `tdmr_init_calls` is how many TDH.SYS.TDMR.INIT calls each TDMR takes;
+    `first_pamt_page` is where the first page of TDMR 0's PAMT chunk lies for the module: the
+    TDMR holding it and how many TDH.SYS.TDMR.INIT calls on that TDMR initialise its part
+    (None without a PAMT).
     """
 
     memlist: tuple[MemRange, ...]
     result: ConstructResult
     chunks_allocated: int
     tdmr_init_calls: tuple[int, ...]
+    first_pamt_page: tuple[int, int] | None
 
 
 def _chunks_before_enomem(memlist, result: ConstructResult, platform: Platform,
@@ -111,6 +115,16 @@ def tdx_layout(platform: Platform, profile: Profile, added_mask: int) -> TdmrLay
         allocated = _chunks_before_enomem(memlist, result, platform, profile)
     else:
         allocated = 0
-    calls = tuple(max(1, round_up(t.size, platform.tdmr_init_chunk) // platform.tdmr_init_chunk)
-                  for t in result.tdmrs)
-    return TdmrLayout(memlist, result, allocated, calls)
+    chunk = platform.tdmr_init_chunk
+    calls = tuple(max(1, round_up(t.size, chunk) // chunk) for t in result.tdmrs)
+    return TdmrLayout(memlist, result, allocated, calls, _first_pamt_page(result, chunk))
+
+
+def _first_pamt_page(result: ConstructResult, chunk: int) -> tuple[int, int] | None:
+    if not result.tdmrs or not result.tdmrs[0].pamt_size:
+        return None
+    page = result.tdmrs[0].pamt_base
+    for index, tdmr in enumerate(result.tdmrs):
+        if tdmr.base <= page < tdmr.end:
+            return index, (page - tdmr.base) // chunk + 1
+    return None

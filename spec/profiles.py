@@ -42,12 +42,14 @@ class Profile:
     error_is_final: bool = True  # tdx_enable in ERROR returns -EINVAL without retrying
     enodev_marks_error: bool = True  # an -ENODEV init failure also moves the module to ERROR
     release_mutex_on_failure: bool = True  # tdx_enable unlocks its mutex on the error path too
-    config_failure_frees_pamts: bool = True  # TDH.SYS.CONFIG failure unwinds via free PAMTs
+    memlist_failure_frees_partial: bool = True  # build_tdx_memlist frees what it added
+    pamt_alloc_failure_frees_pamts: bool = True  # tdmrs_set_up_pamt_all frees earlier chunks
+    rsvd_failure_frees_pamts: bool = True  # construct_tdmrs frees PAMTs when areas run out
     construct_failure_skips_pamt_free: bool = True  # construct_tdmrs freed its PAMTs already
+    config_failure_frees_pamts: bool = True  # TDH.SYS.CONFIG failure unwinds via free PAMTs
     wbinvd_before_key_config: bool = True  # config_global_keyid flushes caches first
     key_config_once_per_package: bool = True  # one TDH.SYS.KEY.CONFIG per package, not per CPU
     key_config_serial: bool = True  # each KEY.CONFIG completes before the next is issued
-    unkeyed_package_fails_init: bool = True  # the module refuses TDMR.INIT with a package unkeyed
     init_tdmrs_until_done: bool = True  # TDH.SYS.TDMR.INIT repeated until each TDMR is done
     reset_pamts_on_late_failure: bool = True  # failure after KEY.CONFIG: WBINVD and reset PAMTs
     keep_tdmr_list: bool = True  # TDMR list kept after success (the #MC handler reads it)
@@ -106,10 +108,6 @@ BUGS: tuple[Profile, ...] = (
     V6_8.but("mutant-key-config-every-cpu", "TDH.SYS.KEY.CONFIG on every online CPU instead "
              "of once per package", "design hazard: config_global_keyid",
              key_config_once_per_package=False),
-    V6_8.but("mutant-offline-package-skipped", "a package whose CPUs are all offline is "
-             "skipped silently and TDMR init goes ahead and succeeds",
-             "design hazard: config_global_keyid / init_tdmrs",
-             unkeyed_package_fails_init=False),
     V6_8.but("mutant-initialized-after-first-chunk", "module marked INITIALIZED after the "
              "first TDH.SYS.TDMR.INIT chunk instead of the whole TDMR",
              "design hazard: init_tdmr", init_tdmrs_until_done=False),

@@ -1,13 +1,18 @@
-"""SEAMCALL leaves, the outcomes the model lets a SEAMCALL have, and the errno each becomes.
+"""SEAMCALL leaves, the outcomes a SEAMCALL can have, and the errno each becomes.
 
 Section 5 of the behaviour notes: `sc_retry` repeats a call while the module is out of entropy
 (at most ten attempts), and `seamcall_prerr` maps what is left to an errno. The model treats a
 whole retried call as one outcome, so "entropy exhausted" means all ten attempts failed.
+
+An outcome is SUCCESS, one of the CPU's own faults (#UD outside VMX operation, #GP where SEAM is
+not enabled, VMfailInvalid where no module is loaded), a transient module error, or a status by
+which the module refuses a call in its present state (`spec.module`). Every module status the
+kernel does not retry becomes -EIO.
 """
 
 from __future__ import annotations
 
-from spec.errno import EACCES, EIO, ENODEV
+from spec.errno import EACCES, EIO, ENODEV, EOPNOTSUPP
 
 TDH_PHYMEM_PAGE_RDMD = "TDH.PHYMEM.PAGE.RDMD"
 TDH_SYS_KEY_CONFIG = "TDH.SYS.KEY.CONFIG"
@@ -28,24 +33,32 @@ LEAF_NUMBERS = {
 }
 
 SUCCESS = "success"
-VMFAIL_INVALID = "VMfailInvalid"  # no module loaded
+VMFAIL_INVALID = "VMfailInvalid"  # no module loaded (or it went away)
+GP = "#GP"  # SEAMCALL itself faults: SEAM is not enabled
 UD = "#UD"  # the CPU is not in VMX operation
 NO_ENTROPY = "entropy exhausted"  # TDX_RND_NO_ENTROPY on all 10 attempts
-MODULE_ERROR = "error"  # any other module error code
+MODULE_ERROR = "error"  # any other transient module error (key generation failed, ...)
 
-# Outcomes a fault budget may inject; #UD is never injected, it follows from the VMX state.
-INJECTABLE = (VMFAIL_INVALID, NO_ENTROPY, MODULE_ERROR)
+# Faults a fault budget may inject. VMfailInvalid and #GP take the module away for the rest of
+# the boot (`spec.module.LOST_*`); the other two fail one call and leave the module as it was.
+# #UD is never injected: it follows from the CPU's VMX state.
+INJECTABLE = (VMFAIL_INVALID, GP, NO_ENTROPY, MODULE_ERROR)
+CPU_FAULTS = frozenset((VMFAIL_INVALID, GP, UD))
 
+# The software codes the kernel's SEAMCALL entry code returns for the CPU's own faults.
+TDX_SEAMCALL_VMFAILINVALID = 0x8000FF00FFFF0000
+TDX_SEAMCALL_GP = 0x8000FF000000000D
+TDX_SEAMCALL_UD = 0x8000FF0000000006
 TDX_RND_NO_ENTROPY = 0x8000020300000000
 TDX_MODULE_ERROR_CODE = 0xC000010000000000  # a representative non-retryable error code
 
-_ERRNO = {SUCCESS: 0, VMFAIL_INVALID: -ENODEV, UD: -EACCES, NO_ENTROPY: -EIO,
-          MODULE_ERROR: -EIO}
+_ERRNO = {SUCCESS: 0, VMFAIL_INVALID: -ENODEV, GP: -EOPNOTSUPP, UD: -EACCES}
 
 
 def seamcall_errno(outcome: str) -> int:
-    """`seamcall_prerr`: 0 on success, else the errno the kernel returns for this outcome."""
-    return _ERRNO[outcome]
+    """`seamcall_prerr`: 0 on success, the CPU faults' own errnos, -EIO for any module error
+    (transient or a refusal)."""
+    return _ERRNO.get(outcome, -EIO)
 
 
 def seamcall_failed_message(leaf: str, code: int) -> str:

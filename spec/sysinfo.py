@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errno import EIO, KernelError
+from spec.module import STATUS_CODES, TDX_SYS_NOT_READY
 from spec.seamcall import TDH_SYS_RD, seamcall_failed_message
 
 PAGE_SIZE_SHIFTS = (12, 21, 30)
@@ -29,17 +30,15 @@ class TdxSysinfo:
             raise ValueError("pamt_entry_size needs three positive sizes (4K, 2M, 1G)")
 
 
-TDX_NO_SYS_RD = 0xC000050500000000  # what a TDX 1.0 module answers to the unknown leaf
-
-
 def get_tdx_tdmr_sysinfo(module_major: int, module_minor: int,
                          metadata: TdxSysinfo) -> TdxSysinfo | KernelError:
     """`get_tdx_tdmr_sysinfo`: read the TDMR limits with TDH.SYS.RD.
 
-    v6.8 compares no version: a TDX 1.0 module lacks TDH.SYS.RD, so the very first read fails
-    and init fails with -EIO. That alone is how v6.8 comes to need module 1.5. Returns the
-    metadata, or a KernelError.
+    v6.8 compares no version: a TDX 1.0 module lacks TDH.SYS.RD, its dispatcher answers the
+    unknown leaf TDX_SYS_NOT_READY, so the very first read fails and init fails with -EIO. That
+    alone is how v6.8 comes to need module 1.5. Returns the metadata, or a KernelError.
     """
     if (module_major, module_minor) < (1, 5):
-        return KernelError(-EIO, seamcall_failed_message(TDH_SYS_RD, TDX_NO_SYS_RD))
+        code = STATUS_CODES[TDX_SYS_NOT_READY]
+        return KernelError(-EIO, seamcall_failed_message(TDH_SYS_RD, code))
     return metadata

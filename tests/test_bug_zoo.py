@@ -15,7 +15,7 @@ from spec.profiles import BUGS, PROFILES
 FLOW_CONFIGS = ("default", "rsvd-exhausted", "unchecked-callers")
 
 CAUGHT_BY = {
-    "bug-lp-init-irq-reentry": "LP-ONCE",
+    "bug-lp-init-irq-reentry": "SEAMCALL-ACCEPTED",
     "bug-sysinit-failure-not-cached": "SYSINIT-ONCE",
     "bug-enodev-retried": "INIT-AT-MOST-ONCE",
     "bug-cpu-check-outside-hotplug-lock": "PACKAGES-ONLINE-FOR-KEYS",
@@ -23,15 +23,14 @@ CAUGHT_BY = {
     "bug-pamt-freed-without-reset": "PAMT-RESET-BEFORE-FREE",
     "bug-tdmr-list-freed": "MC-BLAMES-MODULE-PAGES",
     "mutant-no-wbinvd-before-key-config": "FLUSH-BEFORE-KEY",
-    "mutant-key-config-every-cpu": "KEY-ONCE-PER-PACKAGE",
-    "mutant-offline-package-skipped": "KEYS-BEFORE-TDMR-INIT",
-    "mutant-initialized-after-first-chunk": "READY-IMPLIES-ALL-TDMRS",
+    "mutant-key-config-every-cpu": "SEAMCALL-ACCEPTED",
+    "mutant-initialized-after-first-chunk": "READY-AGREES",
     "mutant-rsvd-unsorted": "RSVD-ORDER",
     "mutant-other-pamt-not-reserved": "RSVD-COVERS-PAMT",
-    "mutant-pamt-double-free": "PAMT-FREE-ONCE",
+    "mutant-pamt-double-free": "FREE-ONCE",
     "mutant-notifier-checks-start-only": "MEMORY-STATIC-WHEN-READY",
     "mutant-notifier-rejects-when-empty": "ONLINE-VETO-ONLY-WHEN-READY",
-    "mutant-lp-flag-cleared-on-offline": "LP-ONCE",
+    "mutant-lp-flag-cleared-on-offline": "SEAMCALL-ACCEPTED",
 }
 
 

@@ -17,7 +17,8 @@ def test_explore_a_bug_gives_the_shortest_trace_and_exit_1(capsys):
     assert main(["explore", "--profile", "bug-lp-init-irq-reentry", "--config", "2x1"]) == 1
     out = capsys.readouterr().out
     assert "FAIL (stopped at the first violation)" in out
-    assert "violates LP-ONCE after" in out and "TDH.SYS.LP.INIT" in out
+    assert "violates SEAMCALL-ACCEPTED after" in out
+    assert "TDH.SYS.LP.INIT -> TDX_SYS_LP_INIT_DONE" in out
 
 
 def test_explore_hitting_a_bound_is_inconclusive(capsys):

@@ -7,6 +7,7 @@ from checker.inputs.platforms import CONFIGS, configure, flow_model, get_config
 from checker.views.trace import trace_to_text
 from invariants.flow import flow_invariants
 from spec import flow as F
+from spec import module as M
 from spec.errno import EINVAL, ENODEV
 from spec.profiles import PROFILES, V6_8
 from spec.seamcall import SUCCESS, TDH_SYS_INIT, TDH_SYS_LP_INIT
@@ -47,20 +48,28 @@ def test_key_config_failing_on_second_package_unwinds_to_error_and_stays_there()
     model = F.TdxFlow(V6_8, QUIET)
     steps, state = drive(
         model, is_("tdx_init"), *enable_all("caller 0", 4),
-        is_("tdx_enable", "caller 0"), is_("get_tdx_tdmr_sysinfo", result=SUCCESS),
+        is_("tdx_enable", "caller 0"), is_("build_tdx_memlist", injected=False),
+        is_("get_tdx_tdmr_sysinfo", result=SUCCESS), is_("alloc_tdmr_list", injected=False),
         is_("construct_tdmrs", injected=False), is_("config_tdx_module", result=SUCCESS),
-        is_("wbinvd_on_all_cpus"),
+        is_("config_global_keyid", injected=False),
         is_("do_global_key_config", cpu=0, result=SUCCESS),
         is_("do_global_key_config", cpu=2, result="error", injected=True),
-        is_("wbinvd_on_all_cpus"), is_("tdmrs_reset_pamt_all"), is_("tdmrs_free_pamt_all"),
+        is_("err_reset_pamts"), is_("tdmrs_reset_pamt_all"), is_("err_free_pamts"),
+        is_("err_free_tdmrs"), is_("err_free_tdxmem"),
         is_("init_tdx_module"), is_("hardware_disable_all", "caller 0"),
         *enable_all("caller 1", 0), is_("tdx_cpu_enable", "caller 1", cpu=0))
     names = [lab.action for lab, _ in steps]
     failure = names.index("do_global_key_config") + 1
-    assert names[failure + 1:failure + 5] == ["wbinvd_on_all_cpus", "tdmrs_reset_pamt_all",
-                                              "tdmrs_free_pamt_all", "init_tdx_module"]
-    assert steps[failure + 4][0].result == "-5" and steps[failure + 4][1].status == F.ERROR
+    assert names[failure + 1:failure + 8] == ["err_reset_pamts", "tdmrs_reset_pamt_all",
+                                              "err_free_pamts", "err_free_tdmrs",
+                                              "err_free_tdxmem", "init_tdx_module",
+                                              "hardware_disable_all"]
+    returned = steps[failure + 6]
+    assert returned[0].result == "-5" and returned[1].status == F.ERROR
     assert all(c & F.PAMT_FREED and not c & F.PAMT_WRITTEN for c in state.pamt)
+    assert state.resources == 0 and state.snapshot == -1
+    # One package has its key, the other not: the module stays configured, never ready.
+    assert state.module == M.SYSCONFIG_DONE and [p.keyed for p in state.packages] == [True, False]
     # Caller 1 finishes its CPUs (LP flags already set) and calls tdx_enable: -EINVAL, and
     # that step issues no SEAMCALL and changes nothing of the module.
     while state.callers[1].pc == F.ENABLING and model._ipi_targets(state, 1):
@@ -70,7 +79,7 @@ def test_key_config_failing_on_second_package_unwinds_to_error_and_stays_there()
     assert len(enable) == 1
     label, after = enable[0]
     assert label.result == str(-EINVAL) and label.seamcall is None
-    assert after.status == F.ERROR and after.init_runs == 1 and after.config_issues == 1
+    assert after.status == F.ERROR and after.init_runs == 1 and after.module == state.module
 
 
 def test_failed_sysinit_is_cached_for_every_later_tdx_cpu_enable():
@@ -83,8 +92,9 @@ def test_failed_sysinit_is_cached_for_every_later_tdx_cpu_enable():
     assert steps[2][0].result == "VMfailInvalid" and state.sysinit_ret == -ENODEV
     later = [lab for lab, _ in model.successors(state) if lab.action == "tdx_cpu_enable"]
     assert later and all(lab.seamcall is None and lab.result == str(-ENODEV) for lab in later)
-    # Exhaustively: TDH.SYS.INIT is never issued twice and no LP.INIT follows a failure.
-    ids = {"SYSINIT-ONCE", "NO-LP-INIT-AFTER-SYSINIT-FAILURE"}
+    # Exhaustively: TDH.SYS.INIT is never issued twice and no LP.INIT follows a failure (the
+    # module would refuse it).
+    ids = {"SYSINIT-ONCE", "SEAMCALL-ACCEPTED"}
     props = [p for p in flow_invariants(model) if p.id in ids]
     assert explore(model, props).verdict == PASS
 

@@ -1,4 +1,5 @@
-"""Every flow invariant catches a profile with one rule broken: shortest trace, and it replays."""
+"""Every flow invariant catches a model with one rule broken (a profile switch or a mutant):
+shortest trace, and it replays."""
 
 import json
 
@@ -8,31 +9,56 @@ from checker.engines.explorer import FAIL, Bounds, explore
 from checker.inputs.platforms import configure
 from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
+from spec import flow_state as S
 from spec.flow import TdxFlow
 from spec.profiles import V6_8
 from spec.sysinfo import TdxSysinfo
 
-# (invariant, profile switch turned off, configuration flags on top of 2 packages x 1 CPU)
+
+class _ErrorLostAtErrFreePamts(TdxFlow):
+    """A mutant: the errno is lost on the way to err_free_pamts (ret overwritten by 0)."""
+
+    def _fail(self, state, errno, unwind):
+        return super()._fail(state, 0 if unwind == S.S_ERR_FREE_PAMTS else errno, unwind)
+
+
+class _ConfigBufferKept(TdxFlow):
+    """A mutant: config_tdx_module forgets to free its array of TDMR addresses."""
+
+    def _config_tdx_module(self, state, name, out):
+        start = len(out)
+        super()._config_tdx_module(state, name, out)
+        for i in range(start, len(out)):
+            label, after = out[i]
+            if label.seamcall is not None:
+                out[i] = (label, after._replace(resources=after.resources | S.RES_CONFIG_BUF))
+
+
+RSVD_1 = {"sysinfo": TdxSysinfo(max_reserved_per_tdmr=1)}
+
+# (invariant, what breaks v6.8: a profile switch turned off or a mutant model, configuration
+# flags on top of 2 packages x 1 CPU)
 CASES = [
     ("SYSINIT-ONCE", "cache_sysinit_failure", {}),
-    ("NO-LP-INIT-AFTER-SYSINIT-FAILURE", "cpu_enable_checks_global_result", {}),
-    ("LP-ONCE", "cpu_enable_irqs_off", {}),
-    ("LP-ONCE", "lp_flag_survives_offline", {"caller_loads": (2,)}),
-    ("NO-SEAMCALL-BEFORE-LP-INIT", "callers_enable_all_cpus", {}),
-    ("VMX-BEFORE-SEAMCALL", "vmx_refcounted", {}),
+    ("SEAMCALL-ACCEPTED", "cpu_enable_checks_global_result", {}),
+    ("SEAMCALL-ACCEPTED", "cpu_enable_irqs_off", {}),
+    ("SEAMCALL-ACCEPTED", "lp_flag_survives_offline", {"caller_loads": (2,)}),
+    ("SEAMCALL-ACCEPTED", "callers_enable_all_cpus", {}),
+    ("SEAMCALL-ACCEPTED", "vmx_refcounted", {}),
+    ("SEAMCALL-ACCEPTED", "key_config_once_per_package", {"packages": 1, "cpus_per_package": 2}),
+    ("SEAMCALL-ACCEPTED", "key_config_serial", {}),
+    ("INIT-RETURNS-FIRST-ERROR", _ErrorLostAtErrFreePamts, {}),
     ("STATUS-MONOTONE", "error_is_final", {}),
     ("INIT-AT-MOST-ONCE", "enodev_marks_error", {}),
-    ("CONFIG-ONCE", "enodev_marks_error", {}),
-    ("KEY-ONCE-PER-PACKAGE", "key_config_once_per_package",
-     {"packages": 1, "cpus_per_package": 2}),
-    ("KEY-SERIAL", "key_config_serial", {}),
-    ("KEYS-BEFORE-TDMR-INIT", "unkeyed_package_fails_init", {"callers_check_packages": False}),
-    ("READY-IMPLIES-ALL-TDMRS", "init_tdmrs_until_done", {}),
+    ("READY-AGREES", "init_tdmrs_until_done", {}),
     ("FLUSH-BEFORE-KEY", "wbinvd_before_key_config", {}),
     ("PAMT-RESET-BEFORE-FREE", "reset_pamts_on_late_failure", {}),
-    ("PAMT-FREE-ONCE", "construct_failure_skips_pamt_free",
-     {"sysinfo": TdxSysinfo(max_reserved_per_tdmr=1)}),
-    ("PAMT-NO-LEAK", "config_failure_frees_pamts", {}),
+    ("FREE-ONCE", "construct_failure_skips_pamt_free", RSVD_1),
+    ("RESOURCES-AT-REST", "config_failure_frees_pamts", {}),
+    ("RESOURCES-AT-REST", "memlist_failure_frees_partial", {}),
+    ("RESOURCES-AT-REST", "pamt_alloc_failure_frees_pamts", {}),
+    ("RESOURCES-AT-REST", "rsvd_failure_frees_pamts", RSVD_1),
+    ("RESOURCES-AT-REST", _ConfigBufferKept, {}),
     ("MEMORY-STATIC-WHEN-READY", "notifier_checks_whole_range", {}),
     ("ONLINE-VETO-ONLY-WHEN-READY", "notifier_allows_when_empty", {}),
     ("CPUS-FROZEN-DURING-ENABLE", "caller_holds_cpus_lock", {}),
@@ -44,12 +70,19 @@ CASES = [
 ]
 
 
-def _model(switch: str | None, flags: dict) -> TdxFlow:
+def _model(breaker, flags: dict) -> TdxFlow:
     config = configure("2x1", **{"caller_loads": (1, 1), **flags})
-    if switch is None:
+    if breaker is None:
         return TdxFlow(V6_8, config)
-    return TdxFlow(V6_8.but(f"no-{switch}", f"v6.8 without {switch}", "test", **{switch: False}),
-                   config)
+    if isinstance(breaker, type):
+        return breaker(V6_8, config)
+    return TdxFlow(V6_8.but(f"no-{breaker}", f"v6.8 without {breaker}", "test",
+                            **{breaker: False}), config)
+
+
+def _case_id(case) -> str:
+    breaker = case[1] if isinstance(case[1], str) else case[1].__name__
+    return f"{case[0]}:{breaker}"
 
 
 def _only(model: TdxFlow, invariant: str):
@@ -61,10 +94,9 @@ def test_every_invariant_has_a_case():
     assert ids == {case[0] for case in CASES}
 
 
-@pytest.mark.parametrize(("invariant", "switch", "flags"), CASES,
-                         ids=[f"{c[0]}:{c[1]}" for c in CASES])
-def test_broken_profile_is_caught_with_shortest_replayable_trace(invariant, switch, flags):
-    model = _model(switch, flags)
+@pytest.mark.parametrize(("invariant", "breaker", "flags"), CASES, ids=map(_case_id, CASES))
+def test_broken_profile_is_caught_with_shortest_replayable_trace(invariant, breaker, flags):
+    model = _model(breaker, flags)
     props = _only(model, invariant)
     result = explore(model, props)
     assert result.verdict == FAIL and result.violated == invariant
@@ -76,7 +108,7 @@ def test_broken_profile_is_caught_with_shortest_replayable_trace(invariant, swit
         assert shorter.verdict != FAIL
     # Replays through JSON to the same final state.
     data = json.loads(json.dumps(trace_to_json(trace, model)))
-    again = replay(_model(switch, flags), data)
+    again = replay(_model(breaker, flags), data)
     assert again.steps == trace.steps
     # The v6.8 profile on the same configuration is clean for this invariant.
     clean = _model(None, flags)

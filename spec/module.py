@@ -1,0 +1,130 @@
+"""The TDX module as its own state machine: which host-init SEAMCALL it accepts in which state,
+what a successful call changes, and the status it answers otherwise.
+
+Written from the public TDX module 1.5 source (its SEAMCALL dispatcher and the TDH.SYS.*
+handlers). The kernel flow (`spec.flow`) asks the module for every SEAMCALL it issues; the
+module answers from its own state, never from the kernel's bookkeeping, so a kernel that calls
+out of order gets the refusal the real module would give. Its state is small:
+
+- the global state: SYSINIT_PENDING -> SYSINIT_DONE (TDH.SYS.INIT) -> SYSCONFIG_DONE
+  (TDH.SYS.CONFIG) -> SYS_READY (the last package's TDH.SYS.KEY.CONFIG); or LOST once the
+  module is gone (no module loaded: VMfailInvalid; SEAM not enabled: #GP);
+- per logical CPU, whether TDH.SYS.LP.INIT succeeded there (`Cpu.lp_done` in the flow);
+- per package, whether its global key is configured (`Package.keyed`);
+- per TDMR, how many TDH.SYS.TDMR.INIT calls succeeded (`State.tdmr_done`).
+
+A failed call (a transient error, or a refusal) changes nothing: the module keeps its state, so
+for instance a failed TDH.SYS.INIT may be retried as far as the module is concerned. Locks are
+tried once and never waited for, so a second TDH.SYS.KEY.CONFIG while one runs is refused busy.
+"""
+
+from __future__ import annotations
+
+from spec.seamcall import (
+    GP,
+    TDH_PHYMEM_PAGE_RDMD,
+    TDH_SYS_CONFIG,
+    TDH_SYS_INIT,
+    TDH_SYS_KEY_CONFIG,
+    TDH_SYS_LP_INIT,
+    TDH_SYS_RD,
+    TDH_SYS_TDMR_INIT,
+    VMFAIL_INVALID,
+)
+
+SYSINIT_PENDING, SYSINIT_DONE, SYSCONFIG_DONE, SYS_READY, LOST_VMFAIL, LOST_GP = range(6)
+STATE_NAMES = ("SYSINIT_PENDING", "SYSINIT_DONE", "SYSCONFIG_DONE", "SYS_READY",
+               "lost (VMfailInvalid)", "lost (#GP)")
+_LOST = {LOST_VMFAIL: VMFAIL_INVALID, LOST_GP: GP}
+
+# Refusal statuses, with the codes the module returns.
+TDX_SYS_BUSY = "TDX_SYS_BUSY"
+TDX_SYS_INIT_NOT_PENDING = "TDX_SYS_INIT_NOT_PENDING"
+TDX_SYS_LP_INIT_NOT_DONE = "TDX_SYS_LP_INIT_NOT_DONE"
+TDX_SYS_LP_INIT_DONE = "TDX_SYS_LP_INIT_DONE"
+TDX_SYS_NOT_READY = "TDX_SYS_NOT_READY"
+TDX_SYS_KEY_CONFIG_NOT_PENDING = "TDX_SYS_KEY_CONFIG_NOT_PENDING"
+TDX_SYS_LP_INIT_NOT_PENDING = "TDX_SYS_LP_INIT_NOT_PENDING"
+TDX_SYS_CONFIG_NOT_PENDING = "TDX_SYS_CONFIG_NOT_PENDING"
+TDX_KEY_CONFIGURED = "TDX_KEY_CONFIGURED"
+TDX_TDMR_ALREADY_INITIALIZED = "TDX_TDMR_ALREADY_INITIALIZED"
+TDX_OPERAND_ADDR_RANGE_ERROR = "TDX_OPERAND_ADDR_RANGE_ERROR"
+
+STATUS_CODES = {
+    TDX_SYS_BUSY: 0x8000020200000000,
+    TDX_SYS_INIT_NOT_PENDING: 0xC000050000000000,
+    TDX_SYS_LP_INIT_NOT_DONE: 0xC000050200000000,
+    TDX_SYS_LP_INIT_DONE: 0xC000050300000000,
+    TDX_SYS_NOT_READY: 0xC000050500000000,
+    TDX_SYS_KEY_CONFIG_NOT_PENDING: 0xC000050700000000,
+    TDX_SYS_LP_INIT_NOT_PENDING: 0xC000050B00000000,
+    TDX_SYS_CONFIG_NOT_PENDING: 0xC000050C00000000,
+    TDX_KEY_CONFIGURED: 0x0000081500000000,
+    TDX_TDMR_ALREADY_INITIALIZED: 0x00000A0300000000,
+    TDX_OPERAND_ADDR_RANGE_ERROR: 0xC000010100000001,
+}
+REFUSALS = frozenset(STATUS_CODES)
+
+
+def is_refusal(outcome: str | None) -> bool:
+    """The outcome is the module refusing the call in its present state."""
+    return outcome in REFUSALS
+
+
+def lost_outcome(state: int) -> str | None:
+    """What every SEAMCALL gets once the module is gone (None while it is there)."""
+    return _LOST.get(state)
+
+
+def lose(outcome: str) -> int:
+    """The state after the module went away with this outcome (VMfailInvalid or #GP)."""
+    return LOST_GP if outcome == GP else LOST_VMFAIL
+
+
+def refusal(leaf: str, state: int, *, lp_done: bool, all_lps_done: bool = True,
+            package_keyed: bool = False, key_busy: bool = False, tdmr_finished: bool = False,
+            block_initialised: bool = True) -> str | None:
+    """The status the module answers instead of running `leaf`, or None when it accepts it.
+
+    `lp_done`: TDH.SYS.LP.INIT succeeded on the calling CPU; `all_lps_done`: on every CPU the
+    firmware enumerated, online or not (TDH.SYS.CONFIG needs them all); `package_keyed`: the
+    calling CPU's package has its key; `key_busy`: another TDH.SYS.KEY.CONFIG is running;
+    `tdmr_finished`: the TDMR named by TDH.SYS.TDMR.INIT is fully initialised;
+    `block_initialised`: the page TDH.PHYMEM.PAGE.RDMD asks about lies in an initialised part
+    of a TDMR. The module must not be lost (see `lost_outcome`).
+    """
+    # The dispatcher lets only the init leaves through before the module is ready.
+    if state != SYS_READY and leaf in (TDH_SYS_TDMR_INIT, TDH_PHYMEM_PAGE_RDMD):
+        return TDX_SYS_NOT_READY
+    if leaf == TDH_SYS_INIT:
+        return None if state == SYSINIT_PENDING else TDX_SYS_INIT_NOT_PENDING
+    if leaf == TDH_SYS_LP_INIT:
+        if state != SYSINIT_DONE:
+            return TDX_SYS_LP_INIT_NOT_PENDING
+        return TDX_SYS_LP_INIT_DONE if lp_done else None
+    if leaf == TDH_SYS_RD:
+        return None if lp_done else TDX_SYS_LP_INIT_NOT_DONE
+    if leaf == TDH_SYS_CONFIG:
+        return None if state == SYSINIT_DONE and all_lps_done else TDX_SYS_CONFIG_NOT_PENDING
+    if leaf == TDH_SYS_KEY_CONFIG:
+        if key_busy:
+            return TDX_SYS_BUSY
+        if state != SYSCONFIG_DONE:
+            return TDX_SYS_KEY_CONFIG_NOT_PENDING
+        return TDX_KEY_CONFIGURED if package_keyed else None
+    if leaf == TDH_SYS_TDMR_INIT:
+        return TDX_TDMR_ALREADY_INITIALIZED if tdmr_finished else None
+    if leaf == TDH_PHYMEM_PAGE_RDMD:
+        return None if block_initialised else TDX_OPERAND_ADDR_RANGE_ERROR
+    raise ValueError(f"the module model does not know {leaf}")
+
+
+def state_after(leaf: str, state: int, *, all_keyed: bool = False) -> int:
+    """The global state after `leaf` succeeded; `all_keyed`: every package has its key now."""
+    if leaf == TDH_SYS_INIT:
+        return SYSINIT_DONE
+    if leaf == TDH_SYS_CONFIG:
+        return SYSCONFIG_DONE
+    if leaf == TDH_SYS_KEY_CONFIG and all_keyed:
+        return SYS_READY
+    return state

@@ -1,0 +1,303 @@
+"""The speed machinery of the flow model, kept apart from the kernel's rules in `spec.flow`.
+
+The explorer asks for the steps out of every reachable state, hundreds of thousands of times per
+run, so the model shares what states have in common and remembers what it worked out:
+- `packages` and `callers` values are shared objects (`Shared`): one object per distinct value,
+  hashing by identity, so a state's hash skips what is inside;
+- `CpuFacts` holds what the rules ask about one distinct `packages` value, worked out once;
+- `StateSpace._replayed` replays the steps a rule took from an earlier state with the same key
+  (everything the rule reads or writes) instead of running the rule again;
+- labels are interned, and states are built field by field without NamedTuple's machinery.
+None of this changes a result: `TdxFlow(replay=False)` computes every step afresh, and the
+tests compare the two.
+"""
+
+from __future__ import annotations
+
+from itertools import compress
+from operator import is_not
+
+from spec.flow_state import KEY_IN_FLIGHT, Caller, Cpu, Package, State, Step
+
+_FIELD_INDEX = {cls: {name: i for i, name in enumerate(cls._fields)}
+                for cls in (Cpu, Package, Caller, State, Step)}
+_STATE_INDEX = _FIELD_INDEX[State]
+_STATE_INDEXES = range(len(State._fields))
+
+
+def set_fields(record, **changes):
+    """`record._replace(**changes)` without NamedTuple's generic machinery: the explorer builds
+    states by the hundred thousand, and this is about twice as fast."""
+    values = list(record)
+    index = _FIELD_INDEX[type(record)]
+    for name, value in changes.items():
+        values[index[name]] = value
+    return tuple.__new__(type(record), values)
+
+
+def with_packages(state: State, packages: tuple[Package, ...]) -> State:
+    """`set_fields(state, packages=packages)` for the most frequent update (`packages` is the
+    last field)."""
+    return tuple.__new__(State, state[:-1] + (packages,))
+
+
+def with_callers(state: State, callers: tuple[Caller, ...]) -> State:
+    """`set_fields(state, callers=callers)` for the next most frequent one (the last but one)."""
+    return tuple.__new__(State, state[:-2] + (callers, state[-1]))
+
+
+def changed_fields(state: State, after: State) -> tuple[tuple[int, object], ...] | None:
+    """The fields a step changes, as (index, new value); None for a step that changes
+    nothing (it stays a self-loop when replayed)."""
+    if after is state:
+        return None
+    moved = compress(_STATE_INDEXES, map(is_not, state, after))  # fields holding new objects
+    return tuple([(index, after[index]) for index in moved if state[index] != after[index]])
+
+
+def map_package(package: Package, fn) -> Package:
+    """`package` with `fn` applied to its CPUs (`package` itself when none changes)."""
+    cpus = tuple([fn(c) for c in package.cpus])
+    return package if cpus == package.cpus else Package(package.keyed, cpus)
+
+
+class Shared(tuple):
+    """A `packages` or `callers` value as the model hands it out: one object per distinct
+    value (see `StateSpace._share`, `StateSpace._callers_with`), so it hashes by identity and
+    a state's hash skips what is inside. The explorer hashes a state for every step, and the
+    CPUs and callers are most of what there is to hash. Equality stays by value."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+
+
+class CpuFacts:
+    """One distinct `packages` value and what the rules ask about its CPUs, worked out once.
+
+    The model hash-conses `packages`: every value it builds is swapped for one shared tuple
+    (`StateSpace._share`), which this record keeps alive. States number in the tens of
+    thousands but their distinct `packages` values in the thousands, so the facts, the sorted
+    form and the CPU updates (`derived`) are computed once per value and then found by the
+    tuple's id.
+    """
+
+    __slots__ = ("packages", "cpus", "online", "online_cpus", "framed", "mc_cpus", "mc_key",
+                 "package_offline", "all_lps_done", "all_keyed", "key_in_flight",
+                 "canonical", "derived")
+
+    def __init__(self, packages: tuple[Package, ...]) -> None:
+        cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
+        self.packages = packages
+        self.cpus = cpus  # (flat index, Cpu) for every CPU, in order
+        self.online = tuple(i for i, c in cpus if c.online)
+        self.online_cpus = tuple(c for _, c in cpus if c.online)
+        self.framed = tuple(i for i, c in cpus if c.frames)  # tdx_cpu_enable awaits LP.INIT
+        # A machine check may be taken on any online CPU; one of each kind is enough: the
+        # first online CPU in VMX operation and the first outside it.
+        first_of_kind: dict[bool, int] = {}
+        for i, c in cpus:
+            if c.online:
+                first_of_kind.setdefault(bool(c.vmx), i)
+        self.mc_cpus = tuple(sorted(first_of_kind.values()))
+        self.mc_key = tuple(sorted(first_of_kind.items()))  # what those CPUs' RDMDs depend on
+        self.package_offline = next((p for p, package in enumerate(packages)  # first one
+                                     if not any(c.online for c in package.cpus)), None)
+        self.all_lps_done = all(c.lp_done for _, c in cpus)
+        self.all_keyed = all(p.keyed for p in packages)
+        self.key_in_flight = tuple(i for i, c in cpus if c.key == KEY_IN_FLIGHT)
+        self.canonical: tuple[Package, ...] | None = None  # the shared sorted form
+        # per actor, its IPI targets; per CPU update, the shared packages after it:
+        self.derived: dict[object, tuple] = {}
+
+
+class StateSpace:
+    """The shared-value and replay machinery a flow model builds its states with.
+
+    A subclass sets `cpp` (CPUs per package) and `replay` and calls `__init__`; its rules
+    build states with `_update`, `_with_cpu`, `_with_package`, `_with_caller`,
+    `_mapped_packages` and label steps with `_label`.
+    """
+
+    cpp: int
+    replay: bool
+
+    def __init__(self) -> None:
+        # Memo tables (values depend only on their keys, so they never change a result):
+        self._shared: dict[tuple, CpuFacts] = {}  # packages value -> its shared tuple's facts
+        self._facts: dict[int, CpuFacts] = {}  # id of a shared packages tuple -> its facts
+        self._last_facts = CpuFacts(())  # the facts asked for last
+        self._last_canonical: tuple = ()  # the sorted packages `canonical` gave last
+        self._callers: dict[tuple, tuple] = {}  # callers value -> its shared tuple
+        self._caller_updates: dict[tuple, tuple] = {}  # (callers, actor, entry) -> shared
+        self._labels: dict[tuple, Step] = {}
+
+    def canonical(self, state: State) -> State:
+        """Sort CPUs within each package and packages among themselves.
+
+        Only `packages` is permuted, and its sorted form is worked out once per distinct value
+        (see `CpuFacts`); a state that already holds it is returned as it is.
+        """
+        if state.packages is self._last_canonical:  # most steps leave the CPUs alone
+            return state
+        facts = self.packages_facts(state.packages)
+        packages = facts.canonical
+        if packages is None:
+            packages = self._share(tuple(sorted(
+                Package(p.keyed, tuple(sorted(p.cpus))) for p in facts.packages))).packages
+            facts.canonical = self._facts[id(packages)].canonical = packages
+        self._last_canonical = packages
+        return state if packages is state.packages else with_packages(state, packages)
+
+    # ----- facts of the CPUs ---------------------------------------------------------------
+
+    def cpu_facts(self, state: State) -> CpuFacts:
+        """The facts of the state's `packages` (found by id when it is the shared tuple, as
+        every `packages` the model builds is)."""
+        packages = state.packages
+        facts = self._last_facts  # the successors of one state ask again and again
+        if facts.packages is packages:
+            return facts
+        facts = self._last_facts = self.packages_facts(packages)
+        return facts
+
+    def packages_facts(self, packages: tuple[Package, ...]) -> CpuFacts:
+        """The facts of a `packages` value."""
+        facts = self._facts.get(id(packages))
+        if facts is None or facts.packages is not packages:
+            facts = self._share(packages)
+        return facts
+
+    def _share(self, packages: tuple[Package, ...]) -> CpuFacts:
+        """The facts of the one shared tuple equal to `packages` (made now if it is new)."""
+        if type(packages) is not tuple:
+            packages = tuple(packages)  # `_shared` is keyed by value
+        facts = self._shared.get(packages)
+        if facts is None:
+            shared = tuple.__new__(Shared, packages)
+            facts = self._shared[packages] = self._facts[id(shared)] = CpuFacts(shared)
+        return facts
+
+    def cpu(self, state: State, index: int) -> Cpu:
+        return state.packages[index // self.cpp].cpus[index % self.cpp]
+
+    def cpus(self, state: State) -> tuple[tuple[int, Cpu], ...]:
+        """(flat index, Cpu) for every CPU, in the state's order."""
+        return self.cpu_facts(state).cpus
+
+    def online_cpus(self, state: State) -> tuple[int, ...]:
+        return self.cpu_facts(state).online
+
+    # ----- building states and labels ------------------------------------------------------
+
+    def _label(self, action: str, actor: str, cpu: int | None = None, seamcall: str | None = None,
+               result: str | None = None, injected: bool = False, detail: str = "") -> Step:
+        """`Step(...)`, one shared object per distinct label: a run stores a label for every
+        state, and most are repeats."""
+        key = (action, actor, cpu, seamcall, result, injected, detail)
+        label = self._labels.get(key)
+        if label is None:
+            label = self._labels[key] = Step(*key)
+        return label
+
+    def _with_cpu(self, state: State, index: int, cpu: Cpu) -> State:
+        return with_packages(state, self._packages_with_cpu(state, index, cpu))
+
+    def _packages_with_cpu(self, state: State, index: int, cpu: Cpu) -> tuple[Package, ...]:
+        """The state's (shared) `packages` with CPU `index` replaced by `cpu`, as the shared
+        tuple (memoised per packages value)."""
+        facts = self.cpu_facts(state)
+        key = (index, cpu)
+        packages = facts.derived.get(key)
+        if packages is None:
+            p, k = divmod(index, self.cpp)
+            old = facts.packages
+            package = old[p]
+            package = Package(package.keyed, package.cpus[:k] + (cpu,) + package.cpus[k + 1:])
+            packages = facts.derived[key] = self._share(
+                old[:p] + (package,) + old[p + 1:]).packages
+        return packages
+
+    def _with_package(self, state: State, p: int, package: Package) -> State:
+        packages = state.packages
+        return with_packages(state, self._share(
+            packages[:p] + (package,) + packages[p + 1:]).packages)
+
+    def _mapped_packages(self, state: State, update: tuple, fn) -> tuple[Package, ...]:
+        """The state's `packages` with `fn` applied to every CPU (the same tuple when no CPU
+        changes). `update` names what `fn` does, for the memo of derived `packages`."""
+        facts = self.cpu_facts(state)
+        packages = facts.derived.get(update)
+        if packages is None:
+            packages = tuple([map_package(package, fn) for package in facts.packages])
+            packages = facts.packages if packages == facts.packages else \
+                self._share(packages).packages
+            facts.derived[update] = packages
+        return packages
+
+    def _with_caller(self, state: State, actor: int, pc: int | None = None,
+                     loads_left: int | None = None) -> State:
+        """The state with this caller's `pc` and/or `loads_left` changed (None: unchanged)."""
+        caller = state.callers[actor]
+        caller = tuple.__new__(Caller, (caller.pc if pc is None else pc,
+                                        caller.loads_left if loads_left is None else loads_left))
+        return with_callers(state, self._callers_with(state.callers, actor, caller))
+
+    def _callers_with(self, callers: tuple[Caller, ...], actor: int, caller: Caller) \
+            -> tuple[Caller, ...]:
+        """`callers` with this actor's entry replaced, as the shared tuple (memoised)."""
+        key = (callers, actor, caller)
+        after = self._caller_updates.get(key)
+        if after is None:
+            after = self._caller_updates[key] = self._shared_callers(
+                callers[:actor] + (caller,) + callers[actor + 1:])
+        return after
+
+    def _shared_callers(self, callers: tuple[Caller, ...]) -> tuple[Caller, ...]:
+        """The one shared tuple equal to `callers`."""
+        if type(callers) is not tuple:
+            callers = tuple(callers)
+        shared = self._callers.get(callers)
+        if shared is None:
+            shared = self._callers[callers] = tuple.__new__(Shared, callers)
+        return shared
+
+    def _update(self, state: State, cpu: tuple[int, Cpu] | None = None,
+                caller: tuple[int, Caller] | None = None, **changes) -> State:
+        """The state with fields, one CPU and/or one caller changed, built in one go (a step
+        often changes all three, and states are built by the hundred thousand)."""
+        values = list(state)
+        for name, value in changes.items():
+            values[_STATE_INDEX[name]] = value
+        if cpu is not None:
+            values[-1] = self._packages_with_cpu(state, *cpu)
+        if caller is not None:
+            values[-2] = self._callers_with(state.callers, *caller)
+        return tuple.__new__(State, values)
+
+    def _replayed(self, memo: dict, key: tuple, state: State, out: list, rule, *args) -> None:
+        """Append the steps `rule(state, out, *args)` appends, replaying them from `memo`.
+
+        `key` holds every part of the state the rule reads or writes, so the steps out of two
+        states with one key differ only in the fields the steps leave alone: what the rule
+        changes is recorded once, as (field index, new value) pairs, and replayed onto each
+        state. (A field the rule writes must be in the key even when it does not read it:
+        the recorded state may have held the value written already, which then is no change.)
+        This is the model's hot path: most states repeat the key of an earlier one.
+        """
+        if not self.replay:
+            rule(state, out, *args)
+            return
+        changes = memo.get(key)
+        if changes is None:
+            steps: list[tuple[Step, State]] = []
+            rule(state, steps, *args)
+            changes = memo[key] = tuple([(label, changed_fields(state, after))
+                                         for label, after in steps])
+        for label, fields in changes:
+            if fields is None:
+                out.append((label, state))
+                continue
+            values = list(state)
+            for index, value in fields:
+                values[index] = value
+            out.append((label, tuple.__new__(State, values)))
