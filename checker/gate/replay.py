@@ -113,7 +113,8 @@ def validate_document(doc: Any, name: str) -> None:
                           f"{SCHEMA_VERSION} with a 'counterexample' object expected)")
     error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
     if error is not None:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                        for p in error.absolute_path)
         raise ReplayError(f"{name}: invalid counterexample: {where.lstrip('.') or 'top level'}"
                           f": {_short(error.message)}")
     if doc["profile"] not in PROFILES:
