@@ -128,12 +128,15 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return False
 
     def seamcall_accepted(s: S.State, step: S.Step, _t: S.State) -> bool:
-        return not _refused(step) or environment_refusal(step, s.module, s.packages)
+        return not (_issues_seamcall(step) and _refused(step)) \
+            or environment_refusal(step, s.module, s.packages)
 
     def seamcall_applies(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return _issues_seamcall(step)
 
     def returns_first_error(s: S.State, step: S.Step, t: S.State) -> bool:
+        if not _init_returns(step):
+            return True
         ret = int(step.result)
         pc = t.callers[s.mutex].pc
         return ret == s.first_err and pc == (S.FAILED if ret else S.LOADED)

@@ -86,6 +86,7 @@ class ExplorationResult:
     symmetry: bool
     properties: tuple[str, ...]
     graph: StateGraph | None = None
+    label_counts: dict | None = None  # with `count_labels`: transitions per distinct label
 
     @property
     def violation(self) -> Violation | None:
@@ -123,13 +124,15 @@ class StateGraph:
 
 
 def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetry: bool = True,
-            stop_at_first: bool = True, keep_graph: bool = False) -> ExplorationResult:
+            stop_at_first: bool = True, keep_graph: bool = False,
+            count_labels: bool = False) -> ExplorationResult:
     """Breadth-first search of `model` checking `properties`.
 
     With `stop_at_first` the run ends at the first violation; otherwise it goes on and keeps
     the first (shortest) violation of every property. `keep_graph` records every edge with
     its label (for `checker.views.graph`); edges without labels are kept anyway when an
-    "eventually" property needs them.
+    "eventually" property needs them. `count_labels` counts the transitions of every distinct
+    label (for coverage).
 
     The cyclic garbage collector is paused for the run: states are acyclic tuples, freed by
     reference counting, and scanning the hundreds of thousands kept alive cost a sixth of the
@@ -138,14 +141,15 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _explore(model, properties, bounds, symmetry, stop_at_first, keep_graph)
+        return _explore(model, properties, bounds, symmetry, stop_at_first, keep_graph,
+                        count_labels)
     finally:
         if collecting:
             gc.enable()
 
 
 def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_at_first: bool,
-             keep_graph: bool) -> ExplorationResult:
+             keep_graph: bool, count_labels: bool) -> ExplorationResult:
     started = time.perf_counter()
     canon = model.canonical if symmetry else _identity
     state_props = [p for p in properties if p.kind == "state"]
@@ -163,6 +167,7 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
     transitions = 0
     bound_hit = None
     deadline = started + bounds.max_seconds if bounds.max_seconds else None
+    label_counts: dict | None = {} if count_labels else None
 
     def add(state, parent_id: int, label) -> int:
         ident = len(states)
@@ -231,6 +236,9 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
             if not isinstance(steps, (list, tuple)):
                 steps = list(steps)
             transitions += len(steps)
+            if label_counts is not None:
+                for label, _ in steps:
+                    label_counts[label] = label_counts.get(label, 0) + 1
             for label, nxt in steps:
                 if nxt is state:  # a step that changes nothing (a refused request)
                     checks = loop_checks_get(label)
@@ -292,7 +300,8 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
         verdict = INCONCLUSIVE if bound_hit else PASS
     graph = StateGraph(states, graph_edges, initial_ids) if keep_graph else None
     return ExplorationResult(verdict, violations, len(states), transitions, depth, elapsed,
-                             bound_hit, symmetry, tuple(p.id for p in properties), graph)
+                             bound_hit, symmetry, tuple(p.id for p in properties), graph,
+                             label_counts)
 
 
 def _identity(state):
