@@ -65,8 +65,8 @@ def _lines(key: str, *values) -> list[str]:
 
 
 # Lines of suite files, right and wrong, drawn whole: drawing them value by value would cost
-# Hypothesis more than reading them costs us. Headers and bounds lines mix with the others.
-LINES = [
+# Hypothesis more than reading them costs us.
+TOP = [
     *_lines("profiles", [], ["v6.8"], ["v6.8", "cmr-holes"], ["v6.8", "v6.8"], ["v9"], "v6.8",
             [1], list(PROFILES)[:4]),
     *_lines("maps", [], ["builtin"], ["spr.log"], ["builtin", "spr.log"], ["bad.json"],
@@ -76,29 +76,40 @@ LINES = [
     *_lines("checks", [], ["layout"], ["log", "layout", "plan"], ["flow"], ["maps"], ["fuzz"],
             ["log", "log"], list(CHECK_KINDS)),
     *_lines("counterexamples", "cex", "", "a/b", "\x00", 3, []),
-    "[bounds]", "bounds = 3", "[tool.tdx-checker]", "[[bounds]]", "frobnicate = 1", "é = 2",
+    "bounds = 3", "[tool.tdx-checker]", "[[bounds]]", "frobnicate = 1", "é = 2",
+]
+BOUNDS = [
     *_lines("max_states", 1, 10**12, 0, -1, 1.5, math.inf, True, "10"),
     *_lines("max_depth", 500, 0, 2.0, -math.inf),
     *_lines("time_s", 90, 0.001, 0, -1, math.nan, math.inf, 1e9, 1e-300),
     *_lines("solver_timeout_s", 30, 0, math.inf, 1_000_000, 1_000_001),
-    "steps = 4",
+    "steps = 4", "[bounds.inner]",
 ]
 # Any value of any TOML type under a known key, from a catalogue for the same reason.
 ANY = [True, 0, -1, 2**63 - 1, 1.5, -0.0, math.nan, 1e308, "", "x", "é", "\x00", "1x1", [],
        [1, "a"], [[]], {}, {"a": 1}]
-LINES += [f"{key} = {_toml(value)}" for key in ("profiles", "maps", "flow_configs", "checks",
-                                                "counterexamples", "bounds", "time_s",
-                                                "max_states") for value in ANY]
-LINE = st.sampled_from(LINES)
+TOP += [f"{key} = {_toml(value)}" for key in ("profiles", "maps", "flow_configs", "checks",
+                                              "counterexamples", "bounds") for value in ANY]
+BOUNDS += [f"{key} = {_toml(value)}" for key in ("time_s", "max_states") for value in ANY]
+
+
+def _section(lines: list[str], size: int):
+    """Some of `lines`, each key at most once (a key twice is only a TOML error)."""
+    return st.lists(st.sampled_from(lines), max_size=size,
+                    unique_by=lambda line: line.split(" = ")[0])
+
+
+SECTIONS = st.tuples(_section(TOP, 5), st.booleans(), _section(BOUNDS, 3))
 CUT = st.integers(0, 5)  # one in six: an edit of the text as well
 MARKS = st.sampled_from(['"', "[", "]", "=", "\n", "{", "#", ""])
 
 
 @st.composite
 def suite_texts(draw) -> str:
-    """A suite file: lines right and wrong in any order, then sometimes an edit of the text
-    itself (a character in, or some cut out)."""
-    text = "\n".join(draw(st.lists(LINE, max_size=6))) + "\n"
+    """A suite file: top-level lines and a [bounds] table, right and wrong, then sometimes an
+    edit of the text itself (a character in, or some cut out)."""
+    top, has_bounds, bounds = draw(SECTIONS)
+    text = "\n".join(top + (["[bounds]", *bounds] if has_bounds else [])) + "\n"
     if draw(CUT) == 0:
         at = draw(st.integers(0, len(text)))
         text = text[:at] + draw(MARKS) + text[at + draw(st.integers(0, 2)):]

@@ -92,12 +92,14 @@ def profile_scope(profile: Profile) -> frozenset[str]:
     return frozenset(scope)
 
 
-def builtin_maps() -> list[Path]:
+@cache
+def builtin_maps() -> tuple[Path, ...]:
     """The shipped boot logs that carry a memory map (e820 or CMR lines), and the maps made
-    from them (`data/maps`)."""
+    from them (`data/maps`); read once, as every suite with "builtin" and every check of a
+    suite's map names asks for them."""
     paths = sorted(BOOT_LOGS.glob("*.log")) + sorted((DATA / "maps").glob("*"))
-    return [p for p in paths if re.search(r"BIOS-e820:|CMR(?:\[\d+\])?: \[|\"regions\"",
-                                          p.read_text())]
+    return tuple(p for p in paths if re.search(r"BIOS-e820:|CMR(?:\[\d+\])?: \[|\"regions\"",
+                                               p.read_text()))
 
 
 def shape_problem(name: str) -> str | None:
