@@ -112,3 +112,21 @@ def test_a_signal_ends_a_single_process_verify(tmp_path):
             proc.wait()
     assert (proc.returncode, out, err) == (128 + signal.SIGTERM, "", "verify: stopped by SIGTERM\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.toml"]
+
+
+def test_a_worker_killed_from_outside_ends_the_run_with_exit_1(tmp_path):
+    proc = _start(tmp_path, jobs=2)
+    try:
+        assert proc.stdout.readline() == "check started\n"
+        _wait_until(lambda: len(_children(proc.pid)) == 2, "two workers")
+        killed, other = _children(proc.pid)
+        os.kill(killed, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1
+    assert err == "error: a worker process died (killed from outside?); no report written\n"
+    _wait_until(lambda: _gone(other), "the other worker to end", limit=10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.toml"]

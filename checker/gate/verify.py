@@ -132,6 +132,10 @@ def run(args) -> int:
         name = signal.Signals(stop.signum).name
         print(f"verify: stopped by {name}", file=sys.stderr)
         return 128 + stop.signum
+    except BrokenProcessPool:  # the other workers are ended by then (_run_in_workers)
+        print("error: a worker process died (killed from outside?); no report written",
+              file=sys.stderr)
+        return EXIT_REGRESSION
 
 
 @contextmanager
@@ -177,11 +181,7 @@ def _run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     quiet = args.quiet or not sys.stderr.isatty()
-    try:
-        results = run_specs(plan.specs, args.jobs, quiet)
-    except BrokenProcessPool as exc:
-        print(f"error: a worker process died (killed from outside?): {exc}", file=sys.stderr)
-        return EXIT_REGRESSION
+    results = run_specs(plan.specs, args.jobs, quiet)
     stored = store_counterexamples(results, plan.destination, plan.in_corpus)
     saving = plan.destination == plan.corpus
     if saving and "replay" in plan.suite.checks:
