@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import jsonschema
@@ -225,6 +226,22 @@ def test_write_then_load_round_trips_and_the_run_then_matches(tmp_path):
     assert loaded.checks["b"] == Expected("fail", "RSVD-COUNT", "broken-rsvd", "map 17 holes")
     assert compare(results, loaded, allow_inconclusive=True).exit_code == EXIT_OK
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_rewriting_keeps_the_files_mode_and_replaces_a_symlink_without_following_it(tmp_path):
+    path = tmp_path / "checker-baseline.json"
+    write_baseline(path, [check("a", "pass")])
+    path.chmod(0o600)
+    write_baseline(path, [check("a", "fail", "X")])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_baseline(path).checks["a"].status == "fail"
+    shared = tmp_path / "shared.json"
+    shared.write_text("someone else's")
+    link = tmp_path / "linked.json"
+    link.symlink_to(shared)
+    write_baseline(link, [check("a", "pass")])
+    assert not link.is_symlink() and load_baseline(link).checks["a"].status == "pass"
+    assert shared.read_text() == "someone else's"
 
 
 def test_the_file_is_deterministic_and_has_no_timing(tmp_path):
