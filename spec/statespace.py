@@ -14,6 +14,7 @@ tests compare the two.
 
 from __future__ import annotations
 
+import sys
 from itertools import compress
 from operator import is_not
 
@@ -130,6 +131,7 @@ class StateSpace:
         self._callers: dict[tuple, tuple] = {}  # callers value -> its shared tuple
         self._caller_updates: dict[tuple, tuple] = {}  # (callers, actor, entry) -> shared
         self._labels: dict[tuple, Step] = {}
+        self.label_sites: dict[Step, tuple[str, int, str]] = {}  # see `_label`
 
     def canonical(self, state: State) -> State:
         """Sort CPUs within each package and packages among themselves.
@@ -192,11 +194,15 @@ class StateSpace:
     def _label(self, action: str, actor: str, cpu: int | None = None, seamcall: str | None = None,
                result: str | None = None, injected: bool = False, detail: str = "") -> Step:
         """`Step(...)`, one shared object per distinct label: a run stores a label for every
-        state, and most are repeats."""
+        state, and most are repeats. Where a label is first made is kept in `label_sites`
+        (file, line, function of the rule that took the step), so a report can point at it."""
         key = (action, actor, cpu, seamcall, result, injected, detail)
         label = self._labels.get(key)
         if label is None:
             label = self._labels[key] = Step(*key)
+            code = sys._getframe(1)
+            self.label_sites[label] = (code.f_code.co_filename, code.f_lineno,
+                                       code.f_code.co_name)
         return label
 
     def _with_cpu(self, state: State, index: int, cpu: Cpu) -> State:

@@ -4,10 +4,9 @@ invariant."""
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import spec.flow
 from checker.engines.explorer import Bounds, explore
 from checker.gate.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.gate.suite import CheckSpec
@@ -33,16 +32,14 @@ def _location_of(function) -> Location:
                     inspect.getsourcelines(target)[1], target.__qualname__)
 
 
-def step_location(action: str, fallback) -> Location:
-    """The `spec.flow` function that carries out a step's action: the model method named after
-    the kernel function (`_config_global_keyid` for `config_global_keyid`), else the
+def step_location(flow, label, fallback) -> Location:
+    """The line of `spec/` whose rule took a step (where the model made its label), else the
     invariant's own spec function."""
-    for holder in (spec.flow.TdxFlow, spec.flow):
-        for name in (f"_{action}", action):
-            function = getattr(holder, name, None)
-            if callable(function):
-                return _location_of(function)
-    return _location_of(fallback)
+    site = flow.label_sites.get(label)
+    if site is None:
+        return _location_of(fallback)
+    file, line, function = site
+    return Location("spec", file, line, function)
 
 
 def run_flow(check: CheckSpec) -> CheckResult:
@@ -68,14 +65,16 @@ def run_flow(check: CheckSpec) -> CheckResult:
         trace = violation.trace
         text = trace_to_text(trace, flow)
         last = trace.steps[-1][0] if trace.steps else None
-        location = step_location(last.action, invariant.spec_function) if last \
+        location = step_location(flow, last, invariant.spec_function) if last \
             else _location_of(invariant.spec_function)
+        sites = [asdict(step_location(flow, label, invariant.spec_function))
+                 for label, _ in trace.steps]
         return replace(result, status=FAIL, invariant=invariant.id,
                        statement=invariant.statement, source=invariant.source,
                        detail=f"{invariant.id} violated after {len(trace.steps)} steps "
                               f"(shortest, {outcome.distinct_states} states)",
                        counterexample={"kind": "trace", "trace": trace_to_json(trace, flow),
-                                       "text": text},
+                                       "text": text, "sites": sites},
                        location=location)
     if outcome.verdict == "inconclusive":
         return replace(result, status=INCONCLUSIVE, bound=outcome.bound_hit,
