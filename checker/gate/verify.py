@@ -39,6 +39,7 @@ from checker.gate.baseline import (
     BaselineError,
     BaselineMissing,
     Expected,
+    baseline_from_results,
     compare,
     load_baseline,
     write_baseline,
@@ -182,19 +183,20 @@ def _run(args) -> int:
         return EXIT_USAGE
     quiet = args.quiet or not sys.stderr.isatty()
     results = run_specs(plan.specs, args.jobs, quiet)
+    try:
+        if args.update_baseline:  # refused before the corpus grows, not after
+            baseline_from_results(results)
+    except ValueError as exc:
+        print(f"error: cannot write the baseline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     stored = store_counterexamples(results, plan.destination, plan.in_corpus)
     saving = plan.destination == plan.corpus
     if saving and "replay" in plan.suite.checks:
-        fresh = [_replay_spec(path, result.profile, plan.suite.bounds)
-                 for result, path in stored if result.profile in plan.suite.profiles]
+        fresh = [_replay_spec(path, result.profile, plan.suite.bounds) for result, path in stored]
         results = sorted(results + run_specs(fresh, args.jobs, quiet), key=lambda r: r.id)
     baseline = plan.baseline
     if args.update_baseline:
-        try:
-            recorded = write_baseline(plan.baseline_path, results, keep=plan.others)
-        except ValueError as exc:
-            print(f"error: cannot write the baseline: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        recorded = write_baseline(plan.baseline_path, results, keep=plan.others)
         print(f"baseline written: {plan.baseline_path} ({len(recorded.checks)} checks)",
               file=sys.stderr)
         baseline = Baseline({k: v for k, v in recorded.checks.items() if k not in plan.others},
