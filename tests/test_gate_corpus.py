@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from checker.cli import main
+from checker.gate.runners import RUNNERS
 from spec.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,3 +134,15 @@ def test_a_new_failing_check_is_not_advised_to_be_recorded_blindly(work, capsys)
 ])
 def test_contradictory_counterexample_options(work, capsys, args, message):
     assert verify(capsys, *args) == (2, "", message)
+
+
+def test_a_run_with_an_error_records_nothing_and_adds_nothing(work, capsys, monkeypatch):
+    def broken_runner(spec):
+        raise RuntimeError("the layout engine fell over")
+
+    monkeypatch.setitem(RUNNERS, "layout", broken_runner)
+    code, _, err = verify(capsys, "--update-baseline")
+    assert code == 2
+    assert err.startswith("error: cannot write the baseline: cannot record a baseline while "
+                          "checks error: layout/v6.8/")
+    assert not (work / "cex").exists() and not (work / "checker-baseline.json").exists()
