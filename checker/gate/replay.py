@@ -145,7 +145,7 @@ def _validate_map(doc: dict[str, Any], the_map: dict[str, Any], name: str) -> No
     if doc["invariant"] not in MAP_INVARIANTS:
         raise ReplayError(f"{name}: unknown invariant {doc['invariant']!r} for a map")
     try:
-        read_json_map(json.dumps(the_map, indent=1), name)
+        read_json_map(json.dumps(the_map), name)
     except InputError as exc:
         raise ReplayError(f"{name}: invalid counterexample: counterexample.map: "
                           f"{exc.problem}") from None
@@ -154,11 +154,11 @@ def _validate_map(doc: dict[str, Any], the_map: dict[str, Any], name: str) -> No
 def _validate_trace(doc: dict[str, Any], trace: dict[str, Any], name: str) -> None:
     """The trace must say what the document says, and name a model that can be built."""
     model = trace["model"]
-    for key, field in (("profile", "profile"), ("config", "config"), ("invariant", "invariant")):
-        recorded = trace[field] if field == "invariant" else model[field]
-        if recorded != doc[key]:
+    for field, recorded in (("profile", model["profile"]), ("config", model["config"]),
+                            ("invariant", trace["invariant"])):
+        if recorded != doc[field]:
             raise ReplayError(f"{name}: the trace's {field} {recorded!r} is not the "
-                              f"document's {key} {doc[key]!r}")
+                              f"document's {field} {doc[field]!r}")
     if trace["length"] != len(trace["steps"]):
         raise ReplayError(f"{name}: the trace says it has {trace['length']} steps but lists "
                           f"{len(trace['steps'])}")
