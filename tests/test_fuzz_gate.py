@@ -10,9 +10,11 @@ import math
 import re
 import shutil
 from dataclasses import fields
+from functools import cache
 from pathlib import Path
 
 import pytest
+from fresh_counterexamples import fresh_trace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,8 +138,6 @@ def test_a_fuzzed_suite_file_is_read_or_refused_by_line(suite_folder, text):
 
 # --- counterexample files ----------------------------------------------------------------------
 
-BASES = [(MALFORMED / "counterexamples" / name).read_text()
-         for name in ("map-small-valid.json", "trace-small-valid.json")]
 # Values an edit puts in: ones that mean something somewhere in a counterexample, and JSON
 # values of every type, drawn whole from one list (drawing them piece by piece costs more).
 VALUE = st.sampled_from([None, True, False, 0, 1, -1, -12, -28, 99, 2**63, 2**64, -2**64, 0.5,
@@ -158,9 +158,17 @@ def _paths(value, prefix=()):
             yield from _paths(item, (*prefix, index))
 
 
+@cache
+def bases() -> list[tuple[str, st.SearchStrategy]]:
+    """The documents edits start from, each with a strategy for a place in it: a small map
+    (two regions, module limits, PAMT bases) and a fresh two-step trace."""
+    texts = [(MALFORMED / "counterexamples" / "map-small-valid.json").read_text(),
+             json.dumps(fresh_trace("mutant-notifier-rejects-when-empty"))]
+    return [(text, st.sampled_from(list(_paths(json.loads(text)))[1:])) for text in texts]
+
+
 # Strategies made once: making one per draw would cost more than the draw.
-PLACES = [st.sampled_from(list(_paths(json.loads(base)))[1:]) for base in BASES]
-WHICH = st.integers(0, len(BASES) - 1)
+WHICH = st.integers(0, 1)
 EDITS = st.sampled_from(["replace", "remove", "add"])
 NEW_KEYS = st.sampled_from(["x", "kind", "result", "nid", "extra"])
 TAILS = st.sampled_from(["", '"', "}", "[", "NaN", "1e999", "\\"])
@@ -170,9 +178,9 @@ TAILS = st.sampled_from(["", '"', "}", "[", "NaN", "1e999", "\\"])
 def counterexample_texts(draw) -> str:
     """A stored counterexample with one edit anywhere in it (a value replaced, a key or item
     removed, a key added), then sometimes an edit of the text (a cut or a character in)."""
-    which = draw(WHICH)
-    doc = json.loads(BASES[which])
-    path = draw(PLACES[which])
+    text, places = bases()[draw(WHICH)]
+    doc = json.loads(text)
+    path = draw(places)
     parent = doc
     for step in path[:-1]:
         parent = parent[step]
@@ -204,6 +212,6 @@ def test_a_fuzzed_counterexample_is_replayed_or_refused(text):
 
 
 def test_the_fuzzing_starts_from_counterexamples_that_replay():
-    for text in BASES:
+    for text, _ in bases():
         outcome = replay_document(parse_document(text, "x.json"))
         assert outcome.still_violates and outcome.same_as_recorded

@@ -3,6 +3,7 @@ and options, each with the exit status and message it must give, and no work bef
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fresh_counterexamples import edited, fresh_trace
 
 import checker.gate.verify
 from checker.cli import main
@@ -24,10 +26,13 @@ HERE = REPO / "tests" / "malformed" / "gate"
 CASES = tomllib.loads((HERE / "cases.toml").read_text())["case"]
 
 
-def _place(folder: Path, destination: str, source: str) -> None:
+def _place(folder: Path, destination: str, source: str, edits=()) -> None:
     path = folder / destination
     path.parent.mkdir(parents=True, exist_ok=True)
-    if source == "<folder>":
+    if source.startswith("fresh:"):
+        doc = edited(fresh_trace(source.removeprefix("fresh:")), edits)
+        path.write_text(json.dumps(doc, indent=2))
+    elif source == "<folder>":
         path.mkdir()
     elif source == "<dangling symlink>":
         path.symlink_to(folder / "nowhere")
@@ -44,7 +49,7 @@ def test_every_case_has_a_unique_name_and_its_files():
     assert len(names) == len(set(names))
     for case in CASES:
         for source in case.get("files", {}).values():
-            if not source.startswith("<"):
+            if not source.startswith(("<", "fresh:")):
                 base = REPO if source.startswith("repo:") else HERE
                 assert (base / source.removeprefix("repo:")).is_file(), source
 
@@ -52,7 +57,7 @@ def test_every_case_has_a_unique_name_and_its_files():
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_malformed_input(case, tmp_path, monkeypatch, capsys):
     for destination, source in case.get("files", {}).items():
-        _place(tmp_path, destination, source)
+        _place(tmp_path, destination, source, case.get("edits", ()))
     monkeypatch.chdir(tmp_path)
     if not case.get("work", False):
         def no_work(*args, **kwargs):

@@ -2,11 +2,14 @@
 result) or a flow trace (re-run it on the model it names). Replaying gives the same text as the
 run that found it and says whether it still violates.
 
-A file is checked completely before anything is replayed (`load_document`): its structure
-against `checker/schemas/counterexample.schema.json`, then what a schema cannot say (the
-profile, configuration and invariant exist; the trace agrees with the document). Whatever is
-wrong with a file is a `ReplayError` naming it (exit 2), so "still violates" (exit 1) and "no
-longer violates" (exit 0) are only ever said of a counterexample that is what it claims to be.
+A file is checked in two steps, each a `ReplayError` that names it. `load_document` checks the
+file itself: its structure against `checker/schemas/counterexample.schema.json`, then what a
+schema cannot say (the trace agrees with the document, the map is one `tdmr` reads, no platform
+is too large to build). `replay_document` checks it against the model as it is now (the
+profile, configuration and invariant exist, the trace runs). A corrupt file stops `verify`
+before any work; a sound one the model has moved away from is an error of its replay check.
+`replay FILE` exits 2 on either, so "still violates" (exit 1) and "no longer violates" (exit 0)
+are only ever said of a counterexample that is what it claims to be.
 """
 
 from __future__ import annotations
@@ -117,12 +120,9 @@ def validate_document(doc: Any, name: str) -> None:
                         for p in error.absolute_path)
         raise ReplayError(f"{name}: invalid counterexample: {where.lstrip('.') or 'top level'}"
                           f": {_short(error.message)}")
-    if doc["profile"] not in PROFILES:
-        raise ReplayError(f"{name}: unknown profile {doc['profile']!r} (see `python -m checker "
-                          "profiles`)")
     body = doc["counterexample"]
     if body["kind"] == "map":
-        _validate_map(doc, body["map"], name)
+        _validate_map(body["map"], name)
     else:
         _validate_trace(doc, body["trace"], name)
 
@@ -141,9 +141,7 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _validate_map(doc: dict[str, Any], the_map: dict[str, Any], name: str) -> None:
-    if doc["invariant"] not in MAP_INVARIANTS:
-        raise ReplayError(f"{name}: unknown invariant {doc['invariant']!r} for a map")
+def _validate_map(the_map: dict[str, Any], name: str) -> None:
     try:
         read_json_map(json.dumps(the_map), name)
     except InputError as exc:
@@ -152,7 +150,7 @@ def _validate_map(doc: dict[str, Any], the_map: dict[str, Any], name: str) -> No
 
 
 def _validate_trace(doc: dict[str, Any], trace: dict[str, Any], name: str) -> None:
-    """The trace must say what the document says, and name a model that can be built."""
+    """The trace must say what the document says, and name no platform too large to build."""
     model = trace["model"]
     for field, recorded in (("profile", model["profile"]), ("config", model["config"]),
                             ("invariant", trace["invariant"])):
@@ -162,29 +160,25 @@ def _validate_trace(doc: dict[str, Any], trace: dict[str, Any], name: str) -> No
     if trace["length"] != len(trace["steps"]):
         raise ReplayError(f"{name}: the trace says it has {trace['length']} steps but lists "
                           f"{len(trace['steps'])}")
-    platform = model.get("platform")
-    problem = flow_config_problem(model["config"]) or (
-        shape_problem(platform) if isinstance(platform, str) else None)
-    if problem:
-        raise ReplayError(f"{name}: {problem}")
-    flow = model_from_description(model)
-    now = flow.describe()
-    differs = sorted(k for k in model.keys() & now.keys() if model[k] != now[k])
-    if differs:
-        raise ReplayError(f"{name}: the trace was recorded on a model with "
-                          + ", ".join(f"{k} {model[k]!r}" for k in differs)
-                          + f"; profile {doc['profile']} config {model['config']} has "
-                          + ", ".join(f"{k} {now[k]!r}" for k in differs))
-    if trace["invariant"] not in {inv.id for inv in flow_invariants(flow)}:
-        raise ReplayError(f"{name}: unknown flow invariant {trace['invariant']!r}")
+    for value in (model["config"], model.get("platform")):
+        problem = shape_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ReplayError(f"{name}: {problem}")
 
 
 def replay_document(doc: dict[str, Any], name: str = "<counterexample>") -> Replay:
-    """Replay a valid document. A ReplayError says that it contradicts itself: the result
-    recorded when it was found, yet no violation (an edited errno)."""
+    """Replay a valid document on the model as it is now. A ReplayError says the document
+    names what this model does not have (a profile, configuration or invariant), or that it
+    contradicts itself: the result recorded when it was found, yet no violation (an edited
+    errno). A trace whose steps no longer run comes back with `runs` false."""
     body = doc["counterexample"]
+    if doc["profile"] not in PROFILES:
+        raise ReplayError(f"{name}: unknown profile {doc['profile']!r} (see `python -m checker "
+                          "profiles`)")
     profile = get_profile(doc["profile"])
     if body["kind"] == "map":
+        if doc["invariant"] not in MAP_INVARIANTS:
+            raise ReplayError(f"{name}: unknown invariant {doc['invariant']!r} for a map")
         outcome = _replay_map(doc, body, profile, name)
     else:
         outcome = replay_trace(doc, body, name)
@@ -216,7 +210,7 @@ def replay_trace(doc: dict, body: dict, name: str) -> Replay:
     invariant fails on its last step again. A step that matches no successor of the model (or
     changes the state otherwise than recorded) means the trace does not run on it."""
     data = body["trace"]
-    flow = model_from_description(data["model"])
+    flow = _flow_model(data, name)
     try:
         trace = replay(flow, data)
     except TraceReplayError as exc:
@@ -226,6 +220,25 @@ def replay_trace(doc: dict, body: dict, name: str) -> Replay:
     still = not _holds_at_end(flow, invariant, trace)
     trace.invariant = invariant.id if still else None
     return _outcome(still, trace_to_text(trace, flow), invariant.id, body)
+
+
+def _flow_model(data: dict, name: str):
+    """The model a trace names, if this checker still has it as recorded."""
+    model = data["model"]
+    problem = flow_config_problem(model["config"])
+    if problem:
+        raise ReplayError(f"{name}: {problem}")
+    flow = model_from_description(model)
+    now = flow.describe()
+    differs = sorted(k for k in model.keys() & now.keys() if model[k] != now[k])
+    if differs:
+        raise ReplayError(f"{name}: the trace was recorded on a model with "
+                          + ", ".join(f"{k} {model[k]!r}" for k in differs)
+                          + f"; profile {model['profile']} config {model['config']} has "
+                          + ", ".join(f"{k} {now[k]!r}" for k in differs))
+    if data["invariant"] not in {inv.id for inv in flow_invariants(flow)}:
+        raise ReplayError(f"{name}: unknown flow invariant {data['invariant']!r}")
+    return flow
 
 
 def _outcome(still: bool, text: str, invariant: str, body: dict) -> Replay:

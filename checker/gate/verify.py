@@ -66,6 +66,7 @@ from checker.gate.suite import (
 )
 from checker.inputs.readers import InputError
 from checker.views.reports import FORMATS, render
+from spec.profiles import PROFILES
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -232,8 +233,11 @@ def prepare(args) -> Plan:
         stored = read_corpus(corpus) if "replay" in suite.checks else []
     except ReplayError as exc:
         raise UsageError(f"counterexample corpus: {exc}") from None
+    # A counterexample of a profile the model no longer has is replayed too: its check
+    # errors, rather than the file lying unnoticed in the corpus.
     specs = expand(suite) + [_replay_spec(path, doc["profile"], suite.bounds)
-                             for path, doc in stored if doc["profile"] in suite.profiles]
+                             for path, doc in stored
+                             if doc["profile"] in suite.profiles or doc["profile"] not in PROFILES]
     if not specs:
         raise UsageError(f"{suite.source}: the suite selects no checks")
     in_corpus = frozenset(p.name for p in corpus.glob("*.json")) if corpus.is_dir() else \
@@ -251,8 +255,6 @@ def select_suite(args) -> Suite:
     else:
         suite = Suite()
     if args.profile:
-        from spec.profiles import PROFILES
-
         unknown = [p for p in args.profile if p not in PROFILES]
         if unknown:
             raise UsageError(f"unknown profile {unknown[0]!r} (see `python -m checker "
