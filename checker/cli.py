@@ -1,7 +1,8 @@
 """The command line: `python -m checker COMMAND`.
 
 Exit codes are stable across commands: 0 success or pass, 1 a failure or violation found,
-2 usage or input error, 3 inconclusive (verify only).
+2 usage or input error, 3 inconclusive (verify and explore); a verify stopped by SIGINT or
+SIGTERM exits with 128 + the signal.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "configuration's)")
 
     replay = sub.add_parser("replay", help="re-run a stored counterexample (exit 1 while it "
-                            "still violates, 0 when it no longer does)")
+                            "still violates, 0 when it no longer does, 2 when the file is "
+                            "invalid or does not run on this model)")
     replay.add_argument("file", help="a counterexample JSON file (counterexamples/*.json)")
 
     from checker.gate.suite import SUITE_HELP
