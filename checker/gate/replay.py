@@ -181,7 +181,7 @@ def replay_document(doc: dict[str, Any], name: str = "<counterexample>") -> Repl
             raise ReplayError(f"{name}: unknown invariant {doc['invariant']!r} for a map")
         outcome = _replay_map(doc, body, profile, name)
     else:
-        outcome = replay_trace(doc, body, name)
+        outcome = _replay_trace(doc, body, name)
     if outcome.same_as_recorded and not outcome.still_violates:
         raise ReplayError(f"{name}: replaying gives the result recorded when it was found, "
                           "yet says it no longer violates: the file contradicts itself "
@@ -205,7 +205,7 @@ def _replay_map(doc, body, profile: Profile, name: str) -> Replay:
     return _outcome(still, text, doc["invariant"], body)
 
 
-def replay_trace(doc: dict, body: dict, name: str) -> Replay:
+def _replay_trace(doc: dict, body: dict, name: str) -> Replay:
     """Re-run a stored trace on the model it names: still violating when the recorded
     invariant fails on its last step again. A step that matches no successor of the model (or
     changes the state otherwise than recorded) means the trace does not run on it."""
