@@ -33,7 +33,8 @@ from checker.views.trace import replay, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
 from invariants.layout import LAYOUT_INVARIANTS
 from invariants.machine import MACHINE_INVARIANTS
-from spec.profiles import PROFILES, Profile, get_profile
+from spec.flow import TdxFlow
+from spec.profiles import PROFILES, Profile
 
 SCHEMA_VERSION = 1
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "counterexample.schema.json"
@@ -175,13 +176,12 @@ def replay_document(doc: dict[str, Any], name: str = "<counterexample>") -> Repl
     if doc["profile"] not in PROFILES:
         raise ReplayError(f"{name}: unknown profile {doc['profile']!r} (see `python -m checker "
                           "profiles`)")
-    profile = get_profile(doc["profile"])
     if body["kind"] == "map":
         if doc["invariant"] not in MAP_INVARIANTS:
             raise ReplayError(f"{name}: unknown invariant {doc['invariant']!r} for a map")
-        outcome = _replay_map(doc, body, profile, name)
+        outcome = _replay_map(doc, body, PROFILES[doc["profile"]], name)
     else:
-        outcome = _replay_trace(doc, body, name)
+        outcome = _replay_trace(body, name)
     if outcome.same_as_recorded and not outcome.still_violates:
         raise ReplayError(f"{name}: replaying gives the result recorded when it was found, "
                           "yet says it no longer violates: the file contradicts itself "
@@ -205,25 +205,24 @@ def _replay_map(doc, body, profile: Profile, name: str) -> Replay:
     return _outcome(still, text, doc["invariant"], body)
 
 
-def _replay_trace(doc: dict, body: dict, name: str) -> Replay:
+def _replay_trace(body: dict, name: str) -> Replay:
     """Re-run a stored trace on the model it names: still violating when the recorded
     invariant fails on its last step again. A step that matches no successor of the model (or
     changes the state otherwise than recorded) means the trace does not run on it."""
     data = body["trace"]
-    flow = _flow_model(data, name)
+    flow, invariant = _flow_model(data, name)
     try:
         trace = replay(flow, data)
     except TraceReplayError as exc:
-        return Replay(False, f"the trace does not run on this model: {exc}", data["invariant"],
+        return Replay(False, f"the trace does not run on this model: {exc}", invariant.id,
                       runs=False)
-    invariant = {inv.id: inv for inv in flow_invariants(flow)}[data["invariant"]]
     still = not _holds_at_end(flow, invariant, trace)
     trace.invariant = invariant.id if still else None
     return _outcome(still, trace_to_text(trace, flow), invariant.id, body)
 
 
-def _flow_model(data: dict, name: str):
-    """The model a trace names, if this checker still has it as recorded."""
+def _flow_model(data: dict, name: str) -> tuple[TdxFlow, FlowInvariant]:
+    """The model a trace names, if this checker still has it as recorded, and its invariant."""
     model = data["model"]
     problem = flow_config_problem(model["config"])
     if problem:
@@ -236,9 +235,10 @@ def _flow_model(data: dict, name: str):
                           + ", ".join(f"{k} {model[k]!r}" for k in differs)
                           + f"; profile {model['profile']} config {model['config']} has "
                           + ", ".join(f"{k} {now[k]!r}" for k in differs))
-    if data["invariant"] not in {inv.id for inv in flow_invariants(flow)}:
+    invariant = {inv.id: inv for inv in flow_invariants(flow)}.get(data["invariant"])
+    if invariant is None:
         raise ReplayError(f"{name}: unknown flow invariant {data['invariant']!r}")
-    return flow
+    return flow, invariant
 
 
 def _outcome(still: bool, text: str, invariant: str, body: dict) -> Replay:
