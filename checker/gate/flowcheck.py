@@ -7,12 +7,15 @@ import inspect
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import spec
 from checker.engines.explorer import Bounds, explore
 from checker.gate.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.gate.suite import CheckSpec
 from checker.inputs.platforms import flow_model
 from checker.views.trace import trace_to_json, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
+
+MODEL_ROOT = Path(spec.__file__).resolve().parent.parent
 
 # Configurations that model a caller breaking the `tdx_enable` contract on purpose, to test
 # the kernel's own defences: the contract itself is then not the kernel's to keep.
@@ -42,6 +45,14 @@ def step_location(flow, label, fallback) -> Location:
     return Location("spec", file, line, function)
 
 
+def _portable(location: Location) -> dict:
+    """A location as a counterexample document keeps it: the file relative to the folder that
+    holds `spec/`, so a document (and its content-hash name) is the same in every checkout."""
+    site = asdict(location)
+    site["file"] = Path(location.file).resolve().relative_to(MODEL_ROOT).as_posix()
+    return site
+
+
 def run_flow(check: CheckSpec) -> CheckResult:
     flow = flow_model(check.profile, check.config)
     invariants = checked_invariants(flow, check.config)
@@ -67,7 +78,7 @@ def run_flow(check: CheckSpec) -> CheckResult:
         last = trace.steps[-1][0] if trace.steps else None
         location = step_location(flow, last, invariant.spec_function) if last \
             else _location_of(invariant.spec_function)
-        sites = [asdict(step_location(flow, label, invariant.spec_function))
+        sites = [_portable(step_location(flow, label, invariant.spec_function))
                  for label, _ in trace.steps]
         return replace(result, status=FAIL, invariant=invariant.id,
                        statement=invariant.statement, source=invariant.source,
