@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--max-depth", type=_positive, metavar="N")
     explore.add_argument("--time", type=_positive, metavar="S", help="time bound in seconds")
     explore.add_argument("--format", choices=("text", "json"), default="text")
+    explore.add_argument("--coverage", action="store_true",
+                         help="also count transitions per step and outcome, and where each "
+                         "invariant had something to check (slower)")
 
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
@@ -295,6 +298,7 @@ def cmd_configs(args) -> int:
 
 
 def cmd_explore(args) -> int:
+    from checker.engines.coverage import explore_with_coverage
     from checker.engines.explorer import Bounds, explore
     from checker.gate.flowcheck import checked_invariants
     from checker.inputs.platforms import configure
@@ -307,9 +311,14 @@ def cmd_explore(args) -> int:
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
     flow = TdxFlow(_profile(args.profile), config)
-    outcome = explore(flow, checked_invariants(flow, args.config),
-                      Bounds(args.max_depth, args.max_states, args.time),
-                      symmetry=not args.no_symmetry)
+    invariants = checked_invariants(flow, args.config)
+    bounds = Bounds(args.max_depth, args.max_states, args.time)
+    coverage = None
+    if args.coverage:
+        outcome, coverage = explore_with_coverage(flow, invariants, bounds,
+                                                  symmetry=not args.no_symmetry)
+    else:
+        outcome = explore(flow, invariants, bounds, symmetry=not args.no_symmetry)
     rate = round(outcome.distinct_states / max(outcome.seconds, 1e-9))
     summary = {"profile": args.profile, "config": config.name, "verdict": outcome.verdict,
                "distinct_states": outcome.distinct_states, "transitions": outcome.transitions,
@@ -319,6 +328,8 @@ def cmd_explore(args) -> int:
     trace = outcome.trace
     if args.format == "json":
         summary["trace"] = trace_to_json(trace, flow) if trace else None
+        if coverage is not None:
+            summary["coverage"] = coverage.to_json()
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         scope = ("exhaustive" if outcome.bound_hit is None and outcome.verdict != "fail"
@@ -331,6 +342,8 @@ def cmd_explore(args) -> int:
               f"{rate:,} states/s, symmetry {'on' if outcome.symmetry else 'off'}")
         if trace:
             print(trace_to_text(trace, flow))
+        if coverage is not None:
+            print(coverage.render_text())
     return {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(outcome.verdict, EXIT_INCONCLUSIVE)
 
 

@@ -29,3 +29,14 @@ def test_explore_hitting_a_bound_is_inconclusive(capsys):
 def test_explore_unknown_config_is_a_usage_error(capsys):
     assert main(["explore", "--config", "nope"]) == 2
     assert "unknown flow configuration" in capsys.readouterr().err
+
+
+def test_explore_with_coverage_lists_steps_and_invariants(capsys):
+    assert main(["explore", "--config", "1x1", "--coverage"]) == 0
+    out = capsys.readouterr().out
+    assert "coverage: transitions per step" in out and "cpu_down" in out and "never taken" in out
+    assert "SEAMCALL-ACCEPTED" in out and "never applies" not in out
+    assert main(["explore", "--config", "1x1", "--coverage", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["coverage"]["unexercised_actions"] == ["cpu_down", "cpu_up"]
+    assert data["coverage"]["actions"]["err_free_tdxmem"]["transitions"] > 0

@@ -3,8 +3,10 @@ somewhere, and each injected error of init_tdx_module unwinds through the kernel
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
+import jsonschema
 import pytest
 
 from checker.engines.coverage import (
@@ -14,7 +16,10 @@ from checker.engines.coverage import (
     model_actions,
 )
 from checker.engines.explorer import FAIL, explore
+from checker.gate.flowcheck import run_flow
+from checker.gate.suite import Bounds, CheckSpec
 from checker.inputs.platforms import configure, flow_model
+from checker.views.reports import REPO_ROOT, render
 from invariants.flow import flow_invariants
 from spec import flow_state as S
 
@@ -123,3 +128,20 @@ def test_coverage_merges_and_round_trips_through_json(default_coverage):
     again = Coverage.from_json(coverage.to_json())
     assert again.to_json() == coverage.to_json()
     assert "never taken" not in coverage.render_text()
+
+
+def test_verify_reports_what_no_flow_check_exercised():
+    """The 1x1 machine cannot take a CPU down or up: verify's report says so, in text and in
+    JSON (valid against the report schema)."""
+    results = [run_flow(CheckSpec("flow/v6.8/1x1", "flow", "v6.8", "1x1", Bounds())),
+               run_flow(CheckSpec("flow/bug-lp-init-irq-reentry/1x1", "flow",
+                                  "bug-lp-init-irq-reentry", "1x1", Bounds()))]
+    assert "coverage" in results[0].extra and "coverage" not in results[1].extra
+    text = render("text", results)
+    assert "coverage (1 flow checks of kernel profiles)" in text
+    assert "steps never taken: cpu_down, cpu_up" in text
+    report = json.loads(render("json", results))
+    schema = json.loads((REPO_ROOT / "checker/schemas/report.schema.json").read_text())
+    jsonschema.validate(report, schema)
+    assert report["coverage"]["unexercised_actions"] == ["cpu_down", "cpu_up"]
+    assert report["coverage"]["flow_checks"] == 1

@@ -8,6 +8,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import spec
+from checker.engines.coverage import explore_with_coverage
 from checker.engines.explorer import Bounds, explore
 from checker.gate.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.gate.suite import CheckSpec
@@ -59,17 +60,21 @@ def run_flow(check: CheckSpec) -> CheckResult:
     by_id = {inv.id: inv for inv in invariants}
     bounds = Bounds(max_depth=check.bounds.max_depth, max_states=check.bounds.max_states,
                     max_seconds=check.bounds.time_s)
-    outcome = explore(flow, invariants, bounds)
+    coverage = None
+    if flow.profile.kind != "bug":  # real kernels: what the suite exercises of them
+        outcome, coverage = explore_with_coverage(flow, invariants, bounds)
+    else:
+        outcome = explore(flow, invariants, bounds)
     waived = CONTRACT_WAIVERS.get(check.config, ())
+    extra = {"transitions": outcome.transitions, "depth": outcome.max_depth,
+             "states_per_second": round(outcome.distinct_states / max(outcome.seconds, 1e-9)),
+             "waived": list(waived)}
+    if coverage is not None:
+        extra["coverage"] = coverage.to_json()
     result = CheckResult(check.id, "FLOW", check.profile, check.config, PASS,
                          states=outcome.distinct_states,
                          statement="every flow invariant holds in every reachable state",
-                         source="invariants/flow.py",
-                         extra={"transitions": outcome.transitions,
-                                "depth": outcome.max_depth,
-                                "states_per_second": round(outcome.distinct_states
-                                                           / max(outcome.seconds, 1e-9)),
-                                "waived": list(waived)})
+                         source="invariants/flow.py", extra=extra)
     if outcome.verdict == "fail":
         violation = outcome.violation
         invariant = by_id[violation.invariant]

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from checker.engines.coverage import Coverage
 from checker.gate.baseline import (
     BASELINE_SCHEMA_VERSION,
     CHECK_REMOVED,
@@ -117,6 +118,39 @@ def summary_line(results: Sequence[CheckResult], comparison: Comparison) -> str:
     if s["inconclusive"]:
         parts.append(f"inconclusive {s['inconclusive']}")
     return "   ".join(parts)
+
+
+def suite_coverage(results: Sequence[CheckResult]) -> tuple[Coverage, int] | None:
+    """The coverage of the flow checks that counted it (real kernels' profiles), added up,
+    and how many they were; None when no check counted coverage."""
+    runs = [Coverage.from_json(r.extra["coverage"]) for r in results if "coverage" in r.extra]
+    if not runs:
+        return None
+    total = runs[0]
+    for run in runs[1:]:
+        total = total.merged(run)
+    return total, len(runs)
+
+
+def coverage_lines(results: Sequence[CheckResult], verbose: bool = False) -> list[str]:
+    """What the suite never exercised of the model: steps no flow check took and invariants
+    that never had anything to check (the whole table with `verbose`)."""
+    found = suite_coverage(results)
+    if found is None:
+        return []
+    coverage, runs = found
+    never = coverage.unexercised_actions
+    vacuous = coverage.vacuous_invariants
+    lines = [f"coverage ({runs} flow checks of kernel profiles): {len(coverage.actions)} kinds "
+             f"of step taken, {len(coverage.invariants) - len(vacuous)} of "
+             f"{len(coverage.invariants)} invariants exercised"]
+    if never:
+        lines.append("  steps never taken: " + ", ".join(never))
+    if vacuous:
+        lines.append("  invariants that never applied: " + ", ".join(vacuous))
+    if verbose:
+        lines += ["  " + line for line in coverage.render_text(outcomes=False).splitlines()]
+    return lines
 
 
 def trace_text(result: CheckResult) -> str:
@@ -212,6 +246,9 @@ def render_text(
         )
         if wanted:
             lines += [""] + _failure_block(r, outcome)
+    covered = coverage_lines(results, verbose)
+    if covered:
+        lines += ["", *covered]
     if notes:
         lines += ["", *notes]
     lines += ["", f"verdict: {verdict_words(results, comparison)} (exit {comparison.exit_code})"]
@@ -286,6 +323,8 @@ def report_json(
             "transitions": [t.to_json() for t in comparison.transitions],
         },
         "checks": checks,
+        "coverage": None if (found := suite_coverage(results)) is None
+        else {"flow_checks": found[1], **found[0].to_json()},
     }
 
 
