@@ -3,7 +3,13 @@
 The kernel asks for one physically contiguous chunk per TDMR on a preferred node and takes what
 the page allocator returns. The model makes that an input: a placement policy hands out the
 chunk base. Policies model an idle machine (only earlier PAMT chunks are taken); symbolic
-engines substitute their own choice through `ExplicitPlacement`.
+engines substitute their own choice through `ExplicitPlacement`, and the map search steers
+chunks towards addresses of its choosing through `NearestPlacement`.
+
+Every policy follows the allocator's rules: a chunk lies inside one memory entry and one zone
+(entries are split at 4 GiB), clear of earlier chunks, at a multiple of its own size. A size
+of zero or less (a degenerate TDMR of a broken model) gets nothing, as NULL from
+`alloc_contig_pages`.
 """
 
 from __future__ import annotations
@@ -16,9 +22,15 @@ from spec.memory import SZ_4G, MemRange, round_down, round_up
 
 
 class PamtAllocator:
-    """One TDMR construction's allocator state; `alloc` returns a chunk base or None (-ENOMEM)."""
+    """One TDMR construction's allocator state; `alloc` returns a chunk base or None (-ENOMEM).
+    A chunk of no size gets None before any policy sees it."""
 
     def alloc(self, index: int, size: int, nid: int) -> int | None:
+        if size <= 0:
+            return None
+        return self._alloc(index, size, nid)
+
+    def _alloc(self, index: int, size: int, nid: int) -> int | None:
         raise NotImplementedError
 
 
@@ -71,6 +83,18 @@ class _MaxTree:
         return None
 
 
+def _zone_pieces(memlist: tuple[MemRange, ...]) -> dict[tuple[int, int], list[_Piece]]:
+    """The memory entries split at 4 GiB and grouped by (node, zone): zone 0 is the part above
+    (ZONE_NORMAL), zone 1 the part below (ZONE_DMA32). A chunk never crosses a zone."""
+    groups: dict[tuple[int, int], list[_Piece]] = {}
+    for entry in memlist:
+        for lo, hi, zone in ((max(entry.start, SZ_4G), entry.end, 0),
+                             (entry.start, min(entry.end, SZ_4G), 1)):
+            if lo < hi:
+                groups.setdefault((entry.nid, zone), []).append(_Piece(lo, hi))
+    return groups
+
+
 class _ZoneAllocator(PamtAllocator):
     """`alloc_contig_pages` on an idle machine.
 
@@ -82,13 +106,7 @@ class _ZoneAllocator(PamtAllocator):
 
     def __init__(self, memlist: tuple[MemRange, ...], last_fit: bool) -> None:
         self.last_fit = last_fit
-        groups: dict[tuple[int, int], list[_Piece]] = {}
-        for entry in memlist:
-            # Split each entry at 4 GiB: the part above is ZONE_NORMAL, below is ZONE_DMA32.
-            for lo, hi, zone in ((max(entry.start, SZ_4G), entry.end, 0),
-                                 (entry.start, min(entry.end, SZ_4G), 1)):
-                if lo < hi:
-                    groups.setdefault((entry.nid, zone), []).append(_Piece(lo, hi))
+        groups = _zone_pieces(memlist)
         self.pieces: list[_Piece] = []
         self.zone_ranges: dict[tuple[int, int], tuple[int, int]] = {}
         for key in sorted(groups):
@@ -99,7 +117,7 @@ class _ZoneAllocator(PamtAllocator):
         self.taken: list[list[tuple[int, int]]] = [[] for _ in self.pieces]
         self.free = _MaxTree([p.end - p.start for p in self.pieces])
 
-    def alloc(self, index: int, size: int, nid: int) -> int | None:
+    def _alloc(self, index: int, size: int, nid: int) -> int | None:
         order = [nid] + [n for n in self.nodes if n != nid]
         for node in order:
             for zone in (0, 1):
@@ -163,8 +181,47 @@ class _ExplicitAllocator(PamtAllocator):
     def __init__(self, bases: Mapping[int, int]) -> None:
         self.bases = bases
 
-    def alloc(self, index: int, size: int, nid: int) -> int | None:
+    def _alloc(self, index: int, size: int, nid: int) -> int | None:
         return self.bases.get(index)
+
+
+class _NearestAllocator(PamtAllocator):
+    """Each chunk at the legal candidate nearest its TDMR's target, whatever the node: the
+    allocator may fall back to any node, so any such candidate is one it may return."""
+
+    def __init__(self, memlist: tuple[MemRange, ...], targets: tuple[int, ...]) -> None:
+        self.targets = targets
+        self.pieces = sorted((p for ps in _zone_pieces(memlist).values() for p in ps),
+                             key=lambda p: p.start)
+        self.taken: list[tuple[int, int]] = []  # chunks handed out, sorted
+
+    def _alloc(self, index: int, size: int, nid: int) -> int | None:
+        target = self.targets[index] if index < len(self.targets) else 0
+        best = None
+        for lo, hi in self._free_ranges():
+            first, last = round_up(lo, size), round_down(hi - size, size)
+            if first > last:
+                continue
+            near = min(max(round_down(target, size), first), last)
+            for cand in (near, min(near + size, last)):
+                if best is None or (abs(cand - target), cand) < (abs(best - target), best):
+                    best = cand
+        if best is not None:
+            insort(self.taken, (best, best + size))
+        return best
+
+    def _free_ranges(self):
+        """The parts of every piece that no chunk handed out so far covers."""
+        for piece in self.pieces:
+            prev = piece.start
+            for t_start, t_end in self.taken:
+                if t_end <= prev or t_start >= piece.end:
+                    continue
+                if t_start > prev:
+                    yield prev, t_start
+                prev = max(prev, t_end)
+            if prev < piece.end:
+                yield prev, piece.end
 
 
 @dataclass(frozen=True)
@@ -199,6 +256,18 @@ class ExplicitPlacement:
 
     def allocator(self, memlist: tuple[MemRange, ...]) -> PamtAllocator:
         return _ExplicitAllocator(self.bases)
+
+
+@dataclass(frozen=True)
+class NearestPlacement:
+    """Chunk i at the legal candidate nearest `targets[i]` (address 0 past the end of the
+    list): a search puts targets next to TDMR boundaries to make chunks straddle them."""
+
+    targets: tuple[int, ...] = ()
+    name: str = "nearest"
+
+    def allocator(self, memlist: tuple[MemRange, ...]) -> PamtAllocator:
+        return _NearestAllocator(memlist, self.targets)
 
 
 PLACEMENTS = {"first-fit": FirstFit(), "last-fit": LastFit()}

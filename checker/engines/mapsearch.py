@@ -1,98 +1,241 @@
-"""Smallest memory map on which a profile's TDMR construction breaks a layout invariant.
+"""Smallest memory map and PAMT placement on which a profile's TDMR construction goes wrong.
 
-Breadth-first over maps: every map of 1 region, then of 2, then 3, each size in order of
-span, built from a grid of boundaries where the kernel's rules change behaviour (1 MiB, inside
-and at 1 GiB steps, 4 GiB, 8 and 16 TiB where 32-bit entry counts go negative and wrap). The
-first map whose construction succeeds but hands the module a layout that violates an
-invariant is the smallest counterexample on the grid. The search knows nothing of any
-particular bug: it runs the profile's `construct_tdmrs` and the layout invariants, so it
-finds whatever a profile breaks.
+Hypothesis draws cases that reach the boundaries (`checker.engines.mapstrategies`): region
+ends on and next to GiB, 1 MiB and 4 GiB boundaries, many holes packed in one GiB, touching
+regions on different nodes, TDMRs of 8 TiB and more, CMRs, small module limits, and PAMT chunks
+placed first-fit, last-fit or next to a boundary the search picks. A case is a counterexample
+when the profile's construction succeeds with a layout that breaks a layout invariant, or
+when it departs from v6.8 on the same map and placement (SAME-AS-V6.8). The search knows
+nothing of any particular bug. `hypothesis.find` with a fixed seed, no example database and a
+fixed example budget makes the outcome deterministic, and its shrinking hands back a small
+map: few regions, near address 0, offsets on the boundaries, first-fit where it will do.
+
+The search replaces a breadth-first walk over a grid of half-GiB points: that grid was
+exhaustive only over maps that never reach the cases above, and its points are among the
+addresses drawn here.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from itertools import combinations, product
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
 
+from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+from hypothesis.errors import NoSuchExample
+
+from checker.engines.mapstrategies import MapCase, map_cases
 from invariants.layout import Violation, check_layout
-from spec.memory import SZ_1G, SZ_1M, MemRange, build_tdx_memlist
-from spec.placement import PLACEMENTS
-from spec.profiles import Profile
+from invariants.machine import SAME_AS_V6_8, differs_from_v6_8
+from spec.memory import MemRange
+from spec.placement import FirstFit, LastFit, NearestPlacement, PamtAllocator
+from spec.profiles import HOLES_CMR, V6_8, Profile, rule_changes
 from spec.sysinfo import TdxSysinfo
 from spec.tdmr import ConstructResult, construct_tdmrs
 
-SZ_8T, SZ_16T = 8 << 40, 16 << 40
-GRID = (SZ_1M, SZ_1G // 2, SZ_1G, 3 * SZ_1G // 2, 2 * SZ_1G, 4 * SZ_1G, 5 * SZ_1G,
-        6 * SZ_1G, SZ_8T, SZ_8T + SZ_1G, SZ_16T)
-MAX_REGIONS = 3
+EXAMPLES = 600  # cases generated per search, shrinking not counted
+Construct = Callable[..., ConstructResult]
+
+
+class ConstructionCrashed(RuntimeError):
+    """The model raised instead of returning: a defect of the checker or of a mutated model,
+    never a bug the search caught."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What went wrong on a case: the placement, the invariant, the lines saying so, and what
+    was built."""
+
+    placement: FirstFit | LastFit | NearestPlacement
+    invariant: str
+    texts: tuple[str, ...]
+    result: ConstructResult
+    bases: dict[int, int]  # the chunk base each TDMR got, as far as allocation went
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def layout(self) -> bool:
+        """A layout invariant broken (else a departure from v6.8)."""
+        return bool(self.violations)
 
 
 @dataclass(frozen=True)
 class MapWitness:
-    """A map, the placement policy and what went wrong on it."""
-
-    regions: tuple[MemRange, ...]
-    placement: str
-    result: ConstructResult
-    violations: tuple[Violation, ...]
+    case: MapCase
+    finding: Finding
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
     witness: MapWitness | None
-    maps_tried: int
-    complete: bool  # False: the time bound stopped the search
+    examples: int  # cases examined, shrinking included
+    first_find_s: float | None = field(default=None, compare=False)  # None: nothing found
+    complete: bool = True  # False: the time bound stopped the search
 
 
-def candidate_maps(max_regions: int = MAX_REGIONS):
-    """Maps in search order: fewer regions first, then smaller span, then by address. Two
-    neighbours are separated by a gap, or touch on different nodes (memblock merges touching
-    same-node regions, so such maps cannot occur). Node names are symmetric: the first region
-    is always node 0."""
-    for count in range(1, max_regions + 1):
-        shapes = []
-        for points in combinations(GRID, 2 * count):
-            shapes.append((points[-1] - points[0], points,
-                           [(points[2 * i], points[2 * i + 1]) for i in range(count)], False))
-        if count > 1:
-            for points in combinations(GRID, count + 1):
-                shapes.append((points[-1] - points[0], points,
-                               [(points[i], points[i + 1]) for i in range(count)], True))
-        shapes.sort(key=lambda s: (s[0], s[1]))
-        for _, _, ranges, touching in shapes:
-            for nodes in product((0, 1), repeat=count):
-                if nodes[0] != 0:
-                    continue
-                if touching and any(nodes[i] == nodes[i + 1] for i in range(count - 1)):
-                    continue
-                yield tuple(MemRange(s, e, n) for (s, e), n in zip(ranges, nodes, strict=True))
+class _Recording:
+    """A placement policy that remembers the base its allocator hands to each TDMR, so that
+    any placement can be replayed as explicit bases."""
+
+    def __init__(self, policy) -> None:
+        self.policy, self.name, self.bases = policy, policy.name, {}
+
+    def allocator(self, memlist: tuple[MemRange, ...]) -> PamtAllocator:
+        return _RecordingAllocator(self.policy.allocator(memlist), self.bases)
 
 
-def layout_violations(regions: tuple[MemRange, ...], profile: Profile, sysinfo: TdxSysinfo,
-                      placement: str) -> tuple[ConstructResult, list[Violation]]:
-    """Construct under `profile`; a layout the kernel would hand to TDH.SYS.CONFIG is checked.
-    CMRs are taken to be the memory itself (a map without firmware quirks)."""
-    memlist = build_tdx_memlist(regions)
-    result = construct_tdmrs(memlist, sysinfo, PLACEMENTS[placement], memlist, profile)
-    if not result.ok:
-        return result, []
-    return result, check_layout(result.tdmrs, memlist, sysinfo)
+class _RecordingAllocator(PamtAllocator):
+    def __init__(self, inner: PamtAllocator, bases: dict[int, int]) -> None:
+        self.inner, self.bases = inner, bases
+
+    def _alloc(self, index: int, size: int, nid: int) -> int | None:
+        base = self.inner.alloc(index, size, nid)
+        if base is not None:
+            self.bases[index] = base
+        return base
 
 
-def smallest_violating_map(profile: Profile, sysinfo: TdxSysinfo = TdxSysinfo(),
-                           max_regions: int = MAX_REGIONS, time_s: float = 60.0,
-                           placements: tuple[str, ...] = ("first-fit", "last-fit")
-                           ) -> SearchOutcome:
-    deadline = time.monotonic() + time_s
-    tried = 0
-    for regions in candidate_maps(max_regions):
-        if time.monotonic() > deadline:
-            return SearchOutcome(None, tried, complete=False)
-        for placement in placements:
-            tried += 1
-            result, found = layout_violations(regions, profile, sysinfo, placement)
+def _construct(construct: Construct, case: MapCase, placement, profile: Profile
+               ) -> tuple[ConstructResult, dict[int, int]]:
+    recording = _Recording(placement)
+    try:
+        result = construct(case.memlist, case.sysinfo, recording, case.cmrs, profile)
+    except Exception as exc:
+        raise ConstructionCrashed(
+            f"construct_tdmrs under profile {profile.name} raised {type(exc).__name__}: {exc} "
+            f"on {describe_case(case)}, placement {placement.name}") from exc
+    return result, recording.bases
+
+
+def examine(case: MapCase, profile: Profile, construct: Construct = construct_tdmrs
+            ) -> list[Finding]:
+    """The profile's construction on one case, each placement in turn, judged: a layout the
+    module would get that breaks an invariant, or a departure from v6.8. `construct` stands
+    in for `spec.tdmr.construct_tdmrs` (a mutated copy); v6.8 is always the real one."""
+    holes = case.cmrs if profile.holes == HOLES_CMR else None
+    compare = construct is not construct_tdmrs or bool(rule_changes(profile))
+    name = profile.name if construct is construct_tdmrs else f"{profile.name} (mutated)"
+    findings = []
+    for placement in case.placements:
+        result, bases = _construct(construct, case, placement, profile)
+        if result.ok:
+            found = check_layout(result.tdmrs, case.memlist, case.sysinfo, holes)
             if found:
-                return SearchOutcome(MapWitness(regions, placement, result, tuple(found)),
-                                     tried, complete=True)
-    return SearchOutcome(None, tried, complete=True)
+                findings.append(Finding(placement, found[0].constraint,
+                                        tuple(v.describe(result.tdmrs) for v in found),
+                                        result, bases, tuple(found)))
+                continue
+        if compare:
+            reference, _ = _construct(construct_tdmrs, case, placement, V6_8)
+            diff = differs_from_v6_8(profile, result, reference, name)
+            if diff is not None:
+                findings.append(Finding(placement, SAME_AS_V6_8.id, (diff,), result, bases))
+    return findings
+
+
+@contextmanager
+def _project_literals_hidden():
+    """Hypothesis now and then draws a literal found in the project's loaded modules. Which
+    modules are loaded depends on how the checker was started (verify, pytest, a benchmark)
+    and on what ran before in the process, so the cases drawn would depend on that too. With
+    the literals hidden, a search draws the same cases wherever it runs. Hypothesis versions
+    without the feature have nothing to hide."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+        collect = providers._get_local_constants
+    except (ImportError, AttributeError):
+        yield
+        return
+    providers._get_local_constants = Constants
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = collect
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
+def find_case(goes_wrong: Callable[[MapCase], bool], with_cmrs: bool = False,
+              examples: int = EXAMPLES, shrink: bool = True) -> MapCase | None:
+    """The smallest case for which `goes_wrong` holds, among `examples` generated cases and
+    their shrinks (without `shrink`: the first one generated), or None. The same answer
+    wherever and whenever it is asked."""
+    fixed = settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+                     phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
+                     verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck),
+                     print_blob=False)
+    try:
+        with _project_literals_hidden():
+            return find(map_cases(with_cmrs=with_cmrs), goes_wrong, settings=fixed)
+    except NoSuchExample:
+        return None
+
+
+class _OutOfTime(BaseException):
+    """The search's time bound has passed. A BaseException, so that Hypothesis stops at once
+    instead of shrinking it as a failing case."""
+
+
+def smallest_violating_map(profile: Profile, examples: int = EXAMPLES,
+                           construct: Construct = construct_tdmrs,
+                           time_s: float | None = None) -> SearchOutcome:
+    """The smallest case on which `profile` breaks a layout invariant, found in `examples`
+    generated cases; failing that, the smallest on which it departs from v6.8. A layout
+    invariant names the rule that broke, so it is preferred even on a larger map. A crash of
+    the construction is raised as `ConstructionCrashed` on the smallest case that crashes.
+    Past `time_s` the search stops, incomplete, with the smallest case found so far if any."""
+    started, tried, first, departs = perf_counter(), 0, None, False
+    best: MapWitness | None = None  # while shrinking, each case that goes wrong is smaller
+
+    def judged(case: MapCase, layout_only: bool) -> bool:
+        nonlocal tried, first, departs, best
+        if time_s is not None and perf_counter() - started > time_s:
+            raise _OutOfTime
+        tried += 1
+        findings = examine(case, profile, construct)
+        if findings and first is None:
+            first = perf_counter() - started
+        departs = departs or bool(findings)
+        kept = [f for f in findings if f.layout] if layout_only else findings
+        if kept:
+            best = MapWitness(case, kept[0])
+        return bool(kept)
+
+    for layout_only in (True, False):
+        if not layout_only and not departs:
+            break  # the first pass saw every case the second would, and none departs
+        try:
+            case = find_case(lambda c, lo=layout_only: judged(c, lo),
+                             profile.holes == HOLES_CMR, examples)
+        except _OutOfTime:
+            return SearchOutcome(best, tried, first, complete=False)
+        if case is not None:
+            return SearchOutcome(best, tried, first)  # find's last call is on `case`
+    return SearchOutcome(None, tried)
+
+
+def describe_placement(finding: Finding) -> str:
+    """The placement in words; for chunks nearest targets, the targets and where chunks went."""
+    placement = finding.placement
+    if isinstance(placement, NearestPlacement):
+        targets = ", ".join(hex(t) for t in placement.targets) or "none"
+        got = ", ".join(hex(finding.bases[i]) for i in sorted(finding.bases)) or "none"
+        return f"nearest to targets [{targets}]: chunks at [{got}]"
+    return placement.name
+
+
+def describe_case(case: MapCase) -> str:
+    """A case in one line: regions with nodes, CMRs if they differ from the memory, limits if
+    not the real module's."""
+    regions = " ".join(f"[0x{r.start:x}, 0x{r.end:x}) n{r.nid}" for r in case.regions)
+    text = f"{len(case.regions)}-region map {regions}"
+    if case.cmrs != case.memlist:
+        text += ", CMRs " + " ".join(f"[0x{c.start:x}, 0x{c.end:x})" for c in case.cmrs)
+    if case.sysinfo != TdxSysinfo():
+        s = case.sysinfo
+        text += (f", limits {s.max_tdmrs} TDMRs, {s.max_reserved_per_tdmr} areas, entries "
+                 f"{'/'.join(map(str, s.pamt_entry_size))}")
+    return text

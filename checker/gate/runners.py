@@ -12,7 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from checker.engines.mapsearch import MAX_REGIONS, smallest_violating_map
+from checker.engines.mapsearch import (
+    EXAMPLES,
+    describe_case,
+    describe_placement,
+    smallest_violating_map,
+)
+from checker.engines.mapstrategies import MAX_REGIONS
 from checker.engines.planner import plan_layout
 from checker.engines.solver import ANY_NODE, worst_case_placement
 from checker.gate.flowcheck import run_flow
@@ -37,7 +43,9 @@ from invariants.machine import (
     MACHINE_INVARIANTS,
 )
 from spec.memory import build_tdx_memlist
-from spec.profiles import get_profile
+from spec.placement import NearestPlacement
+from spec.profiles import HOLES_CMR, get_profile
+from spec.sysinfo import TdxSysinfo
 
 
 def run_log(spec: CheckSpec) -> CheckResult:
@@ -145,29 +153,51 @@ def run_plan(spec: CheckSpec) -> CheckResult:
 
 
 def run_maps(spec: CheckSpec) -> CheckResult:
-    """The layout invariants on every small map of the grid, smallest first."""
+    """The layout invariants and SAME-AS-V6.8 on boundary-biased maps and PAMT placements; the
+    smallest case found is the counterexample."""
     profile = get_profile(spec.profile)
     outcome = smallest_violating_map(profile, time_s=spec.bounds.time_s)
-    result = _result(spec, LAYOUT)
-    result = replace(result, states=outcome.maps_tried)
+    result = replace(_result(spec, LAYOUT), states=outcome.examples)
     if outcome.witness is None:
         if not outcome.complete:
             return replace(result, status=INCONCLUSIVE, bound=f"time {spec.bounds.time_s} s",
-                           detail=f"no violation in the first {outcome.maps_tried} maps; "
-                           "bounded, not exhaustive")
-        return replace(result, detail=f"no violation on any of {outcome.maps_tried} grid maps "
-                       f"of up to {MAX_REGIONS} regions (exhaustive over the grid)")
-    w = outcome.witness
-    invariant = CONSTRAINTS_BY_ID[w.violations[0].constraint].invariant
-    text = "\n".join(v.describe(w.result.tdmrs) for v in w.violations)
-    machine = MachineInput("<grid map>", "json", w.regions, tuple(range(1, len(w.regions) + 1)))
+                           detail=f"no violation in the {outcome.examples} cases examined "
+                           "before the time bound; bounded, not exhaustive")
+        return replace(result, detail=f"no layout violation or departure from v6.8 in "
+                       f"{EXAMPLES} cases of up to {MAX_REGIONS} regions, each with first-fit, "
+                       "last-fit and boundary-seeking PAMT placement (a fixed sample, not a proof)")
+    case, finding = outcome.witness.case, outcome.witness.finding
+    invariant = (CONSTRAINTS_BY_ID[finding.invariant].invariant if finding.layout
+                 else MACHINE_INVARIANTS[finding.invariant])
+    text = "\n".join(finding.texts)
+    nearest = isinstance(finding.placement, NearestPlacement)
+    machine = MachineInput("<searched map>", "json", case.regions,
+                           tuple(range(1, len(case.regions) + 1)),
+                           case.cmrs if profile.holes == HOLES_CMR else (),
+                           None if case.sysinfo == TdxSysinfo() else case.sysinfo)
+    placement, bases = ("explicit", finding.bases) if nearest else (finding.placement.name, None)
+    if finding.layout:
+        counterexample = _map_counterexample(machine, LAYOUT_VIOLATED, text, None, placement,
+                                             bases)
+    elif not finding.result.ok:  # fails where v6.8 does not, or fails another way
+        counterexample = _map_counterexample(machine, CONSTRUCT_FAILS, text,
+                                             finding.result.error.errno, placement, bases)
+    else:  # builds another TDMR list: replay has no property for that yet
+        counterexample = None
+    extra = {} if counterexample else {"map": memory_map_json(
+        machine.regions, machine.cmrs, machine.sysinfo, bases), "placement": placement}
     return replace(result, status=FAIL, invariant=invariant.id, statement=invariant.statement,
-                   source=invariant.source,
-                   detail=f"{len(w.regions)}-region map ({w.placement}): "
-                          f"{w.violations[0].describe(w.result.tdmrs)}",
-                   counterexample=_map_counterexample(machine, LAYOUT_VIOLATED, text,
-                                                      placement=w.placement),
-                   location=Location("spec", *_spec_location("tdmrs_populate_rsvd_areas_all")))
+                   source=invariant.source, detail=f"{describe_case(case)}, placement "
+                   f"{describe_placement(finding)}: {finding.texts[0]}"
+                   + ("" if outcome.complete else " (shrinking cut short by the time bound)"),
+                   counterexample=counterexample, extra=extra,
+                   location=Location("spec", *_spec_location(
+                       _SPEC_FUNCTION[invariant.id.split("-")[0]])))
+
+
+# Where in spec.tdmr each kind of broken invariant points: the phase that builds that part.
+_SPEC_FUNCTION = {"TDMR": "fill_out_tdmrs", "PAMT": "tdmrs_set_up_pamt_all",
+                  "RSVD": "tdmrs_populate_rsvd_areas_all", "SAME": "construct_tdmrs"}
 
 
 def run_replay(spec: CheckSpec) -> CheckResult:
