@@ -29,7 +29,7 @@ from checker.engines.mapsearch import (
     smallest_violating_map,
 )
 from checker.engines.mapstrategies import MapCase, map_cases
-from checker.gate.replay import CONSTRUCT_FAILS, LAYOUT_VIOLATED, replay_document
+from checker.gate.replay import CONSTRUCT_FAILS, DIFFERS, LAYOUT_VIOLATED, replay_document
 from checker.gate.results import ERROR, FAIL, PASS
 from checker.gate.suite import CheckSpec
 from checker.inputs.readers import read_input, read_json_map
@@ -299,14 +299,15 @@ def test_a_departure_that_fails_is_stored_as_a_construction_failure(monkeypatch)
     assert not replay(result, "v6.8").still_violates  # the real v6.8 builds on that map
 
 
-def test_a_departure_that_builds_another_list_is_reported_but_not_stored(monkeypatch):
-    """Replay has no property for "builds another TDMR list" yet: the map comes with the
-    result, not as a stored counterexample."""
+def test_a_departure_that_builds_another_list_is_stored_as_a_replayable_map(monkeypatch):
+    """The smallest map on which a profile builds another TDMR list than v6.8 is stored with
+    the property "differs-from-v6.8", which replay tests again."""
     outcome = search_mutant(*NID_GE)
     result = run_maps(monkeypatch, "v6.8", outcome)
     assert result.status == FAIL and result.invariant == "SAME-AS-V6.8"
-    assert result.counterexample is None
-    machine = read_json_map(json.dumps(result.extra["map"]), "<extra>")
+    body = result.counterexample
+    assert (body["property"], body["errno"]) == (DIFFERS, None)
+    machine = read_json_map(json.dumps(body["map"]), "<counterexample>")
     assert machine.regions == outcome.witness.case.regions
 
 

@@ -27,14 +27,14 @@ import jsonschema
 from checker.gate.suite import flow_config_problem, shape_problem
 from checker.inputs.platforms import model_from_description
 from checker.inputs.readers import InputError, read_json_map
-from checker.views.tdmr_report import TdmrOptions, analyse
+from checker.views.tdmr_report import TdmrOptions, analyse, build
 from checker.views.trace import ReplayError as TraceReplayError
 from checker.views.trace import replay, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
 from invariants.layout import LAYOUT_INVARIANTS
-from invariants.machine import MACHINE_INVARIANTS
+from invariants.machine import MACHINE_INVARIANTS, differs_from_v6_8
 from spec.flow import TdxFlow
-from spec.profiles import PROFILES, Profile
+from spec.profiles import PROFILES, V6_8, Profile
 
 SCHEMA_VERSION = 1
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "counterexample.schema.json"
@@ -42,6 +42,7 @@ MAX_BYTES = 16 << 20  # the largest stored counterexample is some 25 KB
 # What a map counterexample shows, and so what "still violates" means on replay.
 LAYOUT_VIOLATED = "layout-violated"  # construction succeeds with a layout breaking invariants
 CONSTRUCT_FAILS = "construct-fails"  # construction fails with the recorded errno
+DIFFERS = "differs-from-v6.8"  # the profile builds other TDMRs than v6.8 (SAME-AS-V6.8)
 MAP_INVARIANTS = frozenset(MACHINE_INVARIANTS) | {inv.id for inv in LAYOUT_INVARIANTS}
 
 
@@ -197,6 +198,12 @@ def _replay_map(doc, body, profile: Profile, name: str) -> Replay:
         found = report["layout_check"]["violations"]
         still = bool(found)
         text = "\n".join(v["text"] for v in found) or "the layout now satisfies every invariant"
+    elif body["property"] == DIFFERS:
+        ours, _ = build(machine, TdmrOptions(profile, placement, explain=False))
+        theirs, _ = build(machine, TdmrOptions(V6_8, placement, explain=False))
+        difference = differs_from_v6_8(profile, ours, theirs)
+        still = difference is not None
+        text = difference or "now builds what v6.8 builds"
     else:
         error = report["error"]
         still = error is not None and error["errno"] == body["errno"]

@@ -24,6 +24,7 @@ from checker.engines.solver import ANY_NODE, worst_case_placement
 from checker.gate.flowcheck import run_flow
 from checker.gate.replay import (
     CONSTRUCT_FAILS,
+    DIFFERS,
     LAYOUT_VIOLATED,
     ReplayError,
     load_document,
@@ -182,15 +183,13 @@ def run_maps(spec: CheckSpec) -> CheckResult:
     elif not finding.result.ok:  # fails where v6.8 does not, or fails another way
         counterexample = _map_counterexample(machine, CONSTRUCT_FAILS, text,
                                              finding.result.error.errno, placement, bases)
-    else:  # builds another TDMR list: replay has no property for that yet
-        counterexample = None
-    extra = {} if counterexample else {"map": memory_map_json(
-        machine.regions, machine.cmrs, machine.sysinfo, bases), "placement": placement}
+    else:  # builds another TDMR list than v6.8
+        counterexample = _map_counterexample(machine, DIFFERS, text, None, placement, bases)
     return replace(result, status=FAIL, invariant=invariant.id, statement=invariant.statement,
                    source=invariant.source, detail=f"{describe_case(case)}, placement "
                    f"{describe_placement(finding)}: {finding.texts[0]}"
                    + ("" if outcome.complete else " (shrinking cut short by the time bound)"),
-                   counterexample=counterexample, extra=extra,
+                   counterexample=counterexample,
                    location=Location("spec", *_spec_location(
                        _SPEC_FUNCTION[invariant.id.split("-")[0]])))
 
@@ -201,9 +200,13 @@ _SPEC_FUNCTION = {"TDMR": "fill_out_tdmrs", "PAMT": "tdmrs_set_up_pamt_all",
 
 
 def run_replay(spec: CheckSpec) -> CheckResult:
-    """A stored counterexample, run again: fail while it still violates."""
+    """A stored counterexample, run again: fail while it still violates; a trace that no
+    longer runs on the model is an error of this check (the file needs recording again)."""
     doc = load_document(spec.config)
     outcome = replay_document(doc, spec.config)
+    if not outcome.runs:
+        return CheckResult(spec.id, outcome.invariant, spec.profile, Path(spec.config).name,
+                           ERROR, detail=outcome.text.splitlines()[0])
     known = MACHINE_INVARIANTS.get(outcome.invariant) or getattr(
         CONSTRAINTS_BY_ID.get(outcome.invariant), "invariant", None)
     return CheckResult(spec.id, outcome.invariant, spec.profile, Path(spec.config).name,

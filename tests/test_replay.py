@@ -1,0 +1,49 @@
+"""Replaying stored counterexamples in `verify`: a map that shows a departure from v6.8, and a
+trace that no longer runs on the model."""
+
+from __future__ import annotations
+
+import json
+
+from fresh_counterexamples import edited, fresh_trace
+
+from checker.gate.corpus import document, with_recorded_result
+from checker.gate.replay import DIFFERS, load_document, replay_document
+from checker.gate.runners import run_check
+from checker.gate.suite import Bounds, CheckSpec
+from checker.inputs.readers import memory_map_json
+from spec.memory import MemRange
+
+SZ_16T = 16 << 40
+
+
+def _differs_document(profile: str) -> dict:
+    regions = (MemRange(0, SZ_16T, 0),)
+    body = {"kind": "map", "map": memory_map_json(regions), "placement": "first-fit",
+            "property": DIFFERS, "errno": None, "text": "PAMT sizes differ"}
+    return with_recorded_result(document(f"maps/{profile}/grid", profile, "grid",
+                                         "SAME-AS-V6.8", body))
+
+
+def test_a_departure_from_v6_8_still_violates_on_the_profile_that_departs():
+    # 32-bit PAMT entry counts wrap on a 16 TiB TDMR: the PAMT sizes differ from v6.8's.
+    outcome = replay_document(_differs_document("bug-pamt-entries-int32"))
+    assert outcome.still_violates and "PAMT" in outcome.text and outcome.same_as_recorded
+
+
+def test_a_departure_from_v6_8_no_longer_violates_once_the_profile_builds_what_v6_8_does():
+    # The document recorded on the departing profile, replayed on a model where that profile
+    # is v6.8 again (as after the change is reverted).
+    doc = edited(_differs_document("bug-pamt-entries-int32"), [("profile", "v6.8")])
+    outcome = replay_document(doc)
+    assert not outcome.still_violates and outcome.text == "now builds what v6.8 builds"
+
+
+def test_verify_reports_a_trace_that_no_longer_runs_as_an_error(tmp_path):
+    doc = edited(fresh_trace("bug-lp-init-irq-reentry"),
+                 [("counterexample.trace.steps.2.step.cpu", 1)])
+    path = tmp_path / "stale.json"
+    path.write_text(json.dumps(doc))
+    load_document(path)  # a sound file: only the model has moved away from it
+    result = run_check(CheckSpec("replay/stale", "replay", doc["profile"], str(path), Bounds()))
+    assert result.status == "error" and "does not run on this model" in result.detail
