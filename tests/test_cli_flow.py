@@ -40,3 +40,11 @@ def test_explore_with_coverage_lists_steps_and_invariants(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["coverage"]["unexercised_actions"] == ["cpu_down", "cpu_up"]
     assert data["coverage"]["actions"]["err_free_tdxmem"]["transitions"] > 0
+
+
+def test_a_trace_step_that_changes_nothing_says_so(capsys):
+    # The #MC handler's report changes no state: the violating step is a self-loop.
+    assert main(["explore", "--profile", "bug-tdmr-list-freed", "--config", "2x1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    last = max(i for i, line in enumerate(out) if "machine_check [environment]" in line)
+    assert out[last + 1] == "      (changes nothing)"

@@ -142,8 +142,37 @@ def test_text_summary_line_counts_each_outcome():
     )
 
 
-def test_text_has_one_line_per_check_with_its_label_and_transition():
+def test_text_lists_only_what_needs_a_look_unless_verbose():
     lines = render("text", results(), comparison()).splitlines()
+    listed = {r.id for r in results() if any(f" {r.id} " in line for line in lines)}
+    # the pass and the expected failure are left out; the new failure, the error and the
+    # inconclusive check are listed
+    assert listed == {"pamt-reset/v6.8/2x2-fault", "sysinit-once/v6.8/4x4", "tdmr/v6.8/bad-input"}
+    rs, comp = clean_comparison()
+    assert render("text", rs, comp).splitlines() == [
+        "checks: 2   pass 1   expected-fail 1   regressions 0", "baseline: checker-baseline.json",
+        "", "verdict: pass (exit 0)"]
+
+
+def test_text_failure_block_states_the_invariant():
+    text = render("text", results(), comparison())
+    assert "  PAMT-RESET-BEFORE-FREE: PAMTs the module wrote are reset before they are freed." \
+        in text
+
+
+def test_text_lines_fit_the_width_and_none_is_printed_twice():
+    long = results()[1]
+    long = CheckResult(**{**long.__dict__, "detail": " ".join(f"word{i}" for i in range(60))})
+    rs = [long] + results()[2:]
+    for width in (100, 60):
+        lines = render("text", rs, compare(rs, BASELINE), verbose=True, width=width).splitlines()
+        assert max(map(len, lines)) <= width
+        words = [line for line in lines if len(re.findall("[a-z]", line)) > 2]
+        assert len(words) == len(set(words))
+
+
+def test_text_has_one_line_per_check_with_its_label_and_transition():
+    lines = render("text", results(), comparison(), verbose=True, width=200).splitlines()
     by_id = {
         check_id: next(line for line in lines if f" {check_id} " in line)
         for check_id in (r.id for r in results())

@@ -114,7 +114,7 @@ def without_durations(report: dict) -> dict:
 
 def test_all_pass_without_baseline_exits_0_and_writes_nothing(work, capsys):
     suite = write_suite(work)
-    code, out, _ = verify(capsys, "--suite", suite)
+    code, out, _ = verify(capsys, "--suite", suite, "--verbose")
     assert code == 0
     assert out.splitlines()[0].startswith("checks: 4   pass 4   expected-fail 0   regressions 0")
     assert "baseline: none (every check must pass)" in out
@@ -170,7 +170,7 @@ def test_update_baseline_records_the_failure_and_it_becomes_expected(work, capsy
     assert report["baseline"]["path"] == "checker-baseline.json"
     assert report["summary"]["expected_fail"] == 1 and report["summary"]["regressions"] == 0
     # and the text report marks it as expected (XFAIL, or FINDING for a kernel limitation)
-    code, out, _ = verify(capsys, "--suite", suite)
+    code, out, _ = verify(capsys, "--suite", suite, "--verbose")
     assert code == 0
     assert re.search(rf"^(XFAIL|FINDING) +{re.escape(PLAN_EMR)} ", out, re.MULTILINE)
     assert "verdict: pass (exit 0)" in out
@@ -186,7 +186,8 @@ def test_update_baseline_is_byte_identical_on_an_unchanged_run(work):
 
 def test_update_baseline_exits_with_the_gate_of_the_new_baseline(work, capsys):
     suite = write_suite(work, checks=("plan",))
-    code, out, err = verify(capsys, "--suite", suite, "--update-baseline", "--baseline", "b.json")
+    code, out, err = verify(capsys, "--suite", suite, "--update-baseline", "--baseline", "b.json",
+                            "--verbose")
     assert code == 0
     assert "baseline written: b.json (2 checks)" in err
     assert "counterexample saved: cex/plan--v6.8--emr-fcp-e820-first-2g-" in err
@@ -575,8 +576,8 @@ def test_counterexamples_are_stored_under_content_hash_names_once(work, capsys):
     assert path.name == f"plan--v6.8--emr-fcp-e820-first-2g-{digest}.json"
     assert err.strip() == f"counterexample saved: {Path('cex.new') / path.name}"
     assert ("new counterexamples: 1 in cex.new/, not in the corpus cex/ (replay one with "
-            "`python -m checker replay FILE`; --save-counterexamples adds them to the corpus)"
-            "\n\nverdict: fail (exit 1)") in out
+            "`python -m checker replay FILE`; --save-counterexamples adds them to the corpus) "
+            "verdict: fail (exit 1)") in " ".join(out.split())
     doc = json.loads(body)
     assert (doc["schema_version"], doc["check"], doc["profile"], doc["invariant"]) == (
         1, PLAN_EMR, "v6.8", PLAN)

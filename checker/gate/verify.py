@@ -20,6 +20,7 @@ import argparse
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -65,7 +66,7 @@ from checker.gate.suite import (
     pyproject_has_suite,
 )
 from checker.inputs.readers import InputError
-from checker.views.reports import FORMATS, render
+from checker.views.reports import FORMATS, TEXT_WIDTH, render
 from spec.profiles import PROFILES
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -122,8 +123,9 @@ def add_arguments(p) -> None:
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="exit 0 rather than 3 when a bound or solver timeout was hit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--verbose", action="store_true",
-                   help="also print the traces of expected failures")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also list every check, the traces of expected failures and the "
+                   "coverage tables")
 
 
 def run(args) -> int:
@@ -204,8 +206,11 @@ def _run(args) -> int:
                             plan.baseline_path)
     comparison = compare(results, baseline, allow_inconclusive=args.allow_inconclusive)
     notes = _notes(len(stored), plan, saving)
+    width = shutil.get_terminal_size((TEXT_WIDTH, 24)).columns if sys.stdout.isatty() \
+        else TEXT_WIDTH
     for fmt, out in plan.outputs:
-        text = render(fmt, results, comparison, verbose=args.verbose, notes=notes)
+        text = render(fmt, results, comparison, verbose=args.verbose, notes=notes,
+                      width=width if out is None else TEXT_WIDTH)
         if out is None:
             sys.stdout.write(text)
         else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -53,6 +54,7 @@ SARIF_SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEXT_WIDTH = 100  # columns of the text report when it does not go to a terminal
 
 
 def render(
@@ -63,17 +65,18 @@ def render(
     root: str | Path | None = None,
     verbose: bool = False,
     notes: Sequence[str] = (),
+    width: int = TEXT_WIDTH,
 ) -> str:
     """Render one report. `comparison` defaults to the no-baseline gate ("all must pass");
-    `root` (default: this repository) makes absolute locations relative; `verbose` adds the
-    traces of expected failures to the text report; `notes` are lines the text report prints
-    before its verdict (where the run wrote files)."""
+    `root` (default: this repository) makes absolute locations relative; `verbose` lists every
+    check and the traces of expected failures in the text report; `notes` are lines the text
+    report prints before its verdict (where the run wrote files); `width` is its line width."""
     if comparison is None:
         comparison = compare(results, None)
     ordered = sorted(results, key=lambda r: r.id)
     base = Path(root) if root is not None else REPO_ROOT
     if fmt == "text":
-        return render_text(ordered, comparison, verbose=verbose, notes=notes)
+        return render_text(ordered, comparison, verbose=verbose, notes=notes, width=width)
     if fmt == "json":
         return _dump_json(report_json(ordered, comparison, root=base))
     if fmt == "junit":
@@ -212,28 +215,29 @@ def render_text(
     *,
     verbose: bool = False,
     notes: Sequence[str] = (),
+    width: int = TEXT_WIDTH,
 ) -> str:
-    """For people: what ran, what changed, and the trace of everything that needs a look."""
+    """For people, as pytest reports: the summary, what changed against the baseline, each
+    failure with its invariant, location and trace, the coverage, the verdict. Passing checks
+    and expected failures are listed only with `verbose`. Every line fits `width` columns."""
     lines = [summary_line(results, comparison)]
     if comparison.has_baseline:
         lines.append(f"baseline: {comparison.baseline_path or '(given)'}")
     else:
         lines.append("baseline: none (every check must pass)")
-    lines.append("")
-    id_width = max((len(r.id) for r in results), default=0)
-    inv_width = max((len(r.invariant) for r in results), default=0)
-    for r in results:
-        outcome = comparison.outcomes.get(r.id, OUTCOME_REGRESSION)
-        line = (
-            f"{_label(r, outcome):<12} {r.id:<{id_width}}  {r.invariant:<{inv_width}}  "
-            f"profile {r.profile}  config {r.config}  {_stats(r)}"
-        )
-        if r.status == INCONCLUSIVE and r.bound:
-            line += f"  bound: {r.bound}"
-        transition = comparison.transition_for(r.id)
-        if transition is not None:
-            line += f"  <- {transition.name}"
-        lines.append(line.rstrip())
+    listed = [r for r in results if verbose or _needs_a_look(r, comparison)]
+    if listed:
+        lines.append("")
+        id_width = max(len(r.id) for r in listed)
+        for r in listed:
+            outcome = comparison.outcomes.get(r.id, OUTCOME_REGRESSION)
+            line = f"{_label(r, outcome):<12} {r.id:<{id_width}}  {r.invariant}  {_stats(r)}"
+            if r.status == INCONCLUSIVE and r.bound:
+                line += f"  bound: {r.bound}"
+            transition = comparison.transition_for(r.id)
+            if transition is not None:
+                line += f"  <- {transition.name}"
+            lines.append(line.rstrip())
     if comparison.transitions:
         lines += ["", "changes against the baseline:"]
         name_width = max(len(t.name) for t in comparison.transitions)
@@ -252,7 +256,28 @@ def render_text(
     if notes:
         lines += ["", *notes]
     lines += ["", f"verdict: {verdict_words(results, comparison)} (exit {comparison.exit_code})"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(fitted(lines, width)) + "\n"
+
+
+def _needs_a_look(result: CheckResult, comparison: Comparison) -> bool:
+    """Not a pass nor an expected failure, or changed against the baseline."""
+    outcome = comparison.outcomes.get(result.id, OUTCOME_REGRESSION)
+    return outcome not in (OUTCOME_PASS, OUTCOME_EXPECTED_FAIL) \
+        or comparison.transition_for(result.id) is not None
+
+
+def fitted(lines: Sequence[str], width: int) -> list[str]:
+    """Each line cut at word boundaries into lines of at most `width` columns; a cut line goes
+    on under its own indent plus four."""
+    out = []
+    for line in lines:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=True,
+                             break_on_hyphens=False) or [""]
+    return out
 
 
 def verdict_words(results: Sequence[CheckResult], comparison: Comparison) -> str:
@@ -268,6 +293,8 @@ def _failure_block(r: CheckResult, outcome: str) -> list[str]:
     head = "ERROR" if r.status == ERROR else _label(r, outcome)
     block = [f"{head} {r.invariant}  profile {r.profile}  config {r.config}   {_stats(r)}"]
     block.append(f"  check {r.id}" + (f"   at {_location_text(r.location)}" if r.location else ""))
+    if r.statement and r.status == FAIL:
+        block.append(f"  {r.invariant}: {r.statement}")
     if r.detail:
         block.append(f"  {r.detail}")
     trace = trace_text(r)

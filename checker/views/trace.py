@@ -101,7 +101,10 @@ def trace_to_text(trace: Trace, model) -> str:
     previous = trace.initial
     for number, (label, state) in enumerate(trace.steps, 1):
         lines.append(f"{number:3d} {step_text(label)}")
-        for name, (old, new) in changed_fields(model, previous, state).items():
+        changes = changed_fields(model, previous, state)
+        for name, (old, new) in changes.items():
             lines.append(f"      {name}: {old} -> {new}")
+        if not changes:
+            lines.append("      (changes nothing)")
         previous = state
     return "\n".join(lines)
