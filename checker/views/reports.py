@@ -45,6 +45,7 @@ from checker.gate.baseline import (
     compare,
 )
 from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
+from checker.views.trace import step_text
 
 FORMATS = ("text", "json", "junit", "sarif")
 REPORT_SCHEMA_VERSION = 1
@@ -568,7 +569,27 @@ def _sarif_result(
         ]
     if r.location is not None:
         result["locations"] = [_sarif_location(r.location, root)]
+    flow = _sarif_code_flow(r, root)
+    if flow is not None:
+        result["codeFlows"] = [flow]
     return result
+
+
+def _sarif_code_flow(r: CheckResult, root: Path) -> dict[str, Any] | None:
+    """A trace as a SARIF code flow: each step at the `spec/` line whose rule took it, with
+    the step in words, the actor as the thread."""
+    cex = r.counterexample or {}
+    sites, trace = cex.get("sites"), cex.get("trace")
+    if not sites or not isinstance(trace, dict):
+        return None
+    steps = []
+    for order, (site, step) in enumerate(zip(sites, trace["steps"], strict=True)):
+        location = _sarif_location(Location(**site), root)
+        location["message"] = {"text": step_text(step["step"])}
+        steps.append({"location": location, "executionOrder": order,
+                      "properties": {"actor": step["step"].get("actor")}})
+    return {"message": {"text": f"the shortest trace to a violation of {r.invariant}"},
+            "threadFlows": [{"locations": steps}]}
 
 
 def _sarif_location(loc: Location, root: Path) -> dict[str, Any]:

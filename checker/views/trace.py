@@ -76,10 +76,14 @@ def replay(model, data: dict) -> Trace:
 
 
 def step_text(label: Any) -> str:
-    """`action [actor] cpu N: SEAMCALL -> result (injected) - detail` for NamedTuple labels."""
-    if not hasattr(label, "_asdict"):
+    """`action [actor] cpu N: SEAMCALL -> result (injected) - detail` for NamedTuple labels
+    (or their JSON form, a dict)."""
+    if isinstance(label, dict):
+        d = label
+    elif hasattr(label, "_asdict"):
+        d = label._asdict()
+    else:
         return str(label)
-    d = label._asdict()
     text = f"{d.get('action')} [{d.get('actor')}]"
     if d.get("cpu") is not None:
         text += f" cpu {d['cpu']}"
