@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from checker.engines.synth import KINDS as SYNTH_KINDS
 from checker.files import file_problem, folder_problem, write_text_atomic
-from checker.inputs.readers import JSON_FORMAT_HELP, InputError, read_input
+from checker.inputs.readers import JSON_FORMAT_HELP, InputError, read_input, read_layout
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -184,6 +184,8 @@ def cmd_tdmr(args) -> int:
     from checker.views.tdmr_report import TdmrOptions, analyse, render_text
 
     machine = read_input(args.input)
+    for warning in machine.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     profile = _profile(args.profile, args.holes)
     if profile.holes == HOLES_CMR and not machine.cmrs:
         raise UsageError(f"{args.input}: --holes cmr needs CMRs (CMR lines in the log, or "
@@ -211,18 +213,10 @@ def _tdmr_fails(report: dict) -> bool:
 def _check_user_layout(args, machine, options) -> int:
     """`tdmr --check-layout`: the same layout invariants, on a TDMR list the user wrote."""
     from checker.views.tdmr_report import effective_sysinfo
-    from invariants.layout import check_layout, layout_from_json
+    from invariants.layout import check_layout
     from spec.memory import build_tdx_memlist
 
-    try:
-        tdmrs = layout_from_json(json.loads(open(args.check_layout).read()))
-    except OSError as exc:
-        raise InputError(args.check_layout, 0, f"cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(args.check_layout, exc.lineno, f"invalid JSON: {exc.msg}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(args.check_layout, 0, "not a TDMR list (expected the 'tdmrs' list "
-                         f"that `tdmr --format json` prints): {exc!r}") from None
+    tdmrs = read_layout(args.check_layout)
     holes = machine.cmrs if options.profile.holes == HOLES_CMR else None
     found = check_layout(tdmrs, build_tdx_memlist(machine.regions),
                          effective_sysinfo(machine, options), holes)
