@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
 
-from checker.engines.synth import KINDS as SYNTH_KINDS
+from checker.engines.synth import KIND_SUMMARIES
 from checker.files import file_problem, folder_problem, write_text_atomic
 from checker.inputs.readers import JSON_FORMAT_HELP, InputError, read_input, read_layout
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+REPLAY_SCHEMA_VERSION = 1  # `replay --format json`: checker/schemas/replay.schema.json
 
 
 class UsageError(Exception):
@@ -60,9 +63,20 @@ def add_limit_options(p: argparse.ArgumentParser) -> None:
                    help="PAMT entry bytes for 4K,2M,1G pages (default 16,16,16)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m checker",
+def _version() -> str:
+    try:
+        return version("tdx-host-checker")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser; `prog` is how the usage names the program (the console script's name, or
+    `python -m checker`)."""
+    parser = _Parser(prog=prog or os.path.basename(sys.argv[0]) or "tdx-checker",
                      description="Model checker for the Linux v6.8 Intel TDX host init.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s (tdx-host-checker) {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     tdmr = sub.add_parser(
@@ -71,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "/proc/iomem, or a JSON memory map:\n" + JSON_FORMAT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     tdmr.add_argument("input", help="boot log, /proc/iomem copy, or JSON memory map")
-    tdmr.add_argument("--format", choices=("text", "json"), default="text")
+    tdmr.add_argument("--format", choices=("text", "json"), default="text",
+                      help="text for people, json for tools (default text)")
     tdmr.add_argument("--profile", default="v6.8", help="kernel profile (see `profiles`)")
     tdmr.add_argument("--holes", choices=(HOLES_MEMBLOCK, HOLES_CMR),
                       help="where holes come from (default: the profile's; cmr needs CMRs)")
@@ -92,9 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_limit_options(tdmr)
 
     cex = sub.add_parser("counterexample",
-                         help="the smallest memory map on which v6.8 breaks in a given way")
-    cex.add_argument("kind", choices=SYNTH_KINDS)
-    cex.add_argument("--format", choices=("text", "json"), default="text")
+                         help="the smallest memory map on which v6.8 breaks in a given way",
+                         description="KIND is one of:\n" + "\n".join(
+                             f"  {kind:<25} {summary}" for kind, summary in
+                             KIND_SUMMARIES.items()),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    cex.add_argument("kind", choices=tuple(KIND_SUMMARIES), metavar="KIND",
+                     help="what the map must show (see above)")
+    cex.add_argument("--format", choices=("text", "json"), default="text",
+                     help="text for people, json for tools (default text)")
     cex.add_argument("--save", action="store_true",
                      help="add the map to the corpus (counterexamples/, replayed by verify)")
     cex.add_argument("--counterexamples", default="counterexamples", metavar="DIR",
@@ -109,25 +130,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     explore = sub.add_parser("explore", help="explore a profile's flow on one configuration "
                              "against every flow invariant; the shortest trace to a violation")
-    explore.add_argument("--profile", default="v6.8")
+    explore.add_argument("--profile", default="v6.8", help="kernel profile (see `profiles`)")
     explore.add_argument("--config", default="default", help="see `configs`, or PxC")
-    explore.add_argument("--faults", type=int, metavar="N", help="fault budget")
+    explore.add_argument("--faults", type=int, metavar="N",
+                         help="fault budget (default: the configuration's)")
     explore.add_argument("--no-symmetry", action="store_true",
                          help="no reduction by CPU and package symmetry")
-    explore.add_argument("--max-states", type=_positive, metavar="N")
-    explore.add_argument("--max-depth", type=_positive, metavar="N")
-    explore.add_argument("--time", type=_positive, metavar="S", help="time bound in seconds")
-    explore.add_argument("--format", choices=("text", "json"), default="text")
+    explore.add_argument("--max-states", type=_positive, metavar="N",
+                         help="stop (inconclusive) after this many distinct states")
+    explore.add_argument("--max-depth", type=_positive, metavar="N",
+                         help="stop (inconclusive) at this breadth-first depth")
+    explore.add_argument("--time", type=_positive, metavar="S",
+                         help="stop (inconclusive) after this many seconds")
+    explore.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text for people, json for tools (default text)")
     explore.add_argument("--coverage", action="store_true",
                          help="also count transitions per step and outcome, and where each "
                          "invariant had something to check (slower)")
 
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
-    graph.add_argument("--profile", default="v6.8")
+    graph.add_argument("--profile", default="v6.8", help="kernel profile (see `profiles`)")
     graph.add_argument("--config", default="1x1",
                        help="flow configuration (see `configs`; default 1x1)")
-    graph.add_argument("--format", choices=("dot", "graphml"), default="dot")
+    graph.add_argument("--format", choices=("dot", "graphml"), default="dot",
+                       help="dot (Graphviz) or graphml (default dot)")
     graph.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     graph.add_argument("--max-states", type=_positive, default=20_000, metavar="N",
                        help="stop (and say so) beyond this many states (default 20000)")
@@ -140,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "still violates, 0 when it no longer does, 2 when the file is "
                             "invalid or does not run on this model)")
     replay.add_argument("file", help="a counterexample JSON file (counterexamples/*.json)")
+    replay.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text for people, json for tools (default text)")
 
     from checker.gate.suite import SUITE_HELP
     from checker.gate.verify import add_arguments
@@ -153,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except InputError as exc:
@@ -264,13 +293,22 @@ def cmd_replay(args) -> int:
         raise UsageError(str(exc)) from None
     if not outcome.runs:
         raise UsageError(f"{args.file}: {outcome.text}")
+    code = EXIT_FAIL if outcome.still_violates else EXIT_OK
+    if args.format == "json":
+        print(json.dumps({"schema_version": REPLAY_SCHEMA_VERSION, "file": args.file,
+                          "check": doc["check"], "profile": doc["profile"],
+                          "invariant": outcome.invariant,
+                          "still_violates": outcome.still_violates,
+                          "same_as_recorded": outcome.same_as_recorded, "text": outcome.text,
+                          "exit_code": code}, indent=2, sort_keys=True))
+        return code
     verdict = "still violates" if outcome.still_violates else "no longer violates"
     print(f"{doc['check']}: {outcome.invariant} {verdict} (profile {doc['profile']})")
     print(outcome.text)
     if outcome.same_as_recorded is not None:
         print("same result as recorded" if outcome.same_as_recorded
               else "DIFFERENT from the recorded result:\n" + doc["counterexample"]["result"])
-    return EXIT_FAIL if outcome.still_violates else EXIT_OK
+    return code
 
 
 def cmd_configs(args) -> int:

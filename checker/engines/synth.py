@@ -55,6 +55,15 @@ PLACEMENT_BREAKS = "placement-breaks"
 RSVD_EXHAUSTED = "rsvd-exhausted"
 TDMRS_EXHAUSTED = "tdmrs-exhausted"
 KINDS = (KERNEL_FAILS_PLAN_EXISTS, PLACEMENT_BREAKS, RSVD_EXHAUSTED, TDMRS_EXHAUSTED)
+# What each kind of smallest map shows, for `counterexample --help`.
+KIND_SUMMARIES = {
+    KERNEL_FAILS_PLAN_EXISTS: "v6.8 fails although a valid TDMR layout exists (a kernel "
+                              "limitation)",
+    PLACEMENT_BREAKS: "first-fit PAMT placement builds, but another legal placement makes "
+                      "construction fail",
+    RSVD_EXHAUSTED: "one TDMR needs more reserved areas than the module allows",
+    TDMRS_EXHAUSTED: "the memory needs more TDMRs than the module allows",
+}
 # The property each kind of smallest map stands for, as verify's checks name them. A map that
 # only hits a limit the kernel must enforce records that limit being hit.
 SYNTH_PROPERTIES = {
