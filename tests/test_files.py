@@ -162,7 +162,7 @@ def test_a_verify_killed_while_saving_a_counterexample_leaves_the_corpus_usable(
     code = main(["verify", "--suite", "suite.toml", "--save-counterexamples", "--format",
                  "json"])
     report = json.loads(capsys.readouterr().out)
-    assert code == 1
+    assert code == 0  # a finding, stored and replayed, not a failure of the gate
     (saved,) = visible(tmp_path / "cex")
     assert {c["id"]: c["status"] for c in report["checks"]} == {
         "plan/v6.8/emr-fcp-e820-first-2g": "fail", f"replay/{Path(saved).stem}": "fail"}

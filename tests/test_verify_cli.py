@@ -35,6 +35,12 @@ SPR = "spr-8480c-256g.log"  # v6.8 builds; 1050636 KB of PAMT
 PLAN_EMR = "plan/v6.8/emr-fcp-e820-first-2g"
 PLAN_SPR = "plan/v6.8/spr-8480c-256g"
 PLAN = "INIT-WHEN-LAYOUT-EXISTS"
+# A profile with a broken TDMR rule: its layout on the SPR machine breaks RSVD-ORDER (a real
+# failure, unlike the finding above); on the EMR machine v6.8 builds nothing, so it passes.
+BROKEN = "mutant-rsvd-unsorted"
+BROKEN_SPR = "layout/mutant-rsvd-unsorted/spr-8480c-256g"
+BROKEN_EMR = "layout/mutant-rsvd-unsorted/emr-fcp-e820-first-2g"
+ORDER = "RSVD-ORDER"
 
 # The baseline a plan-only run on both maps records (written out by hand, not by the checker).
 PLAN_BASELINE = {
@@ -136,22 +142,38 @@ def test_the_log_checks_reproduce_what_the_machines_logged(work, capsys):
         "reproduces the logged failure (-28)"
 
 
-def test_a_known_finding_fails_the_gate_without_a_baseline(work, capsys):
+def test_a_known_finding_is_reported_but_does_not_fail_the_gate_without_a_baseline(work,
+                                                                                  capsys):
+    """A finding is a kernel limitation shown on a real map, not a broken rule: without a
+    baseline it is expected, and the text report still shows it."""
     suite = write_suite(work, checks=("plan",))
     code, report = verify_json(capsys, "--suite", suite)
-    assert code == 1
-    assert (report["verdict"], report["exit_code"]) == ("fail", 1)
+    assert code == 0
+    assert (report["verdict"], report["exit_code"]) == ("pass", 0)
     checks = checks_by_id(report)
     assert set(checks) == {PLAN_EMR, PLAN_SPR}
     emr = checks[PLAN_EMR]
     assert (emr["status"], emr["invariant"], emr["outcome"], emr["transition"]) == (
-        "fail", PLAN, "regression", "new-failure")
+        "fail", PLAN, "expected-fail", None)
     assert emr["detail"].startswith("finding: v6.8 fails (-28: initialization failed: TDMR "
                                     "[0x0, 0x80000000): reserved areas exhausted.)")
     assert emr["extra"] == {"finding": True}
     assert (checks[PLAN_SPR]["status"], checks[PLAN_SPR]["outcome"]) == ("pass", "pass")
+    assert report["baseline"]["transitions"] == [] and report["summary"]["regressions"] == 0
+    code, out, _ = verify(capsys, "--suite", suite)
+    assert re.search(rf"^FINDING +{re.escape(PLAN_EMR)} ", out, re.MULTILINE)
+
+
+def test_a_broken_profile_fails_the_gate_without_a_baseline(work, capsys):
+    code, report = verify_json(capsys, "--suite", write_suite(work, profiles=(BROKEN,),
+                                                              checks=("layout",)))
+    assert code == 1
+    checks = checks_by_id(report)
+    broken = checks[BROKEN_SPR]
+    assert (broken["status"], broken["invariant"], broken["outcome"], broken["transition"]) == (
+        "fail", ORDER, "regression", "new-failure")
+    assert (checks[BROKEN_EMR]["status"], checks[BROKEN_EMR]["outcome"]) == ("pass", "pass")
     assert [t["transition"] for t in report["baseline"]["transitions"]] == ["new-failure"]
-    assert report["summary"]["regressions"] == 1
 
 
 def test_update_baseline_records_the_failure_and_it_becomes_expected(work, capsys):
@@ -371,11 +393,13 @@ def test_a_pass_that_became_inconclusive_exits_3_not_1(work, capsys):
 
 
 def test_a_bounded_check_together_with_a_regression_exits_1(work, capsys):
-    suite = write_suite(work, checks=("maps", "plan"), bounds={"time_s": 0.001})
+    suite = write_suite(work, profiles=(BROKEN,), checks=("maps", "layout"),
+                        bounds={"time_s": 0.001})
     code, report = verify_json(capsys, "--suite", suite, "--allow-inconclusive")
     assert code == 1
     statuses = {c["id"]: c["status"] for c in report["checks"]}
-    assert statuses == {"maps/v6.8/grid": "inconclusive", PLAN_EMR: "fail", PLAN_SPR: "pass"}
+    assert statuses == {f"maps/{BROKEN}/grid": "inconclusive", BROKEN_SPR: "fail",
+                        BROKEN_EMR: "pass"}
 
 
 # --- exit 2: usage and input errors ------------------------------------------------------------
@@ -483,13 +507,14 @@ def test_usage_errors_through_the_module_are_one_line_without_traceback(work, ca
     assert proc.stderr.startswith("error: ")
 
 
-@pytest.mark.parametrize("checks,bounds,expected", [
-    (("log", "layout"), None, 0),
-    (("plan",), None, 1),
-    (("maps",), {"time_s": 0.001}, 3),
+@pytest.mark.parametrize("profiles,checks,bounds,expected", [
+    (("v6.8",), ("log", "layout"), None, 0),
+    (("v6.8",), ("plan",), None, 0),
+    ((BROKEN,), ("layout",), None, 1),
+    (("v6.8",), ("maps",), {"time_s": 0.001}, 3),
 ])
-def test_exit_codes_through_the_module(work, checks, bounds, expected):
-    suite = write_suite(work, checks=checks, bounds=bounds)
+def test_exit_codes_through_the_module(work, profiles, checks, bounds, expected):
+    suite = write_suite(work, profiles=profiles, checks=checks, bounds=bounds)
     proc = run_module("verify", "--suite", suite, cwd=work)
     assert proc.returncode == expected
     assert "Traceback" not in proc.stderr
@@ -500,7 +525,7 @@ def test_exit_codes_through_the_module(work, checks, bounds, expected):
 
 
 def test_jobs_2_gives_the_same_report_as_jobs_1(work, capsys):
-    suite = write_suite(work, checks=("log", "layout", "worst-case", "plan"))
+    suite = write_suite(work, profiles=("v6.8", BROKEN), checks=("log", "layout", "plan"))
     code1, _, _ = verify(capsys, "--suite", suite, "--jobs", "1", "--format", "json",
                          "--output", "one.json")
     code2, _, _ = verify(capsys, "--suite", suite, "--jobs", "2", "--format", "json",
@@ -508,7 +533,7 @@ def test_jobs_2_gives_the_same_report_as_jobs_1(work, capsys):
     assert code1 == code2 == 1
     one = json.loads((work / "one.json").read_text())
     two = json.loads((work / "two.json").read_text())
-    assert len(one["checks"]) == 8
+    assert len(one["checks"]) == 8  # v6.8: 2 log, 2 layout, 2 plan; the broken one: 2 layout
     assert without_durations(one) == without_durations(two)
 
 
@@ -516,7 +541,7 @@ def test_jobs_2_gives_the_same_report_as_jobs_1(work, capsys):
 
 
 def test_every_format_written_to_a_file_parses(work, capsys):
-    suite = write_suite(work, checks=("log", "plan"))
+    suite = write_suite(work, profiles=("v6.8", BROKEN), checks=("log", "layout"))
     code, out, _ = verify(capsys, "--suite", suite,
                           "--format", "text", "--output", "r.txt",
                           "--format", "json", "--output", "r.json",
@@ -530,20 +555,20 @@ def test_every_format_written_to_a_file_parses(work, capsys):
     report = json.loads((work / "r.json").read_text())
     jsonschema.Draft202012Validator(json.loads(REPORT_SCHEMA.read_text())).validate(report)
     assert [c["id"] for c in report["checks"]] == sorted(c["id"] for c in report["checks"])
-    assert report["summary"]["checks"] == 4
+    assert report["summary"]["checks"] == 6
 
     root = ET.parse(work / "r.xml").getroot()
     assert root.tag == "testsuites"
     cases = root.findall("./testsuite/testcase")
     assert sorted(c.get("name") for c in cases) == sorted(c["id"] for c in report["checks"])
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
-    assert failed == [PLAN_EMR]
+    assert failed == [BROKEN_SPR]
 
     sarif = json.loads((work / "r.sarif").read_text())
     schema = json.loads(SARIF_SCHEMA.read_text())
     jsonschema.validators.validator_for(schema)(schema).validate(sarif)
     results = sarif["runs"][0]["results"]
-    assert [(r["ruleId"], r["level"]) for r in results] == [(PLAN, "error")]
+    assert [(r["ruleId"], r["level"]) for r in results] == [(ORDER, "error")]
 
 
 def test_an_expected_failure_is_not_a_junit_failure_and_a_sarif_note(work, capsys):
@@ -563,7 +588,7 @@ def test_an_expected_failure_is_not_a_junit_failure_and_a_sarif_note(work, capsy
 
 
 def test_counterexamples_are_stored_under_content_hash_names_once(work, capsys):
-    suite = write_suite(work, checks=("plan",))
+    suite = write_suite(work, profiles=(BROKEN,), checks=("layout",))
     code, out, err = verify(capsys, "--suite", suite)
     assert code == 1
     # beside the corpus, not in it
@@ -573,18 +598,18 @@ def test_counterexamples_are_stored_under_content_hash_names_once(work, capsys):
     path = files[0]
     body = path.read_bytes()
     digest = hashlib.sha256(body).hexdigest()[:10]
-    assert path.name == f"plan--v6.8--emr-fcp-e820-first-2g-{digest}.json"
+    assert path.name == f"layout--{BROKEN}--spr-8480c-256g-{digest}.json"
     assert err.strip() == f"counterexample saved: {Path('cex.new') / path.name}"
     assert ("new counterexamples: 1 in cex.new/, not in the corpus cex/ (replay one with "
             "`python -m checker replay FILE`; --save-counterexamples adds them to the corpus) "
             "verdict: fail (exit 1)") in " ".join(out.split())
     doc = json.loads(body)
     assert (doc["schema_version"], doc["check"], doc["profile"], doc["invariant"]) == (
-        1, PLAN_EMR, "v6.8", PLAN)
+        1, BROKEN_SPR, BROKEN, ORDER)
     cex = doc["counterexample"]
-    assert (cex["kind"], cex["property"], cex["errno"]) == ("map", "construct-fails", -28)
-    assert cex["result"] == ("construction fails: initialization failed: TDMR [0x0, 0x80000000):"
-                             " reserved areas exhausted. (-28)")
+    assert (cex["kind"], cex["property"], cex["errno"]) == ("map", "layout-violated", None)
+    assert cex["result"].startswith("RSVD-ORDER: TDMR 1 [0x100000000, 0x2080000000): area 1: "
+                                    "violates")
     # a second run finds the same counterexample and writes nothing new
     mtime = path.stat().st_mtime_ns
     code, _, err = verify(capsys, "--suite", suite)
@@ -605,7 +630,7 @@ def test_the_counterexamples_options_override_the_suite(work, capsys):
 
 
 def test_saved_counterexamples_become_replay_checks_in_the_same_run(work, capsys):
-    suite = write_suite(work, checks=("plan", "replay"))
+    suite = write_suite(work, profiles=(BROKEN,), checks=("layout", "replay"))
     code, first = verify_json(capsys, "--suite", suite, "--save-counterexamples")
     assert code == 1
     assert not (work / "cex.new").exists()
@@ -613,10 +638,9 @@ def test_saved_counterexamples_become_replay_checks_in_the_same_run(work, capsys
     for report in (first, verify_json(capsys, "--suite", suite)[1]):
         replay = checks_by_id(report)[f"replay/{path.stem}"]
         assert (replay["status"], replay["invariant"], replay["profile"]) == (
-            "fail", PLAN, "v6.8")
-        assert replay["detail"] == ("still violates: construction fails: initialization "
-                                    "failed: TDMR [0x0, 0x80000000): reserved areas "
-                                    "exhausted. (-28)")
+            "fail", ORDER, BROKEN)
+        assert replay["detail"].startswith("still violates: RSVD-ORDER: TDMR 1 [0x100000000, "
+                                           "0x2080000000): area 1: violates")
         assert replay["config"] == path.name
     # replays are never stored again as counterexamples of their own, nor is what the corpus
     # already holds

@@ -174,7 +174,8 @@ def compare(
     *,
     allow_inconclusive: bool = False,
 ) -> Comparison:
-    """Compare a run with its baseline (or, with `baseline=None`, with "every check passes").
+    """Compare a run with its baseline (or, with `baseline=None`, with "every check passes";
+    a finding, a kernel limitation shown on a real or minimal map, is then expected to fail).
 
     Exit code: 1 if any transition is a regression (any change of a definite verdict, an
     error, an added or removed check); otherwise 3 if any check is inconclusive and
@@ -187,8 +188,9 @@ def compare(
     outcomes: dict[str, str] = {}
     for check_id in sorted(by_id):
         result = by_id[check_id]
-        if baseline is None:
-            expected: Expected | None = Expected(PASS, result.invariant)
+        if baseline is None:  # every check must pass; a finding is a fact, not a failure
+            finding = result.status == FAIL and result.extra.get("finding")
+            expected: Expected | None = Expected(FAIL if finding else PASS, result.invariant)
         else:
             expected = expected_all.get(check_id)
         transition = _transition(result, expected)

@@ -229,10 +229,15 @@ def render_text(
     listed = [r for r in results if verbose or _needs_a_look(r, comparison)]
     if listed:
         lines.append("")
+        labels = {r.id: _label(r, comparison.outcomes.get(r.id, OUTCOME_REGRESSION))
+                  for r in listed}
+        label_width = max(map(len, labels.values()))
         id_width = max(len(r.id) for r in listed)
+        widest = label_width + id_width + max(len(r.invariant) + len(_stats(r)) for r in listed)
+        if widest + 5 > width:  # aligned ids would push the lines past the width
+            id_width = 0
         for r in listed:
-            outcome = comparison.outcomes.get(r.id, OUTCOME_REGRESSION)
-            line = f"{_label(r, outcome):<12} {r.id:<{id_width}}  {r.invariant}  {_stats(r)}"
+            line = f"{labels[r.id]:<{label_width}} {r.id:<{id_width}}  {r.invariant}  {_stats(r)}"
             if r.status == INCONCLUSIVE and r.bound:
                 line += f"  bound: {r.bound}"
             transition = comparison.transition_for(r.id)
@@ -261,10 +266,12 @@ def render_text(
 
 
 def _needs_a_look(result: CheckResult, comparison: Comparison) -> bool:
-    """Not a pass nor an expected failure, or changed against the baseline."""
+    """Not a pass nor an expected failure, changed against the baseline, or a finding (what
+    the kernel cannot do on a real or minimal map is news however often it is seen)."""
     outcome = comparison.outcomes.get(result.id, OUTCOME_REGRESSION)
     return outcome not in (OUTCOME_PASS, OUTCOME_EXPECTED_FAIL) \
-        or comparison.transition_for(result.id) is not None
+        or comparison.transition_for(result.id) is not None \
+        or (result.status == FAIL and bool(result.extra.get("finding")))
 
 
 def fitted(lines: Sequence[str], width: int) -> list[str]:
@@ -276,9 +283,15 @@ def fitted(lines: Sequence[str], width: int) -> list[str]:
             out.append(line)
             continue
         indent = " " * (len(line) - len(line.lstrip()) + 4)
-        out += textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=True,
-                             break_on_hyphens=False) or [""]
+        # a closing "(figures)" group stays whole
+        kept = _TAIL_GROUP.sub(lambda m: m[0].replace(" ", "\0"), line)
+        out += [piece.replace("\0", " ") for piece in textwrap.wrap(
+            kept, width, subsequent_indent=indent, break_long_words=True,
+            break_on_hyphens=False)] or [""]
     return out
+
+
+_TAIL_GROUP = re.compile(r"\([^()]{1,40}\)$")
 
 
 def verdict_words(results: Sequence[CheckResult], comparison: Comparison) -> str:
