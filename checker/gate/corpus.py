@@ -51,10 +51,20 @@ def document(check: str, profile: str, config: str, invariant: str,
             "config": config, "invariant": invariant, "counterexample": counterexample}
 
 
+# The parts of a counterexample written for people (or for the record): the same
+# counterexample described in other words is still the same one, and keeps its name.
+PRESENTATION = frozenset(("text", "result", "sites", "minimality"))
+
+
 def document_file(doc: dict[str, Any], stem: str) -> tuple[str, str]:
-    """(`<stem>-<content hash>.json`, the file's text): the same counterexample, the same name."""
+    """(`<stem>-<content hash>.json`, the file's text): the same counterexample, the same name.
+    The hash leaves out the words (`PRESENTATION`), so rewording a trace or a message does not
+    make a known counterexample look new."""
     body = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    return f"{stem}-{hashlib.sha256(body.encode()).hexdigest()[:10]}.json", body
+    content = {**doc, "counterexample": {k: v for k, v in doc["counterexample"].items()
+                                         if k not in PRESENTATION}}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{stem}-{digest}.json", body
 
 
 def write_document(doc: dict[str, Any], folder: str | Path, stem: str) -> tuple[Path, bool]:
