@@ -20,7 +20,8 @@ from checker.inputs.readers import JSON_FORMAT_HELP, InputError, read_input, rea
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-REPLAY_SCHEMA_VERSION = 1  # `replay --format json`: checker/schemas/replay.schema.json
+# Versions of the JSON outputs; each shape is in checker/schemas/ (NAME.schema.json).
+EXPLORE_SCHEMA_VERSION = REPLAY_SCHEMA_VERSION = 1
 
 
 class UsageError(Exception):
@@ -352,7 +353,8 @@ def cmd_explore(args) -> int:
     else:
         outcome = explore(flow, invariants, bounds, symmetry=not args.no_symmetry)
     rate = round(outcome.distinct_states / max(outcome.seconds, 1e-9))
-    summary = {"profile": args.profile, "config": config.name, "verdict": outcome.verdict,
+    summary = {"schema_version": EXPLORE_SCHEMA_VERSION, "profile": args.profile,
+               "config": config.name, "verdict": outcome.verdict,
                "distinct_states": outcome.distinct_states, "transitions": outcome.transitions,
                "depth": outcome.max_depth, "seconds": round(outcome.seconds, 3),
                "states_per_second": rate, "symmetry": outcome.symmetry,

@@ -18,12 +18,12 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from checker import schemas
 from checker.gate.suite import flow_config_problem, shape_problem
 from checker.inputs.platforms import model_from_description
 from checker.inputs.readers import InputError, read_json_map
@@ -37,7 +37,6 @@ from spec.flow import TdxFlow
 from spec.profiles import PROFILES, V6_8, Profile
 
 SCHEMA_VERSION = 1
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "counterexample.schema.json"
 MAX_BYTES = 16 << 20  # the largest stored counterexample is some 25 KB
 # What a map counterexample shows, and so what "still violates" means on replay.
 LAYOUT_VIOLATED = "layout-violated"  # construction succeeds with a layout breaking invariants
@@ -116,7 +115,8 @@ def validate_document(doc: Any, name: str) -> None:
             or not isinstance(doc.get("counterexample"), dict):
         raise ReplayError(f"{name}: not a counterexample file (schema_version "
                           f"{SCHEMA_VERSION} with a 'counterexample' object expected)")
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    error = jsonschema.exceptions.best_match(schemas.validator("counterexample")
+                                              .iter_errors(doc))
     if error is not None:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
                         for p in error.absolute_path)
@@ -127,16 +127,6 @@ def validate_document(doc: Any, name: str) -> None:
         _validate_map(body["map"], name)
     else:
         _validate_trace(doc, body["trace"], name)
-
-
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    """The schema's validator, where an integer is a JSON integer (1.0 is not one)."""
-    base = jsonschema.Draft202012Validator
-    strict = base.TYPE_CHECKER.redefine(
-        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
-    return jsonschema.validators.extend(base, type_checker=strict)(
-        json.loads(SCHEMA.read_text(encoding="utf-8")))
 
 
 def _short(text: str, limit: int = 160) -> str:
