@@ -96,6 +96,7 @@ class ConstructResult:
     messages: tuple[str, ...] = ()
     failed_tdmr: int | None = None
     demand: tuple[AreaDemand, ...] = field(default=())
+    failed_pamt: int | None = None  # -ENOMEM: the TDMR whose PAMT chunk was not allocated
 
     @property
     def ok(self) -> bool:
@@ -167,9 +168,11 @@ def tdmr_get_nid(tdmr: Tdmr, memlist: tuple[MemRange, ...], messages: list[str],
 
 def tdmrs_set_up_pamt_all(tdmrs: list[Tdmr], memlist: tuple[MemRange, ...],
                           sysinfo: TdxSysinfo, placement, messages: list[str],
-                          profile: Profile = V6_8) -> list[Tdmr] | KernelError:
+                          profile: Profile = V6_8) -> tuple[list[Tdmr], KernelError | None]:
     """`tdmr_set_up_pamt` for each TDMR: one chunk holding the 4K, 2M and 1G PAMTs in that
-    order, on the TDMR's node if the allocator can. Any failure frees the earlier chunks."""
+    order, on the TDMR's node if the allocator can. Any failure frees the earlier chunks; the
+    TDMRs set up before it are returned with -ENOMEM, so the next one is the one that failed
+    (the kernel prints no line there)."""
     allocator = placement.allocator(memlist)
     ends = [e.end for e in memlist]
     out = []
@@ -180,10 +183,10 @@ def tdmrs_set_up_pamt_all(tdmrs: list[Tdmr], memlist: tuple[MemRange, ...],
         nid = tdmr_get_nid(tdmr, memlist, messages, ends)
         base = allocator.alloc(index, sum(sizes), nid)
         if base is None:
-            return KernelError(-ENOMEM)
+            return out, KernelError(-ENOMEM)
         bases = (base, base + sizes[0], base + sizes[0] + sizes[1])
         out.append(replace(tdmr, pamt_bases=bases, pamt_sizes=sizes))
-    return out
+    return out, None
 
 
 def tdmr_populate_rsvd_holes(tdmr: Tdmr, ranges: tuple[MemRange, ...],
@@ -277,9 +280,10 @@ def construct_tdmrs(memlist: tuple[MemRange, ...], sysinfo: TdxSysinfo = TdxSysi
     filled = fill_out_tdmrs(memlist, sysinfo, messages)
     if isinstance(filled, KernelError):
         return ConstructResult((), filled, tuple(messages))
-    with_pamt = tdmrs_set_up_pamt_all(filled, memlist, sysinfo, placement, messages, profile)
-    if isinstance(with_pamt, KernelError):
-        return ConstructResult(tuple(filled), with_pamt, tuple(messages))
+    with_pamt, error = tdmrs_set_up_pamt_all(filled, memlist, sysinfo, placement, messages,
+                                             profile)
+    if error is not None:
+        return ConstructResult(tuple(filled), error, tuple(messages), failed_pamt=len(with_pamt))
     tdmrs, demands, failed = tdmrs_populate_rsvd_areas_all(with_pamt, memlist, tuple(cmrs),
                                                            sysinfo, messages, profile)
     error = None
