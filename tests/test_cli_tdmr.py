@@ -192,3 +192,39 @@ def test_graph_and_configs_commands(tmp_path, capsys):
     assert main(["graph", "--config", "1x1", "--faults", "0"]) == 0
     assert capsys.readouterr().out.startswith("digraph")
     assert run_cli("graph", "--config", "9z9").returncode == 2
+
+
+def test_enomem_names_the_tdmr_whose_pamt_found_no_room(tmp_path, capsys):
+    """Room for one 4 MiB + 12 KiB chunk (at a multiple of its size) in [1M, 9M), none in the
+    1 MiB at 1 GiB: TDMR 1's allocation fails. The kernel prints nothing there, so the TDMR is
+    named in the explanation, and no kernel line is made up."""
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps({"regions": [{"start": "0x100000", "end": "0x900000"},
+                                            {"start": "0x40000000", "end": "0x40100000"}]}))
+    code, report = run_json(capsys, path)
+    assert code == 1
+    assert report["error"] == {"errno": -12, "message": None} and report["messages"] == []
+    assert report["explanation"] == (
+        "no room for the PAMT of TDMR 1 [0x40000000, 0x80000000): alloc_contig_pages() "
+        "returned no 4108 KB chunk on any node (node 0 preferred); v6.8 prints no line for this")
+    assert report["layout_check"]["explanation"] is None  # no PAMTs, no layout to explain
+    main(["tdmr", str(path)])
+    text = capsys.readouterr().out.splitlines()
+    assert text[-2:] == ["result: v6.8 fails: (-12)", "        " + report["explanation"]]
+
+
+def test_an_explanation_cut_short_is_marked_partial(monkeypatch):
+    """A spent solver budget leaves the counted conflict on screen, with what was cut."""
+    from checker.inputs.readers import read_input
+    from checker.views.tdmr_report import TdmrOptions, analyse, render_text
+    from spec.profiles import V6_8
+
+    monkeypatch.setattr("checker.engines.solver.RLIMIT_PER_SECOND", 10)
+    report = analyse(read_input(LOGS / "emr-fcp-e820-first-2g.log"), TdmrOptions(V6_8))
+    tail = render_text(report).splitlines()[-3:]
+    assert tail == [
+        "why no layout with these TDMRs can work (counted, not proved by the solver):",
+        "  TDMR [0x0, 2G): 18 reserved areas needed: 1 leading hole, 15 gaps, 1 trailing hole, "
+        "1 own PAMT, limit 16 (conflicting: RSVD-COUNT, RSVD-COVERS-HOLES, RSVD-NO-MEMORY)",
+        "  partial: Z3's proof of the conflict was cut: the solver budget of 30 s (--timeout) "
+        "ran out"]

@@ -7,18 +7,25 @@ from pathlib import Path
 
 import pytest
 import z3
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from checker.engines.solver import (
     ANY_NODE,
+    AREA_CONSTRAINTS,
     PREFERRED_NODE,
+    SAT,
     UNKNOWN,
     UNSAT,
+    Budget,
     explain_construction,
     explain_layout,
+    hole_demand,
     solve,
     worst_case_placement,
 )
 from checker.inputs.readers import read_input
+from invariants.layout import CONSTRAINTS_BY_ID, AreaTerms, LayoutContext, TdmrTerms, layout_atoms
 from spec.errno import ENOSPC
 from spec.memory import SZ_1G, SZ_1M, SZ_4G, MemRange, build_tdx_memlist
 from spec.placement import ExplicitPlacement
@@ -117,3 +124,139 @@ def test_explanation_when_tdmrs_run_out_names_the_count():
     explanation = explain_construction(result, memlist, sysinfo)
     assert explanation.core == (("TDMR-COUNT", None),)
     assert explanation.describe() == "3 TDMRs, limit 2 (conflicting: TDMR-COUNT)"
+
+
+# --- explanations by counting, proved on a bounded abstraction ----------------------------------
+
+def many_holes(holes: int) -> tuple[MemRange, ...]:
+    """TDMR [0, 1G): `holes - 2` 64 KiB ranges 128 KiB apart from 1 MiB up, then a 64 MiB range
+    that takes the PAMT: a leading hole, `holes - 2` gaps and a trailing hole."""
+    small = [MemRange(SZ_1M + j * 0x20000, SZ_1M + j * 0x20000 + 0x10000)
+             for j in range(holes - 2)]
+    top = SZ_1M + (holes - 2) * 0x20000
+    return build_tdx_memlist([*small, MemRange(top, top + 64 * SZ_1M)])
+
+
+def test_thousands_of_holes_are_counted_and_the_conflict_proved_on_a_few():
+    memlist = many_holes(2000)
+    result = construct_tdmrs(memlist)
+    assert result.failed_tdmr == 0
+    explanation = explain_construction(result, memlist)
+    assert explanation.status == UNSAT and explanation.minimal and not explanation.cut
+    assert explanation.core == (("RSVD-COUNT", 0), ("RSVD-COVERS-HOLES", 0),
+                                ("RSVD-NO-MEMORY", 0))
+    assert explanation.describe() == (
+        "TDMR [0x0, 1G): 2001 reserved areas needed: 1 leading hole, 1998 gaps, 1 trailing "
+        "hole, 1 own PAMT, limit 16 (conflicting: RSVD-COUNT, RSVD-COVERS-HOLES, "
+        "RSVD-NO-MEMORY)")
+
+
+def test_pamt_chunks_packed_into_one_tdmr_conflict_without_holes():
+    """First-fit packs the chunks of 40 one-GiB TDMRs back to back into the first one: each
+    seam between two chunks keeps them in separate areas, so PAMTs alone overfill it."""
+    memlist = build_tdx_memlist(MemRange(4 * SZ_1G + i * SZ_1G + SZ_1M,
+                                         4 * SZ_1G + i * SZ_1G + 513 * SZ_1M)
+                                for i in range(40))
+    sysinfo = TdxSysinfo(max_tdmrs=40)
+    result = construct_tdmrs(memlist, sysinfo)
+    assert result.failed_tdmr == 0 and result.demand[0].other_pamts > 16
+    explanation = explain_construction(result, memlist, sysinfo)
+    assert explanation.status == UNSAT and explanation.minimal
+    assert explanation.core == (("RSVD-COUNT", 0), ("RSVD-COVERS-PAMT", 0),
+                                ("RSVD-NO-MEMORY", 0))
+
+
+def test_kernel_count_over_the_limit_but_shared_areas_fit_is_sat():
+    """A chunk that ends where a hole begins: the kernel adds them as two areas (4 in all),
+    one area could hold both (3), so with a limit of 3 the kernel fails where a layout exists."""
+    memlist = (MemRange(SZ_1M, 64 * SZ_1M), MemRange(128 * SZ_1M, 256 * SZ_1M))
+    chunk = 4 * SZ_1M + 3 * 4096  # 1 GiB TDMR: 4 MiB + 8 KiB + 4 KiB of PAMT
+    sysinfo = TdxSysinfo(max_reserved_per_tdmr=3)
+    result = construct_tdmrs(memlist, sysinfo, ExplicitPlacement({0: 64 * SZ_1M - chunk}))
+    assert result.failed_tdmr == 0 and result.demand[0].total == 4
+    explanation = explain_construction(result, memlist, sysinfo)
+    assert explanation.status == "sat"
+    assert explanation.lines == (
+        "TDMR [0x0, 1G): the kernel adds 4 areas (1 leading hole, 1 gap, 1 trailing hole, "
+        "1 own PAMT), but 3 would do, adjacent pieces sharing an area; limit 3",)
+
+
+def test_a_spent_budget_leaves_a_counted_conflict_and_says_what_was_cut(monkeypatch):
+    """With almost no Z3 resource units the proof is cut, deterministically (not by the clock);
+    the count and its words are still there, marked unproved."""
+    monkeypatch.setattr("checker.engines.solver.RLIMIT_PER_SECOND", 10)
+    machine = read_input(LOGS / "emr-fcp-e820-first-2g.log")
+    memlist = build_tdx_memlist(machine.regions)
+    explanation = explain_construction(construct_tdmrs(memlist), memlist)
+    assert explanation.status == UNKNOWN and not explanation.minimal
+    assert set(explanation.core) == {("RSVD-COUNT", 0), ("RSVD-COVERS-HOLES", 0),
+                                     ("RSVD-NO-MEMORY", 0)}
+    assert explanation.describe().startswith("TDMR [0x0, 2G): 18 reserved areas needed")
+    assert explanation.cut == ("Z3's proof of the conflict was cut: the solver budget of 30 s "
+                               "(--timeout) ran out")
+    assert explanation.to_json()["cut"] == explanation.cut
+
+
+def test_budget_counts_units_across_calls():
+    x = z3.Int("x")
+    solver = z3.Solver()
+    solver.add(x > 0)
+    budget = Budget(1000)
+    assert budget.check(solver) == SAT and not budget.cut
+    budget.units = 0
+    assert budget.check(solver) == UNKNOWN
+    assert budget.cut == "the solver budget of 1 s (--timeout) ran out"
+
+
+def full_encoding_answer(tdmrs, memlist, sysinfo) -> str:
+    """Whether reserved areas exist, asked of Z3 over every TDMR, hole and region at once with
+    a slot per piece and one more: the question the counting answers, asked the slow way."""
+    terms, demand = [], hole_demand(tdmrs, memlist)
+    for i, t in enumerate(tdmrs):
+        slots = demand[i].total + len(tdmrs) + 1
+        areas = tuple(AreaTerms(z3.Int(f"t{i}.o{j}"), z3.Int(f"t{i}.s{j}"))
+                      for j in range(slots))
+        terms.append(TdmrTerms(t.base, t.size, tuple(t.pamt_bases), tuple(t.pamt_sizes),
+                               areas))
+    solver = z3.Solver()
+    for _, atom in layout_atoms(terms, LayoutContext.of(memlist, sysinfo),
+                                [CONSTRAINTS_BY_ID[c] for c in AREA_CONSTRAINTS]):
+        solver.add(atom.holds)
+    return solve(solver, 60_000)
+
+
+PAGES = st.integers(min_value=1, max_value=24).map(lambda n: n * 16 * SZ_1M)
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(st.lists(st.tuples(PAGES, PAGES), min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=4), st.sampled_from(["first-fit", "edge"]))
+def test_the_count_agrees_with_the_full_encoding(pieces, limit, placement):
+    """Small maps in two 1 GiB TDMRs, PAMT chunks first-fit or against a region's end (where
+    they can share an area with the hole after it): sat exactly when the full encoding is."""
+    regions, at = [], SZ_1M
+    for gap, size in pieces:
+        regions.append(MemRange(at, min(at + size, 2 * SZ_1G)))
+        at += size + gap
+        if at >= 2 * SZ_1G - SZ_1M:
+            break
+    memlist = build_tdx_memlist(regions)
+    sysinfo = TdxSysinfo(max_reserved_per_tdmr=limit)
+    filled = construct_tdmrs(memlist, TdxSysinfo(max_reserved_per_tdmr=64)).tdmrs
+    if placement == "edge":
+        bases, used = {}, set()
+        for i, t in enumerate(filled):
+            room = [r for r in memlist if r.size >= t.pamt_size and r not in used]
+            if room:
+                used.add(room[-1])
+                bases[i] = room[-1].end - t.pamt_size
+        if len(bases) < len(filled):
+            return
+        tdmrs = construct_tdmrs(memlist, sysinfo, ExplicitPlacement(bases)).tdmrs
+    else:
+        tdmrs = construct_tdmrs(memlist, sysinfo).tdmrs
+    if not all(t.pamt_size for t in tdmrs):
+        return
+    explanation = explain_layout(tdmrs, memlist, sysinfo)
+    assert explanation.status == full_encoding_answer(tdmrs, memlist, sysinfo)
+    assert explanation.status == UNSAT or not explanation.core

@@ -9,6 +9,7 @@ timeout; a timeout is reported as "unknown", never as a pass.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +18,7 @@ import z3
 
 from invariants.layout import (
     CONSTRAINTS_BY_ID,
+    PHYS_END,
     AreaTerms,
     LayoutContext,
     TdmrTerms,
@@ -52,6 +54,59 @@ def solve(solver: z3.Solver, timeout_ms: int, *assumptions: z3.BoolRef) -> str:
     solver.set("timeout", max(1, int(timeout_ms)))
     answer = solver.check(*assumptions)
     return SAT if answer == z3.sat else UNSAT if answer == z3.unsat else UNKNOWN
+
+
+# Z3 resource units in a second of work on these queries (benchmarks/bench_explain.py measures
+# it). A budget counted in units ends at the same point of the search however busy the machine
+# is, so the answer does not change with the load; the wall clock only stops a step that runs
+# WALL_GUARD times over its seconds.
+RLIMIT_PER_SECOND = 3_000_000
+WALL_GUARD = 2
+
+
+class Budget:
+    """The solver work one step may do: `seconds` worth of Z3 resource units, shared by all its
+    calls, and a wall-clock deadline as the last guard. `cut` says why it ran out, if it did."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.seconds = timeout_ms / 1000
+        self.units = max(1, int(self.seconds * RLIMIT_PER_SECOND))
+        self.deadline = time.monotonic() + WALL_GUARD * self.seconds
+        self.cut = ""
+
+    def spent(self) -> bool:
+        """True once the budget is gone (and `cut` says how)."""
+        if self.units <= 0:
+            self.cut = f"the solver budget of {self.seconds:g} s (--timeout) ran out"
+        elif time.monotonic() >= self.deadline:
+            self.cut = (f"the step's wall clock passed {WALL_GUARD} x its solver budget of "
+                        f"{self.seconds:g} s (--timeout)")
+        else:
+            return False
+        return True
+
+    def check(self, solver: z3.Solver, *assumptions: z3.BoolRef) -> str:
+        """One solver call on what is left: "sat", "unsat", or "unknown" (budget gone)."""
+        if self.spent():
+            return UNKNOWN
+        used = _rlimit_count(solver)
+        solver.set("rlimit", self.units)
+        solver.set("timeout", max(1, int((self.deadline - time.monotonic()) * 1000)))
+        answer = solver.check(*assumptions)
+        self.units -= _rlimit_count(solver) - used
+        if answer == z3.sat:
+            return SAT
+        if answer == z3.unsat:
+            return UNSAT
+        if not self.spent():  # Z3 gave up for a reason of its own
+            self.cut = f"the solver gave up ({solver.reason_unknown()})"
+        return UNKNOWN
+
+
+def _rlimit_count(solver: z3.Solver) -> int:
+    """The resource units the solver's context has used so far."""
+    stats = solver.statistics()
+    return int(stats.get_key_value("rlimit count")) if "rlimit count" in stats.keys() else 0
 
 
 def format_addr(addr: int) -> str:
@@ -146,6 +201,7 @@ def worst_case_placement(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxS
     The TDMRs and their holes do not depend on placement; only where chunks land does.
     """
     started = time.monotonic()
+    budget = Budget(timeout_ms)
     memlist = tuple(memlist)
     first_fit = construct_tdmrs(memlist, sysinfo, FirstFit(), tuple(cmrs), profile)
     filled = fill_out_tdmrs(memlist, sysinfo, [])
@@ -183,13 +239,12 @@ def worst_case_placement(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxS
                                   for g in guests])
         over.append(holes[i] + chunks_here > limit)
     solver.add(any_of(over))
-    answer = solve(solver, timeout_ms)
+    answer = budget.check(solver)
     duration = time.monotonic() - started
     if answer == UNSAT:
         return WorstCase(mode, "safe", first_fit, duration_s=duration)
     if answer == UNKNOWN:
-        return WorstCase(mode, UNKNOWN, first_fit, duration_s=duration,
-                         reason=f"solver gave no answer within {timeout_ms} ms")
+        return WorstCase(mode, UNKNOWN, first_fit, duration_s=duration, reason=budget.cut)
     model = solver.model()
     witness = {j: model.eval(slots[j]).as_long() * sum(sizes[j]) for j in range(len(filled))}
     rebuilt = construct_tdmrs(memlist, sysinfo, ExplicitPlacement(witness), tuple(cmrs), profile)
@@ -200,12 +255,24 @@ def worst_case_placement(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxS
 
 
 # --- explanations ----------------------------------------------------------------------------
+#
+# The reserved areas of one TDMR do not depend on those of another, so a layout has areas
+# exactly when every TDMR does and there are not too many TDMRs. For one TDMR, counting
+# settles it: an area may not cover TDX memory outside a PAMT chunk (RSVD-NO-MEMORY), so such
+# memory cuts the TDMR into stretches, and the fewest areas that cover every hole and PAMT
+# piece (RSVD-COVERS-HOLES, RSVD-COVERS-PAMT) is the number of stretches holding one. Z3 then
+# proves the conflict and its minimality on a bounded abstraction: the one TDMR, one more
+# piece than the limit (each in its own stretch), only the memory regions that separate them,
+# and the PAMT chunks that land in the TDMR. Its constraints are a subset of the whole
+# layout's, so its conflict is one of the whole layout's too.
 
 # Well-formedness of the areas is background; the demand-and-supply constraints are tracked.
 # Ordered slots also break the symmetry that would make the core search a pigeonhole proof.
 BACKGROUND_CONSTRAINTS = ("RSVD-ALIGNED", "RSVD-INSIDE", "RSVD-ORDER")
 TRACKED_CONSTRAINTS = ("TDMR-COUNT", "RSVD-COUNT", "RSVD-COVERS-HOLES", "RSVD-COVERS-PAMT",
                        "RSVD-NO-MEMORY")
+AREA_CONSTRAINTS = BACKGROUND_CONSTRAINTS + TRACKED_CONSTRAINTS[1:]
+MAX_ABSTRACTION = 128  # pieces and chunks the solver is asked about; quadratic beyond
 
 
 @dataclass(frozen=True)
@@ -214,26 +281,119 @@ class Explanation:
 
     `core` is a set of constraint groups (constraint id, TDMR index or None) that together
     cannot hold; `minimal` is true when dropping any one of them was proved satisfiable;
-    `lines` says it in words.
+    `lines` says it in words. "unknown" with `lines` is a conflict counted but not proved;
+    `cut` says what was left out and why (a spent `--timeout` budget), empty when nothing was.
     """
 
     status: str
     core: tuple[tuple[str, int | None], ...] = ()
     lines: tuple[str, ...] = ()
     minimal: bool = False
+    cut: str = ""
 
     def describe(self) -> str:
-        if self.status == UNSAT:
-            return "\n".join(self.lines)
         if self.status == SAT:
-            return "feasible: reserved areas exist that satisfy every constraint"
-        return "unknown: the solver gave no answer within the timeout"
+            return "\n".join(("feasible: reserved areas exist that satisfy every constraint",
+                              *self.lines))
+        if self.lines:
+            return "\n".join(self.lines)
+        return f"unknown: {self.cut or 'the solver gave no answer within the timeout'}"
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status,
                 "core": [{"constraint": c, "tdmr": t} for c, t in self.core],
-                "minimal": self.minimal,
+                "minimal": self.minimal, "cut": self.cut or None,
                 "text": self.describe()}
+
+
+@dataclass(frozen=True)
+class _Stretches:
+    """A TDMR cut where no area may reach across.
+
+    `items` are its holes and PAMT pieces as (start, end, kind, stretch, source): the whole
+    hole (start, end) or the chunk's owner index. `cuts[k]`, between stretches k and k + 1, is
+    (position, the stretch of memory that makes it, the owners of the chunks it lies between).
+    Memory outside every chunk is a cut; so is a seam where one chunk ends and another begins,
+    as one area's part of a region must lie in one chunk.
+    """
+
+    items: tuple[tuple[int, int, str, int, Any], ...]
+    cuts: tuple[tuple[int, MemRange, tuple[int, ...]], ...]
+
+    def stretches(self, kind: str | None = None) -> list[int]:
+        """The stretches holding a piece (of this kind), in address order."""
+        return sorted({s for _, _, k, s, _ in self.items if kind in (None, k)})
+
+
+class _Layout:
+    """A fixed TDMR list and its memory, indexed once for ordered look-ups per TDMR."""
+
+    def __init__(self, tdmrs: Sequence[Tdmr], memlist: tuple[MemRange, ...],
+                 hole_ranges: tuple[MemRange, ...]) -> None:
+        self.tdmrs = tdmrs
+        self.regions = [(r.start, r.end, r) for r in sorted(memlist)]
+        self.region_starts = [r[0] for r in self.regions]
+        self.holes = LayoutContext.of((), TdxSysinfo(), hole_ranges).holes
+        self.hole_starts = [h[0] for h in self.holes]
+        self.hole_ranges = [(r.start, r.end, r) for r in sorted(hole_ranges)]
+        self.range_starts = [r[0] for r in self.hole_ranges]
+        self.chunks = sorted((t.pamt_base, t.pamt_end, j) for j, t in enumerate(tdmrs)
+                             if t.pamt_size > 0)
+        self.chunk_starts = [c[0] for c in self.chunks]
+        self.largest = max((end - start for start, end, _ in self.chunks), default=0)
+
+    @staticmethod
+    def near(items: list, starts: list[int], start: int, end: int, longest: int = 0) -> list:
+        """The `items` (tuples beginning with start, end, sorted) that overlap [start, end):
+        disjoint ones, or ones at most `longest` long."""
+        lo = (bisect_left(starts, start - longest + 1) if longest
+              else max(0, bisect_right(starts, start) - 1))
+        hi = bisect_left(starts, end)
+        return [x for x in items[lo:hi] if x[1] > start]
+
+    def owners(self, t: Tdmr) -> list[tuple[int, int, int]]:
+        """The PAMT chunks (start, end, owner index) that overlap the TDMR, by start."""
+        return self.near(self.chunks, self.chunk_starts, t.base, t.end, self.largest)
+
+    def stretches(self, t: Tdmr) -> _Stretches:
+        chunks = self.owners(t)
+        chunk_starts = [c[0] for c in chunks]
+        items = [(max(s, t.base), min(e, t.end), "hole", (s, e))
+                 for s, e in self.near(self.holes, self.hole_starts, t.base, t.end)]
+        items += [(max(s, t.base), min(e, t.end), "pamt", j) for s, e, j in chunks]
+        cuts = []
+        for r_start, r_end, region in self.near(self.regions, self.region_starts, t.base,
+                                                t.end):
+            start, end = max(r_start, t.base), min(r_end, t.end)
+            pos, prev = start, None
+            for chunk in self.near(chunks, chunk_starts, start, end, self.largest):
+                if chunk[0] > pos:
+                    cuts.append((pos, MemRange(pos, chunk[0], region.nid), ()))
+                elif prev is not None:
+                    cuts.append((chunk[0], MemRange(max(prev[0], start), min(chunk[1], end),
+                                                    region.nid), (prev[2], chunk[2])))
+                pos, prev = max(pos, min(chunk[1], end)), chunk
+            if pos < end:
+                cuts.append((pos, MemRange(pos, end, region.nid), ()))
+        cuts.sort(key=lambda c: c[0])
+        positions = [c[0] for c in cuts]
+        return _Stretches(tuple((s, e, k, bisect_right(positions, s), source)
+                                for s, e, k, source in sorted(items, key=lambda x: x[:2])),
+                          tuple(cuts))
+
+    def context(self, t: Tdmr, sysinfo: TdxSysinfo) -> LayoutContext:
+        """The memory and hole ranges near one TDMR: its constraints come out the same as with
+        all of them (a sentinel past PHYS_END keeps the hole ranges from being empty)."""
+        regions = [r for _, _, r in self.near(self.regions, self.region_starts, t.base, t.end)]
+        ranges = [r for _, _, r in self.near(self.hole_ranges, self.range_starts, t.base,
+                                             t.end)]
+        return LayoutContext.of(regions, sysinfo, [*ranges, MemRange(PHYS_END, PHYS_END + 1)])
+
+    def kernel_count(self, index: int, demand: AreaDemand) -> AreaDemand:
+        """The areas the kernel adds to TDMR `index`: its holes and every PAMT chunk in it."""
+        owners = [j for _, _, j in self.owners(self.tdmrs[index])]
+        own = owners.count(index)
+        return replace(demand, own_pamt=own, other_pamts=len(owners) - own)
 
 
 def explain_layout(tdmrs: Sequence[Tdmr], memlist: Sequence[MemRange],
@@ -242,78 +402,185 @@ def explain_layout(tdmrs: Sequence[Tdmr], memlist: Sequence[MemRange],
                    timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Explanation:
     """Given TDMRs and their PAMT chunks, can any reserved areas satisfy the constraints?
 
-    The areas are left free (one slot more per TDMR than it could ever use); their
-    well-formedness is assumed and every other constraint instance is tracked under its group
-    (id, TDMR). An unsat core, shrunk by deletion until each group is needed, names what
-    conflicts.
+    Counted per TDMR (near-linear in the map); the first TDMR that needs more areas than the
+    limit is handed to Z3 as a bounded abstraction, whose unsat core, shrunk by deletion until
+    each group is needed, names what conflicts. With no such TDMR, one area per stretch is a
+    witness, checked against the layout constraints themselves. `timeout_ms` is the budget of
+    the whole step; what it cuts is said in `cut`, never dropped.
     """
     memlist = tuple(memlist)
     ranges = tuple(hole_ranges) if hole_ranges else memlist
     demand = hole_demand(tdmrs, ranges)
+    layout = _Layout(tdmrs, memlist, ranges)
     if len(tdmrs) > sysinfo.max_tdmrs:
         # TDMR-COUNT alone is false on a fixed list this long: a one-group core, no search.
         core = (("TDMR-COUNT", None),)
-        return Explanation(UNSAT, core, tuple(_core_words(list(core), tdmrs, demand, sysinfo)),
+        return Explanation(UNSAT, core, tuple(_core_words(core, layout, demand, sysinfo, {})),
                            True)
-    context = z3.Context()  # fresh, so the core found does not depend on earlier queries
-    terms = []
+    budget = Budget(timeout_ms)
+    limit = sysinfo.max_reserved_per_tdmr
+    found = []
     for i, t in enumerate(tdmrs):
-        chunks = sum(1 for o in tdmrs if o.pamt_size and o.pamt_base < t.end
-                     and o.pamt_end > t.base)
-        slots = max(sysinfo.max_reserved_per_tdmr, demand[i].total + chunks) + 1
-        areas = tuple(AreaTerms(z3.Int(f"t{i}.rsvd{j}.offset", context),
-                                z3.Int(f"t{i}.rsvd{j}.size", context))
-                      for j in range(slots))
-        terms.append(TdmrTerms(t.base, t.size, tuple(t.pamt_bases), tuple(t.pamt_sizes), areas))
-    ctx = LayoutContext.of(memlist, sysinfo, ranges)
-    solver = z3.Solver(ctx=context)
-    for _, atom in layout_atoms(terms, ctx, [CONSTRAINTS_BY_ID[c]
-                                             for c in BACKGROUND_CONSTRAINTS]):
-        solver.add(atom.holds)
-    groups: dict[tuple[str, int | None], list] = {}
-    for constraint, atom in layout_atoms(terms, ctx, [CONSTRAINTS_BY_ID[c]
-                                                      for c in TRACKED_CONSTRAINTS]):
-        groups.setdefault((constraint.id, atom.tdmr), []).append(atom.holds)
-    selectors = {}
-    for key, formulas in groups.items():
-        selector = z3.Bool(f"{key[0]}@{key[1]}", context)
-        selectors[key] = selector
-        solver.add(z3.Implies(selector, all_of(formulas)))
-    deadline = time.monotonic() + timeout_ms / 1000
-    answer = solve(solver, timeout_ms, *selectors.values())
-    if answer != UNSAT:
-        return Explanation(answer)
+        if budget.spent():
+            return Explanation(UNKNOWN, cut=f"counting stopped at TDMR {i} of {len(tdmrs)}: "
+                               f"{budget.cut}")
+        found.append(layout.stretches(t))
+        if len(found[i].stretches()) > limit:
+            return _explain_tdmr(i, found[i], layout, demand, sysinfo, budget)
+    for i in range(len(tdmrs)):
+        if budget.spent():
+            return Explanation(UNKNOWN, cut=f"the witness was checked up to TDMR {i} of "
+                               f"{len(tdmrs)}: {budget.cut}")
+        if not _witness_holds(i, found[i], layout, sysinfo):
+            return Explanation(UNKNOWN, cut=f"the count says TDMR {i} fits, but one area per "
+                               "stretch breaks a layout constraint there")
+    return Explanation(SAT, lines=tuple(_sharing_words(layout, found, demand, sysinfo)))
+
+
+def _explain_tdmr(i: int, found: _Stretches, layout: _Layout, demand: list[AreaDemand],
+                  sysinfo: TdxSysinfo, budget: Budget) -> Explanation:
+    """The conflict in TDMR i, which needs more areas than the limit: counted, then proved
+    minimal by Z3 on the abstraction (or said to be unproved, and why)."""
+    limit = sysinfo.max_reserved_per_tdmr
+    # The pieces one kind alone puts over the limit make the smaller core.
+    for kind in ("hole", "pamt", None):
+        chosen = found.stretches(kind)[:limit + 1]
+        if len(chosen) > limit:
+            break
+    kinds = {"hole": ("RSVD-COVERS-HOLES",), "pamt": ("RSVD-COVERS-PAMT",),
+             None: ("RSVD-COVERS-HOLES", "RSVD-COVERS-PAMT")}[kind]
+    counted = sorted((c, i) for c in ("RSVD-COUNT", "RSVD-NO-MEMORY", *kinds))
+
+    def words(core) -> list[str]:
+        return _core_words(core, layout, demand, sysinfo, {i: len(found.stretches())})
+
+    first = {}  # per chosen stretch, its first piece of the kind chosen
+    for _, _, k, stretch, source in found.items:
+        if kind in (None, k) and stretch not in first:
+            first[stretch] = (k, source)
+    holes = [first[s][1] for s in chosen if first[s][0] == "hole"]
+    owners = {first[s][1] for s in chosen if first[s][0] == "pamt"}
+    separators = [found.cuts[s] for s in chosen[:-1]]
+    owners.update(j for _, _, seam in separators for j in seam)
+    owners.discard(i)
+    size = len(holes) + len(owners) + 1  # pieces to cover: the holes and every chunk there
+    if size > MAX_ABSTRACTION:
+        cut = (f"Z3 was not asked: {size} pieces and chunks is more than its bounded "
+               f"abstraction holds ({MAX_ABSTRACTION})")
+        return Explanation(UNKNOWN, tuple(counted), tuple(words(counted)), False, cut)
+    solver, selectors = _abstraction(i, layout, holes, [r for _, r, _ in separators],
+                                     sorted(owners), sysinfo, size + 1)
+    answer = budget.check(solver, *selectors.values())
+    if answer == SAT:  # the count and the encoding disagree: never claim a conflict
+        return Explanation(UNKNOWN, cut=f"the count says TDMR {i} needs {len(chosen)} areas, "
+                           "but the solver found fewer would do")
+    if answer == UNKNOWN:
+        cut = f"Z3's proof of the conflict was cut: {budget.cut}"
+        return Explanation(UNKNOWN, tuple(counted), tuple(words(counted)), False, cut)
     by_name = {str(s): key for key, s in selectors.items()}
     core = [by_name[str(s)] for s in solver.unsat_core()]
     minimal = True
     for key in list(core):  # deletion: drop each group the others still conflict without
-        rest = [selectors[k] for k in core if k != key]
-        left_ms = (deadline - time.monotonic()) * 1000
-        answer = solve(solver, left_ms, *rest) if left_ms > 0 else UNKNOWN
+        answer = budget.check(solver, *[selectors[k] for k in core if k != key])
         if answer == UNSAT:
             core.remove(key)
         minimal = minimal and answer != UNKNOWN
     core.sort(key=lambda k: (k[1] is None, k[1] or 0, k[0]))
-    return Explanation(UNSAT, tuple(core), tuple(_core_words(core, tdmrs, demand, sysinfo)),
-                       minimal)
+    cut = "" if minimal else f"the proof that the conflict is minimal was cut: {budget.cut}"
+    return Explanation(UNSAT, tuple(core), tuple(words(core)), minimal, cut)
 
 
-def _core_words(core, tdmrs: Sequence[Tdmr], demand: list[AreaDemand],
-                sysinfo: TdxSysinfo) -> list[str]:
-    lines = []
+def _abstraction(i: int, layout: _Layout, holes: list[tuple[int, int]],
+                 separators: list[MemRange], owners: list[int], sysinfo: TdxSysinfo,
+                 slots: int) -> tuple[z3.Solver, dict]:
+    """TDMR i with `slots` free areas, only these holes, the chunks of these owners (and its
+    own), and as memory only the separating stretches. Each constraint of it is one of the
+    whole layout's or implied by one: RSVD-NO-MEMORY on part of a region follows from it on
+    the region, and chunks that miss every separator allow nothing there. Areas beyond the
+    limit's worth change nothing while RSVD-COUNT holds (used slots come first), and the slots
+    suffice to cover each piece alone when RSVD-COUNT is dropped."""
+    context = z3.Context()  # fresh, so the core found does not depend on earlier queries
+    t = layout.tdmrs[i]
+    areas = tuple(AreaTerms(z3.Int(f"t{i}.rsvd{j}.offset", context),
+                            z3.Int(f"t{i}.rsvd{j}.size", context)) for j in range(slots))
+    terms = [_terms(t, areas)] + [_terms(layout.tdmrs[j], ()) for j in owners]
+    ranges, prev = [], 0  # hole ranges whose gaps are exactly the chosen holes
+    for start, end in sorted(holes):
+        if start > prev:
+            ranges.append(MemRange(prev, start))
+        prev = end
+    ranges.append(MemRange(prev, PHYS_END + 1))
+    ctx = LayoutContext.of(separators, sysinfo, ranges)
+    solver = z3.Solver(ctx=context)
+    selectors: dict[tuple[str, int | None], z3.BoolRef] = {}
+    groups: dict[tuple[str, int | None], list] = {}
+    for constraint, atom in layout_atoms(terms, ctx, [CONSTRAINTS_BY_ID[c]
+                                                      for c in AREA_CONSTRAINTS]):
+        if atom.tdmr != 0:  # the chunk owners are there for their chunks only
+            continue
+        if constraint.id in BACKGROUND_CONSTRAINTS:
+            solver.add(atom.holds)
+        else:
+            groups.setdefault((constraint.id, i), []).append(atom.holds)
+    for key, formulas in groups.items():
+        selectors[key] = z3.Bool(f"{key[0]}@{key[1]}", context)
+        solver.add(z3.Implies(selectors[key], all_of(formulas)))
+    return solver, selectors
+
+
+def _terms(t: Tdmr, areas: tuple[AreaTerms, ...]) -> TdmrTerms:
+    return TdmrTerms(t.base, t.size, tuple(t.pamt_bases), tuple(t.pamt_sizes), areas)
+
+
+def _witness_holds(i: int, found: _Stretches, layout: _Layout, sysinfo: TdxSysinfo) -> bool:
+    """One area per stretch, from its first piece to its last, checked by the very formulas of
+    the area constraints on TDMR i (with the chunk owners that land in it)."""
+    t = layout.tdmrs[i]
+    spans: dict[int, list[int]] = {}
+    for start, end, _, stretch, _ in found.items:
+        span = spans.setdefault(stretch, [start, end])
+        span[1] = max(span[1], end)
+    areas = tuple(AreaTerms(start - t.base, end - start) for start, end in spans.values())
+    terms = [_terms(t, areas)] + [_terms(layout.tdmrs[j], ()) for _, _, j in layout.owners(t)
+                                  if j != i]
+    return all(atom.holds is True for _, atom in layout_atoms(
+        terms, layout.context(t, sysinfo), [CONSTRAINTS_BY_ID[c] for c in AREA_CONSTRAINTS])
+        if atom.tdmr == 0)
+
+
+def _core_words(core, layout: _Layout, demand: list[AreaDemand], sysinfo: TdxSysinfo,
+                least: dict[int, int]) -> list[str]:
+    """The core in words: per TDMR, the kernel's count of the areas it needs (and the fewest
+    any layout needs, when adjacent pieces could share an area)."""
+    lines, tdmrs = [], layout.tdmrs
     for index in sorted({t for _, t in core if t is not None}):
-        t = tdmrs[index]
-        own = int(t.pamt_size > 0 and t.pamt_base < t.end and t.pamt_end > t.base)
-        other = sum(1 for j, o in enumerate(tdmrs) if j != index and o.pamt_size
-                    and o.pamt_base < t.end and o.pamt_end > t.base)
-        need = replace(demand[index], own_pamt=own, other_pamts=other)
+        need = layout.kernel_count(index, demand[index])
+        fewest = least.get(index, need.total)
+        shared = (f"; at least {fewest} in any layout, adjacent pieces sharing an area"
+                  if fewest < need.total else "")
         ids = ", ".join(c for c, i in core if i == index)
+        t = tdmrs[index]
         lines.append(f"TDMR {format_range(t.base, t.end)}: {need.total} reserved areas needed: "
-                     f"{need.describe()}, limit {sysinfo.max_reserved_per_tdmr} "
+                     f"{need.describe()}{shared}, limit {sysinfo.max_reserved_per_tdmr} "
                      f"(conflicting: {ids})")
     if any(i is None for _, i in core):
         ids = ", ".join(c for c, i in core if i is None)
         lines.append(f"{len(tdmrs)} TDMRs, limit {sysinfo.max_tdmrs} (conflicting: {ids})")
+    return lines
+
+
+def _sharing_words(layout: _Layout, found: list[_Stretches], demand: list[AreaDemand],
+                   sysinfo: TdxSysinfo) -> list[str]:
+    """Where the kernel's count is over the limit but shared areas fit: the TDMRs it gives up
+    on although a layout exists."""
+    lines = []
+    for i, t in enumerate(layout.tdmrs):
+        need = layout.kernel_count(i, demand[i])
+        if need.total > sysinfo.max_reserved_per_tdmr:
+            lines.append(f"TDMR {format_range(t.base, t.end)}: the kernel adds {need.total} "
+                         f"areas ({need.describe()}), but {len(found[i].stretches())} would do, "
+                         f"adjacent pieces sharing an area; limit "
+                         f"{sysinfo.max_reserved_per_tdmr}")
     return lines
 
 

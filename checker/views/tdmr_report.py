@@ -11,6 +11,7 @@ from checker.engines.solver import (
     ANY_NODE,
     PREFERRED_NODE,
     explain_construction,
+    pamt_sizes,
     worst_case_placement,
 )
 from checker.inputs.readers import MachineInput
@@ -97,7 +98,8 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
         "error": _error_json(error),
         "failed_stage": stage,
         "failed_tdmr": result.failed_tdmr,
-        "explanation": explain(result, sysinfo) if result.error else None,
+        "explanation": explain(result, sysinfo, memlist, options.profile)
+        if result.error else None,
         "messages": list(result.messages),
         "headroom": _headroom(result, sysinfo),
         "logged_pamt_kb": logged.pamt_kb,
@@ -135,15 +137,19 @@ def _layout_check(result: ConstructResult, memlist, machine: MachineInput,
         return {"status": "violated" if found else "valid",
                 "violations": [{"constraint": v.constraint, "tdmr": v.tdmr, "item": v.item,
                                 "text": v.describe(result.tdmrs)} for v in found]}
-    if not options.explain:
+    if not options.explain or result.failed_pamt is not None:
+        # Without PAMTs there is no layout to explain: the failure is the allocation itself.
         return {"status": "not-built", "violations": [], "explanation": None}
     why = explain_construction(result, memlist, sysinfo, machine.cmrs, options.profile,
                                options.timeout_ms)
     return {"status": "not-built", "violations": [], "explanation": why.to_json()}
 
 
-def explain(result: ConstructResult, sysinfo: TdxSysinfo) -> str | None:
-    """The failure counted out, in words."""
+def explain(result: ConstructResult, sysinfo: TdxSysinfo, memlist: tuple[MemRange, ...],
+            profile: Profile) -> str | None:
+    """The failure counted out, in words. For -ENOMEM the kernel prints no line of its own
+    (`tdmr_set_up_pamt` returns the errno, `alloc_contig_pages` fails quietly), so the TDMR
+    whose chunk was not given is named here, in the model's words, not as a kernel message."""
     if result.failed_tdmr is not None:
         tdmr = result.tdmrs[result.failed_tdmr]
         demand = result.demand[result.failed_tdmr]
@@ -153,8 +159,12 @@ def explain(result: ConstructResult, sysinfo: TdxSysinfo) -> str | None:
     if result.error and result.error.errno == -28:
         return (f"the memory map needs more than {sysinfo.max_tdmrs} TDMRs (one per region "
                 "not covered by the previous TDMR)")
-    if result.error and result.error.errno == -12:
-        return f"no room for the PAMT of TDMR {len(result.tdmrs)} (allocation failed)"
+    if result.failed_pamt is not None:
+        tdmr = result.tdmrs[result.failed_pamt]
+        size = sum(pamt_sizes(tdmr, sysinfo, profile))
+        return (f"no room for the PAMT of TDMR {result.failed_pamt} {tdmr_range(tdmr)}: "
+                f"alloc_contig_pages() returned no {size // 1024} KB chunk on any node (node "
+                f"{tdmr_get_nid(tdmr, memlist, [])} preferred); v6.8 prints no line for this")
     return None
 
 
@@ -263,6 +273,28 @@ def render_text(report: dict[str, Any], verbose: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _explanation_lines(why: dict[str, Any]) -> list[str]:
+    """The layout explanation, saying how far it got: a proved minimal conflict, a conflict
+    not proved minimal, a conflict only counted, or a layout that exists; and what
+    `--timeout` cut, if anything."""
+    text = why["text"].splitlines()
+    if why["status"] == "sat":
+        lines = ["reserved areas: valid ones exist for these TDMRs and PAMTs (the failure is "
+                 "not a layout conflict)", *(f"  {line}" for line in text[1:])]
+    elif why["status"] == "unsat":
+        how = "minimal conflict" if why["minimal"] else "a conflict, not shown to be minimal"
+        lines = [f"why no layout with these TDMRs can work ({how}):",
+                 *(f"  {line}" for line in text)]
+    elif why["core"]:
+        lines = ["why no layout with these TDMRs can work (counted, not proved by the solver):",
+                 *(f"  {line}" for line in text)]
+    else:
+        lines = ["why no layout with these TDMRs can work: unknown"]
+    if why["cut"]:
+        lines.append(f"  partial: {why['cut']}")
+    return lines
+
+
 def _verdict_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     error, head = report["error"], report["headroom"]
@@ -303,9 +335,8 @@ def _verdict_lines(report: dict[str, Any]) -> list[str]:
     elif check["status"] == "violated":
         lines.append(f"layout invariants: {len(check['violations'])} VIOLATED")
         lines.extend(f"  {v['text']}" for v in check["violations"])
-    elif check["explanation"] and check["explanation"]["status"] == "unsat":
-        lines.append("why no layout with these TDMRs can work (minimal conflict):")
-        lines.extend(f"  {line}" for line in check["explanation"]["text"].splitlines())
+    elif check["explanation"]:
+        lines.extend(_explanation_lines(check["explanation"]))
     for worst in report["worst_case"] or ():
         lines.append(worst["text"])
         if worst["witness"]:
