@@ -98,12 +98,17 @@ class MachineInput:
 
 
 def read_input(path: str | Path) -> MachineInput:
-    """Read a JSON map, a boot log or /proc/iomem, telling them apart by their content."""
-    name = str(path)
-    text = _read_text(path, "expected a JSON map, a boot log or /proc/iomem")
+    """Read a JSON map, a boot log or /proc/iomem from a file (see `parse_input`)."""
+    return parse_input(_read_text(path, "expected a JSON map, a boot log or /proc/iomem"),
+                       str(path))
+
+
+def parse_input(text: str, name: str) -> MachineInput:
+    """A JSON map, a boot log or /proc/iomem, told apart by their content."""
+    text = _content(text, name)
     if text.lstrip().startswith("{"):
         return read_json_map(text, name)
-    if _IOMEM_LINE.match(text.lstrip("\n").splitlines()[0]):
+    if _IOMEM_LINE.match(text.lstrip("\n").split("\n", 1)[0]):
         return read_iomem(text, name)
     return read_boot_log(text, name)
 
@@ -114,8 +119,7 @@ def read_layout(path: str | Path) -> tuple[Tdmr, ...]:
 
 
 def _read_text(path: str | Path, expected: str) -> str:
-    """A file's text: UTF-8 without NUL bytes and not empty; a leading byte-order mark (which
-    editors on Windows write) is dropped, as RFC 8259 lets a JSON reader do."""
+    """A file's text: UTF-8 without NUL bytes."""
     name = str(path)
     try:
         data = Path(path).read_bytes()
@@ -124,10 +128,16 @@ def _read_text(path: str | Path, expected: str) -> str:
     if b"\0" in data:
         raise InputError(name, 0, f"binary file (NUL bytes): {expected}")
     try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise InputError(name, line, f"not UTF-8 text: {expected}") from None
+
+
+def _content(text: str, name: str) -> str:
+    """The text without a leading byte-order mark, which editors on Windows write and RFC 8259
+    lets a JSON reader drop; refused when nothing is left."""
+    text = text.removeprefix("\ufeff")
     if not text.strip():
         raise InputError(name, 0, "empty input")
     return text
@@ -444,6 +454,7 @@ def read_layout_json(text: str, name: str) -> tuple[Tdmr, ...]:
     """A TDMR list as `tdmr --format json` prints it (the report, or just its 'tdmrs') or as
     `layout_to_json` writes it. Every number is a u64 field of `struct tdmr_info`: a JSON
     integer or a hex string, never a float or a boolean. Errors give the TDMR's line."""
+    text = _content(text, name)
     doc = _load_json(text, name)
     if not isinstance(doc, dict) or not isinstance(doc.get("tdmrs"), list):
         raise InputError(name, 1, f"{_LAYOUT_SHAPE}: no 'tdmrs' list at the top level")
@@ -560,7 +571,7 @@ def read_boot_log(text: str, name: str) -> MachineInput:
     facts: dict = {}
     warnings: list[str] = []
     seamcall_error = construct_error = None
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(text.split("\n"), 1):  # lines as editors count them
         line = raw.rstrip()
         if "BIOS-e820:" in line:
             m = _E820.search(line)
@@ -810,7 +821,7 @@ def read_iomem(text: str, name: str) -> MachineInput:
     """Top-level `System RAM` lines of /proc/iomem (inclusive ends, no 0x) on node 0."""
     ranges: list[MemRange] = []
     lines: list[int] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         m = _IOMEM_LINE.match(line)
