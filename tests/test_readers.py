@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from checker.inputs.readers import InputError, read_input
 from spec.errno import EIO, ENODEV, ENOSPC
-from spec.memory import MemRange
+from spec.memory import MemRange, build_tdx_memlist
 
 LOGS = Path(__file__).parent.parent / "checker" / "data" / "boot-logs"
 
@@ -137,6 +137,76 @@ def test_iomem_read_without_root_is_explained(tmp_path):
         read_input(write(tmp_path, "00000000-00000000 : System RAM\n"))
 
 
+# --- firmware input the kernel carries on with: read as it reads it, with a warning ----------
+
+TWO_NODES = [e820(0x100000, 0x80000000), e820(0x100000000, 0x180000000)]
+
+
+def srat(nid: int, start: int, end: int) -> str:
+    return f"ACPI: SRAT: Node {nid} PXM {nid} [mem 0x{start:08x}-0x{end - 1:08x}]"
+
+
+def test_srat_blocks_of_two_nodes_that_overlap_put_all_memory_on_node_0(tmp_path):
+    """numa_cleanup_meminfo fails, and x86 falls back to dummy_numa_init: one node."""
+    text = "\n".join(TWO_NODES + [srat(0, 0, 0x80000000), srat(1, 0x40000000, 0x180000000)])
+    machine = read_input(write(tmp_path, text))
+    assert machine.nodes == [0] and len(machine.regions) == 2
+    (warning,) = machine.warnings
+    assert warning.startswith(f"{tmp_path / 'input'}:4: SRAT: node 1") and "node 0" in warning
+
+
+def test_srat_blocks_of_one_node_that_overlap_are_merged(tmp_path):
+    text = "\n".join(TWO_NODES + [srat(0, 0, 0x80000000), srat(0, 0x40000000, 0x90000000),
+                                  srat(1, 0x100000000, 0x180000000)])
+    machine = read_input(write(tmp_path, text))
+    assert machine.regions == (MemRange(0x100000, 0x80000000, 0),
+                               MemRange(0x100000000, 0x180000000, 1))
+    assert len(machine.warnings) == 1 and "overlaps itself" in machine.warnings[0]
+
+
+def test_srat_blocks_that_overlap_where_there_is_no_memory_are_set_aside(tmp_path):
+    text = "\n".join(TWO_NODES + [srat(0, 0, 0x80000000), srat(1, 0x100000000, 0x180000000),
+                                  srat(2, 0x200000000, 0x300000000),
+                                  srat(3, 0x280000000, 0x400000000)])
+    machine = read_input(write(tmp_path, text))
+    assert machine.nodes == [0, 1] and machine.warnings == ()
+
+
+def test_reversed_and_empty_srat_blocks_are_ignored(tmp_path):
+    """A block whose length wraps prints reversed (numa_add_memblk warns and ignores it); a
+    zero-length one prints one byte reversed and is ignored without a word."""
+    text = "\n".join(TWO_NODES + [srat(0, 0, 0x80000000),
+                                  "ACPI: SRAT: Node 1 PXM 1 [mem 0x17fffffff-0x100000000]",
+                                  "ACPI: SRAT: Node 1 PXM 1 [mem 0x100000000-0x0ffffffff]"])
+    machine = read_input(write(tmp_path, text))
+    assert machine.nodes == [0]
+    (warning,) = machine.warnings
+    assert ":4: SRAT block of node 1 ends (0x100000000) before it starts" in warning
+
+
+def test_an_empty_e820_update_changes_nothing(tmp_path):
+    text = "\n".join([e820(0x100000, 0x80000000),
+                      "e820: update [mem 0x40000000-0x3fffffff] usable ==> reserved"])
+    machine = read_input(write(tmp_path, text))
+    assert machine.regions == (MemRange(0x100000, 0x80000000),) and machine.warnings == ()
+
+
+def test_a_region_without_a_whole_page_is_skipped_with_a_warning(tmp_path):
+    text = "\n".join([e820(0x100000, 0x80000000), e820(0x80000100, 0x80000F00)])
+    machine = read_input(write(tmp_path, text))
+    assert build_tdx_memlist(machine.regions) == (MemRange(0x100000, 0x80000000),)
+    (warning,) = machine.warnings
+    assert warning.startswith(f"{tmp_path / 'input'}:2: usable e820 range [0x80000100, ")
+
+
+def test_lines_are_counted_at_newlines_only(tmp_path):
+    """A form feed or U+2028 inside a log is no line break to an editor, nor to us."""
+    text = "\x0c x\n\u2028 y\nBIOS-e820: [mem 0x100000-0x1] usable\n"
+    with pytest.raises(InputError) as err:
+        read_input(write(tmp_path, text))
+    assert err.value.line == 3
+
+
 # --- JSON -----------------------------------------------------------------------------------
 
 def test_json_map_with_everything(tmp_path):
@@ -151,6 +221,24 @@ def test_json_map_with_everything(tmp_path):
     assert (machine.sysinfo.max_tdmrs, machine.sysinfo.max_reserved_per_tdmr,
             machine.sysinfo.pamt_entry_size) == (8, 4, (16, 8, 8))
     assert machine.pamt_bases == {0: 0x40000000}
+
+
+def test_a_json_map_behind_a_byte_order_mark_is_read_as_json(tmp_path):
+    doc = json.dumps({"regions": [{"start": "0x100000", "end": "0x80000000"}]})
+    machine = read_input(write(tmp_path, b"\xef\xbb\xbf" + doc.encode()))
+    assert machine.kind == "json" and machine.regions == (MemRange(0x100000, 0x80000000),)
+
+
+def test_as_many_pamt_bases_as_tdmrs_and_no_more(tmp_path):
+    regions = [{"start": "0x100000", "end": "0x40000000"},
+               {"start": "0x80000000", "end": "0xc0000000"}]
+    bases = ["0x10000000", "0x90000000"]
+    doc = {"regions": regions, "pamt_bases": bases}
+    assert read_input(write(tmp_path, json.dumps(doc))).pamt_bases == {0: 0x10000000,
+                                                                       1: 0x90000000}
+    doc["pamt_bases"] = [*bases, "0x20000000"]
+    with pytest.raises(InputError, match=r"pamt_bases\[2\]: the map gives 2 TDMRs"):
+        read_input(write(tmp_path, json.dumps(doc, indent=1)))
 
 
 # --- bad input: exit-2 material, file:line: problem ------------------------------------------
@@ -175,6 +263,19 @@ REGIONS = '{\n  "regions": [\n    {"start": "0x100000", "end": "0x200000"},\n   
     ("", 0, "empty input"),
     (b"\x7fELF\x00\x01\x02", 0, "binary file"),
     (b"BIOS-e820: \xff\xfe", 1, "not UTF-8"),
+    (REGIONS % '{"start": "0x400000", "end": "0x10000000001000"}', 4, "beyond 2^52"),
+    (REGIONS % '{"start": "0x4_00000", "end": "0x500000"}', 4, "not a number"),
+    (REGIONS % '{"start": "0x400000", "end": "0x500000", "pxm": 1}', 4, "unknown key 'pxm'"),
+    (REGIONS % '{"start": "0x400000", "end": "0x500000", "nid": 1024}', 4, "node number"),
+    ('{"regions": ' + "[" * 40 + "]" * 40 + "}", 1, "nested deeper"),
+    ('{"regions": [{"start": ' + "1" * 4301 + "}]}", 1, "4301 digits"),
+    ("BIOS-e820: [mem -0x100000-0x200000] usable\n", 1, "not a hexadecimal"),
+    (e820(0x100000, 0x200000) + "\ne820: remove [mem 0x0-0xffffffff] usable\n", 2,
+     "no usable memory once its updates are applied"),
+    (e820(0x100000, 0x200000) + "\ne820: update [mem 0x300000-0x100000] usable ==> reserved",
+     2, "before it starts"),
+    (e820(0x100000, 0x200000) + "\n" + srat(10 ** 20, 0, 0x200000), 2, "out of range"),
+    ("virt/tdx: CMR: [0x100000, 0x100800)\n", 1, "not 4 KiB-aligned"),
 ])
 def test_bad_input_names_file_line_and_problem(tmp_path, content, line, problem):
     path = write(tmp_path, content, "bad-input")
