@@ -685,7 +685,7 @@ def _srat_block(m: re.Match, name: str, line: int, warnings: list[str]) -> list:
     """A `SRAT: Node N PXM M [mem a-b]` line. The kernel prints `base + length - 1` as b, so a
     zero-length block reads one byte reversed and a block whose length wraps past 2^64 reads
     reversed further; `numa_add_memblk` ignores both (the second with a warning), as here."""
-    if not m[1].isdigit():
+    if not re.fullmatch("[0-9]+", m[1]):
         raise InputError(name, line, f"SRAT node {_short(m[1])} is not a node number")
     nid = _dec(m[1], name, line, "SRAT node", MAX_NUMNODES)
     start, last = _hex(m[2], name, line, "SRAT start"), _hex(m[3], name, line, "SRAT end")
