@@ -9,8 +9,8 @@ An output block is a fenced block right after a marker line
 
 whose first line is `$ COMMAND`. The command runs from the repository root (no shell); what it
 prints, passed through the filters (`| head N`, `| grep REGEX`, `| grep -v REGEX`,
-`| drop A-B`; `head` and `drop` leave "..." where they cut), replaces the block. Figures that change from run
-to run (seconds, states per second) change with it; nothing is typed by hand.
+`| drop A-B`; `head` and `drop` leave "..." where they cut), replaces the block. Figures that
+change from run to run (seconds, states per second) change with it; nothing is typed by hand.
 """
 
 from __future__ import annotations
