@@ -158,12 +158,14 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def init_ran(s: S.State) -> bool:
         return s.init_runs > 0
 
+    required_features = not flow.profile.requires_no_rbp_mod or flow.platform.module_no_rbp_mod
+
     def ready_agrees(s: S.State, _step: S.Step, t: S.State) -> bool:
         if t.status != S.INITIALIZED or s.status == S.INITIALIZED:
             return True
         calls = flow.layout(t).tdmr_init_calls
-        return t.module == M.SYS_READY and len(t.tdmr_done) == len(calls) and all(
-            done >= need for done, need in zip(t.tdmr_done, calls, strict=True))
+        return t.module == M.SYS_READY and required_features and len(t.tdmr_done) == len(
+            calls) and all(done >= need for done, need in zip(t.tdmr_done, calls, strict=True))
 
     def becomes_initialized(s: S.State, _step: S.Step, t: S.State) -> bool:
         return t.status == S.INITIALIZED and s.status != S.INITIALIZED
@@ -324,9 +326,10 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           F.TdxFlow._init_failed, init_at_most_once, init_ran, reads=("init_runs",)),
         T("READY-AGREES",
           "The kernel marks the module INITIALIZED only when the module is ready (every "
-          "package has its key) and every TDMR is fully initialised.",
+          "package has its key), has every feature the kernel requires of it (v6.14: "
+          "NO_RBP_MOD) and every TDMR is fully initialised.",
           f"{TDX_C}: init_tdx_module (config_global_keyid, then init_tdmr until "
-          "next-to-initialize reaches the TDMR end)", "transition",
+          "next-to-initialize reaches the TDMR end; check_features)", "transition",
           F.TdxFlow._init_succeeded, ready_agrees, becomes_initialized, watches="status"),
         T("FLUSH-BEFORE-KEY",
           "Kernel cache lines of PAMT memory are written back before the module may write it "

@@ -49,6 +49,7 @@ from spec.flow_state import (
     MC_KERNEL_PAGE,
     MC_PAMT_PAGE,
     MEMORY_LOCKED_STEPS,
+    METADATA_STEPS,
     PAMT_ALLOCATED,
     PAMT_FREED,
     PAMT_FREED_TWICE,
@@ -69,6 +70,7 @@ from spec.flow_state import (
     S_ERR_FREE_TDMRS,
     S_ERR_RESET,
     S_ERR_WBINVD,
+    S_FEATURES,
     S_KEYS,
     S_KEYS_BEGIN,
     S_MEMLIST,
@@ -311,7 +313,9 @@ class TdxFlow(StateSpace):
 
     def memory_locked(self, state: State) -> bool:
         """init_tdx_module holds get_online_mems()."""
-        return state.mutex >= 0 and state.step in MEMORY_LOCKED_STEPS
+        if state.mutex < 0 or state.step not in MEMORY_LOCKED_STEPS:
+            return False
+        return not (self.profile.metadata_before_memory and state.step in METADATA_STEPS)
 
     def snapshot_memlist(self, snapshot: int):
         """The TDX memory list kept for snapshot `snapshot` (a memblock mask; -1: none)."""
@@ -586,7 +590,8 @@ class TdxFlow(StateSpace):
             return
         started = set_fields(
             self._with_caller(state, actor, pc=IN_TDX),
-            status=UNINITIALIZED, mutex=actor, step=S_MEMLIST, init_runs=_sat(state.init_runs),
+            status=UNINITIALIZED, mutex=actor, init_runs=_sat(state.init_runs),
+            step=S_SYSINFO if self.profile.metadata_before_memory else S_MEMLIST,
             tdmr_cursor=0, init_err=0)
         out.append((self._label("tdx_enable", name, result="init_tdx_module",
                                 detail="mutex_lock"), started))
@@ -607,7 +612,7 @@ class TdxFlow(StateSpace):
         elif step in (S_SYSINFO, S_CONFIG):
             reads = (facts, state.module, state.faults, state.init_err, state.pamt,
                      state.resources)
-        elif step in (S_TDMR_LIST, S_KEYS_BEGIN):
+        elif step in (S_TDMR_LIST, S_KEYS_BEGIN, S_FEATURES):
             reads = (state.resources, state.faults, state.init_err, state.pamt)
         elif step == S_CONSTRUCT:
             reads = (state.snapshot, state.memblock, state.faults, state.init_err,
@@ -634,6 +639,8 @@ class TdxFlow(StateSpace):
             self._build_tdx_memlist(state, name, out)
         elif step == S_SYSINFO:
             self._get_tdx_tdmr_sysinfo(state, name, out)
+        elif step == S_FEATURES:
+            self._check_features(state, name, out)
         elif step == S_TDMR_LIST:
             self._alloc_tdmr_list(state, name, out)
         elif step == S_CONSTRUCT:
@@ -677,9 +684,10 @@ class TdxFlow(StateSpace):
     def _build_tdx_memlist(self, state: State, name: str, out: list) -> None:
         """`get_online_mems` and `build_tdx_memlist`: one entry per memblock region. A failed
         allocation frees the entries added so far and returns straight to out_put_tdxmem."""
+        then = S_TDMR_LIST if self.profile.metadata_before_memory else S_SYSINFO
         out.append((self._label("build_tdx_memlist", name, result="0",
                                 detail="get_online_mems"),
-                    set_fields(state, step=S_SYSINFO, snapshot=state.memblock)))
+                    set_fields(state, step=then, snapshot=state.memblock)))
         if self._alloc_fault_allowed(state):
             resources = state.resources
             if not self.profile.memlist_failure_frees_partial:
@@ -690,17 +698,39 @@ class TdxFlow(StateSpace):
                         self._fail(failed, -ENOMEM, S_OUT)))
 
     def _get_tdx_tdmr_sysinfo(self, state: State, name: str, out: list) -> None:
-        """`get_tdx_tdmr_sysinfo`: read the TDMR limits with TDH.SYS.RD (on any online CPU)."""
+        """`get_tdx_tdmr_sysinfo`: read the TDMR limits with TDH.SYS.RD (on any online CPU).
+        Kernels that read the metadata first (v6.14) check the module's features next and
+        have nothing to unwind on failure; v6.8 has built the memory list already."""
+        first = self.profile.metadata_before_memory
         for outcome, injected in self._outcomes(state, self.cpu_facts(state).online_cpus,
                                                 TDH_SYS_RD):
             after = self._update(state, **self._seamcall_changes(state, TDH_SYS_RD, outcome,
                                                                  injected))
             if outcome == SUCCESS:
-                after = set_fields(after, step=S_TDMR_LIST)
+                then = S_TDMR_LIST
+                if self.profile.requires_no_rbp_mod:
+                    then = S_FEATURES
+                elif first:
+                    then = S_MEMLIST
+                after = set_fields(after, step=then)
             else:
-                after = self._fail(after, seamcall_errno(outcome), S_ERR_FREE_MEMLIST)
+                after = self._fail(after, seamcall_errno(outcome),
+                                   S_OUT if first else S_ERR_FREE_MEMLIST)
             out.append((self._label("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
                                     injected), after))
+
+    def _check_features(self, state: State, name: str, out: list) -> None:
+        """`check_features` (v6.14): a module without NO_RBP_MOD clobbers the frame pointer;
+        refuse it (-EINVAL) before any memory work."""
+        first = self.profile.metadata_before_memory
+        if self.platform.module_no_rbp_mod:
+            out.append((self._label("check_features", name, result="0"),
+                        set_fields(state, step=S_MEMLIST if first else S_TDMR_LIST)))
+            return
+        out.append((self._label("check_features", name, result=f"{-EINVAL}",
+                                detail="frame pointer (RBP) clobber bug present, upgrade the "
+                                "TDX module"),
+                    self._fail(state, -EINVAL, S_OUT if first else S_ERR_FREE_MEMLIST)))
 
     def _alloc_tdmr_list(self, state: State, name: str, out: list) -> None:
         """`alloc_tdmr_list`: room for max_tdmrs TDMRs."""

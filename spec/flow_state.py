@@ -30,15 +30,17 @@ CALLER_PC_NAMES = ("idle", "checked", "enabling", "in-ipi", "in-tdx-enable", "lo
 # labels in fall-through order.
 (S_NONE, S_MEMLIST, S_SYSINFO, S_TDMR_LIST, S_CONSTRUCT, S_CONFIG, S_KEYS_BEGIN, S_KEYS,
  S_TDMRS, S_DONE, S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS, S_ERR_FREE_TDMRS,
- S_ERR_FREE_MEMLIST, S_OUT) = range(16)
+ S_ERR_FREE_MEMLIST, S_OUT, S_FEATURES) = range(17)
 STEP_NAMES = ("-", "build_tdx_memlist", "get_tdx_tdmr_sysinfo", "alloc_tdmr_list",
               "construct_tdmrs", "config_tdx_module", "config_global_keyid: begin",
               "config_global_keyid", "init_tdmrs", "done", "err_reset_pamts: wbinvd",
               "tdmrs_reset_pamt_all", "err_free_pamts", "err_free_tdmrs", "err_free_tdxmem",
-              "out_put_tdxmem")
+              "out_put_tdxmem", "check_features")
 # Steps during which init_tdx_module holds the memory-hotplug read lock (get_online_mems is
-# the first thing the S_MEMLIST step does).
+# the first thing the S_MEMLIST step does); kernels that read the metadata first (v6.14) take
+# it after S_SYSINFO and S_FEATURES.
 MEMORY_LOCKED_STEPS = frozenset(range(S_SYSINFO, S_OUT + 1))
+METADATA_STEPS = frozenset((S_SYSINFO, S_FEATURES))
 
 # PAMT chunk facts, one bit each.
 PAMT_ALLOCATED = 1  # allocated to hold a PAMT and not freed since

@@ -38,6 +38,7 @@ class Platform:
     placement: object = field(default_factory=FirstFit)
     cmrs: tuple[MemRange, ...] = ()  # only read by profiles that take holes from CMRs
     erratum: bool = True  # X86_BUG_TDX_PW_MCE
+    module_no_rbp_mod: bool = True  # the module reports NO_RBP_MOD (bit 18 of TDX_FEATURES0)
     private_keyids: int = 63  # TDX KeyIDs the BIOS partitioned off (MSR 0x87, high half)
     tdmr_init_chunk: int = SZ_1G  # how much one TDH.SYS.TDMR.INIT call initialises
 

@@ -15,11 +15,13 @@ HOLES_CMR = "cmr"
 
 @dataclass(frozen=True)
 class Profile:
-    """A named set of kernel rules. Every field defaults to what v6.8 does."""
+    """A named set of kernel rules. Every field defaults to what v6.8 does; `source` says
+    which code was read, for a later kernel the repository and commit."""
 
     name: str
     summary: str
-    source: str = "arch/x86/virt/vmx/tdx/tdx.c, Linux v6.8"
+    source: str = ("arch/x86/virt/vmx/tdx/tdx.c, Linux v6.8 (torvalds/linux "
+                   "1e536e10689700e006989dea33918cce348e04b6 with the #MC change 70060463cb2b)")
     # "kernel": a real kernel behaviour; "variant": a proposed change; "bug": a historical bug
     # or mutant that the checker must catch.
     kind: str = "kernel"
@@ -55,6 +57,9 @@ class Profile:
     keep_tdmr_list: bool = True  # TDMR list kept after success (the #MC handler reads it)
     notifier_checks_whole_range: bool = True  # is_tdx_memory needs the whole range in one entry
     notifier_allows_when_empty: bool = True  # an empty snapshot vetoes nothing
+    # --- rules later kernels added (False: v6.8 has no such rule) ---
+    metadata_before_memory: bool = False  # get_tdx_sys_info runs before get_online_mems
+    requires_no_rbp_mod: bool = False  # check_features refuses a module without NO_RBP_MOD
 
     def but(self, name: str, summary: str, source: str, kind: str = "bug", **changes) -> Profile:
         """A profile that differs from this one in `changes` only."""
@@ -132,8 +137,19 @@ BUGS: tuple[Profile, ...] = (
              lp_flag_survives_offline=False),
 )
 
+# Later kernels, each v6.8 with the rules it changed (the TDX host code read at the commit in
+# `source`; the release is the first one that holds the change).
+V6_14 = V6_8.but(
+    "v6.14", "v6.14: the module's metadata read and check_features (NO_RBP_MOD required) come "
+    "first, before any memory work, and return directly on failure",
+    "arch/x86/virt/vmx/tdx/tdx.c at torvalds/linux 1260ed77798502de9c98020040d2995008de10cc "
+    "(v6.15-rc1; the host code is v6.14's: x86_tdx_for_6.14-rc1)", kind="kernel",
+    metadata_before_memory=True, requires_no_rbp_mod=True)
+LATER_KERNELS: tuple[Profile, ...] = (V6_14,)
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8,
+    *LATER_KERNELS,
     V6_8.but("cmr-holes", "v6.8 with holes taken from CMRs instead of memblock",
              "LKML v8 2024-11-13 'x86/virt/tdx: Reduce TDMR's reserved areas by using CMRs to "
              "find memory holes'", kind="variant", holes=HOLES_CMR),

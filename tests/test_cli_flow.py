@@ -38,7 +38,7 @@ def test_explore_with_coverage_lists_steps_and_invariants(capsys):
     assert "SEAMCALL-ACCEPTED" in out and "never applies" not in out
     assert main(["explore", "--config", "1x1", "--coverage", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["coverage"]["unexercised_actions"] == ["cpu_down", "cpu_up"]
+    assert data["coverage"]["unexercised_actions"] == ["check_features", "cpu_down", "cpu_up"]
     assert data["coverage"]["actions"]["err_free_tdxmem"]["transitions"] > 0
 
 
