@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checker.inputs.readers import InputError, read_input
+from checker.inputs.readers import InputError, NoMemoryMap, read_input
 from spec.errno import EIO, ENODEV, ENOSPC
 from spec.memory import MemRange, build_tdx_memlist
 
@@ -79,6 +79,94 @@ def test_logs_without_memory_map_are_an_input_error_that_says_what_was_logged(lo
 def test_logged_errno_mapping(tmp_path):
     text = "virt/tdx: CMR: [0x100000, 0x80000000)\nvirt/tdx: module not loaded\n"
     assert read_input(write(tmp_path, text)).logged.error.errno == -ENODEV
+
+
+def test_a_log_without_memory_map_still_says_what_it_logged():
+    """The refusal keeps the log's TDX lines, as printed and numbered, for the diagnosis."""
+    with pytest.raises(NoMemoryMap) as err:
+        read_input(LOGS / "td-partitioning-firmware-bug.log")
+    assert err.value.line == 0
+    assert [(x.line, x.text) for x in err.value.logged.lines] == [
+        (1, "tdx: BIOS enabled: private KeyID range [32, 64)"),
+        (2, "tdx: [firmware bug]: TDX is not enabled by BIOS."),
+        (3, "tdx: initialization failed (-19)"),
+        (4, "kvm_intel: Failed to initialize TDX module.")]
+    assert err.value.logged.error.errno == -ENODEV
+
+
+def test_tdx_lines_and_the_command_line_are_kept_and_nothing_else(tmp_path):
+    text = "\n".join([
+        "[    0.000000] Command line: BOOT_IMAGE=/vmlinuz ro kvm_intel.tdx=1 nohibernate",
+        "[    1.496613] smpboot: CPU0: Intel(R) Xeon(R) Platinum 8480CTDX (family: 0x6)",
+        e820(0x100000, 0x80000000),
+        "[    9.1] virt/tdx: Module version: 1.5.06",
+        "mce: [Hardware Error]: Machine check: TDX private memory error. Possible kernel bug.",
+        "[   11.746190] virt/tdx: TDX-Module initialized"])
+    machine = read_input(write(tmp_path, text))
+    assert machine.logged.command_line.line == 1
+    assert "nohibernate" in machine.logged.command_line.text
+    assert [x.line for x in machine.logged.lines] == [4, 5, 6]
+    assert machine.logged.lines[0].text == "virt/tdx: Module version: 1.5.06"
+    assert machine.logged.module.version == "1.5" and machine.logged.initialized
+
+
+def test_later_kernels_failure_line_gives_the_errno(tmp_path):
+    text = "virt/tdx: CMR: [0x100000, 0x80000000)\nvirt/tdx: TDX-Module initialization failed (-22)"
+    assert read_input(write(tmp_path, text)).logged.error.errno == -22
+
+
+def test_the_firmware_map_keeps_each_entry_s_line_and_the_update_that_retyped_it(tmp_path):
+    text = "\n".join([e820(0x100000, 0x500000), e820(0x500000, 0x600000, "ACPI data"),
+                      "e820: update [mem 0x00200000-0x002fffff] usable ==> reserved"])
+    table = read_input(write(tmp_path, text)).firmware_map
+    assert [(t.start, t.end, t.kind, t.line, t.updated_at) for t in table] == [
+        (0x100000, 0x200000, "usable", 1, None), (0x200000, 0x300000, "reserved", 1, 3),
+        (0x300000, 0x500000, "usable", 1, None), (0x500000, 0x600000, "ACPI data", 2, None)]
+
+
+def test_standard_input(monkeypatch):
+    import io
+    import sys
+
+    data = (LOGS / "emr-fcp-e820-first-2g.log").read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    machine = read_input("-")
+    assert machine.source == "<stdin>" and len(machine.regions) == 17
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"x\nBIOS-e820: zz\n")))
+    with pytest.raises(InputError, match="^<stdin>:2: malformed BIOS-e820 line"):
+        read_input("-")
+
+
+COUNTEREXAMPLES = Path(__file__).parent.parent / "counterexamples"
+
+
+def test_a_counterexample_file_is_read_as_the_map_it_holds():
+    path = next(COUNTEREXAMPLES.glob("rsvd-exhausted-*.json"))
+    doc = json.loads(path.read_text())
+    machine = read_input(path)
+    assert machine.kind == "counterexample"
+    assert [{"start": hex(r.start), "end": hex(r.end), "nid": r.nid}
+            for r in machine.regions] == doc["counterexample"]["map"]["regions"]
+    lines = path.read_text().splitlines()  # the first region opens on the line after "regions"
+    assert machine.lines[0] == next(i for i, line in enumerate(lines) if '"regions"' in line) + 2
+    assert machine.notes[0].startswith("the memory map of counterexample counterexample/rsvd-")
+
+
+def test_a_counterexample_s_bad_map_is_refused_at_the_file_s_line(tmp_path):
+    path = next(COUNTEREXAMPLES.glob("rsvd-exhausted-*.json"))
+    lines = path.read_text().splitlines()
+    where = next(i for i, line in enumerate(lines) if '"0x806000"' in line)
+    lines[where] = lines[where].replace('"0x806000"', '"0x4_000"')
+    bad = write(tmp_path, "\n".join(lines), "cex.json")
+    # a region's problems are reported at the line its object opens, the line above "end"
+    with pytest.raises(InputError, match=f"^{bad}:{where}: regions\\[0\\].end"):
+        read_input(bad)
+
+
+def test_a_trace_counterexample_is_no_map():
+    path = next(COUNTEREXAMPLES.glob("flow--*.json"))
+    with pytest.raises(InputError, match="holds a trace, not a memory map: `replay"):
+        read_input(path)
 
 
 # --- e820 semantics -------------------------------------------------------------------------

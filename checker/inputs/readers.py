@@ -1,8 +1,10 @@
 """Readers: memory maps as people have them, turned into what `spec` takes.
 
-Three inputs: our JSON memory-map format, a kernel boot log as pasted (dmesg with or without
-timestamps, `tdx:` or `virt/tdx:` prefixes), and `/proc/iomem`; and the TDMR lists that
-`tdmr --check-layout` checks. Every problem is an `InputError` naming the file, the line and
+Three inputs: our JSON memory-map format (alone, or as the map of a counterexample file we
+wrote), a kernel boot log as pasted (dmesg with or without timestamps, `tdx:` or `virt/tdx:`
+prefixes), and `/proc/iomem`; and the TDMR lists that `tdmr --check-layout` checks. A boot log
+also gives its TDX lines as they were printed, for the diagnosis, even when it has no memory map
+(`NoMemoryMap`). Every problem is an `InputError` naming the file, the line and
 what is wrong, so the CLI never shows a traceback. Firmware input the kernel itself would carry
 on with (a range memblock skips, a SRAT block NUMA setup ignores) is read as the kernel reads it,
 with a warning in `MachineInput.warnings` that names the line.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +48,19 @@ def _at(file: str, line: int, problem: str) -> str:
     return f"{file}:{line}: {problem}" if line else f"{file}: {problem}"
 
 
+class NoMemoryMap(InputError):
+    """A boot log without a memory map. It is still an input error for whatever needs memory,
+    but it carries what the log says (`logged`), which can be diagnosed without one."""
+
+    def __init__(self, file: str, problem: str, logged: LoggedFacts) -> None:
+        super().__init__(file, 0, problem)
+        self.logged = logged
+
+
+STDIN = "-"
+"""The file name that stands for standard input; it is reported as `<stdin>`."""
+
+
 @dataclass(frozen=True)
 class ModuleInfo:
     """The `TDX module: ...` line: enough to know whether v6.8 can read its metadata."""
@@ -60,14 +76,39 @@ class ModuleInfo:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """A line of a boot log as printed (its timestamp dropped), with its line number."""
+
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class FirmwareEntry:
+    """An entry of the firmware (e820) map, after the log's e820 updates: [start, end) of type
+    `kind`, from the BIOS-e820 line `line`; `updated_at` is the line of the `e820: update` that
+    gave it this type, if one did. Holes in memory are made of these."""
+
+    start: int
+    end: int
+    kind: str
+    line: int
+    updated_at: int | None = None
+
+
+@dataclass(frozen=True)
 class LoggedFacts:
-    """What a boot log says the kernel did, to compare with what the model does."""
+    """What a boot log says the kernel did, to compare with what the model does. `lines` are
+    the lines the kernel's TDX code, KVM's TDX setup and the machine-check handler printed, in
+    order, to be diagnosed; `command_line` is the kernel command line, if the log has it."""
 
     pamt_kb: int | None = None
     keyid_range: tuple[int, int] | None = None
     module: ModuleInfo | None = None
     error: KernelError | None = None
     initialized: bool = False
+    lines: tuple[LogLine, ...] = ()
+    command_line: LogLine | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +132,7 @@ class MachineInput:
     logged: LoggedFacts = field(default_factory=LoggedFacts)
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    firmware_map: tuple[FirmwareEntry, ...] = ()
 
     @property
     def nodes(self) -> list[int]:
@@ -98,9 +140,10 @@ class MachineInput:
 
 
 def read_input(path: str | Path) -> MachineInput:
-    """Read a JSON map, a boot log or /proc/iomem from a file (see `parse_input`)."""
-    return parse_input(_read_text(path, "expected a JSON map, a boot log or /proc/iomem"),
-                       str(path))
+    """Read a JSON map, a boot log or /proc/iomem from a file, or from standard input when the
+    path is `-` (see `parse_input`)."""
+    text = _read_text(path, "expected a JSON map, a boot log or /proc/iomem")
+    return parse_input(text, "<stdin>" if str(path) == STDIN else str(path))
 
 
 def parse_input(text: str, name: str) -> MachineInput:
@@ -119,12 +162,14 @@ def read_layout(path: str | Path) -> tuple[Tdmr, ...]:
 
 
 def _read_text(path: str | Path, expected: str) -> str:
-    """A file's text: UTF-8 without NUL bytes."""
+    """A file's text (standard input's for `-`): UTF-8 without NUL bytes."""
     name = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = sys.stdin.buffer.read() if name == STDIN else Path(path).read_bytes()
     except OSError as exc:
         raise InputError(name, 0, f"cannot read: {exc.strerror or exc}") from None
+    if name == STDIN:
+        name = "<stdin>"
     if b"\0" in data:
         raise InputError(name, 0, f"binary file (NUL bytes): {expected}")
     try:
@@ -184,6 +229,8 @@ def read_json_map(text: str, name: str) -> MachineInput:
     doc = _load_json(text, name)
     if not isinstance(doc, dict):
         raise InputError(name, 1, "the top level must be an object with a 'regions' list")
+    if "counterexample" in doc:
+        return _counterexample_map(doc, text, name)
     _no_unknown_keys(doc, {"regions", "cmrs", "metadata", "pamt_bases", "comment"}, "", name,
                      1, text)
     if "regions" not in doc:
@@ -212,6 +259,38 @@ def read_json_map(text: str, name: str) -> MachineInput:
                          f"{tdmrs} TDMR{'s' if tdmrs != 1 else ''}, so {len(bases)} PAMT bases "
                          "are too many (one per TDMR, in order)")
     return replace(machine, pamt_bases=pamt_bases)
+
+
+def _counterexample_map(doc: dict, text: str, name: str) -> MachineInput:
+    """The memory map a counterexample file holds (`counterexample.map`, in our map format),
+    read where it stands in the file, so that problems name the file's own lines."""
+    body = doc["counterexample"]
+    if not isinstance(body, dict) or "map" not in body:
+        kind = body.get("kind") if isinstance(body, dict) else None
+        what = "a trace, not a memory map" if kind == "trace" else "no memory map"
+        raise InputError(name, _line_of_key(text, "counterexample"), f"this counterexample "
+                         f"holds {what}: `replay {name}` runs it")
+    span = _value_span(text, "map", body["map"])
+    machine = read_json_map("\n" * text.count("\n", 0, span[0]) + text[span[0]:span[1]]
+                            if span else json.dumps(body["map"], indent=1), name)
+    result = body.get("result")
+    said = f": {result.splitlines()[0]}" if isinstance(result, str) and result else ""
+    note = f"the memory map of counterexample {doc.get('check', '')}{said}"
+    return replace(machine, kind="counterexample", notes=(note, *machine.notes))
+
+
+def _value_span(text: str, key: str, value) -> tuple[int, int] | None:
+    """Where in `text` the value of `key` that equals `value` starts and ends (None when the
+    key is spelt with escapes, so that its lines cannot be told)."""
+    decoder = json.JSONDecoder()
+    for found in re.finditer(f'"{key}"\\s*:\\s*', text):
+        try:
+            decoded, end = decoder.raw_decode(text, found.end())
+        except json.JSONDecodeError:
+            continue
+        if decoded == value:
+            return found.end(), end
+    return None
 
 
 def _tdmr_count(regions) -> int:
@@ -531,11 +610,21 @@ _PAMT = re.compile(_TDX + r"([0-9]+) KBs? allocated for PAMT")
 _KEYID = re.compile(_TDX + r"BIOS enabled: private KeyID range \[([0-9]+), ([0-9]+)\)")
 _MODULE = re.compile(_TDX + r"TDX module: .*major_version ([0-9]+), minor_version ([0-9]+)"
                      r"(?:, build_date ([0-9]+), build_num ([0-9]+))?")
+_MODULE_VERSION = re.compile(_TDX + r"Module version: ([0-9]+)\.([0-9]+)\.[0-9]+")  # v7.1+
+_MODULE_BUILD = re.compile(_TDX + r"TDX module ([0-9]+)\.([0-9]+)\.[0-9]+\.[0-9]+, build number "
+                           r"([0-9]+), build date ([0-9a-fA-F]+)")  # Ubuntu's 6.14-intel
 _SEAMCALL_FAIL = re.compile(_TDX + r"(SEAMCALL \((0x[0-9a-fA-F]+)\) failed: 0x[0-9a-fA-F]+)")
-_INIT_FAILED = re.compile(_TDX + r"(?:module )?initialization failed \(-([0-9]+)\)")
+_INIT_FAILED = re.compile(_TDX + r"(?:module |TDX-Module )?initialization failed "
+                          r"\(-([0-9]+)\)")
 _CONSTRUCT_FAIL = re.compile(_TDX + r"(initialization failed: .*exhausted\.)")
 _NOT_LOADED = re.compile(_TDX + r"(module not loaded)")
-_INITIALIZED = re.compile(_TDX + r"module initialized")
+_INITIALIZED = re.compile(_TDX + r"(?:module|TDX-Module) initialized")
+# What the diagnosis reads: the TDX code's lines (`tdx:` before v6.8, `virt/tdx:` since), KVM's
+# TDX lines, the machine-check line about TDX memory and the kexec refusal on erratum parts.
+_TDX_LINE = re.compile(r"(?:^|[\s\]])(?:virt/)?tdx: |kvm_intel: .*\bTDX\b|TDX private memory "
+                       r"error|tdx_pw_mce")
+_COMMAND_LINE = re.compile(r"(?:^|[\s\]])Command line: ")
+_TIMESTAMP = re.compile(r"^\s*\[\s*[0-9]+\.[0-9]+\]\s?")
 _IOMEM_LINE = re.compile(r"^\s*([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.+?)\s*$")
 _HEX_NUMBER = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
 _USABLE_TYPES = ("usable", "reserved-kern")
@@ -570,9 +659,14 @@ def read_boot_log(text: str, name: str) -> MachineInput:
     cmr_lines: list[int] = []
     facts: dict = {}
     warnings: list[str] = []
+    tdx_lines: list[LogLine] = []
     seamcall_error = construct_error = None
     for number, raw in enumerate(text.split("\n"), 1):  # lines as editors count them
         line = raw.rstrip()
+        if _TDX_LINE.search(line):
+            tdx_lines.append(LogLine(number, _TIMESTAMP.sub("", line)))
+        elif _COMMAND_LINE.search(line) and "command_line" not in facts:
+            facts["command_line"] = LogLine(number, _TIMESTAMP.sub("", line))
         if "BIOS-e820:" in line:
             m = _E820.search(line)
             if not m:
@@ -606,6 +700,13 @@ def read_boot_log(text: str, name: str) -> MachineInput:
                                     _dec(m[2], name, number, "KeyID", U32))
         elif m := _MODULE.search(line):
             facts["module"] = _module_info(m, name, number)
+        elif m := _MODULE_VERSION.search(line):
+            facts["module"] = ModuleInfo(_dec(m[1], name, number, "major version", U16),
+                                         _dec(m[2], name, number, "minor version", U16))
+        elif m := _MODULE_BUILD.search(line):
+            facts["module"] = ModuleInfo(_dec(m[1], name, number, "major version", U16),
+                                         _dec(m[2], name, number, "minor version", U16), m[4],
+                                         _dec(m[3], name, number, "build number", U16))
         elif m := _SEAMCALL_FAIL.search(line):
             seamcall_error = seamcall_error or KernelError(-EIO, m[1])
         elif m := _CONSTRUCT_FAIL.search(line):
@@ -620,7 +721,8 @@ def read_boot_log(text: str, name: str) -> MachineInput:
     _check_cmrs(cmrs, cmr_lines, name)
     logged = LoggedFacts(facts.get("pamt_kb"), facts.get("keyid_range"), facts.get("module"),
                          _logged_error(facts.get("errno"), construct_error, seamcall_error),
-                         facts.get("initialized", False))
+                         facts.get("initialized", False), tuple(tdx_lines),
+                         facts.get("command_line"))
     if e820:
         return _checked(_e820_machine(name, e820, updates, srat, cmrs, logged, warnings))
     if cmrs:
@@ -633,8 +735,8 @@ def read_boot_log(text: str, name: str) -> MachineInput:
         return _checked(machine)
     said = f" (the log says: {logged.error.message})" if logged.error and logged.error.message \
         else ""
-    raise InputError(name, 0, "no memory map in this log: expected BIOS-e820, CMR or "
-                     f"/proc/iomem 'System RAM' lines{said}")
+    raise NoMemoryMap(name, "no memory map in this log: expected BIOS-e820, CMR or "
+                      f"/proc/iomem 'System RAM' lines{said}", logged)
 
 
 def _module_info(m: re.Match, name: str, line: int) -> ModuleInfo:
@@ -650,7 +752,7 @@ def _e820_machine(name, e820, updates, srat, cmrs, logged, warnings) -> MachineI
     """Memblock memory from the e820 table: its updates applied, the usable entries merged
     where they touch, split at SRAT node boundaries."""
     table = _apply_e820_updates(e820, updates, name)
-    usable = [(s, e, ln) for s, e, kind, ln in table if kind in _USABLE_TYPES]
+    usable = [(t.start, t.end, t.line) for t in table if t.kind in _USABLE_TYPES]
     if not usable:
         line = updates[-1][5] if updates else e820[0][3]
         raise InputError(name, line, "the e820 map has no usable memory"
@@ -664,7 +766,8 @@ def _e820_machine(name, e820, updates, srat, cmrs, logged, warnings) -> MachineI
     note = (f"{len(regions)} memblock ranges from {len(e820)} BIOS-e820 lines"
             + (f" ({len(updates)} e820 updates applied)" if updates else "") + srat_note)
     return MachineInput(name, "boot-log", tuple(regions), tuple(lines), tuple(cmrs),
-                        logged=logged, notes=(note,), warnings=tuple(warnings))
+                        logged=logged, notes=(note,), warnings=tuple(warnings),
+                        firmware_map=tuple(table))
 
 
 def _e820_change(action: str, m: re.Match, name: str, line: int) -> list:
@@ -711,27 +814,29 @@ def _logged_error(errno: int | None, construct: str | None,
     return None
 
 
-def _apply_e820_updates(e820, updates, name):
+def _apply_e820_updates(e820, updates, name) -> list[FirmwareEntry]:
     """Apply `e820: update` (retype) and `e820: remove` lines in log order."""
-    segments = sorted(e820)
-    for i in range(1, len(segments)):
-        prev, cur = segments[i - 1], segments[i]
+    ordered = sorted(e820)
+    for i in range(1, len(ordered)):
+        prev, cur = ordered[i - 1], ordered[i]
         if cur[0] < prev[1]:
             raise InputError(name, cur[3], f"e820 entry [mem 0x{cur[0]:x}-0x{cur[1] - 1:x}] "
                              f"overlaps the entry on line {prev[3]}")
-    for action, start, end, old, new, _line in updates:
+    segments = [FirmwareEntry(s, e, kind, ln) for s, e, kind, ln in ordered]
+    for action, start, end, old, new, line in updates:
         out = []
-        for s, e, kind, ln in segments:
-            matches = old is None or kind == old.strip()
-            if e <= start or s >= end or not matches:
-                out.append((s, e, kind, ln))
+        for seg in segments:
+            matches = old is None or seg.kind == old.strip()
+            if seg.end <= start or seg.start >= end or not matches:
+                out.append(seg)
                 continue
-            if s < start:
-                out.append((s, start, kind, ln))
+            if seg.start < start:
+                out.append(replace(seg, end=start))
             if action == "update":
-                out.append((max(s, start), min(e, end), new.strip(), ln))
-            if e > end:
-                out.append((end, e, kind, ln))
+                out.append(FirmwareEntry(max(seg.start, start), min(seg.end, end), new.strip(),
+                                         seg.line, line))
+            if seg.end > end:
+                out.append(replace(seg, start=end))
         segments = out
     return segments
 
