@@ -177,10 +177,14 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         both = S.PAMT_WRITTEN | S.PAMT_KERNEL_DIRTY
         return all(c & both != both for c in pamt)
 
+    # Module data left in freed memory is harmful only on parts with the partial-write erratum
+    # (a partial write machine-checks); its dirty cache lines, written back later over the
+    # page's new owner, are harmful everywhere.
+    harmful = S.PAMT_GLOBAL_DIRTY | (S.PAMT_WRITTEN if flow.platform.erratum else 0)
+
     @cache
     def reset_before_free(pamt: tuple[int, ...]) -> bool:
-        dirty = S.PAMT_WRITTEN | S.PAMT_GLOBAL_DIRTY
-        return all(not (c & S.PAMT_FREED and c & dirty) for c in pamt)
+        return all(not (c & S.PAMT_FREED and c & harmful) for c in pamt)
 
     def flush_before_key(s: S.State) -> bool:
         return flushed_before_key(s.pamt)
@@ -291,7 +295,20 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return all(caller.pc in S.AT_REST for caller in callers)
 
     def callers_at_rest(s: S.State) -> bool:
-        return not s.hotplug_busy and all_at_rest(s.callers)
+        return s.kexeced or (not s.hotplug_busy and all_at_rest(s.callers))
+
+    @cache
+    def caches_clean(packages: tuple[S.Package, ...]) -> bool:
+        return not any(c.online and c.lines for p in packages for c in p.cpus)
+
+    def kexec_safe(s: S.State) -> bool:
+        if not s.kexeced:
+            return True
+        private = flow.platform.erratum and any(c & S.PAMT_WRITTEN for c in s.pamt)
+        return caches_clean(s.packages) and not private
+
+    def kexeced(s: S.State) -> bool:
+        return s.kexeced
 
     def callers_busy(s: S.State) -> bool:
         return not callers_at_rest(s)
@@ -337,8 +354,9 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "state", F.TdxFlow._config_global_keyid_begin, flush_before_key, module_may_write,
           reads=("pamt",)),
         T("PAMT-RESET-BEFORE-FREE",
-          "PAMT memory goes back to the page allocator only with no module data left in it or "
-          "in the caches.", f"{TDX_C}: init_tdx_module err_reset_pamts "
+          "PAMT memory goes back to the page allocator only with none of the module's data "
+          "left in the caches, nor (on parts with the partial-write erratum) in memory.",
+          f"{TDX_C}: init_tdx_module err_reset_pamts "
           "(wbinvd_on_all_cpus, tdmrs_reset_pamt_all)", "state", F.TdxFlow._late_unwind,
           pamt_reset_before_free, pamt_freed, reads=("pamt",)),
         T("FREE-ONCE", "Nothing init_tdx_module allocated (a PAMT chunk, the TDMR list) is "
@@ -384,8 +402,16 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: tdx_dump_mce_info / paddr_is_tdx_private / is_pamt_page", "transition",
           F.TdxFlow.machine_checks, machine_check_blames_module_pages, rdmd_ran,
           machine_check_may_blame),
+        T("KEXEC-SAFE",
+          "kexec starts the next kernel only with no TDX lines left in any CPU's cache and, on "
+          "parts with the partial-write erratum, none of the module's data left in memory.",
+          f"{TDX_C} (v6.18): sc_retry marks the cache incoherent, stop_this_cpu and "
+          "tdx_cpu_flush_cache_for_kexec write it back; machine_kexec_prepare refuses on "
+          "erratum parts", "state", F.TdxFlow._kexec, kexec_safe, kexeced,
+          reads=("kexeced", "packages", "pamt")),
         T("DEADLOCK-FREE",
-          "From every reachable state all callers can still finish (come to rest).",
+          "From every reachable state all callers can still finish (come to rest), or the "
+          "machine kexecs into the next kernel.",
           f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock",
           "eventually", F.TdxFlow._tdx_enable, callers_at_rest, callers_busy),
     ]

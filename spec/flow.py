@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec import module
-from spec.errno import EINVAL, ENODEV, ENOMEM
+from spec.errno import EINVAL, ENODEV, ENOMEM, EOPNOTSUPP
 from spec.flow_state import (
     CALLER_PC_NAMES,
     CHECKED,
@@ -94,6 +94,7 @@ from spec.memory import SZ_1M, is_tdx_memory, tdx_memory_notifier
 from spec.platform import Platform, TdmrLayout, tdx_layout
 from spec.profiles import V6_8, Profile
 from spec.seamcall import (
+    CPU_FAULTS,
     GP,
     INJECTABLE,
     SUCCESS,
@@ -181,6 +182,8 @@ class TdxFlow(StateSpace):
         self.cpp = self.platform.cpus_per_package
         self.name = f"{profile.name}/{config.name}"
         self._actor_names = tuple(f"caller {a}" for a in range(self.ncallers)) + ("cpu hotplug",)
+        # Which CPU caches may hold TDX lines is followed only where something reads it.
+        self.tracks_caches = profile.kexec_enabled or profile.marks_cache_incoherent
         self._cpus_locked: dict[tuple, bool] = {}  # callers -> some caller holds the lock
         self._loaded_callers: dict[tuple, tuple[int, ...]] = {}  # callers -> loaded actors
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
@@ -202,7 +205,7 @@ class TdxFlow(StateSpace):
 
     def initial_states(self) -> list[State]:
         """Before tdx_init: all CPUs online, nothing enabled; one state per boot choice."""
-        cpu = Cpu(True, 0, False, False, (), 0, KEY_NONE)
+        cpu = Cpu(True, 0, False, False, (), 0, KEY_NONE, False, False)
         package = Package(False, (cpu,) * self.cpp)
         callers = self._shared_callers(tuple(Caller(IDLE, loads)
                                              for loads in self.config.caller_loads))
@@ -210,12 +213,14 @@ class TdxFlow(StateSpace):
         packages = self._share((package,) * self.platform.packages).packages
         return [State(False, hib, False, False, False, False, False, 0, 0,
                       module.SYSINIT_PENDING, UNINITIALIZED, -1, S_NONE, 0, 0, 0, 0, -1, 0, 0,
-                      (), (), 0, hot, False, callers, packages)
+                      (), (), 0, hot, False, False, callers, packages)
                 for hib in self.config.boot_hibernation]
 
     def successors(self, state: State) -> list[tuple[Step, State]]:
         if not state.booted:
             return [self.tdx_init(state)]
+        if state.kexeced:
+            return []  # the next kernel runs: nothing of this boot happens any more
         out: list[tuple[Step, State]] = []
         for actor, caller in enumerate(state.callers):
             # callers waiting for their IPI or the module, or done, have no step
@@ -231,6 +236,8 @@ class TdxFlow(StateSpace):
                            self._init_steps)
             _note_first_error(out, start)
         self._environment_steps(state, out)
+        if self.tracks_caches:
+            self._note_cache_lines(out)
         return out
 
     def state_fields(self, state: State) -> dict[str, str]:
@@ -251,6 +258,7 @@ class TdxFlow(StateSpace):
             "allocated": resources_describe(state.resources),
             "tdmr init": ",".join(map(str, state.tdmr_done)) or "-",
             "faults": str(state.faults), "hotplug busy": str(state.hotplug_busy),
+            "kexec": "done" if state.kexeced else "-",
         }
         for i, chunk in enumerate(state.pamt):
             fields[f"pamt[{i}]"] = pamt_describe(chunk)
@@ -282,6 +290,10 @@ class TdxFlow(StateSpace):
             words.append(f"visited {cpu.visited:#x}")
         if cpu.key:
             words.append(("", "key in flight", "key sent")[cpu.key])
+        if cpu.lines:
+            words.append("tdx-lines")
+        if cpu.incoherent:
+            words.append("marked-incoherent")
         return " ".join(words)
 
     # ----- helpers over states -------------------------------------------------------------
@@ -479,7 +491,7 @@ class TdxFlow(StateSpace):
         cpu = self.cpu(state, index)
         bit = _bit(actor)
         entered = Cpu(cpu.online, cpu.vmx | bit, cpu.lp_flag, cpu.lp_done, cpu.frames,
-                      cpu.visited | bit, cpu.key)
+                      cpu.visited | bit, cpu.key, cpu.lines, cpu.incoherent)
         loads_left = state.callers[actor].loads_left
         for step, cpu, changes, ret in self._tdx_cpu_enable(state, actor, index, entered):
             caller = None
@@ -535,7 +547,7 @@ class TdxFlow(StateSpace):
             for outcome, injected in self._outcomes(state, (cpu,), TDH_SYS_LP_INIT):
                 ok = outcome == SUCCESS
                 done = Cpu(cpu.online, cpu.vmx, cpu.lp_flag or ok, cpu.lp_done or ok,
-                           cpu.frames[:-1], cpu.visited, cpu.key)
+                           cpu.frames[:-1], cpu.visited, cpu.key, cpu.lines, cpu.incoherent)
                 changes = self._seamcall_changes(state, TDH_SYS_LP_INIT, outcome, injected)
                 step = self._label("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome,
                                    injected)
@@ -554,11 +566,16 @@ class TdxFlow(StateSpace):
         bit = _bit(actor)
         refcounted = self.profile.vmx_refcounted
 
+        flush = self.profile.flushes_cache_on_vmx_off
+
         def leave(cpu: Cpu) -> Cpu:
             vmx = cpu.vmx & ~bit if refcounted or not cpu.vmx & bit else 0
             if vmx == cpu.vmx and not cpu.visited & bit:
                 return cpu
-            return set_fields(cpu, vmx=vmx, visited=cpu.visited & ~bit)
+            left = set_fields(cpu, vmx=vmx, visited=cpu.visited & ~bit)
+            if flush and cpu.vmx & bit and cpu.incoherent:  # tdx_cpu_flush_cache_for_kexec
+                left = set_fields(left, lines=False, incoherent=False)
+            return left
 
         values = list(state)
         values[-1] = self._mapped_packages(state, ("vmxoff", actor), leave)
@@ -603,7 +620,7 @@ class TdxFlow(StateSpace):
         configuration: the key it is replayed on (see `_replayed`)."""
         step = state.step
         if step in (S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS):
-            reads = (state.pamt,)
+            reads = (state.pamt, facts if self.tracks_caches else None)
         elif step in (S_ERR_FREE_TDMRS, S_ERR_FREE_MEMLIST):
             reads = (state.resources, state.snapshot)
         elif step == S_MEMLIST:
@@ -613,7 +630,8 @@ class TdxFlow(StateSpace):
             reads = (facts, state.module, state.faults, state.init_err, state.pamt,
                      state.resources)
         elif step in (S_TDMR_LIST, S_KEYS_BEGIN, S_FEATURES):
-            reads = (state.resources, state.faults, state.init_err, state.pamt)
+            reads = (state.resources, state.faults, state.init_err, state.pamt,
+                     facts if self.tracks_caches else None)
         elif step == S_CONSTRUCT:
             reads = (state.snapshot, state.memblock, state.faults, state.init_err,
                      state.tdmr_done, state.tdmr_cursor, state.pamt)
@@ -657,9 +675,12 @@ class TdxFlow(StateSpace):
             self._init_succeeded(state, actor, name, out)
         elif step == S_ERR_WBINVD:
             out.append((self._label("err_reset_pamts", name, detail="wbinvd_on_all_cpus"),
-                        set_fields(state, step=S_ERR_RESET, pamt=_flushed(state.pamt))))
+                        self._update(self._wbinvd_on_all_cpus(state), step=S_ERR_RESET,
+                                     pamt=_flushed(state.pamt))))
         elif step == S_ERR_RESET:
-            reset = _pamt_map(state.pamt, _reset_chunk)
+            reset = state.pamt
+            if self.platform.erratum or not self.profile.reset_pamts_only_on_erratum:
+                reset = _pamt_map(state.pamt, _reset_chunk)
             out.append((self._label("tdmrs_reset_pamt_all", name,
                                     detail="MOVDIR64B over every PAMT"),
                         set_fields(state, step=S_ERR_FREE_PAMTS, pamt=reset)))
@@ -828,8 +849,9 @@ class TdxFlow(StateSpace):
         if self.profile.wbinvd_before_key_config:
             pamt = _flushed(pamt)
             detail += "; wbinvd_on_all_cpus"
+        flushed = self._wbinvd_on_all_cpus(state) if pamt is not state.pamt else state
         out.append((self._label("config_global_keyid", name, detail=detail),
-                    set_fields(state, step=S_KEYS, resources=resources, pamt=pamt)))
+                    self._update(flushed, step=S_KEYS, resources=resources, pamt=pamt)))
 
     def _key_targets(self, state: State) -> list[int]:
         """CPUs config_global_keyid may issue KEY.CONFIG on next (online, not busy)."""
@@ -966,6 +988,50 @@ class TdxFlow(StateSpace):
                                 detail=f"put_online_mems; module initialization failed ({err})"),
                     after))
 
+    def _wbinvd_on_all_cpus(self, state: State) -> State:
+        """`wbinvd_on_all_cpus`: every online CPU writes its cache back (its per-CPU mark, if
+        the kernel keeps one, stays)."""
+        if not self.tracks_caches:
+            return state
+        return self._update(state, packages=self._mapped_packages(
+            state, ("wbinvd",), lambda c: set_fields(c, lines=False) if c.online and c.lines
+            else c))
+
+    def _note_cache_lines(self, out: list) -> None:
+        """Each SEAMCALL's CPU: the kernel marks it incoherent first where its rules say so
+        (v6.18's sc_retry), and the observer notes its cache may now hold TDX lines (unless
+        the CPU faulted before entering SEAM). A process-context call may have run on any
+        online CPU, so all of them. The #MC handler's RDMD is left out: the machine is
+        going down."""
+        mark = self.profile.marks_cache_incoherent
+        for i, (label, after) in enumerate(out):
+            if label.seamcall is None or label.seamcall == TDH_PHYMEM_PAGE_RDMD:
+                continue
+            entered = label.result not in CPU_FAULTS
+            facts = self.cpu_facts(after)
+            for index in (label.cpu,) if label.cpu is not None else facts.online:
+                cpu = self.cpu(after, index)
+                noted = set_fields(cpu, lines=cpu.lines or entered,
+                                   incoherent=cpu.incoherent or mark)
+                if noted != cpu:
+                    after = self._with_cpu(after, index, noted)
+            out[i] = (label, after)
+
+    def _kexec(self, state: State, out: list) -> None:
+        """kexec into the next kernel, at any time: `machine_kexec_prepare` refuses on parts
+        with the erratum (v6.18); otherwise every other CPU stops in `stop_this_cpu`, which
+        writes its cache back where the CPU is marked incoherent."""
+        if self.platform.erratum and self.profile.kexec_refused_on_erratum:
+            out.append((self._label("kexec", "environment", result=f"{-EOPNOTSUPP}",
+                                    detail="machine_kexec_prepare: tdx_pw_mce erratum"), state))
+            return
+        stopped = self._mapped_packages(
+            state, ("stop_this_cpu",),
+            lambda c: set_fields(c, lines=False) if c.online and c.incoherent else c)
+        out.append((self._label("kexec", "environment", result="next kernel",
+                                detail="stop_this_cpu on every CPU"),
+                    self._update(state, packages=stopped, kexeced=True)))
+
     # ----- environment ---------------------------------------------------------------------
 
     def _environment_steps(self, state: State, out: list) -> None:
@@ -979,7 +1045,7 @@ class TdxFlow(StateSpace):
         key = (state.hot, state.snapshot, state.memblock, self.memory_locked(state),
                state.s3_off, state.s3_entered, state.hibernation, state.hibernated,
                state.tdx_on, state.module, state.resources, state.tdmr_done, state.pamt,
-               facts.mc_key)
+               facts if self.profile.kexec_enabled else facts.mc_key)
         self._replayed(self._event_steps, key, state, out, self._other_events)
 
     def _other_events(self, state: State, out: list) -> None:
@@ -992,14 +1058,20 @@ class TdxFlow(StateSpace):
             for page in (MC_PAMT_PAGE, MC_KERNEL_PAGE):
                 for step in self.machine_checks(state, page):
                     out.append((step, state))
+        if self.profile.kexec_enabled:
+            self._kexec(state, out)
 
     def _cpu_hotplug(self, state: State, out: list) -> None:
         online = self.online_cpus(state)
         loaded = self._loaded(state.callers)
         for index, cpu in self.cpus(state):
             if cpu.online and len(online) > 1 and not cpu.frames and cpu.key != KEY_IN_FLIGHT:
+                # play_dead writes the cache back; KVM's offline callback (VMX off) flushes
+                # and clears the mark where the kernel does that
+                incoherent = cpu.incoherent and not (
+                    self.profile.flushes_cache_on_vmx_off and cpu.vmx)
                 down = Cpu(False, 0, cpu.lp_flag and self.profile.lp_flag_survives_offline,
-                           cpu.lp_done, cpu.frames, 0, cpu.key)
+                           cpu.lp_done, cpu.frames, 0, cpu.key, False, incoherent)
                 out.append((self._label("cpu_down", "environment", index, result="ok"),
                             self._with_cpu(state, index, down)))
             elif not cpu.online:
@@ -1010,7 +1082,8 @@ class TdxFlow(StateSpace):
         vmx = 0
         for actor in loaded:
             vmx |= _bit(actor)
-        up = Cpu(True, vmx, cpu.lp_flag, cpu.lp_done, cpu.frames, cpu.visited, cpu.key)
+        up = Cpu(True, vmx, cpu.lp_flag, cpu.lp_done, cpu.frames, cpu.visited, cpu.key,
+                 cpu.lines, cpu.incoherent)
         if not loaded:
             out.append((self._label("cpu_up", "environment", index, result="ok"),
                         self._with_cpu(state, index, up)))

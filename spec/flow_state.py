@@ -80,6 +80,8 @@ class Cpu(NamedTuple):
     frames: tuple[int, ...]  # actors whose tdx_cpu_enable awaits LP.INIT here, innermost last
     visited: int  # bitmask of callers whose enable IPI already ran here in their current load
     key: int  # KEY_NONE / KEY_IN_FLIGHT / KEY_SENT in the current config_global_keyid
+    lines: bool  # its cache may hold lines of TDX memory: a SEAMCALL ran here, no WBINVD since
+    incoherent: bool  # the kernel's per-CPU cache_state_incoherent flag (v6.18)
 
 
 class Package(NamedTuple):
@@ -118,6 +120,7 @@ class State(NamedTuple):
     faults: int  # faults injected so far
     hot: tuple[bool, ...]  # hot block online
     hotplug_busy: bool  # a CPU coming online is running tdx_cpu_enable
+    kexeced: bool  # the machine kexec'd into the next kernel: this boot is over
     callers: tuple[Caller, ...]  # the last two fields: see `spec.statespace`
     packages: tuple[Package, ...]
 

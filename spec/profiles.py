@@ -60,6 +60,11 @@ class Profile:
     # --- rules later kernels added (False: v6.8 has no such rule) ---
     metadata_before_memory: bool = False  # get_tdx_sys_info runs before get_online_mems
     requires_no_rbp_mod: bool = False  # check_features refuses a module without NO_RBP_MOD
+    marks_cache_incoherent: bool = False  # each SEAMCALL marks its CPU's cache incoherent
+    flushes_cache_on_vmx_off: bool = False  # WBINVD where marked when VMX goes off on a CPU
+    kexec_enabled: bool = False  # the kernel can kexec (v6.8 cannot be built with kexec)
+    kexec_refused_on_erratum: bool = False  # machine_kexec_prepare refuses on erratum parts
+    reset_pamts_only_on_erratum: bool = False  # the PAMT reset does nothing without the erratum
 
     def but(self, name: str, summary: str, source: str, kind: str = "bug", **changes) -> Profile:
         """A profile that differs from this one in `changes` only."""
@@ -145,7 +150,15 @@ V6_14 = V6_8.but(
     "arch/x86/virt/vmx/tdx/tdx.c at torvalds/linux 1260ed77798502de9c98020040d2995008de10cc "
     "(v6.15-rc1; the host code is v6.14's: x86_tdx_for_6.14-rc1)", kind="kernel",
     metadata_before_memory=True, requires_no_rbp_mod=True)
-LATER_KERNELS: tuple[Profile, ...] = (V6_14,)
+V6_18 = V6_14.but(
+    "v6.18", "v6.18: kexec; each SEAMCALL marks its CPU's cache incoherent, KVM flushes a "
+    "marked cache when it turns VMX off, kexec flushes what is marked and is refused on parts "
+    "with the partial-write erratum, where alone the PAMTs are still reset on failure",
+    "arch/x86/virt/vmx/tdx/tdx.c and arch/x86/include/asm/tdx.h at torvalds/linux "
+    "a4a508df2aa34f8650afde54ea804321c618f45f (v6.18: x86_tdx_for_6.18-rc1)", kind="kernel",
+    marks_cache_incoherent=True, flushes_cache_on_vmx_off=True, kexec_enabled=True,
+    kexec_refused_on_erratum=True, reset_pamts_only_on_erratum=True)
+LATER_KERNELS: tuple[Profile, ...] = (V6_14, V6_18)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8,

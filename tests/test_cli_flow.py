@@ -35,10 +35,11 @@ def test_explore_with_coverage_lists_steps_and_invariants(capsys):
     assert main(["explore", "--config", "1x1", "--coverage"]) == 0
     out = capsys.readouterr().out
     assert "coverage: transitions per step" in out and "cpu_down" in out and "never taken" in out
-    assert "SEAMCALL-ACCEPTED" in out and "never applies" not in out
+    assert "SEAMCALL-ACCEPTED" in out and "KEXEC-SAFE" in out
     assert main(["explore", "--config", "1x1", "--coverage", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["coverage"]["unexercised_actions"] == ["check_features", "cpu_down", "cpu_up"]
+    assert data["coverage"]["unexercised_actions"] == ["check_features", "cpu_down", "cpu_up",
+                                                       "kexec"]
     assert data["coverage"]["actions"]["err_free_tdxmem"]["transitions"] > 0
 
 

@@ -10,7 +10,7 @@ from checker.inputs.platforms import configure, flow_model
 from invariants.flow import flow_invariants
 from spec import flow_state as S
 from spec.flow import TdxFlow
-from spec.profiles import PROFILES, V6_14
+from spec.profiles import PROFILES, V6_14, V6_18
 
 OLD_MODULE = configure("2x1", module_no_rbp_mod=False, caller_loads=(1,))
 
@@ -83,3 +83,59 @@ def test_later_kernels_are_listed_with_the_commit_read():
     kernels = [p for p in PROFILES.values() if p.kind == "kernel"]
     assert [p.name for p in kernels][:2] == ["v6.8", "v6.14"]
     assert all("torvalds/linux" in p.source for p in kernels)
+
+
+# --- v6.18: kexec -----------------------------------------------------------------------------
+
+NO_ERRATUM = configure("2x1", erratum=False, caller_loads=(1,))
+
+
+def _v6_18_without(switch: str) -> TdxFlow:
+    return V6_18.but(f"v6.18-without-{switch}", f"v6.18 without {switch}", "test",
+                     **{switch: False})
+
+
+def _only(model: TdxFlow, invariant: str):
+    return [p for p in flow_invariants(model) if p.id == invariant]
+
+
+@pytest.mark.parametrize("config", ["default", "no-erratum"])
+def test_v6_18_keeps_every_invariant(config):
+    model = flow_model("v6.18", config)
+    result = explore(model, flow_invariants(model))
+    assert result.verdict == PASS and result.bound_hit is None
+
+
+def test_v6_18_kexecs_only_without_the_erratum():
+    on_erratum = flow_model("v6.18", configure("2x1", caller_loads=(1,)))
+    booted = on_erratum.successors(on_erratum.initial_states()[0])[0][1]
+    kexec = [lab for lab, _ in on_erratum.successors(booted) if lab.action == "kexec"]
+    assert [lab.result for lab in kexec] == ["-95"]
+    without = flow_model("v6.18", NO_ERRATUM)
+    booted = without.successors(without.initial_states()[0])[0][1]
+    (after,) = [s for lab, s in without.successors(booted) if lab.action == "kexec"]
+    assert after.kexeced and without.successors(after) == []
+
+
+def test_a_seamcall_that_does_not_mark_its_cpu_leaves_lines_kexec_does_not_flush():
+    model = TdxFlow(_v6_18_without("marks_cache_incoherent"), NO_ERRATUM)
+    result = explore(model, _only(model, "KEXEC-SAFE"))
+    assert result.verdict == FAIL and result.violated == "KEXEC-SAFE"
+    assert result.trace.steps[-1][0].action == "kexec"
+
+
+def test_kexec_on_an_erratum_part_is_caught_leaving_module_data_in_memory():
+    model = TdxFlow(_v6_18_without("kexec_refused_on_erratum"), configure("2x1",
+                                                                          caller_loads=(1,)))
+    result = explore(model, _only(model, "KEXEC-SAFE"))
+    assert result.verdict == FAIL and result.violated == "KEXEC-SAFE"
+
+
+def test_v6_18_still_flushes_the_caches_before_freeing_pamts_without_the_erratum():
+    # v6.18 skips the MOVDIR64B reset on parts without the erratum, but not the WBINVD
+    model = TdxFlow(_v6_18_without("reset_pamts_on_late_failure"), NO_ERRATUM)
+    result = explore(model, _only(model, "PAMT-RESET-BEFORE-FREE"))
+    assert result.verdict == FAIL and result.violated == "PAMT-RESET-BEFORE-FREE"
+    reset_skipped = flow_model("v6.18", NO_ERRATUM)
+    assert explore(reset_skipped, _only(reset_skipped, "PAMT-RESET-BEFORE-FREE")).verdict \
+        == PASS

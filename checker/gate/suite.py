@@ -57,7 +57,8 @@ class Suite:
     profiles: tuple[str, ...] = tuple(PROFILES)
     maps: tuple[str, ...] = (BUILTIN,)
     flow_configs: tuple[str, ...] = ("default", "rsvd-exhausted", "unchecked-callers",
-                                     "too-few-keyids", "old-module")
+                                     "too-few-keyids", "old-module",
+                                     "no-erratum")
     checks: tuple[str, ...] = CHECK_KINDS
     counterexamples: str = "counterexamples"
     bounds: Bounds = field(default_factory=Bounds)

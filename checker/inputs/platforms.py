@@ -26,6 +26,7 @@ CONFIGS: dict[str, FlowConfig] = {c.name: c for c in (
     FlowConfig(name="too-few-keyids", platform=Platform(private_keyids=1)),
     FlowConfig(name="unchecked-callers", callers_check_packages=False),
     FlowConfig(name="old-module", platform=Platform(module_no_rbp_mod=False)),
+    FlowConfig(name="no-erratum", platform=Platform(erratum=False)),
 )}
 
 _SHAPE = re.compile(r"^(\d+)x(\d+)$")
