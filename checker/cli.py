@@ -16,10 +16,17 @@ from importlib.metadata import PackageNotFoundError, version
 
 from checker.engines.synth import KIND_SUMMARIES
 from checker.files import file_problem, folder_problem, write_text_atomic
-from checker.inputs.readers import JSON_FORMAT_HELP, InputError, read_input, read_layout
+from checker.inputs.readers import (
+    JSON_FORMAT_HELP,
+    InputError,
+    NoMemoryMap,
+    read_input,
+    read_layout,
+)
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+LOGGED_KERNEL = "v6.8"  # the kernel `tdmr` takes a boot log to come from, unless told otherwise
 # Versions of the JSON outputs; each shape is in checker/schemas/ (NAME.schema.json).
 EXPLORE_SCHEMA_VERSION = REPLAY_SCHEMA_VERSION = 1
 
@@ -78,17 +85,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      description="Model checker for the Linux v6.8 Intel TDX host init.")
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s (tdx-host-checker) {_version()}")
+    parser.set_defaults(prog_name=parser.prog)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     tdmr = sub.add_parser(
         "tdmr", help="build the TDMRs v6.8 builds for a machine and explain the result",
         description="INPUT is a boot log (dmesg: BIOS-e820, SRAT, CMR and tdx lines), "
-        "/proc/iomem, or a JSON memory map:\n" + JSON_FORMAT_HELP,
+        "/proc/iomem, a JSON memory map or a counterexample file holding one, or - for "
+        "standard input. A boot log's TDX lines are diagnosed, also without a memory map (exit "
+        "1 when they record a failure). JSON memory map:\n" + JSON_FORMAT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    tdmr.add_argument("input", help="boot log, /proc/iomem copy, or JSON memory map")
+    tdmr.add_argument("input", help="boot log, /proc/iomem copy, JSON memory map, "
+                      "counterexample file, or - (standard input)")
     tdmr.add_argument("--format", choices=("text", "json"), default="text",
                       help="text for people, json for tools (default text)")
-    tdmr.add_argument("--profile", default="v6.8", help="kernel profile (see `profiles`)")
+    tdmr.add_argument("--profile", default=LOGGED_KERNEL, help="kernel profile (see "
+                      "`profiles`; another than v6.8, or --holes, asks what another kernel "
+                      "would do, so the log's own failure no longer sets the exit status)")
     tdmr.add_argument("--holes", choices=(HOLES_MEMBLOCK, HOLES_CMR),
                       help="where holes come from (default: the profile's; cmr needs CMRs)")
     tdmr.add_argument("--placement", choices=("first-fit", "last-fit"),
@@ -126,6 +139,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_limit_options(cex)
 
     sub.add_parser("profiles", help="list the kernel profiles, one line each")
+
+    words = sub.add_parser("glossary", help="explain the words tdmr uses (TDMR, PAMT, CMR, "
+                           "reserved area, KeyID, SEAMCALL, ...)")
+    words.add_argument("term", nargs="?", help="one term (any spelling the glossary lists); "
+                       "all of them without it")
 
     sub.add_parser("configs", help="list the flow configurations the explorer can run")
 
@@ -211,9 +229,14 @@ def _profile(name: str, holes: str | None = None):
 
 
 def cmd_tdmr(args) -> int:
-    from checker.views.tdmr_report import TdmrOptions, analyse, render_text
+    from checker.views.tdmr_report import TdmrOptions, analyse
 
-    machine = read_input(args.input)
+    try:
+        machine = read_input(args.input)
+    except NoMemoryMap as exc:
+        if not exc.logged.lines:  # nothing in the file could be read
+            raise
+        return _diagnose_log(args, exc)
     for warning in machine.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     profile = _profile(args.profile, args.holes)
@@ -225,19 +248,38 @@ def cmd_tdmr(args) -> int:
                           timeout_ms=args.timeout * 1000)
     if args.check_layout:
         return _check_user_layout(args, machine, options)
-    report = analyse(machine, options)
+    return _tdmr_output(args, analyse(machine, options))
+
+
+def _diagnose_log(args, exc: NoMemoryMap) -> int:
+    """`tdmr` on a boot log without a memory map: no TDMRs, the log's TDX lines diagnosed."""
+    from checker.views.tdmr_report import TdmrOptions, analyse_log
+
+    if args.check_layout:
+        raise UsageError(f"{exc.file}: --check-layout needs a memory map, and this log has none")
+    report = analyse_log(exc.file, exc.logged, TdmrOptions(_profile(args.profile, args.holes)))
+    return _tdmr_output(args, report)
+
+
+def _tdmr_output(args, report: dict) -> int:
+    from checker.views.tdmr_report import render_text
+
     if args.format == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
-        sys.stdout.write(render_text(report, args.verbose))
-    return EXIT_FAIL if _tdmr_fails(report) else EXIT_OK
+        sys.stdout.write(render_text(report, args.verbose, args.prog_name))
+    what_if = report["modelled"] and (args.profile != LOGGED_KERNEL or args.holes is not None)
+    return EXIT_FAIL if _tdmr_fails(report, what_if) else EXIT_OK
 
 
-def _tdmr_fails(report: dict) -> bool:
+def _tdmr_fails(report: dict, what_if: bool) -> bool:
     """What `tdmr` reports as broken: construction fails, the layout it builds violates an
-    invariant, or some legal PAMT placement makes it fail (`--worst-case`)."""
-    return (report["error"] is not None or report["layout_check"]["status"] == "violated"
-            or any(w["status"] == "breaks" for w in report["worst_case"] or ()))
+    invariant, some legal PAMT placement makes it fail (`--worst-case`), or the log records
+    a TDX failure (diagnosed) and the question is not what another kernel would do."""
+    return (report["error"] is not None
+            or (report["layout_check"] or {}).get("status") == "violated"
+            or any(w["status"] == "breaks" for w in report["worst_case"] or ())
+            or (report["log_outcome"]["outcome"] == "failed" and not what_if))
 
 
 def _check_user_layout(args, machine, options) -> int:
@@ -409,6 +451,20 @@ def cmd_graph(args) -> int:
     return EXIT_OK
 
 
+def cmd_glossary(args) -> int:
+    from checker.views import glossary
+
+    if args.term is None:
+        sys.stdout.write(glossary.render())
+        return EXIT_OK
+    term = glossary.find(args.term)
+    if term is None:
+        raise UsageError(f"no glossary entry for {args.term!r} (entries: "
+                         f"{', '.join(t.name for t in glossary.TERMS)})")
+    sys.stdout.write(glossary.render((term,)))
+    return EXIT_OK
+
+
 def cmd_profiles(args) -> int:
     width = max(len(name) for name in PROFILES)
     for profile in PROFILES.values():
@@ -425,4 +481,5 @@ def cmd_verify(args) -> int:
 
 COMMANDS = {"tdmr": cmd_tdmr, "profiles": cmd_profiles, "verify": cmd_verify,
             "counterexample": cmd_counterexample, "replay": cmd_replay,
-            "configs": cmd_configs, "graph": cmd_graph, "explore": cmd_explore}
+            "configs": cmd_configs, "graph": cmd_graph, "explore": cmd_explore,
+            "glossary": cmd_glossary}

@@ -1,5 +1,6 @@
-"""`python -m checker tdmr`: what v6.8 builds for a machine, why it fails, and whether that is
-what the machine's log says happened."""
+"""`python -m checker tdmr`: what v6.8 builds for a machine, why it fails, whether that is what
+the machine's log says happened, and what each TDX line of the log means (`checker.views.
+diagnosis`), also for a log without a memory map (`analyse_log`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from checker.engines.solver import (
     pamt_sizes,
     worst_case_placement,
 )
-from checker.inputs.readers import MachineInput
+from checker.inputs.readers import LoggedFacts, MachineInput
+from checker.views import glossary
+from checker.views.diagnosis import (
+    Context,
+    diagnose_lines,
+    diagnosis_text,
+    failed_tdmr_holes,
+    holes_text,
+    log_outcome,
+)
 from invariants.layout import check_layout
 from spec.errno import KernelError
 from spec.memory import SZ_1G, MemRange, build_tdx_memlist
@@ -87,9 +97,7 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
         "metadata": {"max_tdmrs": sysinfo.max_tdmrs,
                      "max_reserved_per_tdmr": sysinfo.max_reserved_per_tdmr,
                      "pamt_entry_size": list(sysinfo.pamt_entry_size)},
-        "module": None if logged.module is None else {
-            "version": logged.module.version, "build_date": logged.module.build_date,
-            "build_num": logged.module.build_num},
+        "module": _module_json(logged),
         "keyid_range": list(logged.keyid_range) if logged.keyid_range else None,
         "memory": [_range_json(e) | {"nid": e.nid} for e in memlist],
         "cmrs": [_range_json(c) for c in machine.cmrs],
@@ -98,6 +106,7 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
         "error": _error_json(error),
         "failed_stage": stage,
         "failed_tdmr": result.failed_tdmr,
+        "failed_pamt_tdmr": result.failed_pamt,
         "explanation": explain(result, sysinfo, memlist, options.profile)
         if result.error else None,
         "messages": list(result.messages),
@@ -117,6 +126,7 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
     if options.plan:
         out["plan"] = plan_layout(memlist, sysinfo, machine.cmrs, options.profile,
                                   options.timeout_ms).to_json()
+    cmr_needed = None
     if (error and not module_error and machine.cmrs and not machine.memory_from_cmrs
             and options.profile.holes == HOLES_MEMBLOCK):
         alt_options = replace(options, profile=replace(options.profile, holes=HOLES_CMR))
@@ -124,7 +134,52 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
         out["alternative"] = {"holes": HOLES_CMR, "pamt_kb": alt.pamt_kb,
                               "error": _error_json(alt.error),
                               "headroom": _headroom(alt, sysinfo)}
+        if result.failed_tdmr is not None and result.failed_tdmr < len(alt.demand):
+            cmr_needed = alt.demand[result.failed_tdmr].total
+    context = Context(bool(machine.firmware_map), bool(machine.cmrs), _command_line(logged))
+    out |= _diagnosis(logged, context)
+    out["failed_tdmr_holes"] = failed_tdmr_holes(machine, out, cmr_needed)
+    out["modelled"] = True
     return out
+
+
+NO_MAP_NOTE = ("no memory map in this log (no BIOS-e820, CMR or System RAM lines): the TDMRs "
+               "are not modelled, the log's TDX lines are diagnosed")
+
+
+def analyse_log(source: str, logged: LoggedFacts, options: TdmrOptions) -> dict[str, Any]:
+    """The report for a boot log without a memory map: what it logged, diagnosed; every key of
+    `analyse`, with those of the model empty (`modelled` false)."""
+    out: dict[str, Any] = {
+        "input": {"file": source, "kind": "boot-log", "notes": [NO_MAP_NOTE],
+                  "memory_from_cmrs": False},
+        "profile": options.profile.name, "holes": options.profile.holes, "placement": None,
+        "metadata": None, "module": _module_json(logged),
+        "keyid_range": list(logged.keyid_range) if logged.keyid_range else None,
+        "memory": [], "cmrs": [], "tdmrs": [], "pamt_kb": None, "error": None,
+        "failed_stage": None, "failed_tdmr": None, "explanation": None, "messages": [],
+        "headroom": None, "logged_pamt_kb": logged.pamt_kb,
+        "logged_error": _error_json(logged.error),
+        "reproduces_log": {"pamt_kb": None, "error": None}, "alternative": None,
+        "layout_check": None, "worst_case": None, "plan": None, "failed_tdmr_holes": None}
+    return out | _diagnosis(logged, Context(command_line=_command_line(logged))) | {
+        "modelled": False}
+
+
+def _diagnosis(logged: LoggedFacts, context: Context) -> dict[str, Any]:
+    entries = diagnose_lines(logged, context)
+    return {"diagnosis": entries, "log_outcome": log_outcome(entries, logged, context)}
+
+
+def _command_line(logged: LoggedFacts) -> str | None:
+    return logged.command_line.text if logged.command_line else None
+
+
+def _module_json(logged: LoggedFacts) -> dict[str, Any] | None:
+    module = logged.module
+    return None if module is None else {"version": module.version,
+                                        "build_date": module.build_date,
+                                        "build_num": module.build_num}
 
 
 def _layout_check(result: ConstructResult, memlist, machine: MachineInput,
@@ -223,8 +278,11 @@ def _span(start: int, end: int) -> str:
     return f"[0x{start:x}, 0x{end:x})"
 
 
-def render_text(report: dict[str, Any], verbose: bool = False) -> str:
-    """For people: input, memory, TDMRs, verdict, and how the verdict compares with the log."""
+def render_text(report: dict[str, Any], verbose: bool = False,
+                prog: str = "python -m checker") -> str:
+    """For people: input, memory, TDMRs, verdict, how the verdict compares with the log, the
+    log's TDX lines diagnosed, and a pointer to the glossary entries of the words used (`prog`
+    is how the user runs the checker)."""
     lines = []
     src = report["input"]
     memory = report["memory"]
@@ -234,16 +292,19 @@ def render_text(report: dict[str, Any], verbose: bool = False) -> str:
     for note in src["notes"]:
         lines.append(f"  note: {note}")
     meta = report["metadata"]
-    lines.append(f"model: profile {report['profile']} ({report['holes']} holes), placement "
-                 f"{report['placement']}; limits {meta['max_tdmrs']} TDMRs, "
-                 f"{meta['max_reserved_per_tdmr']} reserved areas per TDMR, PAMT entries "
-                 f"{'/'.join(map(str, meta['pamt_entry_size']))} bytes")
+    if report["modelled"]:
+        lines.append(f"model: profile {report['profile']} ({report['holes']} holes), placement "
+                     f"{report['placement']}; limits {meta['max_tdmrs']} TDMRs, "
+                     f"{meta['max_reserved_per_tdmr']} reserved areas per TDMR, PAMT entries "
+                     f"{'/'.join(map(str, meta['pamt_entry_size']))} bytes")
     if report["module"]:
         mod = report["module"]
-        lines.append(f"module: TDX {mod['version']} (build {mod['build_num']}, "
-                     f"{mod['build_date']})")
+        build = f" (build {mod['build_num']}, {mod['build_date']})" if mod["build_date"] else ""
+        lines.append(f"module: TDX {mod['version']}{build}")
     if report["keyid_range"]:
         lines.append("private KeyIDs: [{}, {})".format(*report["keyid_range"]))
+    if not report["modelled"]:
+        return _finish(lines + _log_lines(report, verbose), prog)
     lines.append(f"memory: {len(memory)} TDX memory ranges on {len(nodes)} "
                  f"node{'s' if len(nodes) != 1 else ''}, {_gib(total)}")
     elide = not verbose and len(memory) > 24
@@ -270,7 +331,23 @@ def render_text(report: dict[str, Any], verbose: bool = False) -> str:
                 start = t["base"] + a["offset"]
                 lines.append(f"           {a['kind']:<5} {_span(start, start + a['size'])}")
     lines.extend(_verdict_lines(report))
-    return "\n".join(lines) + "\n"
+    return _finish(lines + _log_lines(report, verbose), prog)
+
+
+def _log_lines(report: dict[str, Any], verbose: bool) -> list[str]:
+    """The failing TDMR's holes by firmware entry, then the log's TDX lines diagnosed."""
+    lines = []
+    if report["failed_tdmr_holes"]:
+        below = any(a["key"] == "collect-cmrs" for e in report["diagnosis"]
+                    for a in e["actions"])
+        lines.extend(holes_text(report["failed_tdmr_holes"], below))
+    return lines + diagnosis_text(report["diagnosis"], report["log_outcome"], verbose)
+
+
+def _finish(lines: list[str], prog: str) -> str:
+    text = "\n".join(lines) + "\n"
+    hint = glossary.pointer(text, prog)
+    return text + (hint + "\n" if hint else "")
 
 
 def _explanation_lines(why: dict[str, Any]) -> list[str]:
