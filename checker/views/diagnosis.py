@@ -706,7 +706,8 @@ def log_outcome(entries: list[dict[str, Any]], logged: LoggedFacts,
                 ctx: Context) -> dict[str, Any]:
     """What the log says happened to TDX, and the causes and actions that matter most: those of
     its first failure (the one the later lines follow from), or of its success, or, when it
-    shows TDX enabled but no result, why none may have been logged."""
+    shows TDX enabled by the BIOS but no result, why none may have been logged. A log with
+    neither (say a memory map with CMR lines only) has no outcome: "none"."""
     failures = [e for e in entries if e["severity"] == FAILURE]
     if failures:
         first = next((e for e in failures if e["causes"]), failures[0])
@@ -717,7 +718,7 @@ def log_outcome(entries: list[dict[str, Any]], logged: LoggedFacts,
         return {"outcome": "initialized", "line": done["line"],
                 "causes": _advice(CAUSES, ("tdx-initialized",)),
                 "actions": _advice(ACTIONS, ("none",))}
-    if not entries:
+    if not any(e["message"] == "keyid-range" for e in entries):
         return {"outcome": "none", "line": None, "causes": [], "actions": []}
     asked = ctx.command_line is not None and "tdx=1" in ctx.command_line
     causes = ("silent-gp", "log-incomplete") if asked else (
@@ -834,7 +835,8 @@ def diagnosis_text(entries: list[dict[str, Any]], outcome: dict[str, Any],
         return []
     head = {"failed": f"TDX init failed (line {outcome['line']})",
             "initialized": f"TDX initialised (line {outcome['line']})",
-            "no-result": "TDX enabled by the BIOS, but no init result in this log"}
+            "no-result": "TDX enabled by the BIOS, but no init result in this log",
+            "none": "no TDX outcome in this log"}
     lines = [f"diagnosis: {head[outcome['outcome']]}; {len(entries)} TDX "
              f"line{'s' if len(entries) != 1 else ''}"]
     quiet = outcome["outcome"] == "initialized" and not verbose and all(
