@@ -262,17 +262,17 @@ def worst_case_placement(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxS
 # memory cuts the TDMR into stretches, and the fewest areas that cover every hole and PAMT
 # piece (RSVD-COVERS-HOLES, RSVD-COVERS-PAMT) is the number of stretches holding one. Z3 then
 # proves the conflict and its minimality on a bounded abstraction: the one TDMR, one more
-# piece than the limit (each in its own stretch), only the memory regions that separate them,
-# and the PAMT chunks that land in the TDMR. Its constraints are a subset of the whole
-# layout's, so its conflict is one of the whole layout's too.
+# piece than the limit (each in its own stretch), as memory only the stretches that separate
+# them, and the PAMT chunks those touch. Each of its constraints is one of the whole layout's
+# or implied by one, so its conflict is one of the whole layout's too; its size depends on the
+# limit, not on the map.
 
 # Well-formedness of the areas is background; the demand-and-supply constraints are tracked.
 # Ordered slots also break the symmetry that would make the core search a pigeonhole proof.
 BACKGROUND_CONSTRAINTS = ("RSVD-ALIGNED", "RSVD-INSIDE", "RSVD-ORDER")
-TRACKED_CONSTRAINTS = ("TDMR-COUNT", "RSVD-COUNT", "RSVD-COVERS-HOLES", "RSVD-COVERS-PAMT",
-                       "RSVD-NO-MEMORY")
-AREA_CONSTRAINTS = BACKGROUND_CONSTRAINTS + TRACKED_CONSTRAINTS[1:]
-MAX_ABSTRACTION = 128  # pieces and chunks the solver is asked about; quadratic beyond
+TRACKED_CONSTRAINTS = ("RSVD-COUNT", "RSVD-COVERS-HOLES", "RSVD-COVERS-PAMT", "RSVD-NO-MEMORY")
+AREA_CONSTRAINTS = BACKGROUND_CONSTRAINTS + TRACKED_CONSTRAINTS
+MAX_ABSTRACTION = 128  # pieces to cover that the solver is asked about; quadratic in it
 
 
 @dataclass(frozen=True)
