@@ -113,7 +113,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     tdmr.add_argument("--plan", action="store_true",
                       help="the best valid TDMR layout, next to the kernel's")
     tdmr.add_argument("--timeout", type=_positive, default=30, metavar="S",
-                      help="solver timeout per query in seconds (default 30)")
+                      help="solver budget per step in seconds (default 30): the explanation "
+                      "and each worst case get Z3 work worth about S s (the same answer on a "
+                      "busy machine) and stop at 2 x S of wall clock; --plan stops at S; the "
+                      "output says what a spent budget cut")
     tdmr.add_argument("--check-layout", metavar="TDMRS.json",
                       help="check your own TDMR list against the layout invariants for this "
                       "machine instead of building one (the 'tdmrs' list in the form "
