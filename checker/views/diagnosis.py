@@ -405,10 +405,12 @@ _ERRNO_ADVICE = {
 }
 
 
-def errno_json(errno: int) -> dict[str, Any]:
-    """A negative errno with its name and what it means in TDX host init."""
+def errno_json(errno: int, meaning: str | None = None) -> dict[str, Any]:
+    """A negative errno with its name and what it means in TDX host init (or, for a line
+    outside host init, what the line says it means)."""
     return {"value": errno, "name": ERRNO_NAMES.get(-errno, "EBUSY" if -errno == EBUSY else None),
-            "meaning": _ERRNO_MEANINGS.get(-errno, "an errno TDX host init does not return")}
+            "meaning": meaning or _ERRNO_MEANINGS.get(-errno,
+                                                      "an errno TDX host init does not return")}
 
 
 # --- the messages -------------------------------------------------------------------------------
@@ -448,6 +450,7 @@ class Message:
     errno: int | None = None
     leaf: int | None = None
     status: int | None = None
+    errno_meaning: str | None = None
     explain: Callable[[re.Match, dict, list, Context], dict] | None = None
 
 
@@ -461,7 +464,8 @@ def _keyids(m: re.Match, entry: dict, before: list, ctx: Context) -> dict:
     if count >= 2:
         return {"meaning": f"The BIOS gave TDX the private KeyIDs {first} to {end - 1} "
                 f"({count}): KeyID {first} becomes the module's global KeyID and {count - 1} "
-                "are left for TDs. TME-MT and TDX are enabled in the BIOS."}
+                "are left for TDs. TME-MT and a TDX key split are set in the BIOS; whether a "
+                "TDX module is there shows at the first SEAMCALL."}
     return {"severity": WARNING, "meaning": f"The BIOS gave TDX {count} private KeyID(s): "
             "fewer than the 2 it needs.", "causes": ("too-few-keyids",),
             "actions": ("bios-keyid-split",)}
@@ -606,7 +610,7 @@ MESSAGES: tuple[Message, ...] = (
        errno=-ENODEV, severity=FAILURE, meaning="A SEAMCALL raised #GP.",
        causes=("seam-not-enabled",), actions=("bios-enable-tdx", "update-bios")),
     _m(_P + r"(?:SEAMCALL failed: )?(?:CPU (?:[0-9]+ )?is )?not in VMX operation",
-       key="seamcall-ud",
+       key="seamcall-ud", errno_meaning="what these kernels return for a SEAMCALL #UD",
        kernels=INTEL_OLD, stage="seamcall(): a SEAMCALL of TDX init", status=TDX_SEAMCALL_UD,
        errno=-EINVAL, severity=FAILURE, meaning="A SEAMCALL raised #UD.", causes=("not-vmx",),
        actions=("check-vmx",)),
@@ -642,6 +646,7 @@ MESSAGES: tuple[Message, ...] = (
        severity=FAILURE, meaning="", explain=_errno_line),
     _m(_P + r"TDX requires all packages to have an online CPU", key="offline-refused",
        kernels=V7_1, stage="CPU hotplug: tdx_offline_cpu", errno=-EBUSY, severity=WARNING,
+       errno_meaning="the CPU offline request fails with it",
        meaning="A CPU stayed online.", causes=("offline-last-cpu-of-package",),
        actions=("delete-tds-first",)),
     _m(r"Machine check: TDX private memory error", key="machine-check", kernels=V6_8,
@@ -652,6 +657,7 @@ MESSAGES: tuple[Message, ...] = (
     _m(r"Not allowed on platform with tdx_pw_mce bug", key="kexec-refused",
        kernels="mainline v6.18 and later", stage="kexec load: machine_kexec_prepare",
        errno=-EOPNOTSUPP, severity=WARNING, meaning="kexec was refused.",
+       errno_meaning="the kexec load fails with it",
        causes=("kexec-erratum",), actions=("no-kexec-on-erratum",)),
     _m(r"kvm_intel: Failed to initialize TDX module", key="kvm-gave-up", kernels=KVM_OLD,
        stage="KVM (kvm_intel) TDX setup, after tdx_enable failed", severity=FAILURE,
@@ -677,12 +683,14 @@ def _entry(line: LogLine, before: list, ctx: Context) -> dict[str, Any]:
     else:
         return _json(line, key="unknown", kernels="", stage="", severity=INFO,
                      meaning="Not a line this checker knows.", causes=("unknown-line",),
-                     actions=("whole-log",), errno=None, leaf=None, status=None)
+                     actions=("whole-log",), errno=None, leaf=None, status=None,
+                     errno_meaning=None)
     fields = {"key": message.key, "kernels": message.kernels, "stage": message.stage,
               "severity": message.severity, "meaning": message.meaning,
               "causes": message.causes, "actions": message.actions, "errno": message.errno,
-              "leaf": message.leaf, "status": message.status}
-    if "out of tree" not in message.kernels and _OLD_PREFIX.search(line.text):
+              "leaf": message.leaf, "status": message.status,
+              "errno_meaning": message.errno_meaning}
+    if message.kernels not in (INTEL_OLD, PRE_MERGE) and _OLD_PREFIX.search(line.text):
         fields["kernels"] = OLD_PREFIX
     if message.explain:
         fields |= message.explain(found, fields, before, ctx)
@@ -690,14 +698,14 @@ def _entry(line: LogLine, before: list, ctx: Context) -> dict[str, Any]:
 
 
 def _json(line: LogLine, *, key, kernels, stage, severity, meaning, causes, actions, errno, leaf,
-          status) -> dict[str, Any]:
+          status, errno_meaning) -> dict[str, Any]:
     return {"line": line.line, "text": line.text, "message": key, "kernels": kernels,
             "out_of_tree": "out of tree" in kernels, "stage": stage, "severity": severity,
             "meaning": meaning,
             "leaf": None if leaf is None else {"number": leaf, "hex": f"0x{leaf:x}",
                                                "name": LEAF_NAMES.get(leaf)},
             "status": None if status is None else decode_status(status),
-            "errno": None if errno is None else errno_json(errno),
+            "errno": None if errno is None else errno_json(errno, errno_meaning),
             "causes": [{"key": k, "text": CAUSES[k]} for k in causes],
             "actions": [{"key": k, "text": ACTIONS[k]} for k in actions]}
 
@@ -842,7 +850,9 @@ def diagnosis_text(entries: list[dict[str, Any]], outcome: dict[str, Any],
     quiet = outcome["outcome"] == "initialized" and not verbose and all(
         e["severity"] == INFO for e in entries)
     if quiet:
-        lines.append("  every line as expected (--verbose explains each)")
+        origins = sorted({e["kernels"] for e in entries if e["out_of_tree"]})
+        lines.extend(_wrap("every line as expected (--verbose explains each)" + "".join(
+            f"; printed by {origin}" for origin in origins), "  ", "    "))
         return lines
     for entry in _collapsed(entries):
         lines.extend(_entry_text(entry, verbose))
