@@ -182,6 +182,7 @@ def test_out_of_tree_wordings_are_marked(capsys):
      "failure", ["tdmr-list-rejected"], -5),
     ("tdx: SEAMCALL failed: CPU 94: leaf 33, error 0xc000092100000122.", "seamcall-failed",
      "failure", ["platform-config-rejected"], -5),
+    ("tdx: Guest detected", "guest-log", "info", [], None),
     ("virt/tdx: something new", "unknown", "info", ["unknown-line"], None),
 ])
 def test_each_kind_of_line(tmp_path, capsys, line, key, severity, causes, errno):

@@ -422,6 +422,7 @@ INTEL_OLD = "Intel's TDX host kernels before v6.8, e.g. the 6.5-based ones (out 
 PRE_MERGE = "the TDX host series before it was merged, e.g. td-partitioning kernels (out of tree)"
 KVM_OLD = "KVM's TDX support in Ubuntu's linux-intel and Intel's kernels (out of tree)"
 OLD_PREFIX = "a kernel before v6.8 (out of tree: the `tdx:` prefix)"
+GUEST = "a TD guest's kernel (mainline arch/x86/coco/tdx, `tdx:` prefix)"
 
 
 @dataclass(frozen=True)
@@ -545,6 +546,9 @@ MESSAGES: tuple[Message, ...] = (
     _m(_P + r"BIOS enabled: private KeyID range \[([0-9]+), ([0-9]+)\)", key="keyid-range",
        kernels=V6_8, stage="tdx_init -> record_keyid_partitioning (MSR 0x87)", severity=INFO,
        meaning="", explain=_keyids),
+    _m(_P + r"Guest detected", key="guest-log", kernels=GUEST, stage="TD guest boot",
+       severity=INFO, meaning="This log is a TD guest's: the host's TDX init is not in it; "
+       "run `tdmr` on the host's log."),
     _m(_P + r"Disable ACPI S3", key="acpi-s3-off", kernels=V6_8, stage="tdx_init",
        severity=INFO, meaning="TDX is enabled, so ACPI S3 (suspend to RAM) is off for this "
        "boot; the BIOS can turn TDX off to get S3 back."),
@@ -690,7 +694,7 @@ def _entry(line: LogLine, before: list, ctx: Context) -> dict[str, Any]:
               "causes": message.causes, "actions": message.actions, "errno": message.errno,
               "leaf": message.leaf, "status": message.status,
               "errno_meaning": message.errno_meaning}
-    if message.kernels not in (INTEL_OLD, PRE_MERGE) and _OLD_PREFIX.search(line.text):
+    if message.kernels not in (INTEL_OLD, PRE_MERGE, GUEST) and _OLD_PREFIX.search(line.text):
         fields["kernels"] = OLD_PREFIX
     if message.explain:
         fields |= message.explain(found, fields, before, ctx)
