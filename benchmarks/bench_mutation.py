@@ -31,22 +31,25 @@ text of the node and n counting identical changes earlier in the function: no li
 
 Each mutant runs in a private copy of spec/, invariants/ and checker/ (one per worker), never in
 the working tree. The judge is `verify` on fast suites (benchmarks/mutation-suite-*.toml), with
-a baseline recorded first from the unmutated copy:
-  layout  spec/tdmr.py, spec/placement.py: v6.8, cmr-holes and the TDMR bug profiles; every map
-          check on the shipped maps, the map search and the replay of the stored map
-          counterexamples; v6.8's flow on default and rsvd-exhausted (the flow builds its TDMRs
-          with spec/tdmr.py). About 5 s.
-  flow    spec/flow.py: v6.8 on default, rsvd-exhausted, unchecked-callers and too-few-keyids.
-          About 2.5 s.
-  bugs    spec/flow.py, run only when `flow` did not kill: the 12 flow bug profiles that the
-          default configuration catches, on it (the two caught only elsewhere would re-run
-          v6.8's default exploration for nothing). About 2 s.
-  Any other file gets all three.
+a baseline recorded first from the unmutated copy; a mutant's second suite runs only when the
+first did not kill it. Seconds are for one run on this 2-core machine, idle / shared:
+  layout    spec/tdmr.py, spec/placement.py: v6.8 on every map check (shipped maps, the map
+            search, the stored map counterexamples) and its flow on default and rsvd-exhausted
+            (the flow builds its TDMRs with spec/tdmr.py). About 7 / 12 s, the map search most.
+  variants  then: cmr-holes and the TDMR bug profiles on the shipped and stored maps, without
+            the map search (the bugs' searched maps are in the corpus). About 1 s.
+  flow      spec/flow.py: v6.8 on default, rsvd-exhausted, unchecked-callers and too-few-keyids.
+            About 3 / 5 s.
+  bugs      then: the 12 flow bug profiles that the default configuration catches, on it (the
+            two caught only elsewhere would re-run v6.8's default exploration for nothing).
+            About 2 / 4 s.
+  Any other file gets all four.
 Outcome of a mutant, from the regressions of its reports:
   KILLED        a check regressed with a FAIL of a real invariant (not CHECKER-ERROR or INPUT)
   CRASHED       a check errored or verify itself crashed, and no invariant failed
   MASKED        the gate failed only because expected failures now pass (the mutant hides a
-                bug profile's bug) or checks came or went; no invariant caught anything
+                bug profile's bug or a recorded failure of v6.8) or checks came or went; no
+                invariant caught anything
   TIMEOUT       the per-mutant timeout was hit
   INCONCLUSIVE  verify exited 3 (a bound was hit)
   SURVIVED      the gate passed; EQUIVALENT if benchmarks/mutation_equivalents.toml says why it
@@ -93,10 +96,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 DEFAULT_FILES = ("spec/tdmr.py", "spec/flow.py")
 EQUIVALENTS = BENCH / "mutation_equivalents.toml"
-SUITES = {name: BENCH / f"mutation-suite-{name}.toml" for name in ("layout", "flow", "bugs")}
-SUITES_FOR = {"spec/tdmr.py": ("layout",), "spec/placement.py": ("layout",),
+# Suites in the order they run; a mutant's later suites run only while no earlier one killed it.
+ALL_SUITES = ("layout", "variants", "flow", "bugs")
+SUITES = {name: BENCH / f"mutation-suite-{name}.toml" for name in ALL_SUITES}
+SUITES_FOR = {"spec/tdmr.py": ("layout", "variants"), "spec/placement.py": ("layout", "variants"),
               "spec/flow.py": ("flow", "bugs")}
-ALL_SUITES = ("layout", "flow", "bugs")
 # What `verify` needs: the packages it imports and the corpus its replay checks read.
 COPIED = ("spec", "invariants", "checker", "counterexamples")
 
@@ -311,13 +315,19 @@ def neighbours(tree: ast.Module, snapshot: Snapshot) -> dict[str, list[str]]:
 
 
 def _keys(node: ast.AST) -> set[str]:
-    """Names and `name.attribute`s an expression reads."""
+    """Names and `name.attribute`s a piece of code reads (an augmented assignment reads its
+    target too)."""
     keys = set()
     for n in ast.walk(node):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
-            keys.add(n.id)
-        elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name):
+        target = n.target if isinstance(n, ast.AugAssign) else None
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) \
+                or isinstance(target, ast.Name):
+            keys.add((target or n).id)
+        elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) \
+                and isinstance(n.value, ast.Name):
             keys.add(f"{n.value.id}.{n.attr}")
+        elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+            keys.add(f"{target.value.id}.{target.attr}")
     return keys
 
 
@@ -370,23 +380,39 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.
            ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
-def _bindings(node: ast.AST, attributes: bool) -> list[tuple[str, tuple[int, int]]]:
-    """(key, position) of every binding in `node`'s own scope: names, and with `attributes`
-    the `self.x` stores (an `__init__` defines them)."""
-    out, todo = [], [node]
+def _bindings(node: ast.AST, attributes: bool) -> set[str]:
+    """Every key bound in `node`'s own scope: names, and with `attributes` the `self.x`
+    stores (an `__init__` defines them)."""
+    out, todo = set(), [node]
     while todo:
         n = todo.pop()
-        where = (getattr(n, "lineno", 0), getattr(n, "col_offset", 0))
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-            out.append((n.id, where))
+            out.add(n.id)
         elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
                 and n is not node:
-            out.append((n.name, where))
+            out.add(n.name)
         elif attributes and isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) \
                 and isinstance(n.value, ast.Name) and n.value.id == "self":
-            out.append((f"self.{n.attr}", where))
+            out.add(f"self.{n.attr}")
         if n is node or not isinstance(n, _SCOPES):
             todo.extend(ast.iter_child_nodes(n))
+    return out
+
+
+def _definite(stmts: list[ast.stmt], attributes: bool) -> set[str]:
+    """Keys bound on every path through `stmts` (a loop body may not run; an `if` binds what
+    both of its branches bind)."""
+    out: set[str] = set()
+    for stmt in stmts:
+        if isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.FunctionDef,
+                             ast.AsyncFunctionDef, ast.ClassDef)):
+            out |= _bindings(stmt, attributes)
+        elif isinstance(stmt, ast.If) and stmt.orelse:
+            out |= _definite(stmt.body, attributes) & _definite(stmt.orelse, attributes)
+        elif isinstance(stmt, ast.With):
+            out |= _definite(stmt.body, attributes) | {
+                k for item in stmt.items if item.optional_vars
+                for k in _bindings(item.optional_vars, attributes)}
     return out
 
 
@@ -413,7 +439,7 @@ class _Mutator(ast.NodeVisitor):
         self.scope: list[str] = []
         self.in_function = 0
         self.locals: list[set[str]] = [set()]
-        self.bound: list[dict[str, tuple[int, int]]] = [{}]  # key -> first binding
+        self.definite: list[set[str]] = [set()]  # keys bound on every path to here
         self.memo_names: list[set[str]] = [set()]
         self.memo_tables: list[set[str]] = [set()]
         self.seen: Counter = Counter()
@@ -493,9 +519,7 @@ class _Mutator(ast.NodeVisitor):
         params |= {a.arg for a in (args.vararg, args.kwarg) if a}
         self.locals.append(params | {n.id for s in node.body for n in ast.walk(s)
                                      if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)})
-        self.bound.append({})
-        for key, where in [(p, (0, 0)) for p in params] + _bindings(node, self.in_init()):
-            self.bound[-1][key] = min(where, self.bound[-1].get(key, where))
+        self.definite.append(set(params))
         self.memo_names.append(set())
         self.memo_tables.append(set())
         for stmt in ast.walk(node):  # `v = table.get(k)`: a memo look-up
@@ -509,7 +533,7 @@ class _Mutator(ast.NodeVisitor):
         self.visit_block(node.body, statements=True)
         self.memo_tables.pop()
         self.memo_names.pop()
-        self.bound.pop()
+        self.definite.pop()
         self.locals.pop()
         self.in_function -= 1
         self.scope.pop()
@@ -530,12 +554,10 @@ class _Mutator(ast.NodeVisitor):
         return self.scope[-1:] == ["__init__"]
 
     def first_bindings(self, stmt: ast.stmt) -> set[str]:
-        """Keys `stmt` binds for the first time in its function: without it they would be
+        """Keys `stmt` binds that are not bound on every path to it: without it they may be
         unbound, so dropping it, or moving a use of them above it, makes a mutant that cannot
         run (in C it would not compile)."""
-        start = (stmt.lineno, stmt.col_offset)
-        return {key for key, _ in _bindings(stmt, self.in_init())
-                if self.bound[-1].get(key, start) >= start}
+        return _bindings(stmt, self.in_init()) - self.definite[-1]
 
     def is_memo_guard(self, node: ast.expr) -> bool:
         """`v is None` / `v is not None` where v came from a memo table's `.get`."""
@@ -568,6 +590,7 @@ class _Mutator(ast.NodeVisitor):
     def visit_block(self, body: list[ast.stmt], statements: bool) -> None:
         """A list of statements: drop and swap mutants (inside functions), then each one."""
         body = [s for s in body if not _is_docstring(s)]
+        self.definite.append(set(self.definite[-1]))
         for i, stmt in enumerate(body):
             if _only_raises(stmt):
                 continue
@@ -576,6 +599,8 @@ class _Mutator(ast.NodeVisitor):
                 if i + 1 < len(body):
                     self.swap(stmt, body[i + 1])
             self.visit(stmt)
+            self.definite[-1] |= _definite([stmt], self.in_init())
+        self.definite.pop()
 
     def drop(self, stmt: ast.stmt) -> None:
         parent = self.parents.get(stmt)
@@ -614,7 +639,9 @@ class _Mutator(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For) -> None:
         self.visit(node.iter)
+        self.definite.append(self.definite[-1] | _bindings(node.target, False))
         self.visit_block(node.body, statements=self.in_function > 0)
+        self.definite.pop()
         self.visit_block(node.orelse, statements=self.in_function > 0)
 
     def visit_While(self, node: ast.While) -> None:
@@ -625,7 +652,11 @@ class _Mutator(ast.NodeVisitor):
     def visit_With(self, node: ast.With) -> None:
         for item in node.items:
             self.visit(item.context_expr)
+        self.definite.append(self.definite[-1] | {
+            k for item in node.items if item.optional_vars
+            for k in _bindings(item.optional_vars, False)})
         self.visit_block(node.body, statements=self.in_function > 0)
+        self.definite.pop()
 
     def visit_Try(self, node: ast.Try) -> None:
         inside = self.in_function > 0

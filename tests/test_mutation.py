@@ -105,6 +105,31 @@ class M:
     assert changes == {("constant", "key * 3")}
 
 
+def test_no_drop_or_swap_leaves_a_name_unbound_on_some_path():
+    source = '''\
+def f(c, items):
+    if c:
+        x = 1
+    else:
+        x = 2
+    total = 0
+    for item in items:
+        item = item * x
+        total += item
+    return total
+'''
+    changes = {(m.operator, m.old) for m in bench.mutants_of("t.py", source.encode())
+               if m.operator in ("drop-statement", "swap-statements")}
+    # Not made: `x = 1` or `x = 2` dropped, `total = 0` dropped or moved below the loop that
+    # adds to it (a name unbound on some path). Rebinding the loop variable is a mutant like any.
+    assert changes == {("drop-statement", "item = item * x"),
+                       ("drop-statement", "total += item"),
+                       ("swap-statements", "if c: x = 1 else: x = 2\ntotal = 0"),
+                       ("swap-statements", "item = item * x\ntotal += item"),
+                       ("swap-statements", "for item in items: item = item * x total += item"
+                                           "\nreturn total")}
+
+
 def test_concatenations_get_no_minus():
     source = 'def f(a, t):\n    return a + "x", t + (1,), a - 1\n'
     assert [m.new for m in bench.mutants_of("t.py", source.encode())
