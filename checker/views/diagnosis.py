@@ -714,8 +714,7 @@ def _json(line: LogLine, *, key, kernels, stage, severity, meaning, causes, acti
             "actions": [{"key": k, "text": ACTIONS[k]} for k in actions]}
 
 
-def log_outcome(entries: list[dict[str, Any]], logged: LoggedFacts,
-                ctx: Context) -> dict[str, Any]:
+def log_outcome(entries: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
     """What the log says happened to TDX, and the causes and actions that matter most: those of
     its first failure (the one the later lines follow from), or of its success, or, when it
     shows TDX enabled by the BIOS but no result, why none may have been logged. A log with

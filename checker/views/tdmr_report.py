@@ -169,7 +169,7 @@ def analyse_log(source: str, logged: LoggedFacts, options: TdmrOptions) -> dict[
 
 def _diagnosis(logged: LoggedFacts, context: Context) -> dict[str, Any]:
     entries = diagnose_lines(logged, context)
-    return {"diagnosis": entries, "log_outcome": log_outcome(entries, logged, context)}
+    return {"diagnosis": entries, "log_outcome": log_outcome(entries, context)}
 
 
 def _command_line(logged: LoggedFacts) -> str | None:
