@@ -161,6 +161,8 @@ def test_out_of_tree_wordings_are_marked(capsys):
      "info", [], None),
     ("virt/tdx: TDX-Module initialization failed (-12)", "init-failed", "failure",
      ["pamt-alloc-failed"], -12),
+    ("virt/tdx: module initialization failed (-5)", "init-failed", "failure",
+     ["failure-line-missing"], -5),
     ("virt/tdx: TDX requires all packages to have an online CPU. Delete all TDs in order to "
      "offline all CPUs of a package.", "offline-refused", "warning",
      ["offline-last-cpu-of-package"], -16),

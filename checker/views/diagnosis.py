@@ -133,6 +133,8 @@ CAUSES = {
     "filtered).",
     "unknown-status": "A status this checker does not know; its class says what kind of "
     "problem it is.",
+    "failure-line-missing": "A SEAMCALL failed, but the line saying which is not in this log "
+    "(it was cut or filtered, e.g. by grep).",
     "unknown-line": "A TDX line this checker does not know.",
 }
 
@@ -395,7 +397,7 @@ _ERRNO_MEANINGS = {
     EBUSY: "refused while in use",
 }
 _ERRNO_ADVICE = {
-    EIO: (("unknown-status",), ("whole-log",)),
+    EIO: (("failure-line-missing",), ("whole-log",)),
     ENODEV: (("module-not-loaded",), ("bios-enable-seam-loader", "update-bios")),
     EOPNOTSUPP: (("silent-gp",), ("bios-enable-tdx", "update-bios")),
     EACCES: (("not-vmx",), ("check-vmx",)),
@@ -512,7 +514,7 @@ def _errno_line(m: re.Match, entry: dict, before: list, ctx: Context) -> dict:
         return {"errno": errno, "meaning": f"Init failed with {errno} "
                 f"({errno_json(errno)['name'] or 'unknown errno'}): the failure on line "
                 f"{cause['line']}."}
-    causes, actions = _ERRNO_ADVICE.get(-errno, (("unknown-status",), ("whole-log",)))
+    causes, actions = _ERRNO_ADVICE.get(-errno, ((), ("whole-log",)))
     return {"errno": errno, "causes": causes, "actions": actions,
             "meaning": f"Init failed with {errno}: {errno_json(errno)['meaning']}; no line of "
             "this log says more."}
