@@ -11,6 +11,7 @@ from dataclasses import dataclass
 EIO = 5
 ENOMEM = 12
 EACCES = 13
+EBUSY = 16
 ENODEV = 19
 EINVAL = 22
 ENOSPC = 28
@@ -20,6 +21,7 @@ ERRNO_NAMES = {
     EIO: "EIO",
     ENOMEM: "ENOMEM",
     EACCES: "EACCES",
+    EBUSY: "EBUSY",
     ENODEV: "ENODEV",
     EINVAL: "EINVAL",
     ENOSPC: "ENOSPC",

@@ -26,6 +26,7 @@ from typing import Any
 from checker.inputs.readers import FirmwareEntry, LoggedFacts, LogLine, MachineInput
 from spec.errno import (
     EACCES,
+    EBUSY,
     EINVAL,
     EIO,
     ENODEV,
@@ -35,7 +36,7 @@ from spec.errno import (
     ERRNO_NAMES,
 )
 from spec.memory import SZ_1M
-from spec.module import STATUS_CODES
+from spec.module import OTHER_STATUS_CODES, STATUS_CODES
 from spec.seamcall import (
     LEAF_NUMBERS,
     TDH_PHYMEM_PAGE_RDMD,
@@ -52,7 +53,6 @@ from spec.seamcall import (
 )
 
 FAILURE, WARNING, INFO = "failure", "warning", "info"
-EBUSY = 16  # only v7.1's CPU-offline veto returns it; no modelled kernel does
 
 # --- causes and actions, by key -----------------------------------------------------------------
 
@@ -191,9 +191,7 @@ ACTIONS = {
 
 # --- SEAMCALL leaves and status codes ---------------------------------------------------------
 
-LEAF_NAMES = {number: name for name, number in LEAF_NUMBERS.items()} | {
-    32: "TDH.SYS.INFO", 44: "TDH.SYS.LP.SHUTDOWN", 52: "TDH.SYS.SHUTDOWN", 53: "TDH.SYS.UPDATE"}
-"""The host-init leaves the model knows, and the other host leaves a log may name."""
+LEAF_NAMES = {number: name for name, number in LEAF_NUMBERS.items()}
 
 _LEAF_STAGES = {
     TDH_SYS_INIT: "tdx_cpu_enable -> try_init_module_global: TDH.SYS.INIT, the first SEAMCALL "
@@ -209,49 +207,11 @@ _LEAF_STAGES = {
     TDH_PHYMEM_PAGE_RDMD: "machine-check handling: TDH.PHYMEM.PAGE.RDMD",
 }
 
-_MORE_STATUS_CODES = {
-    "TDX_OPERAND_INVALID": 0xC000010000000000,
-    "TDX_OPERAND_BUSY": 0x8000020000000000,
-    "TDX_SYS_SHUTDOWN": 0xC000050600000000,
-    "TDX_SYS_STATE_INCORRECT": 0xC000050800000000,
-    "TDX_INCOMPATIBLE_SEAM_CAPABILITIES": 0xC000050D00000000,
-    "TDX_KEY_GENERATION_FAILED": 0x8000080000000000,
-    "TDX_KEY_STATE_INCORRECT": 0xC000081100000000,
-    "TDX_INCORRECT_CPUID_VALUE": 0xC000090000000000,
-    "TDX_BOOT_NT4_SET": 0xC000090100000000,
-    "TDX_INCONSISTENT_CPUID_FIELD": 0xC000090200000000,
-    "TDX_CPUID_MAX_SUBLEAVES_UNRECOGNIZED": 0xC000090300000000,
-    "TDX_CPUID_LEAF_1F_FORMAT_UNRECOGNIZED": 0xC000090400000000,
-    "TDX_INVALID_WBINVD_SCOPE": 0xC000090500000000,
-    "TDX_INVALID_PKG_ID": 0xC000090600000000,
-    "TDX_ENABLE_MONITOR_FSM_NOT_SET": 0xC000090700000000,
-    "TDX_CPUID_LEAF_NOT_SUPPORTED": 0xC000090800000000,
-    "TDX_SMRR_NOT_LOCKED": 0xC000091000000000,
-    "TDX_INVALID_SMRR_CONFIGURATION": 0xC000091100000000,
-    "TDX_SMRR_OVERLAPS_CMR": 0xC000091200000000,
-    "TDX_SMRR_LOCK_NOT_SUPPORTED": 0xC000091300000000,
-    "TDX_SMRR_NOT_SUPPORTED": 0xC000091400000000,
-    "TDX_INCONSISTENT_MSR": 0xC000092000000000,
-    "TDX_INCORRECT_MSR_VALUE": 0xC000092100000000,
-    "TDX_SEAMREPORT_NOT_AVAILABLE": 0xC000093000000000,
-    "TDX_INVALID_TDMR": 0xC0000A0000000000,
-    "TDX_NON_ORDERED_TDMR": 0xC0000A0100000000,
-    "TDX_TDMR_OUTSIDE_CMRS": 0xC0000A0200000000,
-    "TDX_INVALID_PAMT": 0xC0000A1000000000,
-    "TDX_PAMT_OUTSIDE_CMRS": 0xC0000A1100000000,
-    "TDX_PAMT_OVERLAP": 0xC0000A1200000000,
-    "TDX_INVALID_RESERVED_IN_TDMR": 0xC0000A2000000000,
-    "TDX_NON_ORDERED_RESERVED_IN_TDMR": 0xC0000A2100000000,
-    "TDX_CMR_LIST_INVALID": 0xC0000A2200000000,
-    "TDX_METADATA_FIELD_ID_INCORRECT": 0xC0000C0000000000,
-    "TDX_METADATA_FIELD_NOT_READABLE": 0xC0000C0200000000,
-}
-"""Host-side codes of the module's public list that the module model never answers."""
 
 _SOFTWARE_CODES = {"TDX_SEAMCALL_VMFAILINVALID": TDX_SEAMCALL_VMFAILINVALID,
                    "TDX_SEAMCALL_GP": TDX_SEAMCALL_GP, "TDX_SEAMCALL_UD": TDX_SEAMCALL_UD}
 _STATUS_MASK = 0xFFFF_FFFF_0000_0000
-_MODULE_CODES = STATUS_CODES | _MORE_STATUS_CODES | {"TDX_RND_NO_ENTROPY": TDX_RND_NO_ENTROPY}
+_MODULE_CODES = STATUS_CODES | OTHER_STATUS_CODES | {"TDX_RND_NO_ENTROPY": TDX_RND_NO_ENTROPY}
 _BY_CODE = {code & _STATUS_MASK: name for name, code in _MODULE_CODES.items()}
 _BY_SOFTWARE_CODE = {code: name for name, code in _SOFTWARE_CODES.items()}
 
@@ -410,7 +370,7 @@ _ERRNO_ADVICE = {
 def errno_json(errno: int, meaning: str | None = None) -> dict[str, Any]:
     """A negative errno with its name and what it means in TDX host init (or, for a line
     outside host init, what the line says it means)."""
-    return {"value": errno, "name": ERRNO_NAMES.get(-errno, "EBUSY" if -errno == EBUSY else None),
+    return {"value": errno, "name": ERRNO_NAMES.get(-errno),
             "meaning": meaning or _ERRNO_MEANINGS.get(-errno,
                                                       "an errno TDX host init does not return")}
 
@@ -622,7 +582,7 @@ MESSAGES: tuple[Message, ...] = (
        actions=("check-vmx",)),
     _m(_P + r"TDX module is outdated\.", key="module-outdated", kernels=INTEL_OLD,
        stage=_LEAF_STAGES[TDH_SYS_INIT], leaf=LEAF_NUMBERS[TDH_SYS_INIT],
-       status=_MORE_STATUS_CODES["TDX_INCORRECT_CPUID_VALUE"], errno=-ENODEV, severity=FAILURE,
+       status=OTHER_STATUS_CODES["TDX_INCORRECT_CPUID_VALUE"], errno=-ENODEV, severity=FAILURE,
        meaning="TDH.SYS.INIT refused a CPUID value.", causes=("module-too-old-for-cpu",),
        actions=("update-bios",)),
     _m(_P + r"initialization failed: TDMRs exhausted\.", key="tdmrs-exhausted", kernels=V6_8,
