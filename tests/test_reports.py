@@ -126,8 +126,8 @@ def test_output_is_deterministic_whatever_the_order_of_the_results(fmt):
 
 
 def test_an_unknown_format_is_refused():
-    with pytest.raises(ValueError, match="unknown report format 'html'"):
-        render("html", results(), comparison())
+    with pytest.raises(ValueError, match="unknown report format 'pdf'"):
+        render("pdf", results(), comparison())
 
 
 # --- text ------------------------------------------------------------------------------------

@@ -45,9 +45,10 @@ from checker.gate.baseline import (
     compare,
 )
 from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
+from checker.views.html_report import render_html
 from checker.views.trace import step_text
 
-FORMATS = ("text", "json", "junit", "sarif")
+FORMATS = ("text", "json", "junit", "sarif", "html")
 REPORT_SCHEMA_VERSION = 1
 TOOL_NAME = "tdx-host-checker"
 SRCROOT = "%SRCROOT%"
@@ -84,6 +85,9 @@ def render(
         return render_junit(ordered, comparison)
     if fmt == "sarif":
         return _dump_json(report_sarif(ordered, comparison, root=base))
+    if fmt == "html":  # drawn from the JSON report, with the text report kept inside
+        return render_html(report_json(ordered, comparison, root=base),
+                           render_text(ordered, comparison, verbose=verbose, notes=notes))
     raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
