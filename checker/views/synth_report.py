@@ -13,6 +13,8 @@ from spec.memory import MemRange
 from spec.profiles import V6_8
 from spec.sysinfo import TdxSysinfo
 
+SCHEMA_VERSION = 1  # of the JSON report: checker/schemas/synthesis.schema.json
+
 
 def e820_lines(regions: tuple[MemRange, ...] | list[MemRange]) -> list[str]:
     """The map as the firmware table a kernel would print: usable ranges, reserved gaps."""
@@ -34,7 +36,7 @@ def synthesise_report(kind: str, max_tdmrs: int | None, max_reserved: int | None
                          max_reserved or defaults.max_reserved_per_tdmr,
                          entry_sizes or defaults.pamt_entry_size)
     cex = synthesise(kind, sysinfo, V6_8, timeout_ms)
-    report = cex.to_json()
+    report = {"schema_version": SCHEMA_VERSION, **cex.to_json()}
     report["e820"] = e820_lines(cex.regions)
     report["kernel"] = None
     if cex.status == "found":

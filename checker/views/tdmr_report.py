@@ -33,6 +33,8 @@ from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, Profile
 from spec.sysinfo import PAGE_SIZE_NAMES, TdxSysinfo, get_tdx_tdmr_sysinfo
 from spec.tdmr import ConstructResult, Tdmr, construct_tdmrs, tdmr_get_nid, tdmr_range
 
+SCHEMA_VERSION = 1  # of the JSON report: checker/schemas/tdmr.schema.json
+
 
 @dataclass(frozen=True)
 class TdmrOptions:
@@ -89,6 +91,7 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
     error = module_error or result.error
     stage = "metadata" if module_error else ("construct_tdmrs" if result.error else None)
     out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "input": {"file": machine.source, "kind": machine.kind, "notes": list(machine.notes),
                   "memory_from_cmrs": machine.memory_from_cmrs},
         "profile": options.profile.name,
@@ -151,6 +154,7 @@ def analyse_log(source: str, logged: LoggedFacts, options: TdmrOptions) -> dict[
     """The report for a boot log without a memory map: what it logged, diagnosed; every key of
     `analyse`, with those of the model empty (`modelled` false)."""
     out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "input": {"file": source, "kind": "boot-log", "notes": [NO_MAP_NOTE],
                   "memory_from_cmrs": False},
         "profile": options.profile.name, "holes": options.profile.holes, "placement": None,
