@@ -17,7 +17,8 @@ import referencing
 import referencing.jsonschema
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("map", "counterexample", "trace", "baseline", "report", "explore", "replay")
+NAMES = ("map", "counterexample", "trace", "baseline", "report", "explore", "replay", "tdmr",
+         "synthesis")
 
 
 def path(name: str) -> Path:
