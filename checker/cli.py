@@ -97,8 +97,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     tdmr.add_argument("input", help="boot log, /proc/iomem copy, JSON memory map, "
                       "counterexample file, or - (standard input)")
-    tdmr.add_argument("--format", choices=("text", "json"), default="text",
-                      help="text for people, json for tools (default text)")
+    tdmr.add_argument("--format", choices=("text", "json", "svg", "html"), default="text",
+                      help="text for people, json for tools, svg for the layout as a picture, "
+                      "html for the picture above the text (default text)")
+    tdmr.add_argument("--output", metavar="FILE", help="write here instead of standard output")
     tdmr.add_argument("--profile", default=LOGGED_KERNEL, help="kernel profile (see "
                       "`profiles`; another than v6.8, or --holes, asks what another kernel "
                       "would do, so the log's own failure no longer sets the exit status)")
@@ -172,9 +174,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
-    graph.add_argument("--profile", default="v6.8", help="kernel profile (see `profiles`)")
-    graph.add_argument("--config", default="1x1",
-                       help="flow configuration (see `configs`; default 1x1)")
+    graph.add_argument("--profile", help="kernel profile (see `profiles`; default v6.8)")
+    graph.add_argument("--config", help="flow configuration (see `configs`; default 1x1)")
+    graph.add_argument("--trace", metavar="FILE",
+                       help="only the states of this counterexample trace (counterexamples/"
+                       "flow--*.json) and the states one step from them, on the model the "
+                       "trace was recorded on (any configuration size)")
     graph.add_argument("--format", choices=("dot", "graphml"), default="dot",
                        help="dot (Graphviz) or graphml (default dot)")
     graph.add_argument("--output", metavar="FILE", help="write here instead of stdout")
@@ -189,8 +194,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                             "still violates, 0 when it no longer does, 2 when the file is "
                             "invalid or does not run on this model)")
     replay.add_argument("file", help="a counterexample JSON file (counterexamples/*.json)")
-    replay.add_argument("--format", choices=("text", "json"), default="text",
-                        help="text for people, json for tools (default text)")
+    replay.add_argument("--format", choices=("text", "json", "svg", "html"), default="text",
+                        help="text for people, json for tools, svg for the trace as a sequence "
+                        "diagram (a map: its TDMR layout), html for the picture above the text "
+                        "(default text)")
+    replay.add_argument("--output", metavar="FILE", help="write here instead of standard output")
 
     from checker.gate.suite import SUITE_HELP
     from checker.gate.verify import add_arguments
@@ -231,9 +239,27 @@ def _profile(name: str, holes: str | None = None):
     return profile
 
 
+def _check_output(args) -> None:
+    """Refuse an --output that cannot be written before any work."""
+    problem = args.output is not None and file_problem(args.output)
+    if problem:
+        raise UsageError(f"cannot write --output {args.output}: {problem}")
+
+
+def _emit(args, text: str) -> None:
+    if args.output:
+        write_text_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+
+
+PICTURES = ("svg", "html")
+
+
 def cmd_tdmr(args) -> int:
     from checker.views.tdmr_report import TdmrOptions, analyse
 
+    _check_output(args)
     try:
         machine = read_input(args.input)
     except NoMemoryMap as exc:
@@ -250,8 +276,10 @@ def cmd_tdmr(args) -> int:
                           args.pamt_entry_size, args.worst_case, args.plan,
                           timeout_ms=args.timeout * 1000)
     if args.check_layout:
+        if args.format in PICTURES:
+            raise UsageError("--check-layout prints text or json")
         return _check_user_layout(args, machine, options)
-    return _tdmr_output(args, analyse(machine, options))
+    return _tdmr_output(args, analyse(machine, options), machine, options)
 
 
 def _diagnose_log(args, exc: NoMemoryMap) -> int:
@@ -260,19 +288,38 @@ def _diagnose_log(args, exc: NoMemoryMap) -> int:
 
     if args.check_layout:
         raise UsageError(f"{exc.file}: --check-layout needs a memory map, and this log has none")
+    if args.format in PICTURES:
+        raise UsageError(f"{exc.file}: no memory map in this log, so no layout to draw (its TDX "
+                         "lines are diagnosed with --format text or json)")
     report = analyse_log(exc.file, exc.logged, TdmrOptions(_profile(args.profile, args.holes)))
     return _tdmr_output(args, report)
 
 
-def _tdmr_output(args, report: dict) -> int:
+def _tdmr_output(args, report: dict, machine=None, options=None) -> int:
     from checker.views.tdmr_report import render_text
 
     if args.format == "json":
-        print(json.dumps(report, indent=2, sort_keys=True))
+        _emit(args, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    elif args.format in PICTURES:
+        _emit(args, _layout_picture(args, report, machine, options))
     else:
-        sys.stdout.write(render_text(report, args.verbose, args.prog_name))
+        _emit(args, render_text(report, args.verbose, args.prog_name))
     what_if = report["modelled"] and (args.profile != LOGGED_KERNEL or args.holes is not None)
     return EXIT_FAIL if _tdmr_fails(report, what_if) else EXIT_OK
+
+
+def _layout_picture(args, report: dict, machine, options) -> str:
+    """The layouts of the report (the kernel's, a worst-case witness, the plan) as SVG, or as
+    an HTML page above the text output."""
+    from checker.views.html_report import picture_page
+    from checker.views.svg_layout import layout_svg, report_layouts
+    from checker.views.tdmr_report import render_text
+
+    svg = layout_svg(report, report_layouts(report, machine, options))
+    if args.format == "svg":
+        return svg.document()
+    return picture_page(f"TDMR layout of {report['input']['file']}", svg.element(),
+                        render_text(report, args.verbose, args.prog_name))
 
 
 def _tdmr_fails(report: dict, what_if: bool) -> bool:
@@ -296,14 +343,14 @@ def _check_user_layout(args, machine, options) -> int:
     found = check_layout(tdmrs, build_tdx_memlist(machine.regions),
                          effective_sysinfo(machine, options), holes)
     if args.format == "json":
-        print(json.dumps({"tdmrs": len(tdmrs), "valid": not found, "violations": [
+        _emit(args, json.dumps({"tdmrs": len(tdmrs), "valid": not found, "violations": [
             {"constraint": v.constraint, "tdmr": v.tdmr, "item": v.item,
-             "text": v.describe(tdmrs)} for v in found]}, indent=2, sort_keys=True))
+             "text": v.describe(tdmrs)} for v in found]}, indent=2, sort_keys=True) + "\n")
     else:
-        print(f"{args.check_layout}: {len(tdmrs)} TDMRs checked against {args.input}")
-        for v in found:
-            print(f"  {v.describe(tdmrs)}")
-        print("layout invariants: " + (f"{len(found)} VIOLATED" if found else "all hold"))
+        lines = [f"{args.check_layout}: {len(tdmrs)} TDMRs checked against {args.input}"]
+        lines += [f"  {v.describe(tdmrs)}" for v in found]
+        lines.append("layout invariants: " + (f"{len(found)} VIOLATED" if found else "all hold"))
+        _emit(args, "\n".join(lines) + "\n")
     return EXIT_FAIL if found else EXIT_OK
 
 
@@ -332,6 +379,7 @@ def cmd_counterexample(args) -> int:
 def cmd_replay(args) -> int:
     from checker.gate.replay import ReplayError, load_document, replay_document
 
+    _check_output(args)
     try:
         doc = load_document(args.file)
         outcome = replay_document(doc, args.file)
@@ -341,20 +389,40 @@ def cmd_replay(args) -> int:
         raise UsageError(f"{args.file}: {outcome.text}")
     code = EXIT_FAIL if outcome.still_violates else EXIT_OK
     if args.format == "json":
-        print(json.dumps({"schema_version": REPLAY_SCHEMA_VERSION, "file": args.file,
-                          "check": doc["check"], "profile": doc["profile"],
-                          "invariant": outcome.invariant,
-                          "still_violates": outcome.still_violates,
-                          "same_as_recorded": outcome.same_as_recorded, "text": outcome.text,
-                          "exit_code": code}, indent=2, sort_keys=True))
+        _emit(args, json.dumps({"schema_version": REPLAY_SCHEMA_VERSION, "file": args.file,
+                                "check": doc["check"], "profile": doc["profile"],
+                                "invariant": outcome.invariant,
+                                "still_violates": outcome.still_violates,
+                                "same_as_recorded": outcome.same_as_recorded,
+                                "text": outcome.text, "exit_code": code},
+                               indent=2, sort_keys=True) + "\n")
         return code
     verdict = "still violates" if outcome.still_violates else "no longer violates"
-    print(f"{doc['check']}: {outcome.invariant} {verdict} (profile {doc['profile']})")
-    print(outcome.text)
+    lines = [f"{doc['check']}: {outcome.invariant} {verdict} (profile {doc['profile']})",
+             outcome.text]
     if outcome.same_as_recorded is not None:
-        print("same result as recorded" if outcome.same_as_recorded
-              else "DIFFERENT from the recorded result:\n" + doc["counterexample"]["result"])
+        lines.append("same result as recorded" if outcome.same_as_recorded
+                     else "DIFFERENT from the recorded result:\n"
+                     + doc["counterexample"]["result"])
+    text = "\n".join(lines) + "\n"
+    if args.format in PICTURES:
+        text = _replay_picture(args, doc, text)
+    _emit(args, text)
     return code
+
+
+def _replay_picture(args, doc: dict, text: str) -> str:
+    """A stored trace as a sequence diagram, a stored map as its layout; `--format html` puts
+    the picture above the replay's text."""
+    from checker.views.html_report import document_picture, picture_page
+
+    name = os.path.basename(args.file)
+    svg = document_picture(doc, name)
+    if svg is None:
+        raise UsageError(f"{args.file}: nothing to draw for profile {doc['profile']}")
+    if args.format == "svg":
+        return svg.document()
+    return picture_page(f"{name}: {doc['check']}", svg.element(), text)
 
 
 def cmd_configs(args) -> int:
@@ -433,25 +501,57 @@ def cmd_graph(args) -> int:
     from invariants.flow import flow_invariants
     from spec.flow import TdxFlow
 
-    problem = args.output is not None and file_problem(args.output)
-    if problem:
-        raise UsageError(f"cannot write --output {args.output}: {problem}")
-    flags = {} if args.faults is None else {"faults": args.faults}
-    try:
-        flow = TdxFlow(_profile(args.profile), configure(args.config, **flags))
-    except (KeyError, ValueError) as exc:
-        raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
-    graph = state_graph(flow, Bounds(max_states=args.max_states), not args.no_symmetry,
-                        flow_invariants(flow))
-    text = graphml_text(graph) if args.format == "graphml" else to_dot(graph)
-    if args.output:
-        write_text_atomic(args.output, text)
+    _check_output(args)
+    if args.trace:
+        graph = _trace_graph(args)
     else:
-        sys.stdout.write(text)
+        flags = {} if args.faults is None else {"faults": args.faults}
+        try:
+            flow = TdxFlow(_profile(args.profile or "v6.8"),
+                           configure(args.config or "1x1", **flags))
+        except (KeyError, ValueError) as exc:
+            raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+        graph = state_graph(flow, Bounds(max_states=args.max_states), not args.no_symmetry,
+                            flow_invariants(flow))
+    _emit(args, graphml_text(graph) if args.format == "graphml" else to_dot(graph))
     exhaustive = "exhaustive" if graph.graph.get("exhaustive") else "bounded, not exhaustive"
+    if args.trace:
+        exhaustive = (f"{sum(on for _, on in graph.nodes(data='on_trace'))} on the trace, the "
+                      "others one step from it")
+    violating = sum(bool(v) for _, v in graph.nodes(data="violating"))
     print(f"{graph.number_of_nodes()} states, {graph.number_of_edges()} transitions "
-          f"({exhaustive})", file=sys.stderr)
+          f"({exhaustive}); {violating} break an invariant", file=sys.stderr)
     return EXIT_OK
+
+
+def _trace_graph(args):
+    """`graph --trace FILE`: the trace's states and their neighbours, on its own model."""
+    from checker.gate.replay import ReplayError, load_document
+    from checker.inputs.platforms import model_from_description
+    from checker.views.graph import trace_graph
+    from checker.views.trace import ReplayError as TraceReplayError
+    from checker.views.trace import replay
+    from invariants.flow import flow_invariants
+
+    if args.profile or args.config or args.faults is not None:
+        raise UsageError("--trace FILE runs on the model the trace was recorded on: leave out "
+                         "--profile, --config and --faults")
+    try:
+        doc = load_document(args.trace)
+    except ReplayError as exc:
+        raise UsageError(str(exc)) from None
+    body = doc["counterexample"]
+    if body["kind"] != "trace":
+        raise UsageError(f"{args.trace}: a map counterexample has no states to graph (draw it "
+                         "with `tdmr FILE --format svg`)")
+    try:
+        flow = model_from_description(body["trace"]["model"])
+        trace = replay(flow, body["trace"])
+    except KeyError as exc:
+        raise UsageError(f"{args.trace}: {exc.args[0]}") from None
+    except TraceReplayError as exc:
+        raise UsageError(f"{args.trace}: the trace does not run on this model: {exc}") from None
+    return trace_graph(flow, trace, flow_invariants(flow), not args.no_symmetry)
 
 
 def cmd_glossary(args) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable
 from html import escape
@@ -23,7 +24,8 @@ from checker.gate.replay import ReplayError, load_document
 from checker.gate.suite import builtin_maps
 from checker.inputs.readers import InputError, read_input, read_json_map
 from checker.views.svg_layout import layout_svg, report_layouts
-from checker.views.svg_trace import final_state, trace_svg
+from checker.views.svg_trace import replay_facts, trace_svg
+from checker.views.svgdoc import Svg
 from checker.views.tdmr_report import TdmrOptions, analyse
 from spec.profiles import PROFILES, V6_8
 
@@ -101,13 +103,14 @@ def picture_page(title: str, svg: str, text: str) -> str:
 
 
 def trace_picture(trace: dict[str, Any], statement: str = "",
-                  sites: list[dict[str, Any]] | None = None) -> str:
-    """The sequence diagram of a flow trace, with the full state it ends in when the model can
-    run it again."""
-    return trace_svg(trace, statement, final_state(trace), sites).element()
+                  sites: list[dict[str, Any]] | None = None, title: str = "") -> Svg:
+    """The sequence diagram of a flow trace, with the full state it ends in and the
+    invariant's statement when the model can run it again."""
+    state, known = replay_facts(trace)
+    return trace_svg(trace, statement or known, state, sites, title)
 
 
-def map_picture(the_map: dict[str, Any], profile: str, placement: str | None) -> str | None:
+def map_picture(the_map: dict[str, Any], profile: str, placement: str | None) -> Svg | None:
     """The layout the profile builds on a counterexample's memory map, or None when it cannot
     be drawn (an unknown profile)."""
     if profile not in PROFILES:
@@ -117,7 +120,17 @@ def map_picture(the_map: dict[str, Any], profile: str, placement: str | None) ->
                                                                          "last-fit") \
         else placement
     report = analyse(machine, TdmrOptions(PROFILES[profile], chosen, explain=False))
-    return layout_svg(report).element()
+    return layout_svg(report)
+
+
+def document_picture(doc: dict[str, Any], name: str) -> Svg | None:
+    """The picture of a counterexample file (`replay FILE --format svg`): its trace, or the
+    layout its map gets."""
+    body = doc["counterexample"]
+    if body["kind"] == "trace":
+        return trace_picture(body["trace"], sites=body.get("sites"),
+                             title=f"{name}: {doc['profile']} on {doc['config']}")
+    return map_picture(body["map"], doc["profile"], body.get("placement"))
 
 
 def _counterexample_picture(check: dict[str, Any]) -> tuple[str, str | None]:
@@ -133,13 +146,14 @@ def _counterexample_picture(check: dict[str, Any]) -> tuple[str, str | None]:
         cex = stored["counterexample"]
     if isinstance(cex.get("trace"), dict):
         key = _digest(cex["trace"])
-        return key, trace_picture(cex["trace"], statement, cex.get("sites"))
+        return key, trace_picture(cex["trace"], statement, cex.get("sites")).element()
     if isinstance(cex.get("map"), dict):
         key = _digest([cex["map"], check["profile"]])
         try:
-            return key, map_picture(cex["map"], check["profile"], cex.get("placement"))
+            picture = map_picture(cex["map"], check["profile"], cex.get("placement"))
         except InputError:
             return key, None
+        return key, None if picture is None else picture.element()
     if isinstance(cex.get("report"), dict) and cex["report"].get("modelled"):
         return _digest(cex["report"]["input"]), layout_svg(cex["report"]).element()
     return "", None
@@ -176,8 +190,8 @@ def _machine_section(name: str, path: Path | None, plan: bool) -> str:
         return head + ("<p class=\"muted\">not drawn: no shipped map and no file of this name "
                        "in the current folder (draw it with <code>tdmr FILE --format svg</code>)"
                        "</p>\n")
-    try:
-        machine = read_input(path)
+    try:  # named as the reader of the report would name it, from where it was written
+        machine = read_input(os.path.relpath(path) if path.is_absolute() else path)
     except InputError as exc:
         return head + f"<p class=\"muted\">not drawn: {escape(str(exc))}</p>\n"
     options = TdmrOptions(V6_8, explain=False, plan=plan)

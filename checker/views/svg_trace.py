@@ -23,6 +23,7 @@ from typing import Any
 from checker.inputs.platforms import model_from_description
 from checker.views.svgdoc import FAIL_COLOUR, PAMT_COLOUR, Svg, text_width
 from checker.views.trace import replay
+from invariants.flow import flow_invariants
 
 MARGIN = 16
 STEP_W = 300  # the left column: step number, function, detail
@@ -58,7 +59,6 @@ text {{ fill: #222; }}
 .state-box {{ fill: #fffaf5; stroke: {FAIL_COLOUR}; stroke-width: 1.5; }}
 """
 
-_OK_RESULTS = ("success", "ok", "0")
 _CPU = re.compile(r"^cpu (\d+)$")
 _CALLER = re.compile(r"^caller (\d+)$")
 
@@ -78,20 +78,24 @@ def lanes(trace: dict[str, Any]) -> list[str]:
             + [f"cpu {c}" for c in sorted(cpus)] + [MODULE])
 
 
-def final_state(trace: dict[str, Any]) -> dict[str, str] | None:
-    """Every field of the state the trace ends in, by running it again on the model it names;
-    None when this checker no longer has that model or the trace does not run on it."""
+def replay_facts(trace: dict[str, Any]) -> tuple[dict[str, str] | None, str]:
+    """Every field of the state the trace ends in, and the statement of the invariant it
+    breaks, by running it again on the model it names; (None, "") when this checker no
+    longer has that model or the trace does not run on it."""
     try:
         flow = model_from_description(trace["model"])
         run = replay(flow, trace)
     except (KeyError, ValueError):
-        return None
-    return flow.state_fields(run.states[-1])
+        return None, ""
+    statements = {inv.id: inv.statement for inv in flow_invariants(flow)}
+    return flow.state_fields(run.states[-1]), statements.get(trace.get("invariant"), "")
 
 
-def _failed(result: Any) -> bool:
-    return result is not None and str(result) not in _OK_RESULTS and str(result).startswith(
-        ("TDX_", "-", "0x"))
+def _failed(result: Any, seamcall: bool) -> bool:
+    """An error: a SEAMCALL that did not answer success, or a step returning an errno."""
+    if result is None:
+        return False
+    return str(result) != "success" if seamcall else bool(re.match(r"^-\d", str(result)))
 
 
 def _change_lines(changed: dict[str, list[str]], width: float) -> list[tuple[str, str]]:
@@ -208,7 +212,7 @@ def _row(svg: Svg, parents: tuple[ET.Element, ET.Element], entry: dict[str, Any]
     seamcall, result = step.get("seamcall"), step.get("result")
     if seamcall:
         mx = lane_x[MODULE]
-        error = _failed(result)
+        error = _failed(result, True)
         _arrow(svg, group, caller_x, mx - 5, mid, "arrow")
         svg.text(group, mx - 10, mid - 4, seamcall, class_="tdx-call", text_anchor="end")
         _arrow(svg, group, mx, caller_x + 5, mid + 14, "reply error" if error else "reply")
@@ -216,7 +220,7 @@ def _row(svg: Svg, parents: tuple[ET.Element, ET.Element], entry: dict[str, Any]
                  else "tdx-call", text_anchor="end")
     elif result is not None:
         svg.text(group, caller_x + 8, mid + 4, f"-> {result}",
-                 class_="tdx-call error" if _failed(result) else "tdx-call")
+                 class_="tdx-call error" if _failed(result, False) else "tdx-call")
     if "module" in changed:
         mx = lane_x[MODULE]
         new = changed["module"][1]
