@@ -260,6 +260,26 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def configuring_keys(s: S.State) -> bool:
         return s.step == S.S_KEYS and s.mutex >= 0
 
+    @cache
+    def online_cpus_ready(packages: tuple[S.Package, ...]) -> bool:
+        return all(c.lp_done and c.vmx for p in packages for c in p.cpus if c.online)
+
+    def online_cpus_tdx_ready(s: S.State) -> bool:
+        return not kept_enabled(s) or online_cpus_ready(s.packages)
+
+    def kept_enabled(s: S.State) -> bool:
+        return flow.profile.init_at_boot and s.status == S.INITIALIZED and not s.hotplug_busy
+
+    @cache
+    def every_package_online(packages: tuple[S.Package, ...]) -> bool:
+        return all(any(c.online for c in p.cpus) for p in packages)
+
+    def packages_keep_a_cpu(s: S.State) -> bool:
+        return not s.guest_keyids or every_package_online(s.packages)
+
+    def keyids_in_use(s: S.State) -> bool:
+        return bool(s.guest_keyids)
+
     def no_sleep_with_tdx(s: S.State) -> bool:
         return not (s.tdx_on and (s.s3_entered or s.hibernated))
 
@@ -390,6 +410,18 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: config_global_keyid (a package without online CPU is skipped)", "state",
           F.TdxFlow._packages_online, packages_online_for_keys, configuring_keys,
           reads=("step", "mutex", "packages")),
+        T("ONLINE-CPUS-TDX-READY",
+          "Where the kernel keeps TDX enabled on every CPU (v7.1: initialised at boot, with a "
+          "CPU-online callback), every online CPU is in VMX operation and has done "
+          "TDH.SYS.LP.INIT once its online callbacks have run.",
+          f"{TDX_C} (v7.1): tdx_online_cpu (x86_virt_get_ref, tdx_cpu_enable; a failure fails "
+          "the online)", "state", F.TdxFlow._cpu_up, online_cpus_tdx_ready, kept_enabled,
+          reads=("status", "hotplug_busy", "packages")),
+        T("PACKAGES-KEEP-A-CPU",
+          "While a guest KeyID is allocated, every package has an online CPU.",
+          f"{TDX_C} (v7.1): tdx_offline_cpu (reclaiming a KeyID needs TDH.PHYMEM.PAGE.WBINVD "
+          "on every package)", "state", F.TdxFlow._offline_refused, packages_keep_a_cpu,
+          keyids_in_use, reads=("guest_keyids", "packages")),
         T("NO-S3-OR-HIBERNATE-WITH-TDX",
           "A boot with TDX enabled never enters ACPI S3 nor hibernates.",
           f"{TDX_C}: tdx_init (acpi_suspend_lowlevel = NULL, hibernation check)", "state",

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec import module
-from spec.errno import EINVAL, ENODEV, ENOMEM, EOPNOTSUPP
+from spec.errno import EBUSY, EINVAL, ENODEV, ENOMEM, EOPNOTSUPP
 from spec.flow_state import (
     CALLER_PC_NAMES,
     CHECKED,
@@ -185,7 +185,7 @@ class TdxFlow(StateSpace):
         # Which CPU caches may hold TDX lines is followed only where something reads it.
         self.tracks_caches = profile.kexec_enabled or profile.marks_cache_incoherent
         self._cpus_locked: dict[tuple, bool] = {}  # callers -> some caller holds the lock
-        self._loaded_callers: dict[tuple, tuple[int, ...]] = {}  # callers -> loaded actors
+        self._loaded_callers: dict[tuple, tuple[int, ...]] = {}  # callers -> VMX holders
         self._layouts: dict[int, TdmrLayout] = {}  # memblock mask -> TDMR layout
         self._notifier_answers: dict[tuple[int, int], bool] = {}
         # Steps replayed by `_replayed`, keyed on everything their rules read or write:
@@ -213,7 +213,7 @@ class TdxFlow(StateSpace):
         packages = self._share((package,) * self.platform.packages).packages
         return [State(False, hib, False, False, False, False, False, 0, 0,
                       module.SYSINIT_PENDING, UNINITIALIZED, -1, S_NONE, 0, 0, 0, 0, -1, 0, 0,
-                      (), (), 0, hot, False, False, callers, packages)
+                      (), (), 0, hot, False, False, 0, callers, packages)
                 for hib in self.config.boot_hibernation]
 
     def successors(self, state: State) -> list[tuple[Step, State]]:
@@ -222,9 +222,12 @@ class TdxFlow(StateSpace):
         if state.kexeced:
             return []  # the next kernel runs: nothing of this boot happens any more
         out: list[tuple[Step, State]] = []
+        booting = self.profile.init_at_boot and self._boot_init_running(state)
         for actor, caller in enumerate(state.callers):
-            # callers waiting for their IPI or the module, or done, have no step
-            if caller.pc not in (IN_IPI, IN_TDX) and (caller.pc != IDLE or caller.loads_left):
+            # callers waiting for their IPI or the module, or done, have no step; while the
+            # initcall runs (v7.1), nothing else does
+            if caller.pc not in (IN_IPI, IN_TDX) and (caller.pc != IDLE or caller.loads_left) \
+                    and not (booting and actor):
                 self._caller_steps(state, actor, out)
         facts = self.cpu_facts(state)
         if facts.framed:
@@ -235,7 +238,8 @@ class TdxFlow(StateSpace):
             self._replayed(self._init_module_steps, self._init_reads(state, facts), state, out,
                            self._init_steps)
             _note_first_error(out, start)
-        self._environment_steps(state, out)
+        if not booting:
+            self._environment_steps(state, out)
         if self.tracks_caches:
             self._note_cache_lines(out)
         return out
@@ -259,6 +263,7 @@ class TdxFlow(StateSpace):
             "tdmr init": ",".join(map(str, state.tdmr_done)) or "-",
             "faults": str(state.faults), "hotplug busy": str(state.hotplug_busy),
             "kexec": "done" if state.kexeced else "-",
+            "guest keyids": str(state.guest_keyids),
         }
         for i, chunk in enumerate(state.pamt):
             fields[f"pamt[{i}]"] = pamt_describe(chunk)
@@ -307,13 +312,23 @@ class TdxFlow(StateSpace):
             layout = self._layouts[mask] = tdx_layout(self.platform, self.profile, mask)
         return layout
 
-    def _loaded(self, callers: tuple[Caller, ...]) -> tuple[int, ...]:
-        """The callers whose load succeeded (memoised: few distinct callers values)."""
+    def _vmx_holders(self, callers: tuple[Caller, ...]) -> tuple[int, ...]:
+        """The callers whose load succeeded and who keep VMX on every CPU, so their online
+        callbacks turn VMX on and run tdx_cpu_enable on a CPU coming online: every loaded
+        caller in v6.8, the initcall's CPU-hotplug callbacks from v7.1 (memoised: few
+        distinct callers values)."""
         loaded = self._loaded_callers.get(callers)
         if loaded is None:
             loaded = self._loaded_callers[callers] = tuple(
-                a for a, c in enumerate(callers) if c.pc == LOADED)
+                a for a, c in enumerate(callers) if c.pc == LOADED
+                and not (self.profile.init_at_boot and a))
         return loaded
+
+    def _boot_init_running(self, state: State) -> bool:
+        """The initcall (caller 0, v7.1) has not finished."""
+        initcall = state.callers[0]
+        return initcall.pc not in (LOADED, IDLE) or (initcall.pc == IDLE
+                                                     and initcall.loads_left > 0)
 
     def cpus_read_locked(self, state: State) -> bool:
         """A caller holds cpus_read_lock (so no CPU can come or go)."""
@@ -421,10 +436,18 @@ class TdxFlow(StateSpace):
                                self._enable_ipis, actor, targets)
         else:  # the other steps read the callers, the CPUs and whether hotplug is busy
             key = (actor, self.cpu_facts(state), state.callers, state.hotplug_busy)
+            if self.profile.init_at_boot:  # and what the initcall and KVM ask of TDX
+                key += (state.tdx_on, state.status, state.guest_keyids)
             self._replayed(self._load_steps, key, state, out, self._load_or_unload, actor)
 
     def _load_or_unload(self, state: State, out: list, actor: int) -> None:
         """A caller starts a load (taking cpus_read_lock) or unloads (VMXOFF)."""
+        if self.profile.init_at_boot:
+            if actor:
+                self._kvm_uses_tdx(state, out, actor)
+            else:
+                self._initcall(state, out)
+            return
         caller = state.callers[actor]
         name = self._actor_names[actor]
         if caller.pc == IDLE and caller.loads_left:
@@ -453,6 +476,56 @@ class TdxFlow(StateSpace):
             out.append((self._label("hardware_disable_all", name,
                                     detail="load failed: VMXOFF; cpus_read_unlock"),
                         self._release_vmx(state, actor, pc=IDLE)))
+
+    def _initcall(self, state: State, out: list) -> None:
+        """`tdx_enable` as an initcall (v7.1), run once at boot by caller 0: it registers the
+        CPU-hotplug callbacks, whose online callback (VMX on, tdx_cpu_enable) then runs on
+        every online CPU (the IPIs), and initialises the module; if that fails, removing the
+        callbacks runs the offline callback everywhere (cache flush, VMX off). It never
+        unloads."""
+        initcall = state.callers[0]
+        name = self._actor_names[0]
+        if initcall.pc == IDLE and initcall.loads_left:
+            spent = self._with_caller(state, 0, loads_left=0)
+            if not state.tdx_on:
+                out.append((self._label("tdx_enable", name, result=f"{-ENODEV}",
+                                        detail="TDX not supported by the host platform"),
+                            spent))
+                return
+            out.append((self._label("cpuhp_setup_state", name, result="ok",
+                                    detail="online callback on every online CPU"),
+                        self._with_caller(spent, 0, pc=ENABLING)))
+        elif initcall.pc == FAILED:
+            out.append((self._label("cpuhp_remove_state", name,
+                                    detail="offline callback on every CPU: VMX off"),
+                        self._release_vmx(state, 0, pc=IDLE)))
+
+    def _kvm_uses_tdx(self, state: State, out: list, actor: int) -> None:
+        """KVM (v7.1) initialises nothing: it asks `tdx_get_sysinfo` and, with an initialised
+        module, creates and destroys TDs, each holding a guest KeyID; it unloads with none. A TD
+        is created only with every package online, as its key is configured on each."""
+        caller = state.callers[actor]
+        name = self._actor_names[actor]
+        if caller.pc == IDLE and caller.loads_left:
+            spent = self._with_caller(state, actor, loads_left=caller.loads_left - 1)
+            if state.status == INITIALIZED:
+                out.append((self._label("tdx_get_sysinfo", name, result="module"),
+                            self._with_caller(spent, actor, pc=LOADED)))
+            else:
+                out.append((self._label("tdx_get_sysinfo", name, result="NULL",
+                                        detail="TDX not available"), spent))
+        elif caller.pc == LOADED and not state.guest_keyids:
+            if self.cpu_facts(state).package_offline is None:
+                out.append((self._label("tdx_guest_keyid_alloc", name, detail="TD created"),
+                            set_fields(state, guest_keyids=1)))
+            else:  # the TD's key must be configured on every package (TDH.MNG.KEY.CONFIG)
+                out.append((self._label("tdx_guest_keyid_alloc", name, result="TD not created",
+                                        detail="a package has no online CPU"), state))
+            out.append((self._label("kvm_exit", name, detail="unload"),
+                        self._with_caller(state, actor, pc=IDLE)))
+        elif caller.pc == LOADED:
+            out.append((self._label("tdx_guest_keyid_free", name, detail="TD destroyed"),
+                        set_fields(state, guest_keyids=0)))
 
     def _packages_online(self, state: State) -> tuple[bool, str]:
         if not self.config.callers_check_packages:
@@ -1038,8 +1111,9 @@ class TdxFlow(StateSpace):
         config = self.config
         facts = self.cpu_facts(state)
         if config.cpu_hotplug and not state.hotplug_busy and not self.cpus_read_locked(state):
-            key = (facts, self._loaded(state.callers), state.tdx_on, state.sysinit_done,
-                   state.sysinit_ret, state.sysinit_issues, state.faults, state.module)
+            key = (facts, self._vmx_holders(state.callers), state.tdx_on, state.sysinit_done,
+                   state.sysinit_ret, state.sysinit_issues, state.faults, state.module,
+                   state.guest_keyids)
             self._replayed(self._hotplug_steps, key, state, out, self._cpu_hotplug)
         # Memory hotplug, sleep requests and machine checks read these fields only:
         key = (state.hot, state.snapshot, state.memblock, self.memory_locked(state),
@@ -1063,9 +1137,15 @@ class TdxFlow(StateSpace):
 
     def _cpu_hotplug(self, state: State, out: list) -> None:
         online = self.online_cpus(state)
-        loaded = self._loaded(state.callers)
+        loaded = self._vmx_holders(state.callers)
         for index, cpu in self.cpus(state):
-            if cpu.online and len(online) > 1 and not cpu.frames and cpu.key != KEY_IN_FLIGHT:
+            if cpu.online and len(online) > 1 and not cpu.frames and cpu.key != KEY_IN_FLIGHT \
+                    and self._offline_refused(state, index):
+                out.append((self._label("cpu_down", "environment", index, result=f"{-EBUSY}",
+                                        detail="TDX requires all packages to have an online "
+                                        "CPU"), state))
+            elif cpu.online and len(online) > 1 and not cpu.frames \
+                    and cpu.key != KEY_IN_FLIGHT:
                 # play_dead writes the cache back; KVM's offline callback (VMX off) flushes
                 # and clears the mark where the kernel does that
                 incoherent = cpu.incoherent and not (
@@ -1076,6 +1156,15 @@ class TdxFlow(StateSpace):
                             self._with_cpu(state, index, down)))
             elif not cpu.online:
                 self._cpu_up(state, index, cpu, loaded, out)
+
+    def _offline_refused(self, state: State, index: int) -> bool:
+        """`tdx_offline_cpu` (v7.1): while a guest KeyID is allocated, the last online CPU of a
+        package stays (reclaiming a KeyID needs a CPU in every package)."""
+        if not (self.profile.offline_veto_with_keyids and state.guest_keyids):
+            return False
+        p = index // self.cpp
+        return not any(c.online for k, c in enumerate(state.packages[p].cpus)
+                       if p * self.cpp + k != index)
 
     def _cpu_up(self, state: State, index: int, cpu: Cpu, loaded: list[int], out: list) -> None:
         """A CPU comes online; loaded callers' online callbacks VMXON and tdx_cpu_enable it."""

@@ -121,6 +121,7 @@ class State(NamedTuple):
     hot: tuple[bool, ...]  # hot block online
     hotplug_busy: bool  # a CPU coming online is running tdx_cpu_enable
     kexeced: bool  # the machine kexec'd into the next kernel: this boot is over
+    guest_keyids: int  # guest KeyIDs allocated (a TD exists; saturating at 1, v7.1)
     callers: tuple[Caller, ...]  # the last two fields: see `spec.statespace`
     packages: tuple[Package, ...]
 

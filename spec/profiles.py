@@ -65,6 +65,8 @@ class Profile:
     kexec_enabled: bool = False  # the kernel can kexec (v6.8 cannot be built with kexec)
     kexec_refused_on_erratum: bool = False  # machine_kexec_prepare refuses on erratum parts
     reset_pamts_only_on_erratum: bool = False  # the PAMT reset does nothing without the erratum
+    init_at_boot: bool = False  # tdx_enable is an initcall (caller 0) and KVM only uses TDX
+    offline_veto_with_keyids: bool = False  # no package loses its last CPU while a TD lives
 
     def but(self, name: str, summary: str, source: str, kind: str = "bug", **changes) -> Profile:
         """A profile that differs from this one in `changes` only."""
@@ -158,7 +160,15 @@ V6_18 = V6_14.but(
     "a4a508df2aa34f8650afde54ea804321c618f45f (v6.18: x86_tdx_for_6.18-rc1)", kind="kernel",
     marks_cache_incoherent=True, flushes_cache_on_vmx_off=True, kexec_enabled=True,
     kexec_refused_on_erratum=True, reset_pamts_only_on_erratum=True)
-LATER_KERNELS: tuple[Profile, ...] = (V6_14, V6_18)
+V7_1 = V6_18.but(
+    "v7.1", "v7.1: tdx_enable runs once, as an initcall at boot, after registering CPU-hotplug "
+    "callbacks (online: VMX and tdx_cpu_enable; offline: refused while guest KeyIDs are in use "
+    "and the CPU is its package's last); KVM only uses an initialised module",
+    "arch/x86/virt/vmx/tdx/tdx.c at torvalds/linux 0eaed89c18aeedf0898baf2dbf5ff027c6795152 "
+    "(v7.2-rc; the boot-time init is v7.1's: x86_tdx_for_7.1-rc1 and the 'KVM: x86/tdx: Do "
+    "VMXON and TDX-Module initialization during subsys init' series)", kind="kernel",
+    init_at_boot=True, offline_veto_with_keyids=True)
+LATER_KERNELS: tuple[Profile, ...] = (V6_14, V6_18, V7_1)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8,

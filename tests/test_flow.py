@@ -184,7 +184,7 @@ def test_canonical_form_ignores_cpu_and_package_numbering():
 
 @pytest.mark.parametrize(("profile", "config"), [
     ("v6.8", "default"), ("v6.8", "rsvd-exhausted"), ("v6.8", "unchecked-callers"),
-    ("v6.18", "no-erratum"), ("v6.14", "old-module")]
+    ("v6.18", "no-erratum"), ("v6.14", "old-module"), ("v7.1", "2x2")]
     + [(name, "2x1") for name in PROFILES if name != "v6.8"])
 def test_replayed_steps_are_the_steps_computed_afresh(profile, config):
     """`TdxFlow` replays recorded steps onto states with the same key; out of every reachable

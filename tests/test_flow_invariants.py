@@ -11,7 +11,7 @@ from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
 from spec import flow_state as S
 from spec.flow import TdxFlow
-from spec.profiles import V6_8
+from spec.profiles import V6_8, V6_18, V7_1
 from spec.sysinfo import TdxSysinfo
 
 
@@ -34,10 +34,20 @@ class _ConfigBufferKept(TdxFlow):
                 out[i] = (label, after._replace(resources=after.resources | S.RES_CONFIG_BUF))
 
 
-RSVD_1 = {"sysinfo": TdxSysinfo(max_reserved_per_tdmr=1)}
+class _NoOnlineCallback(TdxFlow):
+    """A mutant of v7.1: the CPU-online callback is not registered (a CPU coming online gets
+    neither VMX nor tdx_cpu_enable)."""
 
-# (invariant, what breaks v6.8: a profile switch turned off or a mutant model, configuration
-# flags on top of 2 packages x 1 CPU)
+    def _vmx_holders(self, callers):
+        return ()
+
+
+RSVD_1 = {"sysinfo": TdxSysinfo(max_reserved_per_tdmr=1)}
+NO_ERRATUM = {"erratum": False}
+TWO_BY_TWO = {"cpus_per_package": 2}
+
+# (invariant, what breaks the profile: a switch turned off or a mutant model, configuration
+# flags on top of 2 packages x 1 CPU[, the profile: v6.8 unless a later kernel's rule is meant])
 CASES = [
     ("SYSINIT-ONCE", "cache_sysinit_failure", {}),
     ("SEAMCALL-ACCEPTED", "cpu_enable_checks_global_result", {}),
@@ -67,22 +77,30 @@ CASES = [
     ("NO-S3-OR-HIBERNATE-WITH-TDX", "tdx_init_refuses_hibernation", {}),
     ("MC-BLAMES-MODULE-PAGES", "keep_tdmr_list", {}),
     ("DEADLOCK-FREE", "release_mutex_on_failure", {}),
+    ("KEXEC-SAFE", "marks_cache_incoherent", NO_ERRATUM, V6_18),
+    ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
+    ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
+    ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
 ]
 
 
-def _model(breaker, flags: dict) -> TdxFlow:
+def _model(breaker, flags: dict, profile=V6_8) -> TdxFlow:
     config = configure("2x1", **{"caller_loads": (1, 1), **flags})
     if breaker is None:
-        return TdxFlow(V6_8, config)
+        return TdxFlow(profile, config)
     if isinstance(breaker, type):
-        return breaker(V6_8, config)
-    return TdxFlow(V6_8.but(f"no-{breaker}", f"v6.8 without {breaker}", "test",
-                            **{breaker: False}), config)
+        return breaker(profile, config)
+    return TdxFlow(profile.but(f"no-{breaker}", f"{profile.name} without {breaker}", "test",
+                               **{breaker: False}), config)
 
 
 def _case_id(case) -> str:
     breaker = case[1] if isinstance(case[1], str) else case[1].__name__
-    return f"{case[0]}:{breaker}"
+    profile = f"@{case[3].name}" if len(case) > 3 else ""
+    return f"{case[0]}:{breaker}{profile}"
+
+
+CASES = [(*case, V6_8) if len(case) == 3 else case for case in CASES]
 
 
 def _only(model: TdxFlow, invariant: str):
@@ -94,9 +112,11 @@ def test_every_invariant_has_a_case():
     assert ids == {case[0] for case in CASES}
 
 
-@pytest.mark.parametrize(("invariant", "breaker", "flags"), CASES, ids=map(_case_id, CASES))
-def test_broken_profile_is_caught_with_shortest_replayable_trace(invariant, breaker, flags):
-    model = _model(breaker, flags)
+@pytest.mark.parametrize(("invariant", "breaker", "flags", "profile"), CASES,
+                         ids=map(_case_id, CASES))
+def test_broken_profile_is_caught_with_shortest_replayable_trace(invariant, breaker, flags,
+                                                                 profile):
+    model = _model(breaker, flags, profile)
     props = _only(model, invariant)
     result = explore(model, props)
     assert result.verdict == FAIL and result.violated == invariant
@@ -108,10 +128,10 @@ def test_broken_profile_is_caught_with_shortest_replayable_trace(invariant, brea
         assert shorter.verdict != FAIL
     # Replays through JSON to the same final state.
     data = json.loads(json.dumps(trace_to_json(trace, model)))
-    again = replay(_model(breaker, flags), data)
+    again = replay(_model(breaker, flags, profile), data)
     assert again.steps == trace.steps
-    # The v6.8 profile on the same configuration is clean for this invariant.
-    clean = _model(None, flags)
+    # The profile itself on the same configuration is clean for this invariant.
+    clean = _model(None, flags, profile)
     assert explore(clean, _only(clean, invariant)).verdict != FAIL
 
 

@@ -1,5 +1,5 @@
-"""Profiles of later kernels: each is v6.8 with the rules that kernel changed, and its new rules
-are caught when broken by one change."""
+"""Profiles of later kernels: each is v6.8 with the rules that kernel changed. What each does,
+step by step; that their new invariants catch a one-rule change is in test_flow_invariants."""
 
 from __future__ import annotations
 
@@ -117,20 +117,6 @@ def test_v6_18_kexecs_only_without_the_erratum():
     assert after.kexeced and without.successors(after) == []
 
 
-def test_a_seamcall_that_does_not_mark_its_cpu_leaves_lines_kexec_does_not_flush():
-    model = TdxFlow(_v6_18_without("marks_cache_incoherent"), NO_ERRATUM)
-    result = explore(model, _only(model, "KEXEC-SAFE"))
-    assert result.verdict == FAIL and result.violated == "KEXEC-SAFE"
-    assert result.trace.steps[-1][0].action == "kexec"
-
-
-def test_kexec_on_an_erratum_part_is_caught_leaving_module_data_in_memory():
-    model = TdxFlow(_v6_18_without("kexec_refused_on_erratum"), configure("2x1",
-                                                                          caller_loads=(1,)))
-    result = explore(model, _only(model, "KEXEC-SAFE"))
-    assert result.verdict == FAIL and result.violated == "KEXEC-SAFE"
-
-
 def test_v6_18_still_flushes_the_caches_before_freeing_pamts_without_the_erratum():
     # v6.18 skips the MOVDIR64B reset on parts without the erratum, but not the WBINVD
     model = TdxFlow(_v6_18_without("reset_pamts_on_late_failure"), NO_ERRATUM)
@@ -139,3 +125,19 @@ def test_v6_18_still_flushes_the_caches_before_freeing_pamts_without_the_erratum
     reset_skipped = flow_model("v6.18", NO_ERRATUM)
     assert explore(reset_skipped, _only(reset_skipped, "PAMT-RESET-BEFORE-FREE")).verdict \
         == PASS
+
+
+# --- v7.1: initialisation at boot, CPU-hotplug callbacks ------------------------------------------
+
+def test_v7_1_initialises_at_boot_before_anything_else_happens():
+    model = flow_model("v7.1", "default")
+    state = model.successors(model.initial_states()[0])[0][1]  # tdx_init
+    steps = model.successors(state)
+    assert [lab.action for lab, _ in steps] == ["cpuhp_setup_state"]  # nothing else runs
+
+
+@pytest.mark.parametrize("config", ["default", "no-erratum", "2x2"])
+def test_v7_1_keeps_every_invariant(config):
+    model = flow_model("v7.1", config)
+    result = explore(model, flow_invariants(model))
+    assert result.verdict == PASS and result.bound_hit is None

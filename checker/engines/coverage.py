@@ -83,7 +83,7 @@ class Coverage:
 
     @property
     def vacuous_invariants(self) -> list[str]:
-        return [i for i, count in self.invariants.items() if not count]
+        return sorted(i for i, count in self.invariants.items() if not count)
 
     def to_json(self) -> dict:
         return {"actions": {a: {"transitions": self.actions.get(a, 0),
