@@ -28,7 +28,8 @@ from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 LOGGED_KERNEL = "v6.8"  # the kernel `tdmr` takes a boot log to come from, unless told otherwise
 # Versions of the JSON outputs; each shape is in checker/schemas/ (NAME.schema.json).
-EXPLORE_SCHEMA_VERSION = REPLAY_SCHEMA_VERSION = 1
+EXPLORE_SCHEMA_VERSION = REPLAY_SCHEMA_VERSION = CHECK_LAYOUT_SCHEMA_VERSION = 1
+U16_MAX = 0xFFFF  # module metadata fields are 16-bit
 
 
 class UsageError(Exception):
@@ -46,8 +47,9 @@ def _entry_sizes(text: str) -> tuple[int, int, int]:
         sizes = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected three integers A,B,C") from None
-    if len(sizes) != 3 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three positive integers A,B,C")
+    if len(sizes) != 3 or min(sizes) < 1 or max(sizes) > U16_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three integers A,B,C from 1 to "
+                                         f"{U16_MAX}")
     return sizes  # type: ignore[return-value]
 
 
@@ -61,11 +63,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _metadata(text: str) -> int:
+    """A module metadata value: the module reports it in 16 bits."""
+    value = _positive(text)
+    if value > U16_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is more than the module's 16 bits hold "
+                                         f"({U16_MAX})")
+    return value
+
+
 def add_limit_options(p: argparse.ArgumentParser) -> None:
     """The module metadata a user may override (defaults: the input's, else 64/16/16,16,16)."""
-    p.add_argument("--max-tdmrs", type=_positive, metavar="N",
+    p.add_argument("--max-tdmrs", type=_metadata, metavar="N",
                    help="TDMRs the module accepts (default 64)")
-    p.add_argument("--max-reserved", type=_positive, metavar="N",
+    p.add_argument("--max-reserved", type=_metadata, metavar="N",
                    help="reserved areas per TDMR (default 16)")
     p.add_argument("--pamt-entry-size", type=_entry_sizes, metavar="A,B,C",
                    help="PAMT entry bytes for 4K,2M,1G pages (default 16,16,16)")
@@ -343,7 +354,8 @@ def _check_user_layout(args, machine, options) -> int:
     found = check_layout(tdmrs, build_tdx_memlist(machine.regions),
                          effective_sysinfo(machine, options), holes)
     if args.format == "json":
-        _emit(args, json.dumps({"tdmrs": len(tdmrs), "valid": not found, "violations": [
+        _emit(args, json.dumps({"schema_version": CHECK_LAYOUT_SCHEMA_VERSION,
+                                "tdmrs": len(tdmrs), "valid": not found, "violations": [
             {"constraint": v.constraint, "tdmr": v.tdmr, "item": v.item,
              "text": v.describe(tdmrs)} for v in found]}, indent=2, sort_keys=True) + "\n")
     else:

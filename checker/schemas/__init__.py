@@ -1,8 +1,9 @@
 """The JSON schemas of what the checker reads and writes as JSON, in one place.
 
 Each `NAME.schema.json` here has an `$id` under https://tdx-host-checker.invalid/schemas/ and
-may refer to another by its file name (the counterexample document refers to the memory map,
-the explore output to the trace). `validator(NAME)` resolves those references and counts an
+may refer to another by its file name: the counterexample document, the tdmr report and the
+synthesis result to the memory map, the explore output and the counterexample to the trace,
+the synthesis result to the tdmr report. `validator(NAME)` resolves those references and counts an
 integer only when it is a JSON integer (`1.0` is not one), as the readers do.
 """
 
