@@ -55,7 +55,7 @@ nav a { margin-right: 14px; }
 .filter label { margin-right: 14px; white-space: nowrap; }
 .counts span { margin-right: 18px; }
 .picture { overflow-x: auto; border: 1px solid #e2e2e2; margin: 8px 0; background: #fff; }
-.picture svg { display: block; }
+.picture svg { display: block; max-width: 100%; height: auto; }
 details.failure { border-left: 4px solid #e0a080; padding: 2px 12px; margin: 10px 0; }
 details.failure[data-status="FAIL"], details.failure[data-status="ERROR"] {
     border-left-color: #d55e00; }
