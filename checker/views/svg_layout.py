@@ -47,11 +47,11 @@ BAND_LABEL_W = 250
 BAND_H = 62
 BREAK_WEIGHT = 2.5  # an empty stretch of address space, however large
 
-AXIS_NOTE = ("axis: piecewise, not to scale. Each stretch between two boundaries (memory, TDMR, "
-             "reserved area, PAMT chunk) is drawn linearly, with a width that grows with the "
-             "logarithm of its size;")
-AXIS_NOTE_2 = ("address space without memory or TDMRs is cut out (a break, //, labelled with its "
-               "size). The addresses printed are exact.")
+AXIS_NOTE = ("axis: piecewise, not to scale. Each stretch between two boundaries (of memory and "
+             "TDMRs; in a TDMR's band also of reserved areas and PAMT chunks) is drawn linearly, "
+             "with a width that grows with the logarithm of its size; address space without "
+             "memory or TDMRs is cut out (a break, //, labelled with its size on hover). The "
+             "addresses printed are exact.")
 
 STYLE = f"""
 text {{ fill: #222; }}
@@ -194,13 +194,12 @@ def _inside(merged: list[tuple[int, int]], address: int) -> bool:
 
 def overview_axis(memory: Sequence[MemRange], layouts: Sequence[Layout], x0: float,
                   width: float) -> Axis:
-    """The whole address space: boundaries of memory, TDMRs and PAMT chunks; the stretches with
-    neither memory nor a TDMR of any layout are breaks."""
+    """The whole address space: boundaries of memory and TDMRs (PAMT chunks are marked where
+    they fall, not made boundaries, so TDMRs of a size get about the same width); the
+    stretches with neither memory nor a TDMR of any layout are breaks."""
     spans = [(m.start, m.end) for m in memory]
     spans += [(t.base, t.end) for layout in layouts for t in layout.tdmrs]
-    chunks = [(t.pamt_base, t.pamt_end) for layout in layouts for t in layout.tdmrs
-              if t.pamt_size]
-    points = sorted({p for span in spans + chunks for p in span})
+    points = sorted({p for span in spans for p in span})
     merged = _covering(spans)
     cut = frozenset(i for i, a in enumerate(points[:-1]) if not _inside(merged, a))
     return Axis(points, x0, width, cut)
@@ -395,8 +394,7 @@ def layout_svg(report: dict[str, Any], layouts: Sequence[Layout] | None = None) 
     lines = [f"profile {report['profile']} ({report['holes']} holes), {report['placement']} "
              f"placement; limits {meta['max_tdmrs']} TDMRs, {limit} reserved areas per TDMR"]
     y = 42
-    for line in lines + [*_wrap(AXIS_NOTE, width - 2 * MARGIN, 11),
-                         *_wrap(AXIS_NOTE_2, width - 2 * MARGIN, 11)]:
+    for line in lines + _wrap(AXIS_NOTE, width - 2 * MARGIN, 11):
         svg.text(top, MARGIN, y, line, class_="tdx-note")
         y += 15
     kernel = layouts[0] if layouts else None
