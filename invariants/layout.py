@@ -278,12 +278,35 @@ def _tdmr_count(tdmrs, prep):
 def _tdmr_covers_memory(tdmrs, prep):
     # A region lies inside the union of the TDMRs iff its first uncovered byte does not exist;
     # that byte would be the region start or the end of some TDMR, so those are the candidates.
+    containing = _tdmrs_near(tdmrs)
+    concrete = _is_concrete(*(t.end for t in tdmrs))
+    ends = sorted(t.end for t in tdmrs) if concrete else []
     for start, end in prep.regions:
-        candidates = [start] + [t.end for t in tdmrs]
+        if concrete:  # the other candidates lie outside the region: their premise is False
+            candidates = [start] + ends[bisect_left(ends, start):bisect_left(ends, end)]
+        else:
+            candidates = [start] + [t.end for t in tdmrs]
         yield Atom(None, f"memory {_hex_range(start, end)}", all_of(
             implies(all_of((start <= p, p < end)),
-                    lambda p=p: any_of(all_of((t.base <= p, p < t.end)) for t in tdmrs))
+                    lambda p=p: any_of(all_of((t.base <= p, p < t.end)) for t in containing(p)))
             for p in candidates))
+
+
+def _tdmrs_near(tdmrs) -> Callable[[Term], Sequence[TdmrTerms]]:
+    """The TDMRs that may contain byte `p`: with concrete TDMRs and `p`, those starting at or
+    below `p` and less than the longest TDMR before it (the others give disjuncts that fold to
+    False)."""
+    if not _is_concrete(*(v for t in tdmrs for v in (t.base, t.size))):
+        return lambda p: tdmrs
+    order = sorted(tdmrs, key=lambda t: t.base)
+    bases = [t.base for t in order]
+    longest = max((t.size for t in tdmrs), default=0)
+
+    def near(p):
+        if not _is_concrete(p):
+            return tdmrs
+        return order[bisect_left(bases, p - longest + 1):bisect_right(bases, p)]
+    return near
 
 
 def _rsvd_aligned(tdmrs, prep):
@@ -330,13 +353,34 @@ def _rsvd_covers_holes(tdmrs, prep):
 
 
 def _rsvd_covers_pamt(tdmrs, prep):
+    owners_near = _chunks_near(tdmrs)
     for i, t in enumerate(tdmrs):
-        for j, owner in enumerate(tdmrs):
+        for j in owners_near(t.base, t.end):
+            owner = tdmrs[j]
             lo, hi = owner.pamt_start, owner.pamt_end
             yield Atom(i, f"PAMT of TDMR {j}", implies(
                 overlaps(lo, hi, t.base, t.end),
                 lambda t=t, lo=lo, hi=hi: _covered_by_an_area(
                     t, t_max(lo, t.base), t_min(hi, t.end))))
+
+
+def _chunks_near(tdmrs) -> Callable[[Term, Term], Sequence[int]]:
+    """The owners of the PAMT chunks that may overlap [start, end), in TDMR order. With
+    concrete chunks and bounds the others only give atoms whose premise folds to False."""
+    chunks = [(t.pamt_start, t.pamt_end) for t in tdmrs]
+    everyone = range(len(tdmrs))
+    if not _is_concrete(*(v for c in chunks for v in c)):
+        return lambda start, end: everyone
+    order = sorted(everyone, key=lambda j: chunks[j][0])
+    starts = [chunks[j][0] for j in order]
+    longest = max((e - s for s, e in chunks), default=0)
+
+    def near(start, end):
+        if not _is_concrete(start, end):
+            return everyone
+        lo, hi = bisect_left(starts, start - longest), bisect_left(starts, end)
+        return sorted(j for j in order[lo:hi] if chunks[j][1] > start)
+    return near
 
 
 def _rsvd_no_memory(tdmrs, prep):
@@ -375,11 +419,23 @@ def _pamt_in_memory(tdmrs, prep):
 
 
 def _pamt_disjoint(tdmrs, prep):
-    for i, a in enumerate(tdmrs):
-        for j in range(i + 1, len(tdmrs)):
-            b = tdmrs[j]
-            yield Atom(j, f"PAMT chunks of TDMRs {i} and {j}", any_of(
-                (a.pamt_end <= b.pamt_start, b.pamt_end <= a.pamt_start)))
+    chunks = [(t.pamt_start, t.pamt_end) for t in tdmrs]
+    if _is_concrete(*(v for c in chunks for v in c)):
+        # Only a pair whose later-starting chunk begins before the earlier one ends can fail.
+        order = sorted(range(len(tdmrs)), key=lambda j: chunks[j])
+        pairs = []
+        for k, i in enumerate(order):
+            for j in order[k + 1:]:
+                if chunks[j][0] >= chunks[i][1]:
+                    break
+                pairs.append((min(i, j), max(i, j)))
+        pairs.sort()
+    else:
+        pairs = [(i, j) for i in range(len(tdmrs)) for j in range(i + 1, len(tdmrs))]
+    for i, j in pairs:
+        a, b = tdmrs[i], tdmrs[j]
+        yield Atom(j, f"PAMT chunks of TDMRs {i} and {j}", any_of(
+            (a.pamt_end <= b.pamt_start, b.pamt_end <= a.pamt_start)))
 
 
 _TDX_C = "arch/x86/virt/vmx/tdx/tdx.c (v6.8)"
