@@ -14,8 +14,8 @@ from spec.errno import ENOMEM
 from spec.memory import SZ_1G, SZ_1M, MemRange, build_tdx_memlist, round_up
 from spec.placement import FirstFit
 from spec.profiles import Profile
-from spec.sysinfo import PAGE_SIZE_SHIFTS, TdxSysinfo
-from spec.tdmr import ConstructResult, construct_tdmrs, tdmr_get_nid, tdmr_get_pamt_sz
+from spec.sysinfo import TdxSysinfo
+from spec.tdmr import ConstructResult, construct_tdmrs
 
 SZ_128M = 128 * SZ_1M
 
@@ -90,19 +90,6 @@ class TdmrLayout:
     first_pamt_page: tuple[int, int] | None
 
 
-def _chunks_before_enomem(memlist, result: ConstructResult, platform: Platform,
-                          profile: Profile) -> int:
-    """Replay the PAMT allocations to find the TDMR whose chunk the allocator could not give."""
-    allocator = platform.placement.allocator(memlist)
-    for index, tdmr in enumerate(result.tdmrs):
-        size = sum(tdmr_get_pamt_sz(tdmr, shift, entry, profile)
-                   for shift, entry in zip(PAGE_SIZE_SHIFTS, platform.sysinfo.pamt_entry_size,
-                                           strict=True))
-        if allocator.alloc(index, size, tdmr_get_nid(tdmr, memlist, [])) is None:
-            return index
-    return len(result.tdmrs)
-
-
 @lru_cache(maxsize=256)
 def tdx_layout(platform: Platform, profile: Profile, added_mask: int) -> TdmrLayout:
     """The snapshot and TDMRs for boot memory plus the hot blocks in `added_mask`."""
@@ -113,7 +100,7 @@ def tdx_layout(platform: Platform, profile: Profile, added_mask: int) -> TdmrLay
     if result.ok or result.failed_tdmr is not None:
         allocated = len(result.tdmrs)
     elif result.error.errno == -ENOMEM:
-        allocated = _chunks_before_enomem(memlist, result, platform, profile)
+        allocated = result.failed_pamt
     else:
         allocated = 0
     chunk = platform.tdmr_init_chunk

@@ -75,10 +75,12 @@ class AreaDemand:
                 + self.other_pamts)
 
     def describe(self) -> str:
-        parts = [(self.leading_holes, "leading hole"), (self.gaps, "gap"),
-                 (self.trailing_holes, "trailing hole"), (self.own_pamt, "own PAMT"),
-                 (self.other_pamts, "PAMT of another TDMR")]
-        words = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in parts if n]
+        parts = [(self.leading_holes, "leading hole", "leading holes"),
+                 (self.gaps, "gap", "gaps"), (self.trailing_holes, "trailing hole",
+                                              "trailing holes"),
+                 (self.own_pamt, "own PAMT", "own PAMTs"),
+                 (self.other_pamts, "PAMT of another TDMR", "PAMTs of other TDMRs")]
+        words = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
         return ", ".join(words) or "none"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -716,9 +717,11 @@ def failed_tdmr_holes(machine: MachineInput, report: dict[str, Any],
         return None
     tdmr = report["tdmrs"][failed]
     base = tdmr["base"]
+    table = machine.firmware_map
+    ends = [entry.end for entry in table]
     holes = [{"start": base + a["offset"], "end": base + a["offset"] + a["size"],
               "made_of": _made_of(base + a["offset"], base + a["offset"] + a["size"],
-                                  machine.firmware_map)}
+                                  table, ends)}
              for a in tdmr["reserved"] if a["kind"] == "hole"]
     known = bool(machine.cmrs) and not machine.memory_from_cmrs
     return {"tdmr": failed, "base": base, "end": base + tdmr["size"],
@@ -730,12 +733,18 @@ def failed_tdmr_holes(machine: MachineInput, report: dict[str, Any],
                     "collect": None if known else "collect-cmrs"}}
 
 
-def _made_of(start: int, end: int, table: tuple[FirmwareEntry, ...]) -> list[dict[str, Any]]:
-    """The e820 entries (clipped) and the unlisted gaps that make up [start, end)."""
+def _made_of(start: int, end: int, table: tuple[FirmwareEntry, ...],
+             ends: list[int]) -> list[dict[str, Any]]:
+    """The e820 entries (clipped) and the unlisted gaps that make up [start, end). The table
+    is sorted and disjoint (`ends`: its entries' ends), so the walk starts at the first entry
+    ending after `start`."""
     pieces: list[dict[str, Any]] = []
     pos = start
-    for entry in table:
-        if entry.end <= pos or entry.start >= end:
+    first = bisect_right(ends, start)
+    for entry in table[first:]:
+        if entry.start >= end:
+            break
+        if entry.end <= pos:
             continue
         if entry.start > pos:
             pieces.append(_piece(pos, entry.start, None, "not in the e820 map"))
