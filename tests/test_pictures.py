@@ -136,6 +136,15 @@ def test_a_worst_case_witness_is_drawn_with_its_failing_tdmr(capsys, tmp_path):
         assert failed.get("data-tdmr") == str(worst["failed_tdmr"])
 
 
+def test_tdmr_html_is_the_picture_above_the_text(capsys, tmp_path):
+    out = tmp_path / "layout.html"
+    assert main(["tdmr", str(FAILING_LOG), "--format", "html", "--output", str(out)]) == 1
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.index("<svg") < page.index("result: v6.8 fails")
+    assert "src=" not in page and "href=\"http" not in page
+
+
 def test_names_with_markup_characters_keep_the_svg_well_formed(capsys, tmp_path):
     odd = tmp_path / "a&b<c>.json"
     shutil.copy(BIG, odd)

@@ -61,6 +61,7 @@ details.failure[data-status="FAIL"], details.failure[data-status="ERROR"] {
     border-left-color: #d55e00; }
 details summary { cursor: pointer; }
 .muted { color: #666; }
+td.cost { white-space: nowrap; }
 [hidden] { display: none !important; }
 """
 
@@ -269,7 +270,7 @@ def _checks_table(doc: dict[str, Any], labels: dict[str, str], failures: set[str
                     f"{escape(label)}</td><td class=\"mono\">{ident}</td>"
                     f"<td class=\"mono\">{escape(check['invariant'])}</td>"
                     f"<td>{escape(check['detail'] or '')}{transition}</td>"
-                    f"<td class=\"muted\">{stats}</td></tr>\n")
+                    f"<td class=\"muted cost\">{stats}</td></tr>\n")
     return (f"<p class=\"filter\" id=\"filter\">show: {boxes} <span class=\"muted\" "
             f"id=\"shown-count\"></span></p>\n<table id=\"checks\"><tr><th>status</th>"
             "<th>check</th><th>invariant</th><th>detail</th><th>cost</th></tr>\n"
