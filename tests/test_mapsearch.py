@@ -2,8 +2,8 @@
 (`checker.engines.mapsearch`), and the `maps` check that runs it.
 
 Besides the bug profiles, the search meets mutants of `spec/tdmr.py` that no profile names: a
-copy of the module with one line changed, run in place of `construct_tdmrs` while v6.8 stays
-the real one.
+copy of the module with one line changed, run in place of `construct_tdmrs` and measured
+against the plain reading of v6.8 (`invariants.tdmr_reference`).
 """
 
 from __future__ import annotations
@@ -181,6 +181,32 @@ def test_a_zero_size_tdmr_fails_allocation_where_v6_8_builds():
     assert w is not None and w.finding.invariant == "SAME-AS-V6.8"
     assert w.finding.result.error.errno == -ENOMEM
     assert construct_tdmrs(w.case.memlist, w.case.sysinfo, w.finding.placement).ok
+
+
+WARN_ONE_EARLY = ("TDMR_NR_WARN = 4  #", "TDMR_NR_WARN = 5  #")
+TRAILING_COUNTED_AS_GAP = ("trailing = sum(1 for a in areas if a.offset + a.size == tdmr.size "
+                               "and a.offset != 0)",
+                               "trailing = sum(1 for a in areas if a.offset + a.size == tdmr.size "
+                               "and a.offset == 0)")
+
+
+def test_a_warning_printed_one_tdmr_early_departs_from_v6_8():
+    """The "consumed TDMRs reaching limit" line with 5 TDMRs left instead of 4: the same layout,
+    another line in the log. Only the plain reference sees it; the search lowers the module's
+    TDMR limit until the line differs."""
+    w = search_mutant(*WARN_ONE_EARLY).witness
+    assert w is not None and w.finding.invariant == "SAME-AS-V6.8"
+    assert "consumed TDMRs reaching limit" in w.finding.texts[0]
+    assert w.case.sysinfo.max_tdmrs - len(w.finding.result.tdmrs) == 4
+
+
+def test_a_trailing_hole_counted_as_a_gap_departs_from_v6_8():
+    """The reserved-area demand an explanation shows, miscounted: a trailing hole counted as a
+    gap. The areas are right, the count each failure report gives is not."""
+    w = search_mutant(*TRAILING_COUNTED_AS_GAP).witness
+    assert w is not None and w.finding.invariant == "SAME-AS-V6.8"
+    assert "counts its reserved areas" in w.finding.texts[0]
+    assert len(w.case.regions) == 1
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from checker.engines.mapstrategies import map_cases
+from invariants.tdmr_reference import reference_construct
 from spec.errno import ENOMEM, ENOSPC
 from spec.memory import SZ_1G, SZ_1M, SZ_4K, MemRange, build_tdx_memlist
 from spec.placement import ExplicitPlacement, FirstFit, LastFit
@@ -441,143 +443,20 @@ def test_construct_properties(case):
     assert result.pamt_kb == sum(t.pamt_size for t in tdmrs) // 1024
 
 
-# --- a naive reference: the kernel's loops, written out plainly -------------------------------
-
-def _ref_alloc(memlist, chunks, size, nid, last_fit):
-    """alloc_contig_pages as modelled: zone by zone (preferred node above 4G, below 4G, then
-    other nodes ascending), every multiple of size inside one entry, clear of all chunks."""
-    four_g = 1 << 32
-    nodes = [nid] + sorted({e.nid for e in memlist if e.nid != nid})
-    for node in nodes:
-        for above in (True, False):
-            pieces = []
-            for e in memlist:
-                if e.nid == node:
-                    lo, hi = (max(e.start, four_g), e.end) if above else (e.start,
-                                                                          min(e.end, four_g))
-                    if lo < hi:
-                        pieces.append((lo, hi))
-            if last_fit:
-                pieces.reverse()
-            for lo, hi in pieces:
-                ks = range(-(-lo // size), (hi - size) // size + 1)
-                for k in (reversed(ks) if last_fit else ks):
-                    base = k * size
-                    if all(base + size <= s or s + n <= base for s, n in chunks):
-                        return base
-    return None
-
-
-def _reference(memlist, sysinfo, placement):
-    """construct_tdmrs as kernel-behaviour.md section 3 describes it, in the plainest loops.
-
-    Returns (tdmrs, errno, error message, messages, failed index, demands); a TDMR is
-    (base, size, pamt bases, pamt sizes, areas) and an area (offset, size, kind).
-    """
-    messages = []
-    # 3.1 fill_out_tdmrs
-    spans = []
-    for e in memlist:
-        start, end = e.start // G * G, -(-e.end // G) * G
-        if spans:
-            if end <= spans[-1][1]:
-                continue
-            if start < spans[-1][1]:
-                start = spans[-1][1]
-            if len(spans) >= sysinfo.max_tdmrs:
-                messages.append(TDMRS_EXHAUSTED)
-                return [], -28, TDMRS_EXHAUSTED, messages, None, []
-        spans.append([start, end])
-    if sysinfo.max_tdmrs - len(spans) < 4:
-        messages.append(f"consumed TDMRs reaching limit: {len(spans)} used out of "
-                        f"{sysinfo.max_tdmrs}")
-    # 3.2 / 3.3 sizes, node and chunk per TDMR
-    chunks, sizes_all = [], []
-    for i, (start, end) in enumerate(spans):
-        sizes = []
-        for shift, entry in zip((12, 21, 30), sysinfo.pamt_entry_size, strict=True):
-            nbytes = ((end - start) >> shift) * entry
-            sizes.append(-(-nbytes // 4096) * 4096)
-        nid = None
-        for e in memlist:
-            if e.end > start:
-                nid = e.nid
-                break
-        if nid is None:
-            nid = 0
-            messages.append(f"TDMR [0x{start:x}, 0x{end:x}): unable to find local NUMA node "
-                            "for PAMT allocation, fallback to use node 0.")
-        if isinstance(placement, ExplicitPlacement):
-            base = placement.bases.get(i)
-        else:
-            base = _ref_alloc(memlist, chunks, sum(sizes), nid, isinstance(placement, LastFit))
-        if base is None:
-            bare = [(s, e - s, (0, 0, 0), (0, 0, 0), ()) for s, e in spans]
-            return bare, -12, None, messages, None, []
-        chunks.append((base, sum(sizes)))
-        sizes_all.append(sizes)
-    # 3.4 reserved areas
-    tdmrs, demands, failed = [], [], None
-    for i, (start, end) in enumerate(spans):
-        areas, counts = [], [0, 0, 0, 0, 0]
-        prev_end = start
-        for e in memlist:
-            if e.start >= end:
-                break
-            if e.end < start:
-                continue
-            if e.start <= prev_end:
-                prev_end = e.end
-                continue
-            areas.append((prev_end - start, e.start - prev_end, "hole"))
-            counts[0 if prev_end == start else 1] += 1
-            prev_end = e.end
-        if prev_end < end:
-            areas.append((prev_end - start, end - prev_end, "hole"))
-            counts[0 if prev_end == start else 2] += 1
-        for j, (cbase, csize) in enumerate(chunks):
-            cend = cbase + csize
-            if cend <= start or cbase >= end:
-                continue
-            lo, hi = max(cbase, start), min(cend, end)
-            areas.append((lo - start, hi - lo, "pamt"))
-            counts[3 if j == i else 4] += 1
-        areas.sort(key=lambda a: a[0])
-        if failed is None and len(areas) > sysinfo.max_reserved_per_tdmr:
-            failed = i
-            messages.append(_exhausted(start, end))
-        base = chunks[i][0]
-        s = sizes_all[i]
-        tdmrs.append((start, end - start, (base, base + s[0], base + s[0] + s[1]), tuple(s),
-                      tuple(areas)))
-        demands.append(tuple(counts))
-    if failed is None:
-        return tdmrs, None, None, messages, None, demands
-    return tdmrs, -28, messages[-1], messages, failed, demands
-
+# --- the plain reference: v6.8's loops, written out without the engine's speed-ups ------------
 
 def _reference_alloc_fails(memlist, sysinfo, placement, tdmrs):
-    """True if the reference allocator fails for some TDMR of this list."""
-    return _reference(memlist, sysinfo, placement)[1] == -12
-
-
-def _as_reference(result):
-    """The engine's ConstructResult in the reference's shape."""
-    tdmrs = [(t.base, t.size, t.pamt_bases, t.pamt_sizes,
-              tuple((a.offset, a.size, a.kind) for a in t.reserved)) for t in result.tdmrs]
-    errno = result.error.errno if result.error else None
-    message = result.error.message if result.error else None
-    demands = [(d.leading_holes, d.gaps, d.trailing_holes, d.own_pamt, d.other_pamts)
-               for d in result.demand]
-    return tdmrs, errno, message, list(result.messages), result.failed_tdmr, demands
+    """True if the plain reference's allocator fails for some TDMR of this list."""
+    return reference_construct(memlist, sysinfo, placement).error.errno == -ENOMEM
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_cases())
-def test_engine_agrees_with_naive_reference(case):
-    """TDMRs, PAMTs, reserved areas, errors, messages and demand agree exactly."""
+def test_engine_agrees_with_plain_reference(case):
+    """TDMRs, PAMTs, reserved areas, errors, lines printed, the failing TDMR or PAMT and the
+    demand per TDMR agree exactly (the reference is SAME-AS-V6.8's oracle)."""
     memlist, sysinfo, placement = case
-    assert _as_reference(construct_tdmrs(memlist, sysinfo, placement)) == _reference(
+    assert construct_tdmrs(memlist, sysinfo, placement) == reference_construct(
         memlist, sysinfo, placement)
 
 
@@ -606,3 +485,13 @@ def test_construct_scans_memlist_a_bounded_number_of_times():
     result = construct_tdmrs(memlist, TdxSysinfo(max_tdmrs=300, max_reserved_per_tdmr=500))
     assert result.ok and len(result.tdmrs) == 250
     assert 1 <= _CountingMemlist.passes <= 20, _CountingMemlist.passes
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(map_cases())
+def test_engine_agrees_with_plain_reference_on_boundary_cases(case):
+    """The same on the map search's boundary-biased cases, boundary-seeking placement included:
+    chunks across TDMR edges, regions a page from GiB boundaries, TDMRs of 8 and 16 TiB."""
+    for placement in case.placements:
+        assert construct_tdmrs(case.memlist, case.sysinfo, placement) == reference_construct(
+            case.memlist, case.sysinfo, placement)

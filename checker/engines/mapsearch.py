@@ -28,9 +28,10 @@ from hypothesis.errors import NoSuchExample
 from checker.engines.mapstrategies import MapCase, map_cases
 from invariants.layout import Violation, check_layout
 from invariants.machine import SAME_AS_V6_8, differs_from_v6_8
+from invariants.tdmr_reference import reference_construct
 from spec.memory import MemRange
 from spec.placement import FirstFit, LastFit, NearestPlacement, PamtAllocator
-from spec.profiles import HOLES_CMR, V6_8, Profile, rule_changes
+from spec.profiles import HOLES_CMR, Profile
 from spec.sysinfo import TdxSysinfo
 from spec.tdmr import ConstructResult, construct_tdmrs
 
@@ -113,9 +114,8 @@ def examine(case: MapCase, profile: Profile, construct: Construct = construct_td
             ) -> list[Finding]:
     """The profile's construction on one case, each placement in turn, judged: a layout the
     module would get that breaks an invariant, or a departure from v6.8. `construct` stands
-    in for `spec.tdmr.construct_tdmrs` (a mutated copy); v6.8 is always the real one."""
+    in for `spec.tdmr.construct_tdmrs` (a mutated copy); v6.8 is always the plain reference."""
     holes = case.cmrs if profile.holes == HOLES_CMR else None
-    compare = construct is not construct_tdmrs or bool(rule_changes(profile))
     name = profile.name if construct is construct_tdmrs else f"{profile.name} (mutated)"
     findings = []
     for placement in case.placements:
@@ -127,11 +127,10 @@ def examine(case: MapCase, profile: Profile, construct: Construct = construct_td
                                         tuple(v.describe(result.tdmrs) for v in found),
                                         result, bases, tuple(found)))
                 continue
-        if compare:
-            reference, _ = _construct(construct_tdmrs, case, placement, V6_8)
-            diff = differs_from_v6_8(profile, result, reference, name)
-            if diff is not None:
-                findings.append(Finding(placement, SAME_AS_V6_8.id, (diff,), result, bases))
+        reference = reference_construct(case.memlist, case.sysinfo, placement)
+        diff = differs_from_v6_8(profile, result, reference, name)
+        if diff is not None:
+            findings.append(Finding(placement, SAME_AS_V6_8.id, (diff,), result, bases))
     return findings
 
 

@@ -27,14 +27,16 @@ from checker import schemas
 from checker.gate.suite import flow_config_problem, shape_problem
 from checker.inputs.platforms import model_from_description
 from checker.inputs.readers import InputError, read_json_map
-from checker.views.tdmr_report import TdmrOptions, analyse, build
+from checker.views.tdmr_report import TdmrOptions, analyse, build, placement_for
 from checker.views.trace import ReplayError as TraceReplayError
 from checker.views.trace import replay, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
 from invariants.layout import LAYOUT_INVARIANTS
 from invariants.machine import MACHINE_INVARIANTS, differs_from_v6_8
+from invariants.tdmr_reference import reference_construct
 from spec.flow import TdxFlow
-from spec.profiles import PROFILES, V6_8, Profile
+from spec.memory import build_tdx_memlist
+from spec.profiles import PROFILES, Profile
 
 SCHEMA_VERSION = 1
 MAX_BYTES = 16 << 20  # the largest stored counterexample is some 25 KB
@@ -189,8 +191,10 @@ def _replay_map(doc, body, profile: Profile, name: str) -> Replay:
         still = bool(found)
         text = "\n".join(v["text"] for v in found) or "the layout now satisfies every invariant"
     elif body["property"] == DIFFERS:
-        ours, _ = build(machine, TdmrOptions(profile, placement, explain=False))
-        theirs, _ = build(machine, TdmrOptions(V6_8, placement, explain=False))
+        options = TdmrOptions(profile, placement, explain=False)
+        ours, sysinfo = build(machine, options)
+        theirs = reference_construct(build_tdx_memlist(machine.regions), sysinfo,
+                                     placement_for(machine, options))
         difference = differs_from_v6_8(profile, ours, theirs)
         still = difference is not None
         text = difference or "now builds what v6.8 builds"
