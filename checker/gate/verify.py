@@ -107,7 +107,7 @@ def add_arguments(p) -> None:
                    help="write this run's verdicts as the new baseline, and add its new "
                    "counterexamples to the corpus")
     p.add_argument("--format", action="append", choices=FORMATS, metavar="FORMAT",
-                   help="text|json|junit|sarif (repeatable; paired in order with --output)")
+                   help=f"{'|'.join(FORMATS)} (repeatable; paired in order with --output)")
     p.add_argument("--output", action="append", metavar="FILE",
                    help="write the report of the matching --format here")
     p.add_argument("--counterexamples", metavar="DIR",
