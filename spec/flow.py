@@ -1228,8 +1228,9 @@ class TdxFlow(StateSpace):
     def machine_checks(self, state: State, page: str) -> list[Step]:
         """`tdx_dump_mce_info` on each CPU that may take a machine check on `page`: only on
         erratum parts, a raw RDMD on that CPU (no retry; any failure means "not private");
-        a PAMT page comes back reserved and is private when the kernel's TDMR list has a PAMT
-        holding it (`is_pamt_page`); a kernel page comes back as not assigned."""
+        a PAMT page comes back reserved and is private when the module is INITIALIZED and the
+        kernel's TDMR list has a PAMT holding it (`is_pamt_page`, which reads no list while init
+        may still change it); a kernel page comes back as not assigned."""
         if not (self.platform.erratum and state.tdx_on):
             return [self._label("machine_check", "environment", result="not reported",
                                 detail=page)]
@@ -1242,8 +1243,9 @@ class TdxFlow(StateSpace):
                                          TDH_PHYMEM_PAGE_RDMD, outcome,
                                          detail=f"{page}; not reported"))
                 continue
-            in_pamt = page == MC_PAMT_PAGE and bool(state.resources & RES_TDMR_LIST) \
-                and bool(state.pamt)
+            # is_pamt_page trusts the TDMR list only once the module is INITIALIZED
+            in_pamt = page == MC_PAMT_PAGE and state.status == INITIALIZED \
+                and bool(state.resources & RES_TDMR_LIST) and bool(state.pamt)
             verdict = "reported: TDX private memory error" if in_pamt else "not reported"
             page_type = "reserved" if page == MC_PAMT_PAGE else "not assigned"
             steps.append(self._label("machine_check", "environment", index,

@@ -218,3 +218,21 @@ def test_invariant_shortcuts_do_not_change_results(profile, config):
             (b.verdict, b.distinct_states, b.transitions, b.max_depth)
         assert {k: (v.depth, v.trace.steps) for k, v in a.violations.items()} == \
             {k: (v.depth, v.trace.steps) for k, v in b.violations.items()}
+
+
+def test_machine_checks_blame_pamt_pages_only_once_the_module_is_initialized():
+    """is_pamt_page reads the TDMR list only when the module is INITIALIZED: a machine check on
+    a PAMT page during TDMR init (RDMD already answers) is never blamed on TDX; one after a
+    successful init is, on every CPU whose RDMD answers."""
+    model = flow_model("v6.8", "1x1")
+    graph = explore(model, keep_graph=True, symmetry=False).graph
+    reported = {}
+    for src, label, _dst in graph.edges:
+        if label.action == "machine_check" and label.result == SUCCESS:
+            state = graph.states[src]
+            blamed = F.machine_check_reported(label)
+            reported.setdefault(state.status, set()).add(blamed)
+            if blamed:
+                assert state.status == F.INITIALIZED
+    assert reported[F.UNINITIALIZED] == {False}  # RDMD answers during TDMR init
+    assert True in reported[F.INITIALIZED]
