@@ -15,7 +15,7 @@ tests compare the two.
 from __future__ import annotations
 
 import sys
-from itertools import compress
+from itertools import compress, permutations
 from operator import is_not
 
 from spec.flow_state import KEY_IN_FLIGHT, Caller, Cpu, Package, State, Step
@@ -24,6 +24,8 @@ _FIELD_INDEX = {cls: {name: i for i, name in enumerate(cls._fields)}
                 for cls in (Cpu, Package, Caller, State, Step)}
 _STATE_INDEX = _FIELD_INDEX[State]
 _STATE_INDEXES = range(len(State._fields))
+_MUTEX = _STATE_INDEX["mutex"]
+_AS_NAMED = "as named"  # `StateSpace._caller_plan`: the callers keep their names
 
 
 def set_fields(record, **changes):
@@ -114,9 +116,9 @@ class CpuFacts:
 class StateSpace:
     """The shared-value and replay machinery a flow model builds its states with.
 
-    A subclass sets `cpp` (CPUs per package) and `replay` and calls `__init__`; its rules
-    build states with `_update`, `_with_cpu`, `_with_package`, `_with_caller`,
-    `_mapped_packages` and label steps with `_label`.
+    A subclass sets `cpp` (CPUs per package), `replay`, `profile` and `config` and calls
+    `__init__`; its rules build states with `_update`, `_with_cpu`, `_with_package`,
+    `_with_caller`, `_mapped_packages` and label steps with `_label`.
     """
 
     cpp: int
@@ -128,27 +130,142 @@ class StateSpace:
         self._facts: dict[int, CpuFacts] = {}  # id of a shared packages tuple -> its facts
         self._last_facts = CpuFacts(())  # the facts asked for last
         self._last_canonical: tuple = ()  # the sorted packages `canonical` gave last
+        self._caller_plans: dict[tuple, object] = {}  # callers value -> its renaming
+        self._caller_symmetry = True  # `canonical` renames alike callers (`alike_callers`)
         self._callers: dict[tuple, tuple] = {}  # callers value -> its shared tuple
         self._caller_updates: dict[tuple, tuple] = {}  # (callers, actor, entry) -> shared
         self._labels: dict[tuple, Step] = {}
         self.label_sites: dict[Step, tuple[str, int, str]] = {}  # see `_label`
 
     def canonical(self, state: State) -> State:
-        """Sort CPUs within each package and packages among themselves.
+        """The representative of the state's class under renumbering CPUs within a package,
+        packages, and the callers the rules treat alike (`alike_callers`).
 
-        Only `packages` is permuted, and its sorted form is worked out once per distinct value
-        (see `CpuFacts`); a state that already holds it is returned as it is.
+        CPUs are sorted within each package and packages among themselves. Callers are then
+        renamed so that their records (`Caller`) come in the greatest order, which keeps the
+        caller furthest along as caller 0 (the model lists caller 0's steps first, so the
+        traces found are those found without renaming callers); where that leaves a choice
+        (two callers in the same record, say both idle), the renaming that gives the least
+        `mutex` and then the least sorted `packages` wins. A renaming moves everything
+        that names a caller: its record, the mutex, and on every CPU its VMX and `visited`
+        bits and its `frames` entries. The sorted form is worked out once per distinct
+        `packages` value and renaming (see `CpuFacts`), the renaming once per distinct
+        `callers` value; a state that already holds its representative is returned as it is.
         """
-        if state.packages is self._last_canonical:  # most steps leave the CPUs alone
-            return state
+        plan = self._caller_plans.get(state.callers)
+        if plan is None:
+            plan = self._caller_plan(state.callers)
+        if plan is _AS_NAMED:
+            if state.packages is self._last_canonical:  # most steps leave the CPUs alone
+                return state
+            packages = self._sorted_packages(self.packages_facts(state.packages))
+            self._last_canonical = packages
+            return state if packages is state.packages else with_packages(state, packages)
+        callers, renamings = plan
         facts = self.packages_facts(state.packages)
+        mutex = state.mutex
+        key = (renamings, mutex)
+        chosen = facts.derived.get(key)
+        if chosen is None:
+            chosen = facts.derived[key] = min(
+                (renaming[mutex] if 0 <= mutex < len(renaming) else mutex,
+                  self._sorted_packages(self._renamed_packages(facts, renaming)))
+                 for renaming in renamings)
+        mutex, packages = chosen
+        if callers is state.callers and mutex == state.mutex and packages is state.packages:
+            return state
+        values = list(state)
+        values[_MUTEX] = mutex
+        values[-2] = callers
+        values[-1] = packages
+        return tuple.__new__(State, values)
+
+    def alike_callers(self) -> tuple[int, ...]:
+        """The callers whose steps the rules take alike, so that renaming them among
+        themselves maps steps to steps: every caller, but the initcall where the profile runs
+        `tdx_enable` at boot (`init_at_boot`, v7.1: caller 0 registers the CPU-hotplug
+        callbacks and initialises the module; the others are KVM). With `caller_symmetry`
+        off, none (the reduction is then by CPU and package numbering only)."""
+        if not self._caller_symmetry:
+            return ()
+        first = 1 if getattr(self.profile, "init_at_boot", False) else 0
+        return tuple(range(first, len(self.config.caller_loads)))
+
+    @property
+    def caller_symmetry(self) -> bool:
+        return self._caller_symmetry
+
+    @caller_symmetry.setter
+    def caller_symmetry(self, on: bool) -> None:
+        self._caller_symmetry = bool(on)
+        self._caller_plans.clear()
+
+    def _caller_plan(self, callers: tuple[Caller, ...]):
+        """How `canonical` renames the callers of this `callers` value: `_AS_NAMED` when the
+        names stay (no other renaming orders the records as high), else the shared renamed
+        `callers` and every renaming that gives it (tuples: new name of each caller)."""
+        if type(callers) is not Shared:
+            callers = self._shared_callers(callers)
+        alike = self.alike_callers()
+        count = len(callers)
+        least, renamings = tuple(callers), [tuple(range(count))]
+        for order in permutations(alike):
+            if list(order) == list(alike):
+                continue
+            renaming = list(range(count))
+            for old, new in zip(alike, order, strict=True):
+                renaming[old] = new
+            renamed = [None] * count
+            for old, new in enumerate(renaming):
+                renamed[new] = callers[old]
+            renamed = tuple(renamed)
+            if renamed > least:
+                least, renamings = renamed, [tuple(renaming)]
+            elif renamed == least:
+                renamings.append(tuple(renaming))
+        if renamings == [tuple(range(count))]:
+            plan = _AS_NAMED
+        else:
+            plan = (self._shared_callers(least), tuple(renamings))
+        self._caller_plans[callers] = plan
+        return plan
+
+    def _sorted_packages(self, facts: CpuFacts) -> tuple[Package, ...]:
+        """The shared `packages` with CPUs sorted within packages and packages sorted."""
         packages = facts.canonical
         if packages is None:
             packages = self._share(tuple(sorted(
                 Package(p.keyed, tuple(sorted(p.cpus))) for p in facts.packages))).packages
             facts.canonical = self._facts[id(packages)].canonical = packages
-        self._last_canonical = packages
-        return state if packages is state.packages else with_packages(state, packages)
+        return packages
+
+    def _renamed_packages(self, facts: CpuFacts, renaming: tuple[int, ...]) -> CpuFacts:
+        """The facts of `packages` with callers renamed (`renaming[old]` is the new name) in
+        every CPU's VMX and `visited` bits and `frames` (other actors, such as the CPU-hotplug
+        callback, keep their names)."""
+        key = ("callers renamed", renaming)
+        renamed = facts.derived.get(key)
+        if renamed is None:
+            count = len(renaming)
+
+            def rename_bits(bits: int) -> int:
+                out = bits >> count << count
+                for old, new in enumerate(renaming):
+                    if bits >> old & 1:
+                        out |= 1 << new
+                return out
+
+            def rename(cpu: Cpu) -> Cpu:
+                if not (cpu.vmx or cpu.visited or cpu.frames):
+                    return cpu
+                return set_fields(cpu, vmx=rename_bits(cpu.vmx),
+                                  visited=rename_bits(cpu.visited),
+                                  frames=tuple(renaming[a] if a < count else a
+                                               for a in cpu.frames))
+
+            packages = tuple(map_package(p, rename) for p in facts.packages)
+            renamed = facts.derived[key] = self._share(packages)
+        return renamed
 
     # ----- facts of the CPUs ---------------------------------------------------------------
 
