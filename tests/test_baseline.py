@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -13,6 +14,7 @@ from checker.gate.baseline import (
     BECAME_INCONCLUSIVE,
     CHECK_ADDED,
     CHECK_REMOVED,
+    COVERAGE_LOST,
     DIFFERENT_INVARIANT,
     EXIT_INCONCLUSIVE,
     EXIT_OK,
@@ -28,6 +30,7 @@ from checker.gate.baseline import (
     BaselineError,
     BaselineMissing,
     Expected,
+    Reached,
     baseline_from_results,
     compare,
     dump_baseline,
@@ -138,6 +141,7 @@ def test_every_transition_name_is_reachable_and_listed():
         check("bi", "inconclusive"),
         check("ne", "error"),
         check("added", "pass"),
+        covered("lost", steps={"init_tdx_module": {"0": 3}}),
     ]
     baseline = base(
         nf=("pass", "SYSINIT-ONCE"),
@@ -148,10 +152,84 @@ def test_every_transition_name_is_reachable_and_listed():
         ne=("pass", "SYSINIT-ONCE"),
         removed=("pass", "SYSINIT-ONCE"),
     )
+    baseline.checks["lost"] = recorded(covered("lost"))
     comparison = compare(results, baseline)
     assert sorted(t.name for t in comparison.transitions) == sorted(TRANSITIONS)
     ids = [t.check_id for t in comparison.transitions]
     assert ids == sorted(ids)
+
+
+# --- coverage: what a passing flow check reached --------------------------------------------
+
+FULL_STEPS = {"init_tdx_module": {"0": 3, "-ENOMEM": 1},
+              "err_free_tdmrs": {"-": 1},
+              "build_tdx_memlist": {"-ENOMEM (injected)": 1, "0": 2}}
+
+
+def covered(check_id, steps=FULL_STEPS, invariants=("FREE-ONCE", "SYSINIT-ONCE")):
+    """A passing flow check with a coverage report (as run_flow attaches it)."""
+    actions = {a: {"transitions": sum(o.values()), "outcomes": dict(o)} for a, o in steps.items()}
+    actions["never_taken"] = {"transitions": 0, "outcomes": {}}
+    applies = {i: {"applies": 5 if i in invariants else 0, "in": "states"}
+               for i in ("FREE-ONCE", "SYSINIT-ONCE")}
+    return check(check_id, "pass", "FLOW",
+                 extra={"coverage": {"actions": actions, "invariants": applies}})
+
+
+def recorded(result):
+    return baseline_from_results([result]).checks[result.id]
+
+
+def test_a_passing_flow_check_records_what_it_reached():
+    expected = recorded(covered("a"))
+    assert expected.reached == Reached(
+        frozenset({"init_tdx_module: 0", "init_tdx_module: -ENOMEM", "err_free_tdmrs: -",
+                   "build_tdx_memlist: -ENOMEM (injected)", "build_tdx_memlist: 0"}),
+        frozenset({"FREE-ONCE", "SYSINIT-ONCE"}))
+    assert recorded(check("b", "pass")).reached is None  # no coverage report, nothing recorded
+    assert recorded(replace(covered("c"), status="inconclusive")).reached is None
+
+
+def test_a_check_that_stops_taking_an_error_path_loses_coverage():
+    """A model change that makes the injected memlist allocation failure unreachable: the
+    check still passes (no invariant can fail on a path never taken), and the gate says so."""
+    steps = {a: dict(o) for a, o in FULL_STEPS.items()}
+    del steps["build_tdx_memlist"]["-ENOMEM (injected)"]
+    baseline = Baseline({"a": recorded(covered("a"))}, "checker-baseline.json")
+    t = only_transition(compare([covered("a", steps=steps)], baseline))
+    assert (t.name, t.severity) == (COVERAGE_LOST, REGRESSION)
+    assert "1 step(s) no longer taken: build_tdx_memlist: -ENOMEM (injected)" in t.explanation
+    assert "--update-baseline" in t.explanation
+
+
+def test_an_invariant_that_stops_applying_loses_coverage():
+    baseline = Baseline({"a": recorded(covered("a"))}, "checker-baseline.json")
+    t = only_transition(compare([covered("a", invariants=("SYSINIT-ONCE",))], baseline))
+    assert t.name == COVERAGE_LOST and "no longer applying: FREE-ONCE" in t.explanation
+
+
+def test_reaching_more_than_recorded_is_no_transition():
+    steps = {**FULL_STEPS, "err_reset_pamts": {"-": 2}}
+    baseline = Baseline({"a": recorded(covered("a"))}, "checker-baseline.json")
+    assert compare([covered("a", steps=steps)], baseline).exit_code == EXIT_OK
+
+
+def test_reached_survives_the_file_and_matches_the_schema(tmp_path):
+    path = tmp_path / "b.json"
+    written = write_baseline(path, [covered("a")])
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+    assert load_baseline(path).checks == written.checks
+    assert doc["checks"]["a"]["reached"]["invariants"] == ["FREE-ONCE", "SYSINIT-ONCE"]
+
+
+@pytest.mark.parametrize("reached", [[], {"steps": []}, {"steps": [1], "invariants": []},
+                                     {"steps": [], "invariants": [""]}])
+def test_a_malformed_reached_entry_is_refused_with_its_check(reached):
+    doc = {"schema_version": 1, "checks": {"flow/x": {"status": "pass", "invariant": "FLOW",
+                                                      "reached": reached}}}
+    with pytest.raises(BaselineError, match="check 'flow/x': 'reached"):
+        parse_baseline(json.dumps(doc))
 
 
 # --- exit codes ------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def test_all_pass_without_baseline_exits_0_and_writes_nothing(work, capsys):
     assert out.rstrip().endswith("verdict: pass (exit 0)")
     for check_id in ("log/v6.8/emr-fcp-e820-first-2g", "log/v6.8/spr-8480c-256g",
                      "layout/v6.8/emr-fcp-e820-first-2g", "layout/v6.8/spr-8480c-256g"):
-        assert f"PASS         {check_id}" in out
+        assert re.search(rf"^PASS {re.escape(check_id)} ", out, re.MULTILINE), check_id
     # nothing failed: no counterexample folder, and no baseline appears on its own
     assert not (work / "cex").exists()
     assert not (work / "checker-baseline.json").exists()
@@ -597,7 +597,11 @@ def test_counterexamples_are_stored_under_content_hash_names_once(work, capsys):
     assert len(files) == 1
     path = files[0]
     body = path.read_bytes()
-    digest = hashlib.sha256(body).hexdigest()[:10]
+    # the hash covers what was found, not its wording: the document without the words
+    found = json.loads(body)
+    found["counterexample"] = {k: v for k, v in found["counterexample"].items()
+                               if k not in ("text", "result", "sites", "minimality")}
+    digest = hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()[:10]
     assert path.name == f"layout--{BROKEN}--spr-8480c-256g-{digest}.json"
     assert err.strip() == f"counterexample saved: {Path('cex.new') / path.name}"
     assert ("new counterexamples: 1 in cex.new/, not in the corpus cex/ (replay one with "
@@ -731,3 +735,34 @@ def test_repeated_runs_in_one_process_store_one_worst_case_counterexample(work, 
         code, _, _ = verify(capsys, "--suite", suite)
         assert code == 1
     assert len(list((work / "cex.new").iterdir())) == 1
+
+
+# --- coverage against the baseline ---------------------------------------------------------------
+
+
+def test_a_model_that_stops_taking_an_error_path_fails_the_gate(work, capsys, monkeypatch):
+    """The baseline records what v6.8's flow check on 1x1 reached. A change of the model that
+    makes the TDMR-list allocation failure unreachable leaves every invariant holding (no
+    safety property can fail on a path never taken); the gate fails with coverage-lost."""
+    suite = work / "suite.toml"
+    suite.write_text('profiles = ["v6.8"]\nmaps = []\nflow_configs = ["1x1"]\n'
+                     'checks = ["flow"]\ncounterexamples = "cex"\n')
+    code, _, _ = verify(capsys, "--suite", suite, "--update-baseline")
+    assert code == 0
+    reached = json.loads((work / "checker-baseline.json").read_text())["checks"][
+        "flow/v6.8/1x1"]["reached"]
+    assert "alloc_tdmr_list: -12 (injected)" in reached["steps"]
+
+    from spec.flow import TdxFlow
+
+    def never_fails(self, state, name, out):
+        start = len(out)
+        original(self, state, name, out)
+        out[start:] = [(label, after) for label, after in out[start:] if not label.injected]
+
+    original = TdxFlow._alloc_tdmr_list
+    monkeypatch.setattr(TdxFlow, "_alloc_tdmr_list", never_fails)
+    code, out, _ = verify(capsys, "--suite", suite)
+    assert code == 1
+    assert ("coverage-lost flow/v6.8/1x1: passes, but 1 step(s) no longer taken: "
+            "alloc_tdmr_list: -12 (injected)") in " ".join(out.split())

@@ -14,7 +14,13 @@ File format (`checker-baseline.json`, schema in `checker/schemas/baseline.schema
 
 `status` is pass, fail or inconclusive: an `error` is a defect of the checker, never an
 expectation, so it cannot be recorded. `profile` and `config` are there for the reader and for
-reports of removed checks; the gate compares only `status` and, for failures, `invariant`.
+reports of removed checks; the gate compares `status` and, for failures, `invariant`.
+
+A passing flow check of a real kernel also records its coverage: every step it took, as
+"action: outcome", and every invariant that had something to check. A later run that passes
+without reaching one of them has lost part of the model (an error path, an unwinding label, a
+SEAMCALL answer): the invariants can no longer look there, so the gate fails with
+`coverage-lost` until the loss is fixed or, if meant, recorded with --update-baseline.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ BECAME_INCONCLUSIVE = "became-inconclusive"  # was pass or fail, now a bound or 
 NEW_ERROR = "new-error"  # the check crashed or could not run
 CHECK_ADDED = "check-added"  # in the run, not in the baseline
 CHECK_REMOVED = "check-removed"  # in the baseline, not in the run
+COVERAGE_LOST = "coverage-lost"  # still passes, but no longer reaches steps it reached
 TRANSITIONS = (
     NEW_FAILURE,
     EXPECTED_FAILURE_PASSES,
@@ -56,6 +63,7 @@ TRANSITIONS = (
     NEW_ERROR,
     CHECK_ADDED,
     CHECK_REMOVED,
+    COVERAGE_LOST,
 )
 
 # Severity of a transition: a regression fails the gate (exit 1); an inconclusive one only
@@ -87,6 +95,31 @@ class BaselineMissing(BaselineError):
 
 
 @dataclass(frozen=True)
+class Reached:
+    """What a passing flow check reached: steps as "action: outcome", and the invariants that
+    had something to check."""
+
+    steps: frozenset[str]
+    invariants: frozenset[str]
+
+    @classmethod
+    def of_result(cls, result: CheckResult) -> Reached | None:
+        """From a check's coverage report (None for checks without one)."""
+        coverage = result.extra.get("coverage")
+        if coverage is None:
+            return None
+        steps = frozenset(f"{action}: {outcome}"
+                          for action, entry in coverage["actions"].items()
+                          for outcome, count in entry["outcomes"].items() if count)
+        invariants = frozenset(i for i, entry in coverage["invariants"].items()
+                               if entry["applies"])
+        return cls(steps, invariants)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"invariants": sorted(self.invariants), "steps": sorted(self.steps)}
+
+
+@dataclass(frozen=True)
 class Expected:
     """What the baseline says about one check."""
 
@@ -94,14 +127,18 @@ class Expected:
     invariant: str
     profile: str = ""
     config: str = ""
+    reached: Reached | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
             "config": self.config,
             "invariant": self.invariant,
             "profile": self.profile,
             "status": self.status,
         }
+        if self.reached is not None:
+            doc["reached"] = self.reached.to_json()
+        return doc
 
 
 @dataclass(frozen=True)
@@ -250,6 +287,9 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
                 f"expected to be caught by {expected.invariant}, now caught by "
                 f"{result.invariant} instead",
             )
+        lost = _coverage_lost(result, expected)
+        if lost:
+            return make(COVERAGE_LOST, REGRESSION, lost)
         return None
     if result.status == FAIL:
         return make(NEW_FAILURE, REGRESSION, f"expected {was}, now {now}")
@@ -273,6 +313,29 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
         REGRESSION,
         "expected inconclusive, now passes; record the stronger verdict with --update-baseline",
     )
+
+
+def _coverage_lost(result: CheckResult, expected: Expected) -> str | None:
+    """What a passing check no longer reaches of what the baseline recorded, in one line."""
+    reached = Reached.of_result(result)
+    if result.status != PASS or expected.reached is None or reached is None:
+        return None
+    steps = sorted(expected.reached.steps - reached.steps)
+    invariants = sorted(expected.reached.invariants - reached.invariants)
+    if not steps and not invariants:
+        return None
+    parts = []
+    if steps:
+        parts.append(f"{len(steps)} step(s) no longer taken: " + _listed(steps))
+    if invariants:
+        parts.append("invariant(s) no longer applying: " + _listed(invariants))
+    return ("passes, but " + "; ".join(parts) + " (the invariants cannot look where the model "
+            "no longer goes; if this is on purpose, --update-baseline)")
+
+
+def _listed(items: Sequence[str], most: int = 4) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
 def _added_advice(result: CheckResult, now: str) -> str:
@@ -327,7 +390,9 @@ def baseline_from_results(results: Sequence[CheckResult]) -> Baseline:
     if broken:
         raise ValueError("cannot record a baseline while checks error: " + ", ".join(broken))
     return Baseline(
-        {i: Expected(r.status, r.invariant, r.profile, r.config) for i, r in sorted(by_id.items())}
+        {i: Expected(r.status, r.invariant, r.profile, r.config,
+                     Reached.of_result(r) if r.status == PASS else None)
+         for i, r in sorted(by_id.items())}
     )
 
 
@@ -399,7 +464,7 @@ def _parse_entry(path: str | os.PathLike[str], check_id: str, entry: Any) -> Exp
         raise BaselineError(path, "empty check id")
     if not isinstance(entry, dict):
         raise BaselineError(path, f"{where}: expected an object, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - {"status", "invariant", "profile", "config"})
+    unknown = sorted(set(entry) - {"status", "invariant", "profile", "config", "reached"})
     if unknown:
         raise BaselineError(path, f"{where}: unknown key(s): {', '.join(unknown)}")
     status = entry.get("status")
@@ -413,4 +478,19 @@ def _parse_entry(path: str | os.PathLike[str], check_id: str, entry: Any) -> Exp
     for key in ("profile", "config"):
         if not isinstance(entry.get(key, ""), str):
             raise BaselineError(path, f"{where}: {key!r} must be a string")
-    return Expected(status, invariant, entry.get("profile", ""), entry.get("config", ""))
+    return Expected(status, invariant, entry.get("profile", ""), entry.get("config", ""),
+                    _parse_reached(path, where, entry.get("reached")))
+
+
+def _parse_reached(path: str | os.PathLike[str], where: str, reached: Any) -> Reached | None:
+    if reached is None:
+        return None
+    if not isinstance(reached, dict) or set(reached) != {"steps", "invariants"}:
+        raise BaselineError(path, f"{where}: 'reached' must be an object with exactly 'steps' "
+                            "and 'invariants'")
+    for key in ("steps", "invariants"):
+        items = reached[key]
+        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+            raise BaselineError(path, f"{where}: 'reached.{key}' must be a list of non-empty "
+                                "strings")
+    return Reached(frozenset(reached["steps"]), frozenset(reached["invariants"]))
