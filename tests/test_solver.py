@@ -18,9 +18,11 @@ from checker.engines.solver import (
     UNKNOWN,
     UNSAT,
     Budget,
+    _whole_layout_query,
     explain_construction,
     explain_layout,
     hole_demand,
+    pamt_sizes,
     solve,
     worst_case_placement,
 )
@@ -29,8 +31,9 @@ from invariants.layout import CONSTRAINTS_BY_ID, AreaTerms, LayoutContext, TdmrT
 from spec.errno import ENOSPC
 from spec.memory import SZ_1G, SZ_1M, SZ_4G, MemRange, build_tdx_memlist
 from spec.placement import ExplicitPlacement
+from spec.profiles import V6_8, get_profile
 from spec.sysinfo import TdxSysinfo
-from spec.tdmr import construct_tdmrs
+from spec.tdmr import construct_tdmrs, fill_out_tdmrs, tdmr_get_nid
 
 LOGS = Path(__file__).resolve().parent.parent / "checker" / "data" / "boot-logs"
 
@@ -260,3 +263,120 @@ def test_the_count_agrees_with_the_full_encoding(pieces, limit, placement):
     explanation = explain_layout(tdmrs, memlist, sysinfo)
     assert explanation.status == full_encoding_answer(tdmrs, memlist, sysinfo)
     assert explanation.status == UNSAT or not explanation.core
+
+
+# --- worst-case placement, decomposed by TDMR -------------------------------------------------
+
+def whole_layout_answer(memlist, sysinfo, mode, profile=V6_8) -> str:
+    """The placement question asked the slow way: one query over every chunk and every TDMR
+    (the encoding the decomposition replaced), as a WorstCase status."""
+    filled = fill_out_tdmrs(memlist, sysinfo, [])
+    holes = [d.total for d in hole_demand(filled, memlist)]
+    sizes = [pamt_sizes(t, sysinfo, profile) for t in filled]
+    nids = [tdmr_get_nid(t, memlist, []) for t in filled]
+    answer, _ = _whole_layout_query(filled, holes, sizes, nids, memlist, sysinfo, mode, profile,
+                                    Budget(60_000), list(range(len(filled))))
+    return {SAT: "breaks", UNSAT: "safe"}[answer]
+
+
+CHUNK_1G = 4 * SZ_1M + 3 * 4096  # the PAMT chunk of a 1 GiB TDMR
+LOW_SIZES = st.sampled_from([CHUNK_1G, 2 * CHUNK_1G, 3 * CHUNK_1G, 5 * CHUNK_1G,
+                             8 * SZ_1M + 8192, 12 * SZ_1M + 36 * 1024, 24 * SZ_1M])
+LOW_STARTS = st.sampled_from([0, 4096, 2 * SZ_1M, 4 * SZ_1M - 8192])
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@given(st.lists(st.tuples(LOW_STARTS, LOW_SIZES, st.integers(0, 1)), min_size=1, max_size=4),
+       st.lists(st.tuples(st.integers(1, 3), st.integers(0, 1)), min_size=1, max_size=4),
+       st.integers(min_value=2, max_value=8), st.sampled_from([ANY_NODE, PREFERRED_NODE]),
+       st.sampled_from(["v6.8", "mutant-other-pamt-not-reserved"]))
+def test_decomposed_worst_case_agrees_with_the_whole_layout_query(low, high, limit, mode,
+                                                                  profile):
+    """TDMR [0, 1G) with a few regions sized in chunks (aligned or just off), TDMRs of 1-3 GiB
+    from 4 GiB up: the per-TDMR queries (counted, packed greedily, or asked of Z3) give the
+    verdict of the one query over the whole layout."""
+    regions, at = [], SZ_1M
+    for start, size, nid in low:
+        at = at // (4 * SZ_1M) * 4 * SZ_1M + start
+        regions.append(MemRange(at, at + size, nid))
+        at += size + 4096
+    at = SZ_4G
+    for span, nid in high:
+        regions.append(MemRange(at + SZ_1M, at + span * SZ_1G - SZ_1M, nid))
+        at += span * SZ_1G
+    memlist = build_tdx_memlist(r for r in regions if r.end <= SZ_1G or r.start >= SZ_4G)
+    sysinfo = TdxSysinfo(max_reserved_per_tdmr=limit)
+    worst = worst_case_placement(memlist, sysinfo, mode, profile=get_profile(profile))
+    assert worst.status == whole_layout_answer(memlist, sysinfo, mode, get_profile(profile))
+    if worst.status == "breaks":
+        rebuilt = construct_tdmrs(memlist, sysinfo, ExplicitPlacement(worst.witness),
+                                  profile=get_profile(profile))
+        assert rebuilt.error.errno == -ENOSPC
+
+
+def test_a_packing_greedy_misses_is_found_by_the_solver():
+    """TDMR [0, 1G) has 2 holes and a limit of 3: one more chunk breaks it... two, with its
+    own. Its 20 MiB region has four slots for its own 4 MiB chunk but one for the 8 MiB chunk
+    of TDMR [4G, 6G), overlapping the lowest three: smallest-first takes the lowest and leaves
+    the large one nowhere; Z3 puts the large chunk first and the small one above it."""
+    memlist = (MemRange(SZ_1M, 0x140F000), MemRange(SZ_4G + SZ_1M, 6 * SZ_1G - SZ_1M))
+    sysinfo = TdxSysinfo(max_reserved_per_tdmr=3)
+    worst = worst_case_placement(memlist, sysinfo)
+    assert worst.status == "breaks" and worst.witness == {0: 0x100C000, 1: 0x805000}
+    assert whole_layout_answer(memlist, sysinfo, ANY_NODE) == "breaks"
+
+
+def test_a_packing_the_count_allows_is_refuted_by_the_solver():
+    memlist = (MemRange(1048576, 8417280), MemRange(10485760, 31518720),
+               MemRange(4296015872, 6441402368), MemRange(6443499520, 9662627840))
+    sysinfo = TdxSysinfo(max_reserved_per_tdmr=5)
+    assert worst_case_placement(memlist, sysinfo).status == "safe"
+    assert whole_layout_answer(memlist, sysinfo, ANY_NODE) == "safe"
+
+
+def sixty_four_tdmrs(per_tdmr: int) -> tuple[MemRange, ...]:
+    """64 TDMRs 2 GiB apart on 2 nodes, each with this many 40 MiB regions."""
+    regions = []
+    for i in range(64):
+        base = 2 * i * SZ_1G + SZ_1M
+        regions += [MemRange(base + 64 * SZ_1M * j, base + 64 * SZ_1M * j + 40 * SZ_1M, i % 2)
+                    for j in range(per_tdmr)]
+    return build_tdx_memlist(regions)
+
+
+@pytest.mark.parametrize("mode", [ANY_NODE, PREFERRED_NODE])
+def test_worst_case_at_the_architectural_maximum_of_64_tdmrs_is_decided(mode):
+    memlist = sixty_four_tdmrs(13)
+    worst = worst_case_placement(memlist, mode=mode)
+    assert worst.status == "breaks"
+    assert construct_tdmrs(memlist, placement=ExplicitPlacement(worst.witness)).error.errno \
+        == -ENOSPC
+
+
+def test_the_same_budget_gives_the_same_answer(monkeypatch):
+    """Budgets in Z3 resource units: each answer, and where it stopped, is the same on every
+    run, whatever the machine is doing; the smallest budgets say unknown and why."""
+    memlist = (MemRange(1048576, 8417280), MemRange(10485760, 31518720),
+               MemRange(4296015872, 6441402368), MemRange(6443499520, 9662627840))
+    sysinfo = TdxSysinfo(max_reserved_per_tdmr=5)
+    seen = {}
+    for rate in (10, 2_000, 20_000, 3_000_000):
+        monkeypatch.setattr("checker.engines.solver.RLIMIT_PER_SECOND", rate)
+        runs = [worst_case_placement(memlist, sysinfo, timeout_ms=1000) for _ in range(2)]
+        assert [(w.status, w.reason, w.units) for w in runs] == \
+            [(runs[0].status, runs[0].reason, runs[0].units)] * 2
+        seen[rate] = runs[0]
+    assert seen[10].status == UNKNOWN
+    assert seen[10].reason.startswith("TDMR 0 not decided: the packing query of TDMR 0")
+    assert "unknown: TDMR 0 not decided" in seen[10].describe()
+    assert seen[3_000_000].status == "safe"
+
+
+def test_a_charge_the_budget_cannot_pay_is_refused_and_said():
+    budget = Budget(1000)
+    assert budget.charge(10, "a small encoding") and budget.used == 1000
+    left = budget.units
+    assert not budget.charge(10 ** 9, "the whole layout")
+    assert budget.units == left
+    assert budget.cut == ("the whole layout (about 1,000,000,000 terms) is more than the solver "
+                          "budget of 1 s (--timeout) has left")

@@ -50,29 +50,36 @@ ANY_NODE, PREFERRED_NODE = "any-node", "preferred-node"
 
 
 def solve(solver: z3.Solver, timeout_ms: int, *assumptions: z3.BoolRef) -> str:
-    """One bounded solver call: "sat", "unsat", or "unknown" (timeout or give-up)."""
-    solver.set("timeout", max(1, int(timeout_ms)))
-    answer = solver.check(*assumptions)
-    return SAT if answer == z3.sat else UNSAT if answer == z3.unsat else UNKNOWN
+    """One bounded solver call: "sat", "unsat", or "unknown" (budget spent, or Z3 gave up).
+    The budget is `timeout_ms` worth of Z3 resource units (see `Budget`), not the clock."""
+    return Budget(timeout_ms).check(solver, *assumptions)
 
 
-# Z3 resource units in a second of work on these queries (benchmarks/bench_explain.py measures
-# it). A budget counted in units ends at the same point of the search however busy the machine
-# is, so the answer does not change with the load; the wall clock only stops a step that runs
-# WALL_GUARD times over its seconds.
+# Z3 resource units in a second of Z3 work on these queries, measured on this machine with
+# `python benchmarks/bench_solver.py --rate` (2.6 to 5 million units per second on the
+# worst-case, planner and explanation queries; small queries count fewer, their time going to
+# the call itself). A budget counted in units ends at the same point of the search however busy
+# the machine is, so the answer does not change with the load; the wall clock only stops a step
+# that runs WALL_GUARD times over its seconds.
 RLIMIT_PER_SECOND = 3_000_000
 WALL_GUARD = 2
+# Building an encoding is Python work that Z3 does not count: it is charged to the same budget
+# at this many units per z3py operation a builder estimates it makes (about 30 microseconds
+# each here, so 100 units keeps the two in proportion).
+UNITS_PER_TERM = 100
 
 
 class Budget:
     """The solver work one step may do: `seconds` worth of Z3 resource units, shared by all its
-    calls, and a wall-clock deadline as the last guard. `cut` says why it ran out, if it did."""
+    calls and by the encodings it builds (`charge`), and a wall-clock deadline as the last
+    guard. `cut` says why it ran out, if it did; `used` counts the units spent."""
 
     def __init__(self, timeout_ms: int) -> None:
         self.seconds = timeout_ms / 1000
         self.units = max(1, int(self.seconds * RLIMIT_PER_SECOND))
         self.deadline = time.monotonic() + WALL_GUARD * self.seconds
         self.cut = ""
+        self.used = 0
 
     def spent(self) -> bool:
         """True once the budget is gone (and `cut` says how)."""
@@ -85,6 +92,20 @@ class Budget:
             return False
         return True
 
+    def charge(self, terms: int, what: str) -> bool:
+        """Pay for building an encoding of about `terms` z3py operations before building it;
+        False (with `cut` saying what was not built) when the budget cannot pay."""
+        if self.spent():
+            return False
+        cost = max(0, terms) * UNITS_PER_TERM
+        if cost > self.units:
+            self.cut = (f"{what} (about {terms:,} terms) is more than the solver budget of "
+                        f"{self.seconds:g} s (--timeout) has left")
+            return False
+        self.units -= cost
+        self.used += cost
+        return True
+
     def check(self, solver: z3.Solver, *assumptions: z3.BoolRef) -> str:
         """One solver call on what is left: "sat", "unsat", or "unknown" (budget gone)."""
         if self.spent():
@@ -93,7 +114,9 @@ class Budget:
         solver.set("rlimit", self.units)
         solver.set("timeout", max(1, int((self.deadline - time.monotonic()) * 1000)))
         answer = solver.check(*assumptions)
-        self.units -= _rlimit_count(solver) - used
+        spent = _rlimit_count(solver) - used
+        self.units -= spent
+        self.used += spent
         if answer == z3.sat:
             return SAT
         if answer == z3.unsat:
@@ -101,6 +124,10 @@ class Budget:
         if not self.spent():  # Z3 gave up for a reason of its own
             self.cut = f"the solver gave up ({solver.reason_unknown()})"
         return UNKNOWN
+
+    def left_ms(self) -> int:
+        """What is left, in the milliseconds of `timeout_ms` (for a step run on its own)."""
+        return max(1, self.units * 1000 // RLIMIT_PER_SECOND)
 
 
 def _rlimit_count(solver: z3.Solver) -> int:
@@ -146,7 +173,8 @@ class WorstCase:
     """Can some legal PAMT placement make construction fail with reserved areas exhausted?
 
     `status`: "breaks" (witness found), "safe" (proved: every legal placement succeeds),
-    "unknown" (solver timeout) or "not-applicable" (construction fails before PAMTs exist).
+    "unknown" (the solver budget ran out: inconclusive, never a pass) or "not-applicable"
+    (construction fails before PAMTs exist).
     """
 
     mode: str
@@ -157,6 +185,7 @@ class WorstCase:
     limit: int = 0
     duration_s: float = 0.0
     reason: str = ""
+    units: int = 0  # Z3 resource units spent (encodings charged as `Budget` does)
 
     def describe(self) -> str:
         ff = "succeeds" if self.first_fit.ok else f"fails ({self.first_fit.error.errno})"
@@ -191,17 +220,26 @@ def _index_list(indices: list[int]) -> str:
 
 def worst_case_placement(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxSysinfo(),
                          mode: str = ANY_NODE, cmrs: Sequence[MemRange] = (),
-                         profile: Profile = V6_8,
-                         timeout_ms: int = DEFAULT_TIMEOUT_MS) -> WorstCase:
+                         profile: Profile = V6_8, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                         budget: Budget | None = None) -> WorstCase:
     """Search every legal placement of the PAMT chunks for one that exhausts reserved areas.
 
     Legal, as the page allocator could return it: each chunk inside one memory entry (of the
     TDMR's preferred node in "preferred-node" mode, of any node in "any-node" mode), its base a
     multiple of its size, not crossing 4 GiB (the zone boundary), no two chunks overlapping.
     The TDMRs and their holes do not depend on placement; only where chunks land does.
+
+    Decomposed by TDMR: TDMR i runs out when `limit - holes + 1` chunks land in it (every
+    chunk counts in v6.8; only its own in profiles that reserve no other PAMT). Whether that
+    many can be packed over TDMR i is asked on its own (`_ChunkSpace.pack`), a question whose
+    size depends on the limit, not on the number of TDMRs; "no" proves TDMR i safe, as leaving
+    the other chunks out only drops constraints. A packing is completed greedily (every other
+    chunk at its lowest free legal slot) into a witness, checked by the layout formulas and
+    rebuilt by the kernel model; where the greedy completion finds no room, the query over the
+    whole layout decides TDMR i. `budget` (default: `timeout_ms` worth) pays for it all.
     """
     started = time.monotonic()
-    budget = Budget(timeout_ms)
+    budget = budget or Budget(timeout_ms)
     memlist = tuple(memlist)
     first_fit = construct_tdmrs(memlist, sysinfo, FirstFit(), tuple(cmrs), profile)
     filled = fill_out_tdmrs(memlist, sysinfo, [])
@@ -211,47 +249,297 @@ def worst_case_placement(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxS
     holes = [d.total for d in hole_demand(filled, hole_ranges_for(profile, memlist, cmrs))]
     sizes = [pamt_sizes(t, sysinfo, profile) for t in filled]
     nids = [tdmr_get_nid(t, memlist, []) for t in filled]
+    limit = sysinfo.max_reserved_per_tdmr
 
+    def done(status: str, witness=None, rebuilt=None, reason: str = "") -> WorstCase:
+        return WorstCase(mode, status, first_fit, witness, rebuilt,
+                         limit if status == "breaks" else 0, time.monotonic() - started,
+                         reason, budget.used)
+
+    def breaks(witness: dict[int, int]) -> WorstCase:
+        rebuilt = construct_tdmrs(memlist, sysinfo, ExplicitPlacement(witness), tuple(cmrs),
+                                  profile)
+        if rebuilt.failed_tdmr is None or not _legal(witness, filled, sizes, nids, memlist,
+                                                     mode):
+            return done(UNKNOWN, witness, rebuilt,
+                        "the solver's placement did not reproduce in the model")
+        return done("breaks", witness, rebuilt)
+
+    def whole(targets: list[int]) -> tuple[str, dict[int, int] | None]:
+        return _whole_layout_query(filled, holes, sizes, nids, memlist, sysinfo, mode, profile,
+                                   budget, targets)
+
+    space = _ChunkSpace(memlist, filled, sizes, nids, mode)
+    if space.degenerate:  # a chunk of no size: only the whole-layout query says what is legal
+        answer, witness = whole(list(range(len(filled))))
+        if answer == SAT:
+            return breaks(witness)
+        return done("safe" if answer == UNSAT else UNKNOWN, reason=budget.cut
+                    if answer == UNKNOWN else "")
+    if not space.placeable():  # some chunk has no legal place at all: no placement exists
+        return done("safe")
+    order = sorted(range(len(filled)), key=lambda i: (limit - holes[i], i))
+    undecided, why = [], ""
+    for at, i in enumerate(order):
+        if budget.spent():
+            undecided += order[at:]
+            why = why or budget.cut
+            break
+        guests = range(len(filled)) if profile.reserve_other_tdmrs_pamts else (i,)
+        pieces = space.pack(i, limit - holes[i] + 1, guests, budget)
+        if pieces is None:  # proved: TDMR i cannot run out
+            continue
+        witness = None if pieces == UNKNOWN else space.complete(pieces)
+        if pieces != UNKNOWN and witness is None:  # no greedy room: ask the whole layout
+            answer, witness = whole([i])
+            if answer == UNSAT:
+                continue
+        if witness is None:
+            undecided.append(i)
+            why = why or budget.cut
+            continue
+        return breaks(witness)
+    if undecided:
+        which = (f"TDMR {undecided[0]}" if len(undecided) == 1 else
+                 f"{len(undecided)} of {len(filled)} TDMRs ({_index_list(sorted(undecided))})")
+        return done(UNKNOWN, reason=f"{which} not decided: {why}")
+    return done("safe")
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _ChunkSpace:
+    """Where each PAMT chunk may legally go, as ranges of slots (base = slot x chunk size): in
+    one allowed memory entry (any node, or the TDMR's preferred one), not crossing 4 GiB."""
+
+    def __init__(self, memlist: tuple[MemRange, ...], tdmrs: Sequence[Tdmr],
+                 sizes: Sequence[tuple[int, int, int]], nids: Sequence[int], mode: str) -> None:
+        self.tdmrs = tdmrs
+        self.size = [sum(s) for s in sizes]
+        self.degenerate = any(size <= 0 for size in self.size)
+        self.key = list(nids) if mode == PREFERRED_NODE else [None] * len(tdmrs)
+        self.entries: dict[int | None, tuple[MemRange, ...]] = {}
+        for key in set(self.key):
+            self.entries[key] = tuple(e for e in memlist if key is None or e.nid == key)
+        self.ends = {key: [e.end for e in entries] for key, entries in self.entries.items()}
+        self.used: list[tuple[int, int]] = []
+
+    def ranges(self, key: int | None, size: int, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Slot ranges (first, last) of a chunk of `size` on `key`'s memory overlapping
+        [lo, hi), in address order."""
+        entries = self.entries[key]
+        first, last = _ceil_div(lo - size + 1, size), (hi - 1) // size
+        below, above = (SZ_4G - size) // size, _ceil_div(SZ_4G, size)
+        out = []
+        for k in range(bisect_right(self.ends[key], lo), len(entries)):
+            e = entries[k]
+            if e.start >= hi:
+                break
+            a, b = max(_ceil_div(e.start, size), first), min((e.end - size) // size, last)
+            for x, y in ((a, min(b, below)), (max(a, above), b)):
+                if x <= y:
+                    out.append((x, y))
+        return out
+
+    def placeable(self) -> bool:
+        return all(self.ranges(self.key[j], self.size[j], 0, PHYS_END + 1)
+                   for j in range(len(self.tdmrs)))
+
+    def pack(self, i: int, need: int, guests: Sequence[int], budget: Budget
+             ) -> list[tuple[int, int]] | None | str:
+        """`need` guest chunks placed legally, disjoint, each overlapping TDMR i, as (owner,
+        base); None when that is impossible (proved), UNKNOWN when the budget ran out. Counted
+        first, then packed greedily, then asked of Z3 over `need` pieces in address order,
+        each of one class (chunks of one size and the same allowed memory)."""
+        if need <= 0:
+            return []
+        t = self.tdmrs[i]
+        classes: dict[tuple[int | None, int], list[int]] = {}
+        for j in guests:
+            classes.setdefault((self.key[j], self.size[j]), []).append(j)
+        windows = {c: self.ranges(c[0], c[1], t.base, t.base + t.size) for c in classes}
+        classes = {c: members for c, members in sorted(classes.items(), key=lambda x: x[0][1])
+                   if windows[c]}
+        room = sum(min(len(members), sum(y - x + 1 for x, y in windows[c]))
+                   for c, members in classes.items())
+        if room < need or self._memory_room(t, classes) < need:
+            return None
+        greedy = self._greedy_pack(need, classes, windows)
+        if greedy is not None:
+            return greedy
+        order = list(classes)
+        terms = need * sum(8 + 3 * len(windows[c]) for c in order) + need * len(order)
+        if not budget.charge(terms, f"the packing query of TDMR {i}"):
+            return UNKNOWN
+        context = z3.Context()
+        solver = z3.Solver(ctx=context)
+        kind = [z3.Int(f"piece{k}.class", context) for k in range(need)]
+        base = [z3.Int(f"piece{k}.base", context) for k in range(need)]
+        end = [z3.Int(f"piece{k}.end", context) for k in range(need)]
+        for k in range(need):
+            options = []
+            for c_index, c in enumerate(order):
+                slot = z3.Int(f"piece{k}.slot{c_index}", context)
+                options.append(z3.And(kind[k] == c_index, base[k] == c[1] * slot,
+                                      end[k] == base[k] + c[1],
+                                      z3.Or([z3.And(slot >= x, slot <= y)
+                                             for x, y in windows[c]])))
+            solver.add(z3.Or(options))
+            if k:
+                solver.add(end[k - 1] <= base[k])  # pieces in address order, disjoint
+        for c_index, c in enumerate(order):
+            solver.add(z3.Sum([z3.If(kind[k] == c_index, 1, 0) for k in range(need)])
+                       <= len(classes[c]))
+        answer = budget.check(solver)
+        if answer != SAT:
+            return None if answer == UNSAT else UNKNOWN
+        model, taken = solver.model(), {c: 0 for c in order}
+        pieces = []
+        for k in range(need):
+            c = order[model.eval(kind[k]).as_long()]
+            pieces.append((classes[c][taken[c]], model.eval(base[k]).as_long()))
+            taken[c] += 1
+        return pieces
+
+    def _memory_room(self, t: Tdmr, classes: dict) -> int:
+        """At most how many chunks fit over TDMR t: the memory a chunk overlapping it can use,
+        in the allowed entries, divided by the smallest chunk."""
+        if not classes:
+            return 0
+        smallest = min(size for _, size in classes)
+        largest = max(size for _, size in classes)
+        lo, hi = t.base - largest + 1, t.base + t.size + largest - 1
+        seen, room = set(), 0
+        for key in {key for key, _ in classes}:
+            entries = self.entries[key]
+            for k in range(bisect_right(self.ends[key], lo), len(entries)):
+                e = entries[k]
+                if e.start >= hi:
+                    break
+                if (e.start, e.end) not in seen:
+                    seen.add((e.start, e.end))
+                    room += (min(e.end, hi) - max(e.start, lo)) // smallest
+        return room
+
+    def _greedy_pack(self, need: int, classes: dict, windows: dict
+                     ) -> list[tuple[int, int]] | None:
+        """Smallest chunks first, each at its lowest free slot over the TDMR; None if fewer
+        than `need` fit this way (which proves nothing)."""
+        self.used = []
+        pieces = []
+        for c, members in classes.items():
+            for j in members:
+                base = self._lowest_free(c[1], [(x * c[1], y * c[1]) for x, y in windows[c]])
+                if base is None:
+                    break
+                self._take(base, c[1])
+                pieces.append((j, base))
+                if len(pieces) == need:
+                    return pieces
+        return None
+
+    def complete(self, pieces: list[tuple[int, int]]) -> dict[int, int] | None:
+        """The pieces plus every other chunk at its lowest free legal slot (largest chunks
+        first); None when one finds no room."""
+        self.used = []
+        witness = {}
+        for j, base in pieces:
+            self._take(base, self.size[j])
+            witness[j] = base
+        rest = sorted((j for j in range(len(self.tdmrs)) if j not in witness),
+                      key=lambda j: (-self.size[j], j))
+        for j in rest:
+            size = self.size[j]
+            spans = [(x * size, y * size) for x, y in self.ranges(self.key[j], size, 0,
+                                                                  PHYS_END + 1)]
+            base = self._lowest_free(size, spans)
+            if base is None:
+                return None
+            self._take(base, size)
+            witness[j] = base
+        return dict(sorted(witness.items()))
+
+    def _lowest_free(self, size: int, spans: list[tuple[int, int]]) -> int | None:
+        """The lowest base in `spans` (first and last legal base, multiples of size) whose
+        chunk misses every used range."""
+        starts = [u[0] for u in self.used]
+        for first, last in spans:
+            base = first
+            while base <= last:
+                k = bisect_left(starts, base + size) - 1
+                if k < 0 or self.used[k][1] <= base:
+                    return base
+                base = _ceil_div(self.used[k][1], size) * size
+        return None
+
+    def _take(self, base: int, size: int) -> None:
+        k = bisect_left(self.used, (base, base + size))
+        self.used.insert(k, (base, base + size))
+
+
+def _legal(witness: dict[int, int], tdmrs: Sequence[Tdmr], sizes, nids, memlist, mode) -> bool:
+    """Is the placement legal, by the layout formulas (PAMT-IN-MEMORY, PAMT-DISJOINT) and the
+    allocator's rules (aligned to its size, one zone, the preferred node if asked)?"""
+    terms = []
+    for j, t in enumerate(tdmrs):
+        base, s = witness[j], sizes[j]
+        size = sum(s)
+        lo, hi = base, base + size
+        if base % size or (lo < SZ_4G < hi):
+            return False
+        if mode == PREFERRED_NODE and not any(e.nid == nids[j] and e.start <= lo and hi <= e.end
+                                              for e in memlist):
+            return False
+        terms.append(TdmrTerms(t.base, t.size, (base, base + s[0], base + s[0] + s[1]), s, ()))
+    return all(atom.holds is True for _, atom in layout_atoms(
+        terms, LayoutContext.of(memlist), [CONSTRAINTS_BY_ID["PAMT-IN-MEMORY"],
+                                           CONSTRAINTS_BY_ID["PAMT-DISJOINT"]]))
+
+
+def _whole_layout_query(tdmrs: Sequence[Tdmr], holes: list[int], sizes, nids, memlist,
+                        sysinfo: TdxSysinfo, mode: str, profile: Profile, budget: Budget,
+                        targets: list[int]) -> tuple[str, dict[int, int] | None]:
+    """The placement question over every chunk at once, written with the layout formulas
+    PAMT-IN-MEMORY and PAMT-DISJOINT (quadratic in the TDMRs): can a legal placement make one
+    of the `targets` TDMRs run out? The answer, and the placement when there is one."""
+    n = len(tdmrs)
+    terms_estimate = n * (4 * len(memlist) + 8) + 3 * n * n + 4 * n * len(targets)
+    if not budget.charge(terms_estimate, f"the placement query over all {n} TDMRs"):
+        return UNKNOWN, None
     # A fresh context per query: z3's choice of model depends on what the context saw before,
     # and the witness must be the same whatever else ran in this process.
     context = z3.Context()
-    slots = [z3.Int(f"chunk{j}.slot", context) for j in range(len(filled))]
+    slots = [z3.Int(f"chunk{j}.slot", context) for j in range(n)]
     terms = []
-    for t, size, slot in zip(filled, sizes, slots, strict=True):
+    for t, size, slot in zip(tdmrs, sizes, slots, strict=True):
         base = slot * sum(size)
         terms.append(TdmrTerms(t.base, t.size, (base, base + size[0], base + size[0] + size[1]),
                                size, ()))
-    ctx = LayoutContext.of(memlist, sysinfo)
     solver = z3.Solver(ctx=context)
-    for _, atom in layout_atoms(terms, ctx, [CONSTRAINTS_BY_ID["PAMT-IN-MEMORY"],
-                                             CONSTRAINTS_BY_ID["PAMT-DISJOINT"]]):
+    for _, atom in layout_atoms(terms, LayoutContext.of(memlist, sysinfo),
+                                [CONSTRAINTS_BY_ID["PAMT-IN-MEMORY"],
+                                 CONSTRAINTS_BY_ID["PAMT-DISJOINT"]]):
         solver.add(atom.holds)
     for term, nid in zip(terms, nids, strict=True):
         lo, hi = term.pamt_start, term.pamt_end
         solver.add(any_of((hi <= SZ_4G, lo >= SZ_4G)))
         if mode == PREFERRED_NODE:
             solver.add(any_of(contains(e.start, e.end, lo, hi) for e in memlist if e.nid == nid))
-    limit = sysinfo.max_reserved_per_tdmr
     over = []
-    for i, t in enumerate(terms):
+    for i in targets:
+        t = terms[i]
         guests = terms if profile.reserve_other_tdmrs_pamts else [t]
         chunks_here = count_true([overlaps(g.pamt_start, g.pamt_end, t.base, t.end)
                                   for g in guests])
-        over.append(holes[i] + chunks_here > limit)
+        over.append(holes[i] + chunks_here > sysinfo.max_reserved_per_tdmr)
     solver.add(any_of(over))
     answer = budget.check(solver)
-    duration = time.monotonic() - started
-    if answer == UNSAT:
-        return WorstCase(mode, "safe", first_fit, duration_s=duration)
-    if answer == UNKNOWN:
-        return WorstCase(mode, UNKNOWN, first_fit, duration_s=duration, reason=budget.cut)
+    if answer != SAT:
+        return answer, None
     model = solver.model()
-    witness = {j: model.eval(slots[j]).as_long() * sum(sizes[j]) for j in range(len(filled))}
-    rebuilt = construct_tdmrs(memlist, sysinfo, ExplicitPlacement(witness), tuple(cmrs), profile)
-    if rebuilt.failed_tdmr is None:  # the model and the encoding disagree: never claim a break
-        return WorstCase(mode, UNKNOWN, first_fit, witness, rebuilt, limit, duration,
-                         reason="the solver's placement did not reproduce in the model")
-    return WorstCase(mode, "breaks", first_fit, witness, rebuilt, limit, duration)
+    return SAT, {j: model.eval(slots[j]).as_long() * sum(sizes[j]) for j in range(n)}
 
 
 # --- explanations ----------------------------------------------------------------------------
