@@ -165,3 +165,16 @@ def test_region_count_query_allows_every_placement_break_the_solver_finds(region
     worst = worst_case_placement(memlist, sysinfo, timeout_ms=10_000)
     if worst.first_fit.ok and worst.status == "breaks":
         assert region_count_query(PLACEMENT_BREAKS, len(memlist), sysinfo, 10_000) == "sat"
+
+
+def test_the_same_budget_gives_the_same_synthesis(monkeypatch):
+    """Budgets in Z3 resource units shared by every query: the same on every run; a budget
+    too small to prove anything says unknown, never a proof."""
+    for rate, proved in ((10, False), (30_000, True)):
+        monkeypatch.setattr("checker.engines.solver.RLIMIT_PER_SECOND", rate)
+        runs = [synthesise(kind, SMALL, timeout_ms=1000).to_json() | {"duration_s": 0}
+                for kind in KINDS for _ in range(2)]
+        assert runs[0::2] == runs[1::2]
+        assert all(r["proved_minimal"] == proved for r in runs)
+        if not proved:
+            assert all("unknown" in r["text"] for r in runs)

@@ -31,10 +31,10 @@ from checker.engines.solver import (
     DEFAULT_TIMEOUT_MS,
     SAT,
     UNSAT,
+    Budget,
     WorstCase,
     format_range,
     pamt_sizes,
-    solve,
     worst_case_placement,
 )
 from checker.inputs.readers import memory_map_json
@@ -92,8 +92,8 @@ class _Shape:
 
 
 def _shape(solver: z3.Solver, n: int) -> _Shape:
-    s = _Shape(*(z3.Int(name) for name in ("tdmrs", "first", "last", "lead", "trail", "holes",
-                                           "chunks")))
+    s = _Shape(*(z3.Int(name, solver.ctx) for name in ("tdmrs", "first", "last", "lead",
+                                                       "trail", "holes", "chunks")))
     solver.add(1 <= s.tdmrs, s.tdmrs <= n,  # each TDMR opened by a distinct region
                0 <= s.first, s.first <= s.last, s.last < n,
                0 <= s.lead, s.lead <= 1, 0 <= s.trail, s.trail <= 1,
@@ -130,12 +130,15 @@ def _failure(kind: str, s: _Shape, sysinfo: TdxSysinfo) -> z3.BoolRef:
     raise ValueError(f"unknown counterexample kind {kind!r} (known: {', '.join(KINDS)})")
 
 
-def region_count_query(kind: str, n: int, sysinfo: TdxSysinfo, timeout_ms: int) -> str:
-    """Can a map with `n` regions fail this way, as far as the counting facts go?"""
-    solver = z3.Solver()
+def region_count_query(kind: str, n: int, sysinfo: TdxSysinfo, budget: Budget | int) -> str:
+    """Can a map with `n` regions fail this way, as far as the counting facts go? Within
+    `budget` (a `Budget`, or that many milliseconds' worth of Z3 resource units), in a fresh Z3
+    context so the answer does not depend on earlier queries."""
+    budget = budget if isinstance(budget, Budget) else Budget(budget)
+    solver = z3.Solver(ctx=z3.Context())
     shape = _shape(solver, n)
     solver.add(_failure(kind, shape, sysinfo))
-    return solve(solver, timeout_ms)
+    return budget.check(solver)
 
 
 # --- realisations ----------------------------------------------------------------------------
@@ -280,7 +283,7 @@ class Counterexample:
 
 
 def _validate(kind: str, regions: list[MemRange], sysinfo: TdxSysinfo, profile: Profile,
-              timeout_ms: int) -> tuple[bool, ConstructResult, Plan | None, WorstCase | None]:
+              budget: Budget) -> tuple[bool, ConstructResult, Plan | None, WorstCase | None]:
     """Does the model really break this way on the map?"""
     memlist = build_tdx_memlist(regions)
     if len(memlist) != len(regions):
@@ -294,10 +297,9 @@ def _validate(kind: str, regions: list[MemRange], sysinfo: TdxSysinfo, profile: 
     if kind == KERNEL_FAILS_PLAN_EXISTS:
         if not enospc:
             return False, kernel, None, None
-        plan = plan_layout(memlist, sysinfo, profile=profile, timeout_ms=timeout_ms)
+        plan = plan_layout(memlist, sysinfo, profile=profile, budget=budget)
         return plan.status == "found" and not plan.violations, kernel, plan, None
-    worst = worst_case_placement(memlist, sysinfo, ANY_NODE, profile=profile,
-                                 timeout_ms=timeout_ms)
+    worst = worst_case_placement(memlist, sysinfo, ANY_NODE, profile=profile, budget=budget)
     broken = (worst.status == "breaks" and not worst.witness_result.ok
               and worst.witness_result.error.errno == -ENOSPC)
     return kernel.ok and broken, kernel, None, worst
@@ -313,20 +315,19 @@ def synthesise(kind: str, sysinfo: TdxSysinfo = TdxSysinfo(), profile: Profile =
     if kind not in KINDS:
         raise ValueError(f"unknown counterexample kind {kind!r} (known: {', '.join(KINDS)})")
     started = time.monotonic()
-    deadline = started + timeout_ms / 1000
+    budget = Budget(timeout_ms)  # Z3 resource units shared by every query, the clock a guard
     limit = max_regions or sysinfo.max_tdmrs + sysinfo.max_reserved_per_tdmr + 4
     answers: dict[int, str] = {}
 
     def query(n: int) -> str:
         if n not in answers:
-            left = max(1, int((deadline - time.monotonic()) * 1000))
-            answers[n] = region_count_query(kind, n, sysinfo, left)
+            answers[n] = region_count_query(kind, n, sysinfo, budget)
         return answers[n]
 
     notes = []
     for n in range(1, limit + 1):
-        if time.monotonic() > deadline:
-            notes.append(f"timeout at {n} regions")
+        if budget.spent():
+            notes.append(f"unknown from {n} regions on (inconclusive): {budget.cut}")
             break
         if query(n) == UNSAT:
             continue
@@ -334,8 +335,7 @@ def synthesise(kind: str, sysinfo: TdxSysinfo = TdxSysinfo(), profile: Profile =
             regions = realise(n, sysinfo)
             if len(regions) != n:
                 continue
-            left = max(1, int((deadline - time.monotonic()) * 1000))
-            ok, kernel, plan, worst = _validate(kind, regions, sysinfo, profile, left)
+            ok, kernel, plan, worst = _validate(kind, regions, sysinfo, profile, budget)
             if ok:
                 smaller = query(n - 1)
                 return Counterexample(
@@ -343,7 +343,8 @@ def synthesise(kind: str, sysinfo: TdxSysinfo = TdxSysinfo(), profile: Profile =
                     smaller == UNSAT, smaller, _minimality_text(kind, n, smaller, regions,
                                                                 sysinfo),
                     plan, worst, time.monotonic() - started)
-        notes.append(f"{n} regions: the query allows it, no realisation validated")
+        allows = "allows it" if query(n) == SAT else "is unknown (inconclusive)"
+        notes.append(f"{n} regions: the query {allows}, no realisation validated")
     else:
         notes.append(f"nothing up to {limit} regions")
     return Counterexample(kind, "not-found", sysinfo, profile.name, duration_s=time.monotonic()
@@ -359,7 +360,7 @@ def _minimality_text(kind: str, n: int, smaller: str, regions: Sequence[MemRange
         head = (f"not proved: {fewer}, but no map with {n - 1} regions was realised and "
                 "validated")
     else:
-        head = f"unknown: {fewer} (solver timeout)"
+        head = f"unknown: {fewer} (the solver budget ran out: inconclusive)"
     return (head + "; span: every region and every gap between regions is one page, except "
             "the regions that must hold PAMT chunks, which are as large as the chunks they hold "
             "(tightened by construction, not by a solver)")
