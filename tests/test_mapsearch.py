@@ -209,6 +209,18 @@ def test_a_trailing_hole_counted_as_a_gap_departs_from_v6_8():
     assert len(w.case.regions) == 1
 
 
+def test_a_wrong_total_of_reserved_areas_departs_from_v6_8(monkeypatch):
+    """The figure a failure report prints ("18 reserved areas needed"), summed wrongly (the
+    own PAMT left out): the areas and their breakdown are right, the total is not. The
+    reference counts the areas themselves, so the sum is checked against them."""
+    monkeypatch.setattr(spec.tdmr.AreaDemand, "total", property(
+        lambda d: d.leading_holes + d.gaps + d.trailing_holes + d.other_pamts))
+    w = smallest_violating_map(V6_8).witness
+    assert w is not None and w.finding.invariant == "SAME-AS-V6.8"
+    assert "reserved areas; the v6.8 model says" in w.finding.texts[0]
+    assert len(w.case.regions) == 1
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(map_cases(with_cmrs=True))
 def test_skipping_entries_that_end_at_the_tdmr_base_changes_nothing(case: MapCase):
@@ -250,14 +262,15 @@ def test_the_same_change_as_a_bug_or_for_another_rule_is_compared_in_full():
     as_bug = V6_8.but("test-cmr-holes-bug", "CMR holes as a bug", "tests", holes=HOLES_CMR)
     result, reference = _emr_results(as_bug)
     assert differs_from_v6_8(as_bug, result, reference) == (
-        "v6.8 fails: initialization failed: TDMR [0x0, 0x80000000): reserved areas exhausted. "
-        "(-28), test-cmr-holes-bug builds 1 TDMRs")
+        "v6.8 read plainly fails: initialization failed: TDMR [0x0, 0x80000000): reserved "
+        "areas exhausted. (-28), test-cmr-holes-bug builds 1 TDMRs")
     unsorted = V6_8.but("test-unsorted-variant", "unsorted areas as a variant", "tests",
                         kind="variant", sort_reserved_areas=False)
     memlist = (MemRange(SZ_1M, SZ_1G // 2),)
     diff = differs_from_v6_8(unsorted, construct_tdmrs(memlist, profile=unsorted),
                              construct_tdmrs(memlist))
-    assert diff is not None and diff.startswith("TDMR 0: v6.8 [0x0, 0x40000000) reserved hole")
+    assert diff is not None and diff.startswith(
+        "TDMR 0: v6.8 read plainly [0x0, 0x40000000) reserved hole")
 
 
 # --- crashes are checker errors --------------------------------------------------------------
