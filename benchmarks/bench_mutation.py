@@ -58,6 +58,7 @@ Only KILLED counts as killed.
 
 Usage: python benchmarks/bench_mutation.py [--quick [--sample N] [--seed N]] [--list]
            [--files F ...] [--match TEXT] [--rev REV] [--jobs N] [--timeout S] [--json FILE]
+       python benchmarks/bench_mutation.py --rescore FILE  (a saved run, current equivalents)
 """
 
 from __future__ import annotations
@@ -924,6 +925,19 @@ def run_mutant(space: Workspace, mutant: Mutant, originals: dict[str, bytes],
     return Result(mutant, outcome, detail, round(time.monotonic() - started, 2))
 
 
+def judge(r: Result, equivalents: dict[str, str]) -> Result:
+    """A survivor listed in the equivalents is EQUIVALENT; a listed mutant that did not survive
+    is reported, as its reason must be wrong."""
+    if r.outcome in (SURVIVED, EQUIVALENT):
+        r.outcome, r.reason = SURVIVED, ""
+        if r.mutant.id in equivalents:
+            r.outcome, r.reason = EQUIVALENT, equivalents[r.mutant.id]
+    elif r.mutant.id in equivalents:
+        print(f"warning: {r.mutant.id} is listed as equivalent but {r.outcome}",
+              file=sys.stderr)
+    return r
+
+
 def run_all(space: Workspace, mutants: list[Mutant], originals: dict[str, bytes], args,
             equivalents: dict[str, str]) -> list[Result]:
     """Run the mutants, `args.jobs` at a time (threads, each waiting on its own `verify`), and
@@ -934,12 +948,7 @@ def run_all(space: Workspace, mutants: list[Mutant], originals: dict[str, bytes]
     try:
         futures = [pool.submit(run_mutant, space, m, originals, args.timeout) for m in mutants]
         for n, future in enumerate(futures, 1):
-            r = future.result()
-            if r.outcome == SURVIVED and r.mutant.id in equivalents:
-                r.outcome, r.reason = EQUIVALENT, equivalents[r.mutant.id]
-            elif r.mutant.id in equivalents:
-                print(f"warning: {r.mutant.id} is listed as equivalent but {r.outcome}",
-                      file=sys.stderr)
+            r = judge(future.result(), equivalents)
             results.append(r)
             print(f"[{n}/{len(mutants)}] {r.outcome:<12} {r.mutant.where} "
                   f"{r.mutant.function}  {r.mutant.change}  ({r.seconds:.1f} s)",
@@ -1052,7 +1061,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full result here")
     p.add_argument("--rev", help="mutate and run this git revision instead of the working tree")
+    p.add_argument("--rescore", type=Path, metavar="FILE",
+                   help="print the report of a run saved with --json, with the equivalents as "
+                   "they are now (no run)")
     args = p.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore, load_equivalents(args.equivalents))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as for Ctrl-C
     snapshot = Snapshot(args.rev)
     for f in args.files:
@@ -1086,8 +1100,6 @@ def main(argv: list[str] | None = None) -> int:
         for stale in sorted(k for k in equivalents if k.split(":")[0] in args.files
                             and k not in known):
             print(f"note: equivalent {stale} matches no mutant now", file=sys.stderr)
-    killed = sum(r.outcome == KILLED for r in results)
-    scored = sum(r.outcome != EQUIVALENT for r in results)
     print(report(results, args.files))
     per_mutant = sum(r.seconds for r in results) / max(1, len(results))
     print(f"\n{len(results)} mutants in {wall:.0f} s with {args.jobs} jobs "
@@ -1100,8 +1112,36 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": args.jobs, "timeout_s": args.timeout, "wall_s": round(wall, 1),
             "suites": {s: str(SUITES[s].relative_to(ROOT)) for s in suites},
             "reference_s": reference, "mutants": [r.to_json() for r in results],
-            "killed": killed, "non_equivalent": scored})
-    print(f"mutation score: {killed} of {scored} non-equivalent mutants killed")
+            **score(results)})
+    print(score_line(results))
+    return 0
+
+
+def score(results: list[Result]) -> dict[str, int]:
+    return {"killed": sum(r.outcome == KILLED for r in results),
+            "non_equivalent": sum(r.outcome != EQUIVALENT for r in results)}
+
+
+def score_line(results: list[Result]) -> str:
+    counts = score(results)
+    return (f"mutation score: {counts['killed']} of {counts['non_equivalent']} non-equivalent "
+            "mutants killed")
+
+
+def rescore(path: Path, equivalents: dict[str, str]) -> int:
+    """The report of a run saved with --json, judged against the equivalents as they are now:
+    editing the list needs no new run."""
+    doc = json.loads(path.read_text())
+    results = []
+    for m in doc["mutants"]:
+        mutant = Mutant(*(m[f] for f in ("id", "file", "line", "function", "operator", "old",
+                                          "new")), edits=())
+        results.append(judge(Result(mutant, m["outcome"], m["detail"], m["seconds"]),
+                             equivalents))
+    print(report(results, doc["files"]))
+    print(f"\nsaved run: {path} ({doc['rev'] or 'working tree'}, {len(results)} mutants, "
+          f"{doc['wall_s']:.0f} s with {doc['jobs']} jobs)")
+    print(score_line(results))
     return 0
 
 
