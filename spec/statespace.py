@@ -158,19 +158,22 @@ class StateSpace:
         if plan is _AS_NAMED:
             if state.packages is self._last_canonical:  # most steps leave the CPUs alone
                 return state
-            packages = self._sorted_packages(self.packages_facts(state.packages))
+            facts = self.packages_facts(state.packages)
+            packages = facts.canonical
+            if packages is None:
+                packages = self._sorted_packages(facts)
             self._last_canonical = packages
             return state if packages is state.packages else with_packages(state, packages)
-        callers, renamings = plan
-        facts = self.packages_facts(state.packages)
-        mutex = state.mutex
-        key = (renamings, mutex)
-        chosen = facts.derived.get(key)
+        callers, renamings, choices = plan
+        key = (state.packages, state.mutex)
+        chosen = choices.get(key)
         if chosen is None:
-            chosen = facts.derived[key] = min(
+            facts = self.packages_facts(state.packages)
+            mutex = state.mutex
+            chosen = choices[key] = min(
                 (renaming[mutex] if 0 <= mutex < len(renaming) else mutex,
-                  self._sorted_packages(self._renamed_packages(facts, renaming)))
-                 for renaming in renamings)
+                 self._sorted_packages(self._renamed_packages(facts, renaming)))
+                for renaming in renamings)
         mutex, packages = chosen
         if callers is state.callers and mutex == state.mutex and packages is state.packages:
             return state
@@ -203,7 +206,8 @@ class StateSpace:
     def _caller_plan(self, callers: tuple[Caller, ...]):
         """How `canonical` renames the callers of this `callers` value: `_AS_NAMED` when the
         names stay (no other renaming orders the records as high), else the shared renamed
-        `callers` and every renaming that gives it (tuples: new name of each caller)."""
+        `callers`, every renaming that gives it (tuples: new name of each caller), and the
+        memo of the choice among them per (`packages`, `mutex`)."""
         if type(callers) is not Shared:
             callers = self._shared_callers(callers)
         alike = self.alike_callers()
@@ -226,7 +230,7 @@ class StateSpace:
         if renamings == [tuple(range(count))]:
             plan = _AS_NAMED
         else:
-            plan = (self._shared_callers(least), tuple(renamings))
+            plan = (self._shared_callers(least), tuple(renamings), {})
         self._caller_plans[callers] = plan
         return plan
 

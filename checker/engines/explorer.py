@@ -33,10 +33,20 @@ from __future__ import annotations
 import gc
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import is_
 from typing import Any
+
+from checker.engines.fingerprints import (
+    MASK,
+    FingerprintTable,
+    SpillBuffer,
+    StateCodec,
+    collision_probability,
+    fingerprint,
+    spill_folder,
+)
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 
@@ -87,6 +97,10 @@ class ExplorationResult:
     properties: tuple[str, ...]
     graph: StateGraph | None = None
     label_counts: dict | None = None  # with `count_labels`: transitions per distinct label
+    fingerprints: bool = False  # states kept as fingerprints (`explore(fingerprints=True)`)
+    seen_bytes: int = 0  # bytes of the seen set and the parent links, in fingerprint mode
+    spilled_bytes: int = 0  # frontier bytes written to disk
+    workers: int = 1
 
     @property
     def violation(self) -> Violation | None:
@@ -104,6 +118,15 @@ class ExplorationResult:
     @property
     def states_per_second(self) -> float:
         return self.distinct_states / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def collision_probability(self) -> float | None:
+        """In fingerprint mode, TLC's estimate of the chance that a fingerprint collision hid
+        a state (`fingerprints.collision_probability`); None in the exact mode."""
+        if not self.fingerprints:
+            return None
+        return collision_probability(self.distinct_states,
+                                     self.transitions + self.distinct_states)
 
     def summary(self) -> str:
         head = {PASS: "holds", FAIL: f"FAILS {self.violated}",
@@ -123,9 +146,23 @@ class StateGraph:
     initial: list[int]
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, passed to `explore`'s `progress` after each level."""
+
+    depth: int
+    states: int
+    transitions: int
+    frontier: int
+    seconds: float
+
+
 def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetry: bool = True,
             stop_at_first: bool = True, keep_graph: bool = False,
-            count_labels: bool = False) -> ExplorationResult:
+            count_labels: bool = False, fingerprints: bool = False, workers: int = 1,
+            memory_budget: int = 512 << 20, spill_dir: str | None = None,
+            progress: Callable[[Progress], None] | None = None,
+            backend: str = "processes", recipe: Callable | None = None) -> ExplorationResult:
     """Breadth-first search of `model` checking `properties`.
 
     With `stop_at_first` the run ends at the first violation; otherwise it goes on and keeps
@@ -134,32 +171,57 @@ def explore(model, properties: Sequence = (), bounds: Bounds = Bounds(), symmetr
     "eventually" property needs them. `count_labels` counts the transitions of every distinct
     label (for coverage).
 
+    `fingerprints` keeps a 64-bit fingerprint of each state met instead of the state
+    (`checker.engines.fingerprints`), and the states still to expand as compact records that
+    move to a temporary file (in `spill_dir`) past `memory_budget` bytes; a trace is then
+    rebuilt by replaying the recorded step numbers. Results are those of the exact mode but
+    for the small chance of a fingerprint collision, which the result estimates
+    (`collision_probability`). `workers` > 1 explores with that many processes
+    (`checker.engines.workers`, fingerprint mode; `backend` "ray" runs them as Ray actors,
+    built from `recipe`, a picklable callable returning `(model, properties)`), with the same
+    verdict, counts and traces. `progress` is called after each level.
+
     The cyclic garbage collector is paused for the run: states are acyclic tuples, freed by
     reference counting, and scanning the hundreds of thousands kept alive cost a sixth of the
     run time on the default flow configuration.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    if keep_graph and (fingerprints or workers > 1):
+        raise ValueError("a state graph needs the states: use the exact mode, one worker")
     collecting = gc.isenabled()
     gc.disable()
     try:
+        if workers > 1:
+            from checker.engines.workers import explore_parallel
+            return explore_parallel(model, properties, bounds, symmetry, stop_at_first,
+                                    count_labels, workers, memory_budget, spill_dir, progress,
+                                    backend, recipe)
         return _explore(model, properties, bounds, symmetry, stop_at_first, keep_graph,
-                        count_labels)
+                        count_labels, fingerprints, memory_budget, spill_folder(spill_dir),
+                        progress)
     finally:
         if collecting:
             gc.enable()
 
 
 def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_at_first: bool,
-             keep_graph: bool, count_labels: bool) -> ExplorationResult:
+             keep_graph: bool, count_labels: bool, fingerprints: bool = False,
+             memory_budget: int = 512 << 20, spill_dir: str | None = None,
+             progress: Callable | None = None) -> ExplorationResult:
     started = time.perf_counter()
     canon = model.canonical if symmetry else _identity
     state_props = [p for p in properties if p.kind == "state"]
     step_props = [p for p in properties if p.kind == "transition"]
     goal_props = [p for p in properties if p.kind == "eventually"]
-    seen: dict[Any, int] = {}
+    # The seen set: states by id (exact mode), or fingerprints by id; a state's id is its
+    # place in BFS order, its parent's id and the number of the step out of the parent that
+    # reached it are kept for traces.
+    seen: dict[Any, int] | FingerprintTable = FingerprintTable() if fingerprints else {}
     states: list = []
     parent = array("i")
-    labels: list = []
-    edge_src, edge_dst = array("i"), array("i")  # edges that may lead to a goal state
+    action = array("H")
+    edges = _Edges() if goal_props else None  # edges that may lead to a goal state
     goal_checks = [p.check for p in goal_props]
     at_goal = [bytearray() for _ in goal_props]  # per goal property, a flag per state by id
     graph_edges: list[tuple[int, Any, int]] = []
@@ -169,72 +231,90 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
     deadline = started + bounds.max_seconds if bounds.max_seconds else None
     label_counts: dict | None = {} if count_labels else None
 
-    def add(state, parent_id: int, label) -> int:
-        ident = len(states)
-        seen[state] = ident
-        states.append(state)
-        parent.append(parent_id)
-        labels.append(label)
-        return ident
-
     def note(prop_id: str, depth: int, ident: int, label=None, nxt=None) -> None:
         if prop_id not in found:
             found[prop_id] = (depth, ident, label, nxt)
 
-    initial_ids = []
-    for state in model.initial_states():
+    initial_list = list(model.initial_states())
+    codec = StateCodec.for_state(canon(initial_list[0])) if fingerprints and initial_list \
+        else None
+    frontier = SpillBuffer(codec.parts, memory_budget, spill_dir) if codec else None
+    count = 0  # states stored
+    for number, state in enumerate(initial_list):
         state = canon(state)
-        if state in seen:
+        if codec is not None:
+            record = codec.record(state)
+            key = fingerprint(record)
+        else:
+            key = state
+        if seen.setdefault(key, count) != count:
             continue
-        ident = add(state, -1, None)
-        initial_ids.append(ident)
+        parent.append(-1)
+        action.append(number)
+        if codec is not None:
+            frontier.append(record)
+        else:
+            states.append(state)
         for prop in state_props:
             if not prop.check(state):
-                note(prop.id, 0, ident)
+                note(prop.id, 0, count)
+        count += 1
+    initial_ids = list(range(count))
+    first_state = canon(initial_list[0]) if initial_list else None
     # The BFS loop below runs once per transition, so everything it touches is bound to a
     # local name first, and the transition properties that matter are looked up per label.
     successors, seen_setdefault = model.successors, seen.setdefault
-    states_append, parent_append, labels_append = states.append, parent.append, labels.append
-    src_append, dst_append = edge_src.append, edge_dst.append
-    state_checks_for = _state_checks(state_props, type(states[0]) if states else None)
-    fields = getattr(states[0], "_fields", ()) if states else ()
+    states_append, parent_append, action_append = states.append, parent.append, action.append
+    state_checks_for = _state_checks(state_props, type(first_state))
+    fields = getattr(first_state, "_fields", ())
     step_checks_get, step_checks = _step_checks(step_props, fields, unchanged=False)
     loop_checks_get, loop_checks = _step_checks(step_props, fields, unchanged=True)
     one_goal, one_goal_flags = (goal_checks[0], at_goal[0]) if len(goal_checks) == 1 \
         else (None, None)
+    if codec is not None:
+        state_type, part_hash = codec.state_type, codec.part_hash
+        parts = [(part, getter, table.get) for part, (getter, table)
+                 in enumerate(zip(codec.getters, codec.hashes, strict=True))]
+        slot_keys, slot_ids, slot_mask = seen.keys, seen.ids, seen.mask
     max_states, max_depth, clock = bounds.max_states, bounds.max_depth, time.perf_counter
-    frontier = list(initial_ids)
+    level_start, level_end = 0, count
     depth = 0  # depth of the deepest state discovered so far
     stop = bool(found) and stop_at_first
-    while frontier and not stop and bound_hit is None:
+    while level_end > level_start and not stop and bound_hit is None:
         if max_depth is not None and depth >= max_depth:
             bound_hit = "depth"
             break
-        next_frontier: list[int] = []
-        next_append = next_frontier.append
-        for ident in frontier:
+        if codec is not None:
+            records, frontier = frontier, SpillBuffer(codec.parts, memory_budget, spill_dir)
+            level = zip(range(level_start, level_end), records, strict=True)
+        else:
+            records, level = None, ((i, None) for i in range(level_start, level_end))
+        for ident, record in level:
             # The clock is read before every expansion (some 50 ns, against tens of
             # microseconds an expansion takes), so a run of slow expansions cannot carry the
             # search past the deadline: it stops at most one expansion late.
             if deadline is not None and clock() > deadline:
                 bound_hit = "time"
                 break
-            if max_states is not None and len(states) >= max_states:
+            if max_states is not None and count >= max_states:
                 bound_hit = "states"
                 break
-            state = states[ident]
+            if record is None:
+                state = states[ident]
+            else:
+                state = codec.decode(record)
             # States are expanded in id order, so the goal flags line up with the ids. Edges
             # out of a state that is a goal of every "eventually" property decide nothing.
             if one_goal is not None:  # the usual case, spelt out
                 reached = one_goal(state)
                 one_goal_flags.append(reached)
-                record = not reached
+                record_edges = not reached
             else:
-                record = False
+                record_edges = False
                 for flags, goal in zip(at_goal, goal_checks, strict=True):
                     reached = goal(state)
                     flags.append(reached)
-                    record = record or not reached
+                    record_edges = record_edges or not reached
             steps = successors(state)
             if not isinstance(steps, (list, tuple)):
                 steps = list(steps)
@@ -242,7 +322,7 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
             if label_counts is not None:
                 for label, _ in steps:
                     label_counts[label] = label_counts.get(label, 0) + 1
-            for label, nxt in steps:
+            for number, (label, nxt) in enumerate(steps):
                 if nxt is state:  # a step that changes nothing (a refused request)
                     checks = loop_checks_get(label)
                     if checks is None:
@@ -262,49 +342,122 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
                     if not check(state, label, nxt) and prop_id not in found:
                         note(prop_id, depth + 1, ident, label, nxt)
                 nxt = canon(nxt)
-                fresh = len(states)
-                target = seen_setdefault(nxt, fresh)  # hashes the state once
+                if record is None:
+                    key = nxt  # hashed once, by the dict
+                else:  # its parts' hashes, each found by one look-up, summed
+                    if type(nxt) is not state_type:
+                        codec.check(nxt)  # raises the error that says what is wrong
+                    total = 0
+                    child = []
+                    for part, get_part, get_hash in parts:
+                        value = get_part(nxt)
+                        code = get_hash(value)
+                        if code is None:
+                            code = part_hash(part, value)
+                        total += code
+                        child.append(code)
+                    key = (total & MASK) or 1
+                fresh = count
+                if record is None:
+                    target = seen_setdefault(key, fresh)
+                else:  # `FingerprintTable.setdefault`, spelt out
+                    slot = key & slot_mask
+                    held = slot_keys[slot]
+                    while held:
+                        if held == key:
+                            target = slot_ids[slot]
+                            break
+                        slot = (slot + 1) & slot_mask
+                        held = slot_keys[slot]
+                    else:
+                        target = fresh
+                        slot_keys[slot] = key
+                        slot_ids[slot] = fresh
+                        seen.count += 1
+                        if seen.count > seen.limit:
+                            seen._grow()
+                            slot_keys, slot_ids, slot_mask = seen.keys, seen.ids, seen.mask
                 if target == fresh:
-                    states_append(nxt)
+                    count += 1
                     parent_append(ident)
-                    labels_append(label)
-                    next_append(target)
+                    action_append(number)
+                    if record is None:
+                        states_append(nxt)
+                    else:
+                        frontier.append(child)
                     for prop_id, check in state_checks_for(state, nxt):
                         if not check(nxt) and prop_id not in found:
                             note(prop_id, depth + 1, target)
-                if record:
-                    src_append(ident)
-                    dst_append(target)
+                if record_edges:
+                    edges.add(target)
                 if keep_graph:
                     graph_edges.append((ident, label, target))
+            if edges is not None:
+                edges.close_state()
             if found and stop_at_first:
                 stop = True
                 break
-        if next_frontier:
+        if records is not None:
+            records.close()
+        if count > level_end:
             depth += 1
-        frontier = next_frontier
+        level_start, level_end = level_end, count
+        if progress is not None:
+            progress(Progress(depth, count, transitions, level_end - level_start,
+                              time.perf_counter() - started))
+    spilled = frontier.spilled_bytes if frontier is not None else 0
+    if frontier is not None:
+        frontier.close()
     exhaustive = bound_hit is None and not stop
     if exhaustive and goal_props:
         for prop, flags in zip(goal_props, at_goal, strict=True):
-            assert len(flags) == len(states)  # an exhaustive run expanded every state
-            stuck = _first_stuck_state(len(states), edge_src, edge_dst, flags)
+            assert len(flags) == count  # an exhaustive run expanded every state
+            stuck = edges.first_stuck_state(flags)
             if stuck is not None:
                 note(prop.id, _depth(parent, stuck), stuck)
     elapsed = time.perf_counter() - started
     violations = {}
-    for prop_id, (_, ident, label, nxt) in sorted(found.items(),
-                                                       key=lambda kv: (kv[1][0], kv[1][1])):
+    for prop_id, (_, ident, _label, nxt) in sorted(found.items(),
+                                                        key=lambda kv: (kv[1][0], kv[1][1])):
         prop = next(p for p in properties if p.id == prop_id)
-        trace = _concrete_trace(model, canon, states, parent, labels, ident, prop, label, nxt)
+        path = canonical_path(model, canon, initial_list, parent, action, ident)
+        trace = _concrete_trace(model, canon, initial_list, path, prop, nxt)
         violations[prop_id] = Violation(prop_id, len(trace), trace)
     if violations:
         verdict = FAIL
     else:
         verdict = INCONCLUSIVE if bound_hit else PASS
     graph = StateGraph(states, graph_edges, initial_ids) if keep_graph else None
-    return ExplorationResult(verdict, violations, len(states), transitions, depth, elapsed,
+    seen_bytes = seen.nbytes + parent.itemsize * len(parent) + action.itemsize * len(action) \
+        if fingerprints else 0
+    return ExplorationResult(verdict, violations, count, transitions, depth, elapsed,
                              bound_hit, symmetry, tuple(p.id for p in properties), graph,
-                             label_counts)
+                             label_counts, fingerprints, seen_bytes, spilled)
+
+
+class _Edges:
+    """The edges out of the states expanded so far that may lead to a goal state, for the
+    "eventually" properties: the targets in one flat array, grouped by source (states are
+    expanded in id order), and where each source's group ends."""
+
+    def __init__(self) -> None:
+        self.targets = array("I")
+        self.ends = array("I")
+        self.add = self.targets.append
+
+    def close_state(self) -> None:
+        self.ends.append(len(self.targets))
+
+    def first_stuck_state(self, at_goal: bytearray) -> int | None:
+        """The lowest-id (so shallowest) state from which no goal state is reachable."""
+        return first_stuck_state(len(at_goal), self.sources(), self.targets, at_goal)
+
+    def sources(self) -> Iterator[int]:
+        start = 0
+        for source, end in enumerate(self.ends):
+            for _ in range(end - start):
+                yield source
+            start = end
 
 
 def _identity(state):
@@ -386,39 +539,68 @@ def _depth(parent: array, ident: int) -> int:
     return depth
 
 
-def _first_stuck_state(count: int, src: array, dst: array, at_goal: bytearray) -> int | None:
+def first_stuck_state(count: int, sources: Iterable[int], targets: array,
+                      at_goal: bytearray) -> int | None:
     """The lowest-id (so shallowest) state from which no goal state is reachable, given the
-    goal flag of every state and the edges out of the states that are not goals."""
-    reverse: list[list[int]] = [[] for _ in range(count)]
-    for a, b in zip(src, dst, strict=True):
-        reverse[b].append(a)
+    goal flag of every state and the edges (`sources[k]` to `targets[k]`) out of the states
+    that are not goals. The edges are turned around into flat arrays (4 bytes an edge and 8
+    a state), and the goals' predecessors marked from there."""
+    starts = array("I", bytes(4 * (count + 1)))  # predecessors of t: starts[t]..starts[t+1]
+    for target in targets:
+        starts[target + 1] += 1
+    total = 0
+    for index in range(count + 1):
+        total += starts[index]
+        starts[index] = total
+    predecessors = array("I", bytes(4 * len(targets)))
+    fill = starts[:-1]
+    for source, target in zip(sources, targets, strict=True):
+        predecessors[fill[target]] = source
+        fill[target] += 1
+    del fill
     can_reach = bytearray(at_goal)
-    stack = [i for i, flag in enumerate(at_goal) if flag]
+    stack = array("I", (i for i, flag in enumerate(at_goal) if flag))
     while stack:
-        for pred in reverse[stack.pop()]:
-            if not can_reach[pred]:
-                can_reach[pred] = 1
-                stack.append(pred)
+        target = stack.pop()
+        for k in range(starts[target], starts[target + 1]):
+            source = predecessors[k]
+            if not can_reach[source]:
+                can_reach[source] = 1
+                stack.append(source)
     stuck = can_reach.find(0)
     return None if stuck < 0 else stuck
 
 
-def _concrete_trace(model, canon, states, parent, labels, ident, prop, label, nxt) -> Trace:
-    """Turn the canonical path to `ident` (plus the violating step, for transition
-    properties) into concrete steps of the model."""
+def canonical_path(model, canon, initial_list: Sequence, parent: array, action: array,
+                   ident: int) -> list[tuple[Any, Any]]:
+    """The canonical states from an initial one to state `ident`, each with the label of the
+    step that reached it (None for the first): the recorded step numbers replayed on the
+    model, whose successors come in a deterministic order."""
     path = []
     while ident >= 0:
         path.append(ident)
         ident = parent[ident]
     path.reverse()
-    target = states[path[0]]
-    current = next(s for s in model.initial_states() if canon(s) == target)
+    state = canon(initial_list[action[path[0]]])
+    out = [(None, state)]
+    for ident in path[1:]:
+        label, nxt = list(model.successors(state))[action[ident]]
+        state = canon(nxt)
+        out.append((label, state))
+    return out
+
+
+def _concrete_trace(model, canon, initial_list: Sequence, path: list, prop, nxt) -> Trace:
+    """Turn the canonical path (plus the violating step, for transition properties) into
+    concrete steps of the model: from a real initial state, at each depth the first successor
+    with the recorded canonical form (the one with the recorded label, if any)."""
+    target = path[0][1]
+    current = next(s for s in initial_list if canon(s) == target)
     initial = current
     steps: list[tuple[Any, Any]] = []
-    for ident in path[1:]:
-        wanted = states[ident]
+    for label, wanted in path[1:]:
         candidates = [(lab, s) for lab, s in model.successors(current) if canon(s) == wanted]
-        exact = [c for c in candidates if c[0] == labels[ident]]
+        exact = [c for c in candidates if c[0] == label]
         step = (exact or candidates)[0]
         steps.append(step)
         current = step[1]
@@ -429,4 +611,3 @@ def _concrete_trace(model, canon, states, parent, labels, ident, prop, label, nx
         steps.append(step)
     describe = getattr(model, "describe", None)
     return Trace(initial, steps, describe() if describe else {}, prop.id)
-
