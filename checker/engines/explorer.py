@@ -278,6 +278,7 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
         slot_keys, slot_ids, slot_mask = seen.keys, seen.ids, seen.mask
     max_states, max_depth, clock = bounds.max_states, bounds.max_depth, time.perf_counter
     level_start, level_end = 0, count
+    spilled = 0  # frontier bytes written to disk, over every level
     depth = 0  # depth of the deepest state discovered so far
     stop = bool(found) and stop_at_first
     while level_end > level_start and not stop and bound_hit is None:
@@ -398,6 +399,7 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
                 stop = True
                 break
         if records is not None:
+            spilled += records.spilled_bytes
             records.close()
         if count > level_end:
             depth += 1
@@ -405,8 +407,8 @@ def _explore(model, properties: Sequence, bounds: Bounds, symmetry: bool, stop_a
         if progress is not None:
             progress(Progress(depth, count, transitions, level_end - level_start,
                               time.perf_counter() - started))
-    spilled = frontier.spilled_bytes if frontier is not None else 0
     if frontier is not None:
+        spilled += frontier.spilled_bytes
         frontier.close()
     exhaustive = bound_hit is None and not stop
     if exhaustive and goal_props:

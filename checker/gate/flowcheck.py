@@ -30,6 +30,13 @@ def checked_invariants(flow, config: str) -> list[FlowInvariant]:
     return [inv for inv in flow_invariants(flow) if inv.id not in waived]
 
 
+def flow_recipe(profile: str, config: str) -> tuple:
+    """The model and the invariants a flow check explores, built from names alone: with
+    `functools.partial` a picklable recipe for workers that cannot inherit them (Ray)."""
+    flow = flow_model(profile, config)
+    return flow, checked_invariants(flow, config)
+
+
 def _location_of(function) -> Location:
     target = inspect.unwrap(function)
     return Location("spec", str(Path(inspect.getsourcefile(target))),

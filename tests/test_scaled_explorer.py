@@ -1,0 +1,157 @@
+"""Fingerprint mode and the multi-worker explorer: the plain explorer's verdicts, counts and
+shortest traces, in a fraction of the memory."""
+
+import functools
+from typing import NamedTuple
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
+from checker.engines.fingerprints import (
+    FingerprintTable,
+    StateCodec,
+    collision_probability,
+    fingerprint,
+    serialise,
+)
+from checker.gate.flowcheck import flow_recipe
+
+
+def summary(result) -> tuple:
+    """What must not depend on the mode: verdict, counts, and each violation's trace."""
+    traces = {inv: ([str(label) for label, _ in v.trace.steps], v.trace.states)
+              for inv, v in result.violations.items()}
+    return (result.verdict, result.distinct_states, result.transitions, result.max_depth,
+            result.bound_hit, traces)
+
+
+MODES = {
+    "fingerprints": {"fingerprints": True},
+    "2 workers inline": {"workers": 2, "backend": "inline"},
+    "3 workers inline": {"workers": 3, "backend": "inline"},
+    "2 worker processes": {"workers": 2},
+}
+
+# A passing kernel, bugs caught at various depths by state and transition invariants, a
+# later kernel with its own events.
+CASES = [("v6.8", "1x1"), ("v6.8", "2x1"), ("bug-lp-init-irq-reentry", "default"),
+         ("mutant-pamt-double-free", "1x1"), ("bug-pamt-freed-without-reset", "1x1"),
+         ("v7.1", "1x1")]
+
+
+@pytest.mark.parametrize("profile,config", CASES)
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_gives_the_plain_explorers_answer(profile, config, mode):
+    model, properties = flow_recipe(profile, config)
+    plain = explore(model, properties)
+    other = explore(model, properties, **MODES[mode])
+    assert summary(other) == summary(plain)
+    assert other.fingerprints and other.collision_probability is not None
+    assert plain.collision_probability is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_all_violations_and_bounds_match_in_every_mode(mode):
+    model, properties = flow_recipe("bug-pamt-freed-without-reset", "1x1")
+    for kwargs in ({"stop_at_first": False}, {"bounds": Bounds(max_states=700)},
+                   {"bounds": Bounds(max_depth=6)}):
+        plain = explore(model, properties, **kwargs)
+        assert summary(explore(model, properties, **kwargs, **MODES[mode])) == summary(plain)
+    carried_on = explore(model, properties, stop_at_first=False)
+    assert carried_on.distinct_states > explore(model, properties).distinct_states
+    assert explore(model, properties, Bounds(max_states=700)).verdict in (FAIL, INCONCLUSIVE)
+
+
+def test_a_tiny_memory_budget_spills_the_frontier_to_disk_and_changes_nothing(tmp_path):
+    model, properties = flow_recipe("v6.8", "2x1")
+    plain = explore(model, properties)
+    spilled = explore(model, properties, fingerprints=True, memory_budget=4096,
+                      spill_dir=str(tmp_path))
+    assert spilled.spilled_bytes > 0
+    assert summary(spilled) == summary(plain) and plain.verdict == PASS
+    assert list(tmp_path.iterdir()) == []  # the spill files are gone after the run
+
+
+def test_the_seen_set_keeps_under_64_bytes_per_state():
+    model, properties = flow_recipe("v6.8", "default")
+    result = explore(model, properties, fingerprints=True)
+    assert result.verdict == PASS
+    assert result.seen_bytes / result.distinct_states < 64
+
+
+def test_progress_is_reported_once_per_level_and_ends_at_the_totals():
+    model, properties = flow_recipe("v6.8", "1x1")
+    levels = []
+    result = explore(model, properties, fingerprints=True, progress=levels.append)
+    assert [p.depth for p in levels] == sorted(p.depth for p in levels)
+    assert levels[-1].states == result.distinct_states
+    assert levels[-1].transitions == result.transitions
+
+
+def test_the_ray_backend_gives_the_same_answer():
+    recipe = functools.partial(flow_recipe, "mutant-pamt-double-free", "1x1")
+    model, properties = recipe()
+    plain = explore(model, properties)
+    distributed = explore(model, properties, workers=2, backend="ray", recipe=recipe)
+    assert summary(distributed) == summary(plain) and plain.verdict == FAIL
+
+
+def test_modes_that_cannot_work_are_refused():
+    model, properties = flow_recipe("v6.8", "1x1")
+    with pytest.raises(ValueError, match="at least 1"):
+        explore(model, properties, workers=0)
+    with pytest.raises(ValueError, match="state graph"):
+        explore(model, properties, fingerprints=True, keep_graph=True)
+    with pytest.raises(ValueError, match="unknown backend"):
+        explore(model, properties, workers=2, backend="mpi")
+
+
+# ----- the pieces -----------------------------------------------------------------------------
+
+class Pair(NamedTuple):
+    left: object
+    right: object
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=4))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3).map(tuple), max_leaves=8)
+
+
+@given(values, values)
+def test_serialisation_is_equal_exactly_when_the_values_are(a, b):
+    assert (serialise(a, {}) == serialise(b, {})) == (a == b)
+
+
+@given(values, values)
+def test_a_namedtuple_serialises_as_the_plain_tuple_of_its_items(a, b):
+    assert serialise(Pair(a, b), {}) == serialise((a, b), {})
+
+
+@given(st.lists(st.tuples(values, values), min_size=1, max_size=30))
+def test_records_decode_to_the_state_and_fingerprints_follow_equality(pairs):
+    states = [Pair(*p) for p in pairs]
+    codec = StateCodec.for_state(states[0])
+    for state in states:
+        record = codec.record(state)
+        assert codec.decode(record) == state
+    for a in states:
+        for b in states:
+            assert (fingerprint(codec.record(a)) == fingerprint(codec.record(b))) == (a == b)
+
+
+@given(st.lists(st.integers(1, 2**64 - 1), max_size=300))
+def test_the_fingerprint_table_behaves_as_a_dict_through_growth(keys):
+    table, reference = FingerprintTable(capacity=8), {}
+    for n, key in enumerate(keys):
+        assert table.setdefault(key, n) == reference.setdefault(key, n)
+    assert len(table) == len(reference)
+    assert dict(table.items()) == reference
+    for key in keys:
+        assert table.get(key) == reference[key]
+
+
+def test_collision_probability_is_tlcs_optimistic_estimate():
+    assert collision_probability(10, 10) == 0.0
+    assert collision_probability(2**20, 2**20 + 2**12) == pytest.approx(2.0**-32)
