@@ -46,15 +46,20 @@ first did not kill it. Seconds are for one run on this 2-core machine, idle / sh
   Any other file gets all four.
 Outcome of a mutant, from the regressions of its reports:
   KILLED        a check regressed with a FAIL of a real invariant (not CHECKER-ERROR or INPUT)
-  CRASHED       a check errored or verify itself crashed, and no invariant failed
-  MASKED        the gate failed only because expected failures now pass (the mutant hides a
-                bug profile's bug or a recorded failure of v6.8) or checks came or went; no
-                invariant caught anything
+  LOST-STEPS    no invariant failed, but a kernel profile's check no longer reaches a step
+                (action: outcome) or an invariant the baseline records it reaching (the gate's
+                coverage-lost): the mutant removed behaviour, and the gate says which
+  HIDES-BUG     no invariant failed, but a bug profile's recorded failure now passes (the
+                gate's expected-failure-passes): the mutant changed what the model does so
+                that a known bug no longer shows, and the gate says which
+  CRASHED       a check errored or verify itself crashed, and nothing above happened
+  MASKED        the gate failed only because checks came or went
   TIMEOUT       the per-mutant timeout was hit
   INCONCLUSIVE  verify exited 3 (a bound was hit)
   SURVIVED      the gate passed; EQUIVALENT if benchmarks/mutation_equivalents.toml says why it
                 cannot change behaviour (equivalents leave the denominator)
-Only KILLED counts as killed.
+KILLED, LOST-STEPS and HIDES-BUG count as killed (the gate fails, naming a behaviour the
+mutant changed), reported apart; a crash never counts.
 
 Usage: python benchmarks/bench_mutation.py [--quick [--sample N] [--seed N]] [--list]
            [--files F ...] [--match TEXT] [--rev REV] [--jobs N] [--timeout S] [--json FILE]
@@ -137,10 +142,13 @@ OPERATORS = ("compare", "remove-not", "and-or", "constant", "plus-minus", "drop-
 
 KILLED, CRASHED, MASKED, TIMEOUT, INCONCLUSIVE = \
     "KILLED", "CRASHED", "MASKED", "TIMEOUT", "INCONCLUSIVE"
+LOST_STEPS, HIDES_BUG = "LOST-STEPS", "HIDES-BUG"
 SURVIVED, EQUIVALENT = "SURVIVED", "EQUIVALENT"
-OUTCOMES = (KILLED, SURVIVED, EQUIVALENT, CRASHED, MASKED, TIMEOUT, INCONCLUSIVE)
+OUTCOMES = (KILLED, LOST_STEPS, HIDES_BUG, SURVIVED, EQUIVALENT, CRASHED, MASKED, TIMEOUT,
+            INCONCLUSIVE)
+CAUGHT = (KILLED, LOST_STEPS, HIDES_BUG)  # the gate failed naming a changed behaviour
 # When a mutant runs several suites, the outcome that says most wins.
-PRECEDENCE = (KILLED, CRASHED, MASKED, TIMEOUT, INCONCLUSIVE, SURVIVED)
+PRECEDENCE = (KILLED, LOST_STEPS, HIDES_BUG, CRASHED, MASKED, TIMEOUT, INCONCLUSIVE, SURVIVED)
 NOT_INVARIANTS = frozenset({"CHECKER-ERROR", "INPUT"})
 
 
@@ -887,7 +895,14 @@ def classify(code: int | None, report: dict | None, stderr: str) -> tuple[str, s
     if failed:
         return KILLED, f"{failed[0]['check_id']}: {failed[0]['actual']['invariant']}" + (
             f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
-    errors = [t for t in regressions if t["actual"] and t["actual"]["status"] == "error"]
+    for outcome, transition in ((LOST_STEPS, "coverage-lost"),
+                                (HIDES_BUG, "expected-failure-passes")):
+        named = [t for t in regressions if t["transition"] == transition]
+        if named:
+            return outcome, f"{named[0]['check_id']}: {transition}" + (
+                f" (+{len(named) - 1} more)" if len(named) > 1 else "")
+    errors = [t for t in regressions if t["actual"] and (
+        t["actual"]["status"] == "error" or t["actual"].get("invariant") in NOT_INVARIANTS)]
     if errors:
         return CRASHED, f"{errors[0]['check_id']}: {errors[0]['explanation']}"
     if regressions:
@@ -1019,9 +1034,9 @@ def summary_rows(results: list[Result], key) -> list[list[str]]:
     rows = [["", *(o.lower() for o in OUTCOMES), "score"]]
     for name, c in counts.items():
         scored = sum(c.values()) - c[EQUIVALENT]
+        caught = sum(c[o] for o in CAUGHT)
         rows.append([name, *(str(c[o]) for o in OUTCOMES),
-                     f"{c[KILLED]}/{scored}" + (f" {100 * c[KILLED] / scored:.0f}%"
-                                                if scored else "")])
+                     f"{caught}/{scored}" + (f" {100 * caught / scored:.0f}%" if scored else "")])
     return rows
 
 
@@ -1118,14 +1133,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def score(results: list[Result]) -> dict[str, int]:
-    return {"killed": sum(r.outcome == KILLED for r in results),
+    return {"killed": sum(r.outcome in CAUGHT for r in results),
+            "by_invariant": sum(r.outcome == KILLED for r in results),
+            "by_lost_steps": sum(r.outcome == LOST_STEPS for r in results),
+            "by_hidden_bug": sum(r.outcome == HIDES_BUG for r in results),
             "non_equivalent": sum(r.outcome != EQUIVALENT for r in results)}
 
 
 def score_line(results: list[Result]) -> str:
     counts = score(results)
     return (f"mutation score: {counts['killed']} of {counts['non_equivalent']} non-equivalent "
-            "mutants killed")
+            f"mutants killed ({counts['by_invariant']} by an invariant, "
+            f"{counts['by_lost_steps']} by steps no longer reached, "
+            f"{counts['by_hidden_bug']} by a bug profile no longer caught)")
 
 
 def rescore(path: Path, equivalents: dict[str, str]) -> int:

@@ -162,3 +162,29 @@ def test_every_mutant_of_the_tdmr_engine_compiles_and_changes_it():
         text = mutant.apply(source)
         compile(text, mutant.id, "exec")
         assert ast.dump(ast.parse(text)) != original, mutant.id
+
+
+def _report(*transitions: tuple[str, str | None, str | None]) -> dict:
+    """A verify report whose regressions are (transition, status, invariant) triples."""
+    return {"baseline": {"transitions": [
+        {"check_id": f"check-{n}", "severity": "regression", "transition": name,
+         "explanation": "why", "actual": status and {"status": status, "invariant": inv}}
+        for n, (name, status, inv) in enumerate(transitions)]}}
+
+
+@pytest.mark.parametrize("transitions,outcome", [
+    ([("coverage-lost", "pass", None), ("new-failure", "fail", "FREE-ONCE")], bench.KILLED),
+    ([("expected-failure-passes", "pass", None), ("coverage-lost", "pass", None)],
+     bench.LOST_STEPS),
+    ([("new-error", "error", "CHECKER-ERROR"), ("expected-failure-passes", "pass", None)],
+     bench.HIDES_BUG),
+    ([("new-error", "error", "CHECKER-ERROR")], bench.CRASHED),
+    ([("new-failure", "fail", "CHECKER-ERROR")], bench.CRASHED),
+    ([("check-added", None, None)], bench.MASKED),
+])
+def test_a_mutant_counts_as_caught_only_when_the_gate_names_a_changed_behaviour(transitions,
+                                                                                outcome):
+    assert bench.classify(1, _report(*transitions), "")[0] == outcome
+    assert (outcome in bench.CAUGHT) == (outcome not in (bench.CRASHED, bench.MASKED))
+    assert bench.classify(0, _report(), "")[0] == bench.SURVIVED
+    assert bench.classify(1, None, "Traceback\nZeroDivisionError")[0] == bench.CRASHED
