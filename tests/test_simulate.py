@@ -1,0 +1,221 @@
+"""Random walks (checker.engines.simulate): on toy models what they check, count and shrink; on
+bug profiles that they find the bug, shrink the walk and hand over a trace that replays."""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import pytest
+
+from checker.engines.explorer import FAIL, INCONCLUSIVE
+from checker.engines.simulate import WalkBounds, shrink, simulate
+from checker.gate.corpus import document, with_recorded_result
+from checker.gate.flowcheck import checked_invariants
+from checker.gate.replay import parse_document, replay_document
+from checker.inputs.platforms import flow_model
+from checker.views.trace import replay, trace_to_json
+
+
+class Step(NamedTuple):
+    action: str
+    actor: str
+    cpu: int | None = None
+
+
+class Counters:
+    """Two counters 0..limit, either may step up; `reset` sends both to 0, `idle` changes
+    nothing. Symmetric in the two counters."""
+
+    def __init__(self, limit: int = 3) -> None:
+        self.limit = limit
+
+    def initial_states(self):
+        return [(0, 0)]
+
+    def successors(self, state):
+        out = [(Step("inc", f"counter {i}", i), state[:i] + (state[i] + 1,) + state[i + 1:])
+               for i in (0, 1) if state[i] < self.limit]
+        return out + [(Step("reset", "env"), (0, 0)), (Step("idle", "env"), state)]
+
+    def canonical(self, state):
+        return tuple(sorted(state))
+
+    def state_fields(self, state):
+        return {"a": str(state[0]), "b": str(state[1])}
+
+    def describe(self):
+        return {"model": "counters", "limit": self.limit}
+
+
+class Prop:
+    def __init__(self, ident, kind, check):
+        self.id, self.kind, self.check = ident, kind, check
+
+
+def _is_walk(model, trace) -> bool:
+    state = trace.initial
+    for step in trace.steps:
+        if step not in model.successors(state):
+            return False
+        state = step[1]
+    return True
+
+
+def test_a_state_violation_is_found_shrunk_and_a_real_walk():
+    model = Counters()
+    result = simulate(model, [Prop("SUM<5", "state", lambda s: sum(s) < 5)],
+                      WalkBounds(walks=200, length=60), seed=1)
+    assert result.verdict == FAIL and result.violated == "SUM<5"
+    assert result.bound_hit == "violation" and result.walk == result.walks - 1
+    trace = result.trace
+    assert _is_walk(model, trace) and sum(trace.states[-1]) == 5
+    assert all(sum(s) < 5 for s in trace.states[:-1])
+    assert len(trace) <= result.found_length
+    assert len(trace) == 5  # five increments, nothing else: loops, resets and idles are gone
+    assert trace.model == model.describe() and trace.invariant == "SUM<5"
+
+
+def test_a_transition_violation_ends_with_the_bad_step():
+    no_reset_at_3 = Prop("NO-RESET-AT-3", "transition",
+                         lambda s, lab, t: not (lab.action == "reset" and 3 in s))
+    result = simulate(Counters(), [no_reset_at_3], WalkBounds(walks=500, length=60))
+    trace = result.trace
+    assert result.violated == "NO-RESET-AT-3" and _is_walk(Counters(), trace)
+    assert trace.steps[-1][0].action == "reset" and 3 in trace.states[-2]
+    assert len(trace) == 4  # three increments of one counter, then the reset
+
+
+def test_walks_without_a_violation_are_inconclusive_and_count_what_they_covered():
+    prop = Prop("SMALL", "state", lambda s: max(s) <= 3)
+    goal = Prop("CAN-RESET", "eventually", lambda s: s == (0, 0))
+    result = simulate(Counters(), [prop, goal], WalkBounds(walks=40, length=25))
+    assert result.verdict == INCONCLUSIVE and result.violation is None
+    assert (result.walks, result.steps, result.longest) == (40, 40 * 25, 25)
+    assert result.bound_hit == "walks"
+    assert result.distinct_states == 10  # every unordered pair over 0..3
+    assert result.properties == ("SMALL",) and result.unjudged == ("CAN-RESET",)
+    no_symmetry = simulate(Counters(), [prop], WalkBounds(walks=40, length=25), symmetry=False)
+    assert no_symmetry.distinct_states == 16
+
+
+def test_an_eventually_property_is_never_judged_on_walks():
+    never = Prop("NEVER", "eventually", lambda s: False)
+    result = simulate(Counters(), [never], WalkBounds(walks=5, length=10))
+    assert result.verdict == INCONCLUSIVE and result.unjudged == ("NEVER",)
+
+
+def test_a_walk_ends_in_a_state_with_no_successors():
+    class Line(Counters):
+        def successors(self, state):
+            return [] if state[0] == 2 else [(Step("inc", "counter 0", 0), (state[0] + 1, 0))]
+
+    result = simulate(Line(), [], WalkBounds(walks=3, length=50))
+    assert (result.steps, result.longest, result.distinct_states) == (6, 2, 3)
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_other_walks():
+    prop = [Prop("SUM<6", "state", lambda s: sum(s) < 6)]
+    bounds = WalkBounds(walks=300, length=40)
+    first, again = simulate(Counters(), prop, bounds, seed=7), simulate(Counters(), prop,
+                                                                          bounds, seed=7)
+    assert (first.walk, first.steps, first.found_length, first.trace.steps) == \
+        (again.walk, again.steps, again.found_length, again.trace.steps)
+    others = {simulate(Counters(), prop, bounds, seed=s).steps for s in range(8, 12)}
+    assert len(others | {first.steps}) > 1
+
+
+def test_workers_do_not_change_the_result():
+    prop = [Prop("SUM<6", "state", lambda s: sum(s) < 6)]
+    bounds = WalkBounds(walks=300, length=40)
+    one = simulate(Counters(), prop, bounds, seed=3)
+    two = simulate(Counters(), prop, bounds, seed=3, workers=2)
+    assert two.workers == 2
+    assert (one.walk, one.walks, one.steps, one.distinct_states, one.found_length,
+            one.trace.steps) == (two.walk, two.walks, two.steps, two.distinct_states,
+                                 two.found_length, two.trace.steps)
+    clean = [Prop("SMALL", "state", lambda s: max(s) <= 3)]
+    assert simulate(Counters(), clean, bounds, workers=2).steps == 300 * 40
+
+
+def test_the_time_bound_stops_the_walks_early():
+    result = simulate(Counters(limit=50), [], WalkBounds(walks=10**6, length=50,
+                                                         max_seconds=0.2))
+    assert result.bound_hit == "time" and 0 < result.walks < 10**6
+    assert result.verdict == INCONCLUSIVE
+
+
+def test_shrinking_cuts_loops_and_detours_but_keeps_the_violation():
+    model = Counters()
+    inc0, inc1 = Step("inc", "counter 0", 0), Step("inc", "counter 1", 1)
+    labels = [inc0, Step("idle", "env"), inc1, Step("reset", "env"), inc0, inc0, inc1, inc0]
+    state, path = (0, 0), []
+    for wanted in labels:
+        state = next(s for lab, s in model.successors(state) if lab == wanted)
+        path.append((wanted, state))
+    prop = Prop("A<3", "state", lambda s: s[0] < 3)
+    shrunk = shrink(model, prop, (0, 0), path)
+    assert [label for label, _ in shrunk] == [inc0, inc0, inc0]
+    assert shrunk[-1][1] == (3, 0)
+
+
+def test_bad_bounds_are_refused():
+    with pytest.raises(ValueError):
+        simulate(Counters(), [], WalkBounds(walks=0))
+    with pytest.raises(ValueError):
+        simulate(Counters(), [], workers=0)
+
+
+# --- the flow model --------------------------------------------------------------------------
+
+# Bug profiles uniform walks find on small configurations (1x1; double-free where reserved
+# areas run out, as the bug zoo finds it), with the invariant that catches each (the bug zoo's).
+FOUND = {
+    "bug-lp-init-irq-reentry": ("1x1", "SEAMCALL-ACCEPTED"),
+    "bug-sysinit-failure-not-cached": ("1x1", "SYSINIT-ONCE"),
+    "bug-enodev-retried": ("1x1", "INIT-AT-MOST-ONCE"),
+    "bug-tdmr-list-freed": ("1x1", "MC-BLAMES-MODULE-PAGES"),
+    "mutant-no-wbinvd-before-key-config": ("1x1", "FLUSH-BEFORE-KEY"),
+    "mutant-initialized-after-first-chunk": ("1x1", "READY-AGREES"),
+    "mutant-notifier-checks-start-only": ("1x1", "MEMORY-STATIC-WHEN-READY"),
+    "mutant-notifier-rejects-when-empty": ("1x1", "ONLINE-VETO-ONLY-WHEN-READY"),
+    "mutant-pamt-double-free": ("rsvd-exhausted", "FREE-ONCE"),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(FOUND))
+def test_walks_find_the_bug_and_the_shrunk_trace_replays_to_the_same_invariant(profile):
+    config, invariant = FOUND[profile]
+    flow = flow_model(profile, config)
+    result = simulate(flow, checked_invariants(flow, config),
+                      WalkBounds(walks=2000, length=100), seed=0)
+    assert result.verdict == FAIL and result.violated == invariant
+    trace = result.trace
+    assert 0 < len(trace) <= result.found_length
+    data = json.loads(json.dumps(trace_to_json(trace, flow)))
+    assert replay(flow, data).steps == trace.steps
+    doc = with_recorded_result(document(f"flow/{profile}/{config}", profile, config,
+                                        invariant, {"kind": "trace", "trace": data,
+                                                    "text": "found by random walks"}))
+    outcome = replay_document(parse_document(json.dumps(doc), "simulated.json"))
+    assert outcome.still_violates and outcome.invariant == invariant
+    assert outcome.same_as_recorded
+
+
+def test_on_the_flow_model_workers_do_not_change_the_result():
+    flow = flow_model("bug-enodev-retried", "1x1")
+    invariants = checked_invariants(flow, "1x1")
+    bounds = WalkBounds(walks=2000, length=100)
+    one = simulate(flow, invariants, bounds, seed=5)
+    two = simulate(flow, invariants, bounds, seed=5, workers=2)
+    assert one.verdict == two.verdict == FAIL
+    assert (one.walk, one.steps, one.distinct_states, one.found_length, one.trace.steps) == \
+        (two.walk, two.steps, two.distinct_states, two.found_length, two.trace.steps)
+
+
+def test_v6_8_walks_meet_no_violation_and_leave_deadlock_freedom_unjudged():
+    flow = flow_model("v6.8", "1x1")
+    result = simulate(flow, checked_invariants(flow, "1x1"), WalkBounds(walks=100, length=100))
+    assert result.verdict == INCONCLUSIVE and result.bound_hit == "walks"
+    assert result.unjudged == ("DEADLOCK-FREE",) and "SEAMCALL-ACCEPTED" in result.properties
+    assert result.steps == 100 * 100 and 0 < result.distinct_states < result.steps
