@@ -30,6 +30,7 @@ LOGGED_KERNEL = "v6.8"  # the kernel `tdmr` takes a boot log to come from, unles
 # Versions of the JSON outputs; each shape is in checker/schemas/ (NAME.schema.json).
 EXPLORE_SCHEMA_VERSION = REPLAY_SCHEMA_VERSION = CHECK_LAYOUT_SCHEMA_VERSION = 1
 U16_MAX = 0xFFFF  # module metadata fields are 16-bit
+DEFAULT_WALKS, DEFAULT_WALK_LENGTH, DEFAULT_WALK_SEED = 1000, 200, 0  # explore --simulate
 
 
 class UsageError(Exception):
@@ -60,6 +61,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
     return value
 
 
@@ -182,6 +193,35 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     explore.add_argument("--coverage", action="store_true",
                          help="also count transitions per step and outcome, and where each "
                          "invariant had something to check (slower)")
+    explore.add_argument("--fingerprints", action="store_true",
+                         help="keep a 64-bit fingerprint of each state instead of the state "
+                         "(far less memory; the report gives the chance a collision hid a "
+                         "state)")
+    explore.add_argument("--workers", type=_positive, default=1, metavar="N",
+                         help="explore with N processes (implies --fingerprints; the same "
+                         "verdict, counts and trace as one), or run the walks of --simulate on "
+                         "N processes (the same result as one) (default 1)")
+    explore.add_argument("--memory-budget", type=_positive, metavar="MB",
+                         help="with --fingerprints or --workers: frontier megabytes kept in "
+                         "memory before the rest goes to a temporary file (default 512)")
+    explore.add_argument("--backend", choices=("processes", "ray"),
+                         help="with --workers: forked processes (default) or Ray actors (the "
+                         "ray extra; a cluster when Ray is started there)")
+    explore.add_argument("--progress", action="store_true",
+                         help="progress lines on stderr (shown anyway when stderr is a "
+                         "terminal)")
+    explore.add_argument("--simulate", action="store_true",
+                         help="random walks instead of breadth-first search, for "
+                         "configurations beyond exhaustive reach: a violation found is shrunk "
+                         "and traced as explore traces it; finding none proves nothing (exit 3)")
+    explore.add_argument("--seed", type=_seed, metavar="N",
+                         help="with --simulate: the seed walk i's random choices come from, "
+                         f"with i (default {DEFAULT_WALK_SEED})")
+    explore.add_argument("--walks", type=_positive, metavar="N",
+                         help=f"with --simulate: how many walks (default {DEFAULT_WALKS})")
+    explore.add_argument("--walk-length", type=_positive, metavar="N",
+                         help="with --simulate: steps per walk at most (default "
+                         f"{DEFAULT_WALK_LENGTH})")
 
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
@@ -456,13 +496,11 @@ def cmd_configs(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    from checker.engines.coverage import explore_with_coverage
-    from checker.engines.explorer import Bounds, explore
     from checker.gate.flowcheck import checked_invariants
     from checker.inputs.platforms import configure
-    from checker.views.trace import trace_to_json, trace_to_text
     from spec.flow import TdxFlow
 
+    _check_explore_options(args)
     flags = {} if args.faults is None else {"faults": args.faults}
     try:
         config = configure(args.config, **flags)
@@ -470,20 +508,133 @@ def cmd_explore(args) -> int:
         raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
     flow = TdxFlow(_profile(args.profile), config)
     invariants = checked_invariants(flow, args.config)
+    show = _ProgressLine(args.progress)
+    try:
+        if args.simulate:
+            return _simulate(args, flow, invariants, config, show)
+        return _explore_exhaustively(args, flow, invariants, config, show)
+    finally:
+        show.close()
+
+
+def _check_explore_options(args) -> None:
+    """Options that belong to the other mode, or need one another, are refused before any
+    work rather than ignored."""
+    if args.simulate:
+        exhaustive_only = [name for name, given in (
+            ("--coverage", args.coverage), ("--fingerprints", args.fingerprints),
+            ("--max-states", args.max_states is not None),
+            ("--max-depth", args.max_depth is not None),
+            ("--memory-budget", args.memory_budget is not None),
+            ("--backend", args.backend is not None)) if given]
+        if exhaustive_only:
+            what = "is a breadth-first search option" if len(exhaustive_only) == 1 \
+                else "are breadth-first search options"
+            raise UsageError(f"{', '.join(exhaustive_only)} {what}, not for --simulate "
+                             "(bound walks with --walks, --walk-length, --time)")
+        return
+    simulate_only = [name for name, value in (("--seed", args.seed), ("--walks", args.walks),
+                                              ("--walk-length", args.walk_length))
+                     if value is not None]
+    if simulate_only:
+        raise UsageError(f"{', '.join(simulate_only)} only with --simulate")
+    if args.coverage and (args.fingerprints or args.workers > 1):
+        raise UsageError("--coverage counts in the exact mode on one process: leave out "
+                         "--fingerprints and --workers")
+    if args.memory_budget is not None and not (args.fingerprints or args.workers > 1):
+        raise UsageError("--memory-budget bounds the frontier of --fingerprints or --workers "
+                         "runs; give one of them")
+    if args.backend is not None and args.workers == 1:
+        raise UsageError("--backend chooses how --workers N (2 or more) run; give --workers")
+
+
+class _ProgressLine:
+    """Progress of a long run on stderr: one line redrawn in place on a terminal, or with
+    --progress a line at most every second elsewhere (the first at once), so stdout, the
+    report, stays as it is."""
+
+    def __init__(self, asked: bool) -> None:
+        self.tty = sys.stderr.isatty()
+        self.enabled = asked or self.tty
+        self.last: float | None = None
+        self.drawn = False
+
+    def __call__(self, text: str) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.enabled or (self.last is not None and now - self.last < (
+                0.1 if self.tty else 1.0)):
+            return
+        self.last = now
+        if self.tty:
+            sys.stderr.write(f"\r{text}\x1b[K")
+            self.drawn = True
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _flow_recipe(profile: str, config: str, flags: dict):
+    """The model and invariants of an explore run, built where the run is (a Ray actor)."""
+    from checker.gate.flowcheck import checked_invariants
+    from checker.inputs.platforms import configure
+    from spec.flow import TdxFlow
+
+    flow = TdxFlow(get_profile(profile), configure(config, **flags))
+    return flow, checked_invariants(flow, config)
+
+
+def _explore_exhaustively(args, flow, invariants, config, show) -> int:
+    from functools import partial
+
+    from checker.engines.coverage import explore_with_coverage
+    from checker.engines.explorer import Bounds, explore
+    from checker.views.trace import trace_to_json, trace_to_text
+
     bounds = Bounds(args.max_depth, args.max_states, args.time)
     coverage = None
+
+    def progress(p) -> None:
+        show(f"depth {p.depth}: {p.states:,} states, {p.transitions:,} transitions, frontier "
+             f"{p.frontier:,}, {p.seconds:.1f} s")
+
     if args.coverage:
         outcome, coverage = explore_with_coverage(flow, invariants, bounds,
                                                   symmetry=not args.no_symmetry)
     else:
-        outcome = explore(flow, invariants, bounds, symmetry=not args.no_symmetry)
+        options = {}
+        if args.memory_budget is not None:
+            options["memory_budget"] = args.memory_budget << 20
+        if args.backend == "ray":
+            flags = {} if args.faults is None else {"faults": args.faults}
+            options["recipe"] = partial(_flow_recipe, args.profile, args.config, flags)
+        try:
+            outcome = explore(flow, invariants, bounds, symmetry=not args.no_symmetry,
+                              fingerprints=args.fingerprints, workers=args.workers,
+                              progress=progress, backend=args.backend or "processes",
+                              **options)
+        except RuntimeError as exc:  # a backend that cannot start (Ray not installed, ...)
+            raise UsageError(str(exc)) from None
     rate = round(outcome.distinct_states / max(outcome.seconds, 1e-9))
+    mode = "fingerprints" if outcome.fingerprints else "exhaustive"
     summary = {"schema_version": EXPLORE_SCHEMA_VERSION, "profile": args.profile,
-               "config": config.name, "verdict": outcome.verdict,
+               "config": config.name, "verdict": outcome.verdict, "mode": mode,
+               "workers": outcome.workers,
                "distinct_states": outcome.distinct_states, "transitions": outcome.transitions,
                "depth": outcome.max_depth, "seconds": round(outcome.seconds, 3),
                "states_per_second": rate, "symmetry": outcome.symmetry,
                "bound_hit": outcome.bound_hit, "violated": outcome.violated}
+    per_state = None
+    if outcome.fingerprints:
+        per_state = round(outcome.seen_bytes / max(outcome.distinct_states, 1), 1)
+        summary.update(collision_probability=outcome.collision_probability,
+                       bytes_per_state=per_state, spilled_bytes=outcome.spilled_bytes)
     trace = outcome.trace
     if args.format == "json":
         summary["trace"] = trace_to_json(trace, flow) if trace else None
@@ -499,11 +650,75 @@ def cmd_explore(args) -> int:
         print(f"{outcome.distinct_states:,} distinct states, {outcome.transitions:,} "
               f"transitions, depth {outcome.max_depth}, {outcome.seconds:.2f} s, "
               f"{rate:,} states/s, symmetry {'on' if outcome.symmetry else 'off'}")
+        if outcome.fingerprints:
+            spilled = (f", {outcome.spilled_bytes / (1 << 20):,.1f} MB of frontier spilled to "
+                       "disk" if outcome.spilled_bytes else "")
+            print(f"fingerprints: {per_state:,} bytes per state, collision probability "
+                  f"{outcome.collision_probability:.1e}, {outcome.workers} "
+                  f"worker{'s' if outcome.workers > 1 else ''}{spilled}")
         if trace:
             print(trace_to_text(trace, flow))
         if coverage is not None:
             print(coverage.render_text())
     return {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(outcome.verdict, EXIT_INCONCLUSIVE)
+
+
+def _simulate(args, flow, invariants, config, show) -> int:
+    from checker.engines.simulate import WalkBounds, simulate
+    from checker.views.trace import trace_to_json, trace_to_text
+
+    bounds = WalkBounds(args.walks or DEFAULT_WALKS, args.walk_length or DEFAULT_WALK_LENGTH,
+                        args.time)
+    seed = DEFAULT_WALK_SEED if args.seed is None else args.seed
+
+    def progress(p) -> None:
+        show(f"{p.walks:,} walks, {p.steps:,} steps, {p.states:,} distinct states, "
+             f"{p.seconds:.1f} s")
+
+    outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
+                       workers=args.workers, progress=progress)
+    bound_hit = None if outcome.bound_hit == "violation" else outcome.bound_hit
+    rate = round(outcome.steps / max(outcome.seconds, 1e-9))
+    trace = outcome.trace
+    if args.format == "json":
+        print(json.dumps({
+            "schema_version": EXPLORE_SCHEMA_VERSION, "profile": args.profile,
+            "config": config.name, "verdict": outcome.verdict, "mode": "simulation",
+            "workers": outcome.workers, "distinct_states": outcome.distinct_states,
+            "transitions": outcome.steps, "depth": outcome.longest,
+            "seconds": round(outcome.seconds, 3),
+            "states_per_second": round(outcome.distinct_states / max(outcome.seconds, 1e-9)),
+            "symmetry": outcome.symmetry, "bound_hit": bound_hit,
+            "violated": outcome.violated,
+            "trace": trace_to_json(trace, flow) if trace else None,
+            "simulation": {"proof": False, "seed": outcome.seed, "walks": outcome.walks,
+                           "walks_bound": bounds.walks, "walk_length_bound": bounds.length,
+                           "steps": outcome.steps, "violating_walk": outcome.walk,
+                           "length_found": outcome.found_length,
+                           "length_shrunk": outcome.shrunk_length,
+                           "unjudged": list(outcome.unjudged)}},
+            indent=2, sort_keys=True))
+        return EXIT_FAIL if trace else EXIT_INCONCLUSIVE
+    if trace:
+        head = "FAIL (simulation: a random walk violated an invariant)"
+    else:
+        cut = ("all walks run" if bound_hit == "walks"
+               else f"time bound hit after {outcome.walks:,} walks")
+        head = f"INCONCLUSIVE (simulation, {cut}: no violation met, which proves nothing)"
+    print(f"profile {args.profile}, config {config.name}: {head}")
+    print(f"random walks are a sample, NOT a proof: {outcome.walks:,} walks of up to "
+          f"{bounds.length:,} steps (seed {seed}, {outcome.workers} "
+          f"worker{'s' if outcome.workers > 1 else ''}), {outcome.steps:,} steps, "
+          f"{outcome.distinct_states:,} distinct states met, {outcome.seconds:.2f} s, "
+          f"{rate:,} steps/s, symmetry {'on' if outcome.symmetry else 'off'}")
+    if outcome.unjudged:
+        print(f"not judged (they need every state, walks see some): "
+              f"{', '.join(outcome.unjudged)}")
+    if trace:
+        print(f"walk {outcome.walk} violated {outcome.violated} after {outcome.found_length} "
+              f"steps; shrunk to {len(trace)} steps (deleting steps, not a shortest trace)")
+        print(trace_to_text(trace, flow))
+    return EXIT_FAIL if trace else EXIT_INCONCLUSIVE
 
 
 def cmd_graph(args) -> int:

@@ -48,6 +48,31 @@ def test_explore_outputs_follow_their_schema(capsys):
     broken = json.loads(json.dumps(failing))
     broken["trace"]["initial"] = 0.0  # a float is not an index, even through a $ref
     assert _errors("explore", broken) != []
+    earlier = {k: v for k, v in failing.items() if k not in ("mode", "workers")}
+    assert _errors("explore", earlier) == []  # a document from before the modes still is one
+
+
+def test_explore_outputs_of_every_mode_follow_their_schema(capsys):
+    prints = _explore(capsys, "--config", "1x1", "--fingerprints")
+    workers = _explore(capsys, "--profile", "bug-lp-init-irq-reentry", "--config", "1x1",
+                       "--workers", "2")
+    walked = _explore(capsys, "--simulate", "--profile", "bug-lp-init-irq-reentry")
+    clean = _explore(capsys, "--simulate", "--config", "1x1", "--walks", "20")
+    for output in (prints, workers, walked, clean):
+        assert _errors("explore", output) == []
+    assert [o["mode"] for o in (prints, workers, walked, clean)] == \
+        ["fingerprints", "fingerprints", "simulation", "simulation"]
+    assert walked["trace"]["invariant"] == "SEAMCALL-ACCEPTED" and clean["trace"] is None
+    # what each mode must and must not say
+    assert _errors("explore", {**clean, "verdict": "pass"}) != []
+    assert _errors("explore", {k: v for k, v in clean.items() if k != "simulation"}) != []
+    assert _errors("explore", {**prints, "simulation": clean["simulation"]}) != []
+    assert _errors("explore", {**prints, "bound_hit": "walks"}) != []
+    assert _errors("explore", {k: v for k, v in prints.items()
+                               if k != "collision_probability"}) != []
+    assert _errors("explore", {**clean, "bytes_per_state": 30.0}) != []
+    assert _errors("explore", {**clean, "simulation": {**clean["simulation"],
+                                                       "proof": True}}) != []
 
 
 def test_replay_output_follows_its_schema(capsys):
