@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import time
 from array import array
 from bisect import bisect_left
@@ -464,7 +465,8 @@ class _RayWorker:
 
 class _Ray:
     """Workers as Ray actors (the `ray` extra). Uses the Ray cluster this process is connected
-    to (`ray.init(address=...)` before exploring), or starts a local one."""
+    to (`ray.init(address=...)` before exploring) or the one `RAY_ADDRESS` names, else starts
+    a local one."""
 
     def __init__(self, recipe, workers: int, symmetry: bool, options: dict) -> None:
         try:
@@ -477,7 +479,9 @@ class _Ray:
                              "returns (model, properties)")
         self.ray = ray
         self.started = not ray.is_initialized()
-        if self.started:
+        if self.started and os.environ.get("RAY_ADDRESS"):  # a running cluster: join it
+            ray.init(log_to_driver=False, configure_logging=False)
+        elif self.started:  # a local Ray of `workers` CPUs, for this run only
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         actor = ray.remote(num_cpus=1)(_RayWorker)
