@@ -81,6 +81,7 @@ class SimulationResult:
     bounds: WalkBounds
     walk: int | None = None  # index of the violating walk
     found_length: int | None = None  # its steps up to the violation, before shrinking
+    shrink_seconds: float = 0.0  # of `seconds`, those spent shrinking
 
     @property
     def violated(self) -> str | None:
@@ -112,8 +113,8 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
     hit, found = "walks", None
     collecting = gc.isenabled()
     gc.disable()  # states are acyclic tuples (see `explore`)
+    batches = _batches(walker, bounds.walks, deadline, workers)
     try:
-        batches = _batches(walker, bounds.walks, deadline, workers)
         for batch in batches:
             for number, (taken, fps, violation) in enumerate(batch.walks, batch.start):
                 walks += 1
@@ -130,8 +131,9 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
                 hit = "time"
             if hit != "walks":
                 break
-        batches.close()  # the worker processes end here, not when the result is built
+        batches.close()  # the worker processes end before shrinking begins
         result_violation = found_length = walk_index = None
+        shrinking = time.perf_counter()
         if found is not None:
             walk_index, (prop_id, at) = found
             prop = next(p for p in properties if p.id == prop_id)
@@ -142,14 +144,16 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
             result_violation = Violation(prop_id, len(trace), trace)
             found_length = at
     finally:
+        batches.close()
         if collecting:
             gc.enable()
+    finished = time.perf_counter()
     return SimulationResult(
         FAIL if result_violation else INCONCLUSIVE, result_violation, walks, steps, len(seen),
-        longest, time.perf_counter() - started, hit, symmetry,
+        longest, finished - started, hit, symmetry,
         tuple(p.id for p in properties if p.kind != "eventually"),
         tuple(p.id for p in properties if p.kind == "eventually"), seed, workers, bounds,
-        walk_index, found_length)
+        walk_index, found_length, finished - shrinking)
 
 
 # ----- walks ---------------------------------------------------------------------------------
