@@ -13,6 +13,13 @@ out of order gets the refusal the real module would give. Its state is small:
 - per package, whether its global key is configured (`Package.keyed`);
 - per TDMR, how many TDH.SYS.TDMR.INIT calls succeeded (`State.tdmr_done`).
 
+A runtime update (v7.2) adds SYS_SHUTDOWN: TDH.SYS.SHUTDOWN takes a ready module there, where
+it answers every leaf with TDX_SYS_SHUTDOWN. Once the P-SEAMLDR has installed a new module on
+every CPU, the new one starts in SYSINIT_PENDING with no CPU initialised; after TDH.SYS.INIT and
+LP.INIT on every CPU, TDH.SYS.UPDATE imports the old module's handoff (TDMRs, PAMTs, keys) and
+makes it ready with no CONFIG, KEY.CONFIG or TDMR.INIT. The P-SEAMLDR's own checks are not
+modelled: the kernel asks it to install only after a successful shutdown.
+
 A failed call (a transient error, or a refusal) changes nothing: the module keeps its state, so
 for instance a failed TDH.SYS.INIT may be retried as far as the module is concerned. Locks are
 tried once and never waited for, so a second TDH.SYS.KEY.CONFIG while one runs is refused busy.
@@ -22,19 +29,23 @@ from __future__ import annotations
 
 from spec.seamcall import (
     GP,
+    P_SEAMLDR_INSTALL,
     TDH_PHYMEM_PAGE_RDMD,
     TDH_SYS_CONFIG,
     TDH_SYS_INIT,
     TDH_SYS_KEY_CONFIG,
     TDH_SYS_LP_INIT,
     TDH_SYS_RD,
+    TDH_SYS_SHUTDOWN,
     TDH_SYS_TDMR_INIT,
+    TDH_SYS_UPDATE,
     VMFAIL_INVALID,
 )
 
-SYSINIT_PENDING, SYSINIT_DONE, SYSCONFIG_DONE, SYS_READY, LOST_VMFAIL, LOST_GP = range(6)
+SYSINIT_PENDING, SYSINIT_DONE, SYSCONFIG_DONE, SYS_READY, LOST_VMFAIL, LOST_GP, SYS_SHUTDOWN \
+    = range(7)
 STATE_NAMES = ("SYSINIT_PENDING", "SYSINIT_DONE", "SYSCONFIG_DONE", "SYS_READY",
-               "lost (VMfailInvalid)", "lost (#GP)")
+               "lost (VMfailInvalid)", "lost (#GP)", "SYS_SHUTDOWN")
 _LOST = {LOST_VMFAIL: VMFAIL_INVALID, LOST_GP: GP}
 
 # Refusal statuses, with the codes the module returns.
@@ -49,6 +60,8 @@ TDX_SYS_CONFIG_NOT_PENDING = "TDX_SYS_CONFIG_NOT_PENDING"
 TDX_KEY_CONFIGURED = "TDX_KEY_CONFIGURED"
 TDX_TDMR_ALREADY_INITIALIZED = "TDX_TDMR_ALREADY_INITIALIZED"
 TDX_OPERAND_ADDR_RANGE_ERROR = "TDX_OPERAND_ADDR_RANGE_ERROR"
+TDX_SYS_SHUTDOWN = "TDX_SYS_SHUTDOWN"
+TDX_SYS_STATE_INCORRECT = "TDX_SYS_STATE_INCORRECT"
 
 STATUS_CODES = {
     TDX_SYS_BUSY: 0x8000020200000000,
@@ -62,6 +75,8 @@ STATUS_CODES = {
     TDX_KEY_CONFIGURED: 0x0000081500000000,
     TDX_TDMR_ALREADY_INITIALIZED: 0x00000A0300000000,
     TDX_OPERAND_ADDR_RANGE_ERROR: 0xC000010100000001,
+    TDX_SYS_SHUTDOWN: 0xC000050600000000,
+    TDX_SYS_STATE_INCORRECT: 0xC000050800000000,
 }
 REFUSALS = frozenset(STATUS_CODES)
 
@@ -71,8 +86,6 @@ REFUSALS = frozenset(STATUS_CODES)
 OTHER_STATUS_CODES = {
     "TDX_OPERAND_INVALID": 0xC000010000000000,
     "TDX_OPERAND_BUSY": 0x8000020000000000,
-    "TDX_SYS_SHUTDOWN": 0xC000050600000000,
-    "TDX_SYS_STATE_INCORRECT": 0xC000050800000000,
     "TDX_INCOMPATIBLE_SEAM_CAPABILITIES": 0xC000050D00000000,
     "TDX_KEY_GENERATION_FAILED": 0x8000080000000000,
     "TDX_KEY_STATE_INCORRECT": 0xC000081100000000,
@@ -128,15 +141,26 @@ def refusal(leaf: str, state: int, *, lp_done: bool, all_lps_done: bool = True,
     """The status the module answers instead of running `leaf`, or None when it accepts it.
 
     `lp_done`: TDH.SYS.LP.INIT succeeded on the calling CPU; `all_lps_done`: on every CPU the
-    firmware enumerated, online or not (TDH.SYS.CONFIG needs them all); `package_keyed`: the
-    calling CPU's package has its key; `key_busy`: another TDH.SYS.KEY.CONFIG is running;
-    `tdmr_finished`: the TDMR named by TDH.SYS.TDMR.INIT is fully initialised;
+    firmware enumerated, online or not (TDH.SYS.CONFIG and TDH.SYS.UPDATE need them all);
+    `package_keyed`: the calling CPU's package has its key; `key_busy`: another
+    TDH.SYS.KEY.CONFIG is running; `tdmr_finished`: the TDMR named by TDH.SYS.TDMR.INIT is
+    fully initialised;
     `block_initialised`: the page TDH.PHYMEM.PAGE.RDMD asks about lies in an initialised part
     of a TDMR. The module must not be lost (see `lost_outcome`).
     """
-    # The dispatcher lets only the init leaves through before the module is ready.
-    if state != SYS_READY and leaf in (TDH_SYS_TDMR_INIT, TDH_PHYMEM_PAGE_RDMD):
+    if leaf == P_SEAMLDR_INSTALL:
+        return None  # the loader's call, not the module's
+    # A shut-down module's dispatcher refuses everything; before the module is ready it lets
+    # only the init and update leaves through.
+    if state == SYS_SHUTDOWN:
+        return TDX_SYS_SHUTDOWN
+    if state != SYS_READY and leaf in (TDH_SYS_TDMR_INIT, TDH_PHYMEM_PAGE_RDMD,
+                                       TDH_SYS_SHUTDOWN):
         return TDX_SYS_NOT_READY
+    if leaf == TDH_SYS_SHUTDOWN:
+        return None
+    if leaf == TDH_SYS_UPDATE:
+        return None if state == SYSINIT_DONE and all_lps_done else TDX_SYS_STATE_INCORRECT
     if leaf == TDH_SYS_INIT:
         return None if state == SYSINIT_PENDING else TDX_SYS_INIT_NOT_PENDING
     if leaf == TDH_SYS_LP_INIT:
@@ -167,5 +191,9 @@ def state_after(leaf: str, state: int, *, all_keyed: bool = False) -> int:
     if leaf == TDH_SYS_CONFIG:
         return SYSCONFIG_DONE
     if leaf == TDH_SYS_KEY_CONFIG and all_keyed:
+        return SYS_READY
+    if leaf == TDH_SYS_SHUTDOWN:
+        return SYS_SHUTDOWN
+    if leaf == TDH_SYS_UPDATE:
         return SYS_READY
     return state
