@@ -23,7 +23,9 @@ from spec.seamcall import (
     SUCCESS,
     TDH_PHYMEM_PAGE_RDMD,
     TDH_SYS_CONFIG,
+    TDH_SYS_INIT,
     TDH_SYS_LP_INIT,
+    TDH_SYS_SHUTDOWN,
     TDH_SYS_TDMR_INIT,
     UD,
 )
@@ -89,6 +91,11 @@ def _memory_online(step: S.Step) -> bool:
     return step.action == "memory_online"
 
 
+def _module_shut_down(step: S.Step) -> bool:
+    """The runtime update's TDH.SYS.SHUTDOWN succeeded (v7.2)."""
+    return step.seamcall == TDH_SYS_SHUTDOWN and step.result == SUCCESS
+
+
 def _in_init(s: S.State) -> bool:
     return s.mutex >= 0 and s.callers[s.mutex].pc == S.IN_TDX
 
@@ -106,15 +113,22 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     # --- the calls -----------------------------------------------------------------------
 
     @cache
-    def environment_refusal(step: S.Step, module_state: int,
-                            packages: tuple[S.Package, ...]) -> bool:
+    def environment_refusal(step: S.Step, module_state: int, packages: tuple[S.Package, ...],
+                            update: int) -> bool:
         """A refusal the environment caused, which v6.8 meets by failing cleanly: the module
         needs every CPU the firmware enumerated to do LP.INIT before TDH.SYS.CONFIG, so one
         that was offline then makes TDH.SYS.CONFIG fail, and cannot join later (its LP.INIT is
         refused once the module is configured); a package that is wholly offline during
         config_global_keyid (a caller broke the tdx_enable contract) keeps the module from
-        becoming ready, so TDH.SYS.TDMR.INIT is refused."""
+        becoming ready, so TDH.SYS.TDMR.INIT is refused. A runtime update (v7.2) whose new
+        module was never installed everywhere (a CPU offline during it, which v7.2 does not
+        check, or an install failed) leaves the old module shut down: the next TDH.SYS.INIT,
+        in the update or when a CPU comes online after it failed, is refused and fails
+        cleanly (the update, or that CPU's online)."""
         facts = facts_of(packages)
+        if step.seamcall == TDH_SYS_INIT:
+            return step.result == M.TDX_SYS_SHUTDOWN and (
+                update == S.UPDATE_FAILED or any(not c.online for _, c in facts.cpus))
         if step.seamcall == TDH_SYS_CONFIG:
             return step.result == M.TDX_SYS_CONFIG_NOT_PENDING and any(
                 not c.online and not c.lp_done for _, c in facts.cpus)
@@ -129,7 +143,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     def seamcall_accepted(s: S.State, step: S.Step, _t: S.State) -> bool:
         return not (_issues_seamcall(step) and _refused(step)) \
-            or environment_refusal(step, s.module, s.packages)
+            or environment_refusal(step, s.module, s.packages, s.update)
 
     def seamcall_applies(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return _issues_seamcall(step)
@@ -146,8 +160,9 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     # --- the kernel's own state machine ----------------------------------------------------
 
-    def status_monotone(s: S.State, _step: S.Step, t: S.State) -> bool:
-        return s.status == t.status or s.status == S.UNINITIALIZED
+    def status_monotone(s: S.State, step: S.Step, t: S.State) -> bool:
+        return s.status == t.status or s.status == S.UNINITIALIZED or (
+            _module_shut_down(step) and t.status == S.UNINITIALIZED)
 
     def status_changes(s: S.State, _step: S.Step, t: S.State) -> bool:
         return s.status != t.status
@@ -169,6 +184,11 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     def becomes_initialized(s: S.State, _step: S.Step, t: S.State) -> bool:
         return t.status == S.INITIALIZED and s.status != S.INITIALIZED
+
+    serving = frozenset((M.SYS_READY, M.LOST_VMFAIL, M.LOST_GP))
+
+    def initialized_only_while_ready(s: S.State) -> bool:
+        return s.status != S.INITIALIZED or s.module in serving
 
     # --- memory the kernel hands out and takes back ---------------------------------------
 
@@ -219,7 +239,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
             return True
         if s.resources & S.TRANSIENT_RESOURCES:
             return False
-        if s.status == S.INITIALIZED:
+        if s.status == S.INITIALIZED or s.update != S.UPDATE_NONE:
             return s.snapshot >= 0 and kept_by_module(s.pamt)
         return s.snapshot < 0 and not s.resources & S.RES_TDMR_LIST and all_freed(s.pamt)
 
@@ -241,7 +261,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     def online_veto_only_when_ready(s: S.State, step: S.Step, t: S.State) -> bool:
         vetoed = _memory_online(step) and s.hot == t.hot
-        return not vetoed or s.status == S.INITIALIZED
+        return not vetoed or s.status == S.INITIALIZED or s.update != S.UPDATE_NONE
 
     def memory_onlined(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return _memory_online(step)
@@ -316,7 +336,8 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return all(caller.pc in S.AT_REST for caller in callers)
 
     def callers_at_rest(s: S.State) -> bool:
-        return s.kexeced or (not s.hotplug_busy and all_at_rest(s.callers))
+        return s.kexeced or (not s.hotplug_busy and all_at_rest(s.callers)
+                             and s.update not in S.UPDATE_RUNNING)
 
     @cache
     def caches_clean(packages: tuple[S.Package, ...]) -> bool:
@@ -336,15 +357,18 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     T = FlowInvariant
     return [
-        T("SYSINIT-ONCE", "TDH.SYS.INIT is issued at most once per boot.",
-          f"{TDX_C}: try_init_module_global (sysinit_done caches the result, failure too)",
+        T("SYSINIT-ONCE", "TDH.SYS.INIT is issued at most once per boot, and at most once "
+          "more after each runtime update's TDH.SYS.SHUTDOWN (for the new module).",
+          f"{TDX_C}: try_init_module_global (sysinit_done caches the result, failure too; "
+          "v7.2's tdx_module_shutdown clears it for the next module)",
           "state", F.TdxFlow._tdx_cpu_enable, sysinit_once, sysinit_issued,
           reads=("sysinit_issues",)),
         T("SEAMCALL-ACCEPTED",
           "The kernel issues no SEAMCALL that the CPU (outside VMX operation) or the TDX module "
           "(in its present state) refuses, except where the environment causes the refusal "
           "and the kernel fails cleanly: a CPU that missed TDH.SYS.LP.INIT while offline, a "
-          "package wholly offline during key configuration.",
+          "package wholly offline during key configuration, a module a runtime update shut "
+          "down and could not replace (a CPU offline during it, an install that failed).",
           f"{TDX_C}: the order of init_tdx_module and tdx_cpu_enable; the TDX module's "
           "SEAMCALL state checks (TDH.SYS.INIT, LP.INIT, CONFIG, KEY.CONFIG, TDMR.INIT)",
           "transition", F.TdxFlow._answer, seamcall_accepted, seamcall_applies,
@@ -356,8 +380,10 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "transition", F.TdxFlow._init_failed, returns_first_error, init_returns,
           _init_returns),
         T("STATUS-MONOTONE",
-          "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR.",
-          f"{TDX_C}: __tdx_enable (no way back from ERROR)", "transition",
+          "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR, "
+          "and back to UNINITIALIZED when a runtime update has shut the module down.",
+          f"{TDX_C}: __tdx_enable (no way back from ERROR); v7.2 tdx_module_shutdown",
+          "transition",
           F.TdxFlow._tdx_enable, status_monotone, status_changes, watches="status"),
         T("INIT-AT-MOST-ONCE", "init_tdx_module runs at most once per boot.",
           f"{TDX_C}: __tdx_enable switch on tdx_module_status", "state",
@@ -369,6 +395,16 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: init_tdx_module (config_global_keyid, then init_tdmr until "
           "next-to-initialize reaches the TDMR end; check_features)", "transition",
           F.TdxFlow._init_succeeded, ready_agrees, becomes_initialized, watches="status"),
+        T("INITIALIZED-ONLY-WHILE-READY",
+          "The kernel reports the module initialised (tdx_get_sysinfo answers, KVM may use "
+          "it) only while the module is ready to serve, or was taken away by a fault the "
+          "kernel cannot see: a runtime update withdraws the report when it shuts the module "
+          "down and gives it back only once TDH.SYS.UPDATE succeeded, so a failed update "
+          "leaves the module reported uninitialised.",
+          f"{TDX_C} (v7.2): tdx_module_shutdown (memset of tdx_module_state), "
+          "tdx_module_run_update (initialized = true after TDH.SYS.UPDATE)", "state",
+          F.TdxFlow._tdx_module_shutdown, initialized_only_while_ready, initialized,
+          reads=("status", "module")),
         T("FLUSH-BEFORE-KEY",
           "Kernel cache lines of PAMT memory are written back before the module may write it "
           "with the global KeyID.", f"{TDX_C}: config_global_keyid (wbinvd_on_all_cpus)",
@@ -387,18 +423,21 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           reads=("pamt", "resources")),
         T("RESOURCES-AT-REST",
           "Outside init_tdx_module, what it allocated is either kept by the initialised module "
-          "(the snapshot and every PAMT chunk, handed to the module) or, after a failure, all "
-          "freed (snapshot, TDMR list, every PAMT chunk); its buffers never outlive it.",
+          "(the snapshot and every PAMT chunk, handed to the module; through a runtime update "
+          "too, whatever its outcome, as the new module imports them and nothing is rolled "
+          "back) or, after a failure, all freed (snapshot, TDMR list, every PAMT chunk); its "
+          "buffers never outlive it.",
           f"{TDX_C}: init_tdx_module unwinding (err_free_pamts, err_free_tdmrs, "
-          "err_free_tdxmem), config_tdx_module, config_global_keyid", "state",
-          F.TdxFlow._init_failed, resources_at_rest, at_rest_after_init,
-          reads=("mutex", "callers", "resources", "status", "snapshot", "pamt")),
+          "err_free_tdxmem), config_tdx_module, config_global_keyid; v7.2 seamldr.c (no "
+          "rollback)", "state", F.TdxFlow._init_failed, resources_at_rest, at_rest_after_init,
+          reads=("mutex", "callers", "resources", "status", "snapshot", "pamt", "update")),
         T("MEMORY-STATIC-WHEN-READY",
           "While the module is INITIALIZED, all online memory lies in the TDX memory snapshot.",
           f"{TDX_C}: tdx_memory_notifier / is_tdx_memory", "state", F.memory_notifier,
           memory_static_when_ready, initialized, reads=("status", "snapshot", "memblock", "hot")),
         T("ONLINE-VETO-ONLY-WHEN-READY",
-          "Memory onlining is vetoed only while an initialised module holds the snapshot.",
+          "Memory onlining is vetoed only while an initialised module holds the snapshot (or "
+          "a runtime update has shut it down: the snapshot stays, TDX memory cannot grow).",
           f"{TDX_C}: tdx_memory_notifier (empty tdx_memlist allows everything)", "transition",
           F.memory_notifier, online_veto_only_when_ready, memory_onlined, _memory_online),
         T("CPUS-FROZEN-DURING-ENABLE",
@@ -443,8 +482,9 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "erratum parts", "state", F.TdxFlow._kexec, kexec_safe, kexeced,
           reads=("kexeced", "packages", "pamt")),
         T("DEADLOCK-FREE",
-          "From every reachable state all callers can still finish (come to rest), or the "
-          "machine kexecs into the next kernel.",
-          f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock",
+          "From every reachable state all callers and a runtime update can still finish (come "
+          "to rest), or the machine kexecs into the next kernel.",
+          f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock; v7.2 "
+          "seamldr.c (a failed step stops every CPU)",
           "eventually", F.TdxFlow._tdx_enable, callers_at_rest, callers_busy),
     ]

@@ -82,6 +82,9 @@ from spec.flow_state import (
     STATUS_NAMES,
     STEP_NAMES,
     UNINITIALIZED,
+    UPDATE_NAMES,
+    UPDATE_NONE,
+    UPDATE_RUNNING,
     Caller,
     Cpu,
     Package,
@@ -109,6 +112,7 @@ from spec.seamcall import (
     VMFAIL_INVALID,
     seamcall_errno,
 )
+from spec.seamldr import UPDATER, ModuleUpdate
 from spec.statespace import StateSpace, set_fields
 
 
@@ -127,6 +131,7 @@ class FlowConfig:
     machine_checks: bool = True
     alloc_faults: bool = True  # init_tdx_module's allocations may fail (count against the budget)
     callers_check_packages: bool = True  # callers refuse to start with a package offline
+    module_update: bool = True  # userspace may ask once for a runtime update (v7.2)
 
     def __post_init__(self) -> None:
         if not self.caller_loads or len(self.caller_loads) > 4:
@@ -161,7 +166,7 @@ def step_errno(step: Step) -> int:
         return 0
 
 
-class TdxFlow(StateSpace):
+class TdxFlow(ModuleUpdate, StateSpace):
     """The transition system for one profile and configuration.
 
     The model surface the explorer uses: `initial_states`, `successors`, `canonical`,
@@ -179,9 +184,11 @@ class TdxFlow(StateSpace):
         self.platform = config.platform
         self.ncallers = len(config.caller_loads)
         self.hotplug_actor = self.ncallers  # the CPU-online callback, an actor of its own
+        self.update_actor = self.ncallers + 1  # the runtime update's stop_machine (v7.2)
         self.cpp = self.platform.cpus_per_package
         self.name = f"{profile.name}/{config.name}"
-        self._actor_names = tuple(f"caller {a}" for a in range(self.ncallers)) + ("cpu hotplug",)
+        self._actor_names = tuple(f"caller {a}" for a in range(self.ncallers)) + (
+            "cpu hotplug", UPDATER)
         # Which CPU caches may hold TDX lines is followed only where something reads it.
         self.tracks_caches = profile.kexec_enabled or profile.marks_cache_incoherent
         self._cpus_locked: dict[tuple, bool] = {}  # callers -> some caller holds the lock
@@ -213,7 +220,7 @@ class TdxFlow(StateSpace):
         packages = self._share((package,) * self.platform.packages).packages
         return [State(False, hib, False, False, False, False, False, 0, 0,
                       module.SYSINIT_PENDING, UNINITIALIZED, -1, S_NONE, 0, 0, 0, 0, -1, 0, 0,
-                      (), (), 0, hot, False, False, 0, callers, packages)
+                      (), (), 0, hot, False, False, 0, UPDATE_NONE, callers, packages)
                 for hib in self.config.boot_hibernation]
 
     def successors(self, state: State) -> list[tuple[Step, State]]:
@@ -222,6 +229,11 @@ class TdxFlow(StateSpace):
         if state.kexeced:
             return []  # the next kernel runs: nothing of this boot happens any more
         out: list[tuple[Step, State]] = []
+        if state.update in UPDATE_RUNNING:  # stop_machine: only the update's work runs
+            self._update_steps(state, out)
+            if self.tracks_caches:
+                self._note_cache_lines(out)
+            return out
         booting = self.profile.init_at_boot and self._boot_init_running(state)
         for actor, caller in enumerate(state.callers):
             # callers waiting for their IPI or the module, or done, have no step; while the
@@ -240,6 +252,8 @@ class TdxFlow(StateSpace):
             _note_first_error(out, start)
         if not booting:
             self._environment_steps(state, out)
+            if self.profile.runtime_update and self.config.module_update:
+                self._update_request(state, out)
         if self.tracks_caches:
             self._note_cache_lines(out)
         return out
@@ -265,6 +279,8 @@ class TdxFlow(StateSpace):
             "kexec": "done" if state.kexeced else "-",
             "guest keyids": str(state.guest_keyids),
         }
+        if self.profile.runtime_update:
+            fields["module update"] = UPDATE_NAMES[state.update]
         for i, chunk in enumerate(state.pamt):
             fields[f"pamt[{i}]"] = pamt_describe(chunk)
         for i, online in enumerate(state.hot):
@@ -437,7 +453,7 @@ class TdxFlow(StateSpace):
         else:  # the other steps read the callers, the CPUs and whether hotplug is busy
             key = (actor, self.cpu_facts(state), state.callers, state.hotplug_busy)
             if self.profile.init_at_boot:  # and what the initcall and KVM ask of TDX
-                key += (state.tdx_on, state.status, state.guest_keyids)
+                key += (state.tdx_on, state.status, state.guest_keyids, state.module)
             self._replayed(self._load_steps, key, state, out, self._load_or_unload, actor)
 
     def _load_or_unload(self, state: State, out: list, actor: int) -> None:
@@ -503,7 +519,8 @@ class TdxFlow(StateSpace):
     def _kvm_uses_tdx(self, state: State, out: list, actor: int) -> None:
         """KVM (v7.1) initialises nothing: it asks `tdx_get_sysinfo` and, with an initialised
         module, creates and destroys TDs, each holding a guest KeyID; it unloads with none. A TD
-        is created only with every package online, as its key is configured on each."""
+        is created only with every package online, as its key is configured on each, and only
+        while the module serves (its SEAMCALLs fail on one a runtime update shut down)."""
         caller = state.callers[actor]
         name = self._actor_names[actor]
         if caller.pc == IDLE and caller.loads_left:
@@ -515,7 +532,11 @@ class TdxFlow(StateSpace):
                 out.append((self._label("tdx_get_sysinfo", name, result="NULL",
                                         detail="TDX not available"), spent))
         elif caller.pc == LOADED and not state.guest_keyids:
-            if self.cpu_facts(state).package_offline is None:
+            if state.module != module.SYS_READY:
+                out.append((self._label("tdx_guest_keyid_alloc", name, result="TD not created",
+                                        detail="TDH.MNG.CREATE fails: the module does not "
+                                        "serve"), state))
+            elif self.cpu_facts(state).package_offline is None:
                 out.append((self._label("tdx_guest_keyid_alloc", name, detail="TD created"),
                             set_fields(state, guest_keyids=1)))
             else:  # the TD's key must be configured on every package (TDH.MNG.KEY.CONFIG)
@@ -625,6 +646,10 @@ class TdxFlow(StateSpace):
                 step = self._label("tdx_cpu_enable", name, index, TDH_SYS_LP_INIT, outcome,
                                    injected)
                 caller = None
+                if actor == self.update_actor:
+                    out.append((step, self._lp_init_done(self._update(state, (index, done),
+                                                                      **changes), ok)))
+                    continue
                 if actor == self.hotplug_actor:
                     changes["hotplug_busy"] = False
                     if not ok:
@@ -1061,6 +1086,13 @@ class TdxFlow(StateSpace):
                                 detail=f"put_online_mems; module initialization failed ({err})"),
                     after))
 
+    def _pamts_unwound(self, state: State) -> State:
+        """The PAMTs as err_reset_pamts and err_free_pamts leave them: written back, reset and
+        freed (what a failed update must not do: `update_keeps_pamts`)."""
+        return set_fields(self._wbinvd_on_all_cpus(state),
+                          pamt=tdmrs_free_pamt_all(_pamt_map(_flushed(state.pamt),
+                                                             _reset_chunk)))
+
     def _wbinvd_on_all_cpus(self, state: State) -> State:
         """`wbinvd_on_all_cpus`: every online CPU writes its cache back (its per-CPU mark, if
         the kernel keeps one, stays)."""
@@ -1118,8 +1150,8 @@ class TdxFlow(StateSpace):
         # Memory hotplug, sleep requests and machine checks read these fields only:
         key = (state.hot, state.snapshot, state.memblock, self.memory_locked(state),
                state.s3_off, state.s3_entered, state.hibernation, state.hibernated,
-               state.tdx_on, state.module, state.resources, state.tdmr_done, state.pamt,
-               facts if self.profile.kexec_enabled else facts.mc_key)
+               state.tdx_on, state.module, state.status, state.resources, state.tdmr_done,
+               state.pamt, facts if self.profile.kexec_enabled else facts.mc_key)
         self._replayed(self._event_steps, key, state, out, self._other_events)
 
     def _other_events(self, state: State, out: list) -> None:

@@ -71,6 +71,16 @@ KEY_NONE, KEY_IN_FLIGHT, KEY_SENT = 0, 1, 2
 
 MC_PAMT_PAGE, MC_KERNEL_PAGE = "PAMT page", "kernel page"
 
+# A runtime module update (v7.2, `spec.seamldr`): none yet, the state stop_machine's CPUs are
+# in (seamldr.c's module_update_state), then how it ended. UPDATE_HUNG: a step failed and the
+# CPUs wait for the others for ever (only where failures do not stop every CPU).
+(UPDATE_NONE, UPDATE_SHUTDOWN, UPDATE_CPU_INSTALL, UPDATE_CPU_INIT, UPDATE_RUN, UPDATE_DONE,
+ UPDATE_FAILED, UPDATE_HUNG) = range(8)
+UPDATE_NAMES = ("-", "SHUTDOWN", "CPU_INSTALL", "CPU_INIT", "RUN_UPDATE", "done", "failed",
+                "hung")
+UPDATE_RUNNING = frozenset((UPDATE_SHUTDOWN, UPDATE_CPU_INSTALL, UPDATE_CPU_INIT, UPDATE_RUN,
+                            UPDATE_HUNG))
+
 
 class Cpu(NamedTuple):
     online: bool
@@ -78,7 +88,8 @@ class Cpu(NamedTuple):
     lp_flag: bool  # the kernel's per-CPU tdx_lp_initialized
     lp_done: bool  # TDH.SYS.LP.INIT has succeeded on this CPU (the module's view)
     frames: tuple[int, ...]  # actors whose tdx_cpu_enable awaits LP.INIT here, innermost last
-    visited: int  # bitmask of callers whose enable IPI already ran here in their current load
+    visited: int  # bitmask of callers whose enable IPI already ran here in their current load,
+    # and of the module update whose stop_machine work of the present state is done here
     key: int  # KEY_NONE / KEY_IN_FLIGHT / KEY_SENT in the current config_global_keyid
     lines: bool  # its cache may hold lines of TDX memory: a SEAMCALL ran here, no WBINVD since
     incoherent: bool  # the kernel's per-CPU cache_state_incoherent flag (v6.18)
@@ -122,6 +133,7 @@ class State(NamedTuple):
     hotplug_busy: bool  # a CPU coming online is running tdx_cpu_enable
     kexeced: bool  # the machine kexec'd into the next kernel: this boot is over
     guest_keyids: int  # guest KeyIDs allocated (a TD exists; saturating at 1, v7.1)
+    update: int  # UPDATE_*: the runtime module update (v7.2)
     callers: tuple[Caller, ...]  # the last two fields: see `spec.statespace`
     packages: tuple[Package, ...]
 

@@ -67,6 +67,12 @@ class Profile:
     reset_pamts_only_on_erratum: bool = False  # the PAMT reset does nothing without the erratum
     init_at_boot: bool = False  # tdx_enable is an initcall (caller 0) and KVM only uses TDX
     offline_veto_with_keyids: bool = False  # no package loses its last CPU while a TD lives
+    runtime_update: bool = False  # userspace may replace the module through the P-SEAMLDR
+    shutdown_resets_module_state: bool = False  # TDH.SYS.SHUTDOWN done: not initialised, and
+    # TDH.SYS.INIT not cached any more
+    shutdown_clears_lp_flags: bool = False  # ... and every CPU's tdx_lp_initialized cleared
+    update_aborts_on_failure: bool = False  # a failed update step stops every CPU
+    update_keeps_pamts: bool = False  # a failed update leaves the PAMTs to the module
 
     def but(self, name: str, summary: str, source: str, kind: str = "bug", **changes) -> Profile:
         """A profile that differs from this one in `changes` only."""
@@ -168,7 +174,34 @@ V7_1 = V6_18.but(
     "(v7.2-rc; the boot-time init is v7.1's: x86_tdx_for_7.1-rc1 and the 'KVM: x86/tdx: Do "
     "VMXON and TDX-Module initialization during subsys init' series)", kind="kernel",
     init_at_boot=True, offline_veto_with_keyids=True)
-LATER_KERNELS: tuple[Profile, ...] = (V6_14, V6_18, V7_1)
+V7_2 = V7_1.but(
+    "v7.2", "v7.2: runtime update of the TDX module through the P-SEAMLDR (seamldr.c): under "
+    "stop_machine, TDH.SYS.SHUTDOWN (then not initialised, CPU flags cleared), the install on "
+    "every CPU, tdx_cpu_enable again, TDH.SYS.UPDATE; the TDMRs and PAMTs are handed over; a "
+    "failure stops every CPU and nothing is rolled back",
+    "arch/x86/virt/vmx/tdx/seamldr.c at torvalds/linux b2128290c29902315e632ea59e0504d6bc9e9b42 "
+    "and tdx.c at 0eaed89c18aeedf0898baf2dbf5ff027c6795152 (v7.2: merged by b0820861 "
+    "'x86_tdx_for_7.2-rc1')", kind="kernel",
+    runtime_update=True, shutdown_resets_module_state=True, shutdown_clears_lp_flags=True,
+    update_aborts_on_failure=True, update_keeps_pamts=True)
+LATER_KERNELS: tuple[Profile, ...] = (V6_14, V6_18, V7_1, V7_2)
+
+# Design hazards of the runtime update, each v7.2 with one rule switched.
+UPDATE_HAZARDS: tuple[Profile, ...] = (
+    V7_2.but("mutant-update-keeps-initialized", "TDH.SYS.SHUTDOWN leaves the module marked "
+             "initialised and TDH.SYS.INIT cached", "design hazard: tdx_module_shutdown",
+             shutdown_resets_module_state=False),
+    V7_2.but("mutant-update-keeps-lp-flags", "TDH.SYS.SHUTDOWN leaves every CPU's "
+             "tdx_lp_initialized set, so no CPU runs LP.INIT for the new module",
+             "design hazard: tdx_module_shutdown", shutdown_clears_lp_flags=False),
+    V7_2.but("mutant-update-hangs-on-failure", "after a failed update step the other CPUs "
+             "wait for a state that never comes", "design hazard: do_seamldr_install_module "
+             "(the num_failed test of 'Abort updates after a failed step')",
+             update_aborts_on_failure=False),
+    V7_2.but("mutant-update-failure-frees-pamts", "a failed update unwinds as a failed init: "
+             "WBINVD, PAMT reset and free", "design hazard: seamldr_install_module (no "
+             "rollback: the PAMTs stay the module's)", update_keeps_pamts=False),
+)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8,
@@ -177,6 +210,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
              "LKML v8 2024-11-13 'x86/virt/tdx: Reduce TDMR's reserved areas by using CMRs to "
              "find memory holes'", kind="variant", holes=HOLES_CMR),
     *BUGS,
+    *UPDATE_HAZARDS,
 )}
 
 
