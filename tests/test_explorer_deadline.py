@@ -4,7 +4,7 @@ each expansion moves on by a tenth of a second makes this a count, not a timing.
 
 from types import SimpleNamespace
 
-from checker.engines import explorer
+from checker.engines import bfs
 from checker.engines.explorer import INCONCLUSIVE, PASS, Bounds, explore
 
 
@@ -30,7 +30,7 @@ class SlowFan:
 
 def test_slow_expansions_stop_within_one_expansion_of_the_deadline(monkeypatch):
     clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr(explorer, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(bfs, "time", SimpleNamespace(perf_counter=lambda: clock.now))
     model = SlowFan(clock, step=0.1)
     result = explore(model, (), Bounds(max_seconds=1.0))
     assert result.verdict == INCONCLUSIVE and result.bound_hit == "time"
@@ -40,7 +40,7 @@ def test_slow_expansions_stop_within_one_expansion_of_the_deadline(monkeypatch):
 
 def test_without_a_time_bound_the_clock_does_not_stop_the_run(monkeypatch):
     clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr(explorer, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(bfs, "time", SimpleNamespace(perf_counter=lambda: clock.now))
     model = SlowFan(clock, step=100.0)
     result = explore(model, (), Bounds())
     assert result.verdict == PASS and result.bound_hit is None and model.expanded == 1001

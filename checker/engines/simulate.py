@@ -28,13 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checker.engines.explorer import (
+from checker.engines.bfs import (
     FAIL,
     INCONCLUSIVE,
     Trace,
     Violation,
-    _state_checks,
-    _step_checks,
+    state_checks_by_fields,
+    transition_checks_by_label,
 )
 from checker.engines.fingerprints import StateCodec, fingerprint
 
@@ -172,9 +172,9 @@ class _Walker:
         self.state_props = tuple((p.id, p.check) for p in state_props)
         first = self.initial[0]
         fields = getattr(first, "_fields", ())
-        self.state_checks = _state_checks(state_props, type(first))
-        self.step_checks = _step_checks(step_props, fields, unchanged=False)
-        self.loop_checks = _step_checks(step_props, fields, unchanged=True)
+        self.state_checks = state_checks_by_fields(state_props, type(first))
+        self.step_checks = transition_checks_by_label(step_props, fields, unchanged=False)
+        self.loop_checks = transition_checks_by_label(step_props, fields, unchanged=True)
         self.codec = StateCodec.for_state(self.canon(first))
 
     def rng(self, index: int) -> random.Random:

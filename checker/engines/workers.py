@@ -43,6 +43,19 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from itertools import chain, compress, repeat
 
+from checker.engines.bfs import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    ExplorationResult,
+    Progress,
+    Violation,
+    canonical_path,
+    concrete_trace,
+    first_stuck_state,
+    state_checks_by_fields,
+    transition_checks_by_label,
+)
 from checker.engines.fingerprints import (
     MASK,
     FingerprintTable,
@@ -72,8 +85,6 @@ class Worker:
 
     def __init__(self, index: int, workers: int, model, properties: Sequence, symmetry: bool,
                  options: dict) -> None:
-        from checker.engines.explorer import _state_checks, _step_checks
-
         self.index, self.workers = index, workers
         self.model, self.properties = model, list(properties)
         self.canon = model.canonical if symmetry else (lambda s: s)
@@ -86,7 +97,7 @@ class Worker:
         self.state_props = [p for p in self.properties if p.kind == "state"]
         self.step_props = [p for p in self.properties if p.kind == "transition"]
         self.goal_props = [p for p in self.properties if p.kind == "eventually"]
-        self._state_checks, self._step_checks = _state_checks, _step_checks
+        self.state_checks, self.step_checks = state_checks_by_fields, transition_checks_by_label
         self.frontier_gids = array("I")
         self.frontier: SpillBuffer | None = None
         self.level: SpillBuffer | None = None
@@ -103,9 +114,9 @@ class Worker:
         if self.codec is None:
             self.codec = StateCodec.for_state(example)
             fields = getattr(example, "_fields", ())
-            self.state_checks_for = self._state_checks(self.state_props, type(example))
-            self.step_get, self.step_compute = self._step_checks(self.step_props, fields, False)
-            self.loop_get, self.loop_compute = self._step_checks(self.step_props, fields, True)
+            self.state_checks_for = self.state_checks(self.state_props, type(example))
+            self.step_get, self.step_compute = self.step_checks(self.step_props, fields, False)
+            self.loop_get, self.loop_compute = self.step_checks(self.step_props, fields, True)
 
     def seed(self, example, payloads: list) -> int:
         """The initial states this worker owns, shipped as `receive` takes them; `example` is a
@@ -507,18 +518,6 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
                      count_labels: bool, workers: int, memory_budget: int,
                      spill_dir: str | None, progress, backend: str, recipe=None):
     """`explore` on `workers` workers (see the module docstring)."""
-    from checker.engines.explorer import (
-        FAIL,
-        INCONCLUSIVE,
-        PASS,
-        ExplorationResult,
-        Progress,
-        Violation,
-        _concrete_trace,
-        canonical_path,
-        first_stuck_state,
-    )
-
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
     started = time.perf_counter()
@@ -696,7 +695,7 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             path_to = path
         else:
             path_to = canonical_path(model, canon, initial_list, parent, action, ident)
-        trace = _concrete_trace(model, canon, initial_list, path_to, prop, nxt)
+        trace = concrete_trace(model, canon, initial_list, path_to, prop, nxt)
         violations[prop_id] = Violation(prop_id, len(trace), trace)
     verdict = FAIL if violations else (INCONCLUSIVE if bound_hit else PASS)
     seen_bytes = sum(f["seen_bytes"] for f in finished) + 4 * len(parent) + 2 * len(action)
