@@ -580,21 +580,12 @@ class _ProgressLine:
             sys.stderr.flush()
 
 
-def _flow_recipe(profile: str, config: str, flags: dict):
-    """The model and invariants of an explore run, built where the run is (a Ray actor)."""
-    from checker.gate.flowcheck import checked_invariants
-    from checker.inputs.platforms import configure
-    from spec.flow import TdxFlow
-
-    flow = TdxFlow(get_profile(profile), configure(config, **flags))
-    return flow, checked_invariants(flow, config)
-
-
 def _explore_exhaustively(args, flow, invariants, config, show) -> int:
     from functools import partial
 
     from checker.engines.coverage import explore_with_coverage
     from checker.engines.explorer import Bounds, explore
+    from checker.gate.flowcheck import flow_recipe
     from checker.views.trace import trace_to_json, trace_to_text
 
     bounds = Bounds(args.max_depth, args.max_states, args.time)
@@ -613,7 +604,7 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
             options["memory_budget"] = args.memory_budget << 20
         if args.backend == "ray":
             flags = {} if args.faults is None else {"faults": args.faults}
-            options["recipe"] = partial(_flow_recipe, args.profile, args.config, flags)
+            options["recipe"] = partial(flow_recipe, args.profile, args.config, **flags)
         try:
             outcome = explore(flow, invariants, bounds, symmetry=not args.no_symmetry,
                               fingerprints=args.fingerprints, workers=args.workers,

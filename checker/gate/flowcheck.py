@@ -12,9 +12,11 @@ from checker.engines.coverage import explore_with_coverage
 from checker.engines.explorer import Bounds, explore
 from checker.gate.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.gate.suite import CheckSpec
-from checker.inputs.platforms import flow_model
+from checker.inputs.platforms import configure, flow_model
 from checker.views.trace import trace_to_json, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
+from spec.flow import TdxFlow
+from spec.profiles import get_profile
 
 MODEL_ROOT = Path(spec.__file__).resolve().parent.parent
 
@@ -30,10 +32,11 @@ def checked_invariants(flow, config: str) -> list[FlowInvariant]:
     return [inv for inv in flow_invariants(flow) if inv.id not in waived]
 
 
-def flow_recipe(profile: str, config: str) -> tuple:
-    """The model and the invariants a flow check explores, built from names alone: with
-    `functools.partial` a picklable recipe for workers that cannot inherit them (Ray)."""
-    flow = flow_model(profile, config)
+def flow_recipe(profile: str, config: str, **flags) -> tuple:
+    """The model and the invariants a flow check explores, built from names (a configuration
+    name or PxC, with `configure`'s flags): with `functools.partial` a picklable recipe for
+    workers that cannot inherit them (Ray)."""
+    flow = TdxFlow(get_profile(profile), configure(config, **flags))
     return flow, checked_invariants(flow, config)
 
 
