@@ -52,7 +52,8 @@ def test_v6_8_takes_every_step_but_later_kernels_and_exercises_every_invariant(
         default_coverage):
     _, v6_8 = default_coverage
     merged = v6_8
-    for profile, config in (("v6.14", "old-module"), ("v6.18", "no-erratum"), ("v7.1", "2x2")):
+    for profile, config in (("v6.14", "old-module"), ("v6.18", "no-erratum"), ("v7.1", "2x2"),
+                            ("v7.2", "2x2")):
         later = flow_model(profile, config)
         merged = merged.merged(explore_with_coverage(later, flow_invariants(later))[1])
     assert merged.unexercised_actions == [] and merged.vacuous_invariants == []

@@ -11,7 +11,7 @@ from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
 from spec import flow_state as S
 from spec.flow import TdxFlow
-from spec.profiles import V6_8, V6_18, V7_1
+from spec.profiles import V6_8, V6_18, V7_1, V7_2
 from spec.sysinfo import TdxSysinfo
 
 
@@ -81,6 +81,7 @@ CASES = [
     ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
+    ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
 ]
 
 

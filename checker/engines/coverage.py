@@ -15,22 +15,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import spec.flow
+import spec.seamldr
 from checker.engines.explorer import Bounds, ExplorationResult, explore
 
 STATES, STEPS = "states", "steps"
 
 
-def model_actions(module=spec.flow) -> tuple[str, ...]:
-    """Every action the flow model can label a step with, read from its source: the first
-    argument of each `_label(...)` or `Step(...)` call that is a string constant."""
+def model_actions(modules=(spec.flow, spec.seamldr)) -> tuple[str, ...]:
+    """Every action the flow model can label a step with, read from its source (the flow
+    and the rules mixed into it): the first argument of each `_label(...)` or `Step(...)`
+    call that is a string constant."""
     found = set()
-    for node in ast.walk(ast.parse(inspect.getsource(module))):
-        if isinstance(node, ast.Call) and node.args:
-            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
-            first = node.args[0]
-            if name in ("_label", "Step") and isinstance(first, ast.Constant) \
-                    and isinstance(first.value, str):
-                found.add(first.value)
+    for module in modules:
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.Call) and node.args:
+                name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+                first = node.args[0]
+                if name in ("_label", "Step") and isinstance(first, ast.Constant) \
+                        and isinstance(first.value, str):
+                    found.add(first.value)
     return tuple(sorted(found))
 
 
