@@ -766,3 +766,24 @@ def test_a_model_that_stops_taking_an_error_path_fails_the_gate(work, capsys, mo
     assert code == 1
     assert ("coverage-lost flow/v6.8/1x1: passes, but 1 step(s) no longer taken: "
             "alloc_tdmr_list: -12 (injected)") in " ".join(out.split())
+
+
+def test_a_log_no_longer_reproduced_fails_naming_the_log_and_stores_nothing(work, capsys,
+                                                                             monkeypatch):
+    """A model change that alters the PAMT figure fails LOG-REPRODUCED on the log's first
+    line; the log itself is the case, so no counterexample file is written (replay re-runs
+    maps and traces only), and the gate does not crash trying."""
+    suite = write_suite(work, maps=(SPR,), checks=("log",))
+    code, _, _ = verify(capsys, "--suite", suite, "--update-baseline")
+    assert code == 0
+
+    from spec.tdmr import ConstructResult
+
+    monkeypatch.setattr(ConstructResult, "pamt_kb",
+                        property(lambda self: sum(t.pamt_size for t in self.tdmrs) // 1025))
+    code, out, err = verify(capsys, "--suite", suite, "--format", "json")
+    assert code == 1 and "Traceback" not in err
+    failed = [c for c in json.loads(out)["checks"] if c["status"] == "fail"]
+    assert [c["id"] for c in failed] == [f"log/v6.8/{SPR.removesuffix('.log')}"]
+    assert failed[0]["invariant"] == "LOG-REPRODUCED"
+    assert not (work / "cex").exists() and "counterexample saved" not in err

@@ -66,7 +66,7 @@ def run_log(spec: CheckSpec) -> CheckResult:
     return replace(result, status=FAIL,
                    detail=f"model: pamt_kb={report['pamt_kb']} error={report['error']}; log: "
                           f"pamt_kb={report['logged_pamt_kb']} error={report['logged_error']}",
-                   counterexample={"kind": "map", "file": spec.config, "report": report},
+                   counterexample={"kind": "log", "file": spec.config, "report": report},
                    location=Location("input", spec.config, 1))
 
 

@@ -401,6 +401,9 @@ def _worker_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+REPLAYABLE = ("map", "trace")  # the counterexample kinds `replay` re-runs
+
+
 def store_counterexamples(results: list[CheckResult], folder: Path,
                           in_corpus: frozenset[str] = frozenset()
                           ) -> list[tuple[CheckResult, Path]]:
@@ -410,6 +413,8 @@ def store_counterexamples(results: list[CheckResult], folder: Path,
     stored = []
     for result in results:
         if result.status != FAIL or not result.counterexample or result.id.startswith("replay/"):
+            continue
+        if result.counterexample["kind"] not in REPLAYABLE:  # a boot log: the log is the case
             continue
         doc = with_recorded_result(document(result.id, result.profile, result.config,
                                             result.invariant, dict(result.counterexample)))
