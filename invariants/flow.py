@@ -83,6 +83,16 @@ def _init_returns(step: S.Step) -> bool:
     return step.action == "init_tdx_module"
 
 
+# What a step that returned normally records as its result: 0 from a kernel function, a
+# lock or check that passed, a SEAMCALL that succeeded, tdx_get_sysinfo's module information.
+_OK_RESULTS = frozenset(("0", "ok", SUCCESS, "module"))
+
+
+def _step_failed(step: S.Step) -> bool:
+    """The step's function returned an error (an errno, or a SEAMCALL's failure)."""
+    return step.result is not None and step.result not in _OK_RESULTS
+
+
 def _machine_check(step: S.Step) -> bool:
     return step.action == "machine_check"
 
@@ -157,6 +167,20 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     def init_returns(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return _init_returns(step)
+
+    def callers_see_results(s: S.State, step: S.Step, t: S.State) -> bool:
+        for before, after in zip(s.callers, t.callers, strict=True):
+            if after.pc == before.pc:
+                continue
+            if after.pc == S.LOADED and (t.status != S.INITIALIZED or _step_failed(step)):
+                return False
+            if after.pc == S.FAILED and not _step_failed(step):
+                return False
+        return True
+
+    def caller_outcome(s: S.State, _step: S.Step, t: S.State) -> bool:
+        return any(after.pc != before.pc and after.pc in (S.LOADED, S.FAILED)
+                   for before, after in zip(s.callers, t.callers, strict=True))
 
     # --- the kernel's own state machine ----------------------------------------------------
 
@@ -379,6 +403,14 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: init_tdx_module (every failure goes to an unwinding label with its ret)",
           "transition", F.TdxFlow._init_failed, returns_first_error, init_returns,
           _init_returns),
+        T("CALLERS-SEE-RESULTS",
+          "A caller (KVM) goes on as loaded only after a call that returned 0 with the "
+          "module initialised, and unwinds as failed only after a call that returned an "
+          "error: no failure is reported as success to the caller, nor success as failure.",
+          f"{TDX_C}: tdx_cpu_enable and tdx_enable return values (KVM enables TDX on every "
+          "CPU, then calls tdx_enable, and uses TDX only when both returned 0; v7.1: "
+          "tdx_get_sysinfo)", "transition", F.TdxFlow._tdx_enable, callers_see_results,
+          caller_outcome, watches="callers"),
         T("STATUS-MONOTONE",
           "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR, "
           "and back to UNINITIALIZED when a runtime update has shut the module down.",

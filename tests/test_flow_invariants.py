@@ -34,6 +34,20 @@ class _ConfigBufferKept(TdxFlow):
                 out[i] = (label, after._replace(resources=after.resources | S.RES_CONFIG_BUF))
 
 
+class _FailedLpInitLooksLoaded(TdxFlow):
+    """A mutant: when TDH.SYS.LP.INIT fails in KVM's IPI, KVM is left believing TDX loaded
+    (the error is swallowed on its way back)."""
+
+    def _frame_steps(self, state, out):
+        start = len(out)
+        super()._frame_steps(state, out)
+        for i in range(start, len(out)):
+            label, after = out[i]
+            for actor, caller in enumerate(after.callers):
+                if caller.pc == S.FAILED and state.callers[actor].pc != S.FAILED:
+                    out[i] = (label, self._with_caller(after, actor, pc=S.LOADED))
+
+
 class _NoOnlineCallback(TdxFlow):
     """A mutant of v7.1: the CPU-online callback is not registered (a CPU coming online gets
     neither VMX nor tdx_cpu_enable)."""
@@ -58,6 +72,7 @@ CASES = [
     ("SEAMCALL-ACCEPTED", "key_config_once_per_package", {"packages": 1, "cpus_per_package": 2}),
     ("SEAMCALL-ACCEPTED", "key_config_serial", {}),
     ("INIT-RETURNS-FIRST-ERROR", _ErrorLostAtErrFreePamts, {}),
+    ("CALLERS-SEE-RESULTS", _FailedLpInitLooksLoaded, {}),
     ("STATUS-MONOTONE", "error_is_final", {}),
     ("INIT-AT-MOST-ONCE", "enodev_marks_error", {}),
     ("READY-AGREES", "init_tdmrs_until_done", {}),
