@@ -40,10 +40,13 @@ first did not kill it. Seconds are for one run on this 2-core machine, idle / sh
             the map search (the bugs' searched maps are in the corpus). About 1 s.
   flow      spec/flow.py: v6.8 on default, rsvd-exhausted, unchecked-callers and too-few-keyids.
             About 3 / 5 s.
-  bugs      then: the 12 flow bug profiles that the default configuration catches, on it (the
-            two caught only elsewhere would re-run v6.8's default exploration for nothing).
-            About 2 / 4 s.
-  Any other file gets all four.
+  bugs      then: the flow bug profiles that the default configuration catches, on it (the
+            two caught only elsewhere would re-run v6.8's default exploration for nothing),
+            and v7.2's four update hazards. About 3 / 5 s.
+  later     then: the later kernels (v6.14, v6.18, v7.1, v7.2) on the six flow
+            configurations of the default suite, which alone take their rules' steps.
+            About 15 / 20 s.
+  Any other file gets all five.
 Outcome of a mutant, from the regressions of its reports:
   KILLED        a check regressed with a FAIL of a real invariant (not CHECKER-ERROR or INPUT)
   LOST-STEPS    no invariant failed, but a kernel profile's check no longer reaches a step
@@ -103,10 +106,10 @@ BENCH = ROOT / "benchmarks"
 DEFAULT_FILES = ("spec/tdmr.py", "spec/flow.py")
 EQUIVALENTS = BENCH / "mutation_equivalents.toml"
 # Suites in the order they run; a mutant's later suites run only while no earlier one killed it.
-ALL_SUITES = ("layout", "variants", "flow", "bugs")
+ALL_SUITES = ("layout", "variants", "flow", "bugs", "later")
 SUITES = {name: BENCH / f"mutation-suite-{name}.toml" for name in ALL_SUITES}
 SUITES_FOR = {"spec/tdmr.py": ("layout", "variants"), "spec/placement.py": ("layout", "variants"),
-              "spec/flow.py": ("flow", "bugs")}
+              "spec/flow.py": ("flow", "bugs", "later")}
 # What `verify` needs: the packages it imports and the corpus its replay checks read.
 COPIED = ("spec", "invariants", "checker", "counterexamples")
 
