@@ -148,6 +148,43 @@ BUGS: tuple[Profile, ...] = (
              "offline, so the next online runs LP.INIT again",
              "design hazard: tdx_cpu_enable (tdx_lp_initialized)",
              lp_flag_survives_offline=False),
+    # Every other rule v6.8 keeps, switched: the gate then runs both sides of each switch.
+    V6_8.but("mutant-s3-left-enabled", "tdx_init leaves ACPI S3 possible with TDX on",
+             "design hazard: tdx_init (acpi_suspend_lowlevel)", tdx_init_disables_s3=False),
+    V6_8.but("mutant-hibernation-allowed", "tdx_init leaves hibernation possible with TDX on",
+             "design hazard: tdx_init (hibernation check)", tdx_init_refuses_hibernation=False),
+    V6_8.but("mutant-lp-init-after-failed-sysinit", "tdx_cpu_enable goes on to LP.INIT "
+             "although TDH.SYS.INIT failed (its cached result is not checked)",
+             "design hazard: try_init_module_global", cpu_enable_checks_global_result=False),
+    V6_8.but("mutant-caller-skips-cpus", "a caller runs tdx_cpu_enable on some online CPUs "
+             "only before tdx_enable", "design hazard: the tdx_enable caller contract",
+             callers_enable_all_cpus=False),
+    V6_8.but("mutant-cpus-unlocked-before-enable", "a caller drops cpus_read_lock between "
+             "tdx_cpu_enable and tdx_enable", "design hazard: the tdx_enable caller contract",
+             caller_holds_cpus_lock=False),
+    V6_8.but("mutant-vmxoff-not-refcounted", "VMXOFF on a CPU when any VMX user leaves, not "
+             "the last", "design hazard: VMX users of a CPU (KVM's hardware_disable)",
+             vmx_refcounted=False),
+    V6_8.but("mutant-error-retried", "tdx_enable retries init_tdx_module after a failure "
+             "instead of returning -EINVAL", "design hazard: __tdx_enable (TDX_MODULE_ERROR)",
+             error_is_final=False),
+    V6_8.but("mutant-mutex-kept-on-failure", "tdx_enable keeps its mutex when init fails",
+             "design hazard: tdx_enable (tdx_module_lock)", release_mutex_on_failure=False),
+    V6_8.but("mutant-memlist-leaked-on-failure", "build_tdx_memlist keeps the entries it "
+             "added when an allocation fails", "design hazard: build_tdx_memlist",
+             memlist_failure_frees_partial=False),
+    V6_8.but("mutant-pamts-leaked-on-alloc-failure", "tdmrs_set_up_pamt_all keeps the "
+             "chunks it allocated when a later one fails",
+             "design hazard: tdmrs_set_up_pamt_all", pamt_alloc_failure_frees_pamts=False),
+    V6_8.but("mutant-pamts-leaked-on-rsvd-failure", "construct_tdmrs keeps the PAMTs when "
+             "reserved areas run out", "design hazard: construct_tdmrs",
+             rsvd_failure_frees_pamts=False),
+    V6_8.but("mutant-pamts-leaked-on-config-failure", "a TDH.SYS.CONFIG failure unwinds "
+             "past err_free_pamts", "design hazard: init_tdx_module unwinding labels",
+             config_failure_frees_pamts=False),
+    V6_8.but("mutant-key-config-in-parallel", "TDH.SYS.KEY.CONFIG issued on every package at "
+             "once instead of one at a time", "design hazard: config_global_keyid",
+             key_config_serial=False),
 )
 
 # Later kernels, each v6.8 with the rules it changed (the TDX host code read at the commit in

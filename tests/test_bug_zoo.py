@@ -31,6 +31,19 @@ CAUGHT_BY = {
     "mutant-notifier-checks-start-only": "MEMORY-STATIC-WHEN-READY",
     "mutant-notifier-rejects-when-empty": "ONLINE-VETO-ONLY-WHEN-READY",
     "mutant-lp-flag-cleared-on-offline": "SEAMCALL-ACCEPTED",
+    "mutant-s3-left-enabled": "NO-S3-OR-HIBERNATE-WITH-TDX",
+    "mutant-hibernation-allowed": "NO-S3-OR-HIBERNATE-WITH-TDX",
+    "mutant-lp-init-after-failed-sysinit": "SEAMCALL-ACCEPTED",
+    "mutant-caller-skips-cpus": "SEAMCALL-ACCEPTED",
+    "mutant-cpus-unlocked-before-enable": "CPUS-FROZEN-DURING-ENABLE",
+    "mutant-vmxoff-not-refcounted": "SEAMCALL-ACCEPTED",
+    "mutant-error-retried": "STATUS-MONOTONE",
+    "mutant-mutex-kept-on-failure": "DEADLOCK-FREE",
+    "mutant-memlist-leaked-on-failure": "RESOURCES-AT-REST",
+    "mutant-pamts-leaked-on-alloc-failure": "RESOURCES-AT-REST",
+    "mutant-pamts-leaked-on-rsvd-failure": "RESOURCES-AT-REST",
+    "mutant-pamts-leaked-on-config-failure": "RESOURCES-AT-REST",
+    "mutant-key-config-in-parallel": "SEAMCALL-ACCEPTED",
 }
 
 
