@@ -167,12 +167,23 @@ def test_region_count_query_allows_every_placement_break_the_solver_finds(region
         assert region_count_query(PLACEMENT_BREAKS, len(memlist), sysinfo, 10_000) == "sat"
 
 
+def _answer(result: dict) -> dict:
+    """A synthesis result as the budget decides it: the plan beside the kernel's layout is any
+    valid one Z3 returns (its addresses may differ between contexts), so only its status and
+    TDMR count are compared."""
+    plan = result.get("plan")
+    if isinstance(plan, dict):
+        result = result | {"plan": (plan.get("status"), len(plan.get("tdmrs") or ()))}
+    return result | {"duration_s": 0}
+
+
 def test_the_same_budget_gives_the_same_synthesis(monkeypatch):
     """Budgets in Z3 resource units shared by every query: the same on every run; a budget
     too small to prove anything says unknown, never a proof."""
-    for rate, proved in ((10, False), (30_000, True)):
+    # 10 and 30,000 units, over 10 s so the wall-clock guard (twice that) never decides
+    for rate, proved in ((1, False), (3_000, True)):
         monkeypatch.setattr("checker.engines.solver.RLIMIT_PER_SECOND", rate)
-        runs = [synthesise(kind, SMALL, timeout_ms=1000).to_json() | {"duration_s": 0}
+        runs = [_answer(synthesise(kind, SMALL, timeout_ms=10_000).to_json())
                 for kind in KINDS for _ in range(2)]
         assert runs[0::2] == runs[1::2]
         assert all(r["proved_minimal"] == proved for r in runs)
