@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-from spec.profiles import PROFILES, rule_changes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an install
+
+from spec.profiles import PROFILES, rule_changes  # noqa: E402
 
 
 def counterexample_size(check: dict) -> tuple[int, str]:
