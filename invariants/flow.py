@@ -168,6 +168,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def init_returns(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return _init_returns(step)
 
+    def stops_at_first_error(s: S.State, step: S.Step, t: S.State) -> bool:
+        return not (after_failure(s, step, t) and _issues_seamcall(step))
+
+    def after_failure(s: S.State, step: S.Step, _t: S.State) -> bool:
+        """A step of init_tdx_module in a run where a step has failed already."""
+        return bool(s.first_err) and s.mutex >= 0 and step.actor == flow.actor_name(s.mutex)
+
     def callers_see_results(s: S.State, step: S.Step, t: S.State) -> bool:
         for before, after in zip(s.callers, t.callers, strict=True):
             if after.pc == before.pc:
@@ -403,6 +410,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: init_tdx_module (every failure goes to an unwinding label with its ret)",
           "transition", F.TdxFlow._init_failed, returns_first_error, init_returns,
           _init_returns),
+        T("INIT-STOPS-AT-FIRST-ERROR",
+          "Once a step of init_tdx_module has failed, the run issues no further SEAMCALL: it "
+          "only unwinds (frees, flushes, resets) and returns.",
+          f"{TDX_C}: init_tdx_module (every failure jumps to its unwinding label; "
+          "config_global_keyid stops at the first package whose KEY.CONFIG fails)",
+          "transition", F.TdxFlow._config_global_keyid, stops_at_first_error,
+          after_failure),
         T("CALLERS-SEE-RESULTS",
           "A caller (KVM) goes on as loaded only after a call that returned 0 with the "
           "module initialised, and unwinds as failed only after a call that returned an "

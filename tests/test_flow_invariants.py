@@ -12,6 +12,8 @@ from invariants.flow import flow_invariants
 from spec import flow_state as S
 from spec.flow import TdxFlow
 from spec.profiles import V6_8, V6_18, V7_1, V7_2
+from spec.seamcall import SUCCESS
+from spec.statespace import set_fields
 from spec.sysinfo import TdxSysinfo
 
 
@@ -48,6 +50,18 @@ class _FailedLpInitLooksLoaded(TdxFlow):
                     out[i] = (label, self._with_caller(after, actor, pc=S.LOADED))
 
 
+class _TdmrInitRetriedAfterFailure(TdxFlow):
+    """A mutant: init_tdmrs drops a failed TDH.SYS.TDMR.INIT's error and calls it again."""
+
+    def _init_tdmr(self, state, name, out):
+        start = len(out)
+        super()._init_tdmr(state, name, out)
+        for i in range(start, len(out)):
+            label, _ = out[i]
+            if label.result != SUCCESS:
+                out[i] = (label, set_fields(state, faults=state.faults + label.injected))
+
+
 class _NoOnlineCallback(TdxFlow):
     """A mutant of v7.1: the CPU-online callback is not registered (a CPU coming online gets
     neither VMX nor tdx_cpu_enable)."""
@@ -73,6 +87,7 @@ CASES = [
     ("SEAMCALL-ACCEPTED", "key_config_serial", {}),
     ("INIT-RETURNS-FIRST-ERROR", _ErrorLostAtErrFreePamts, {}),
     ("CALLERS-SEE-RESULTS", _FailedLpInitLooksLoaded, {}),
+    ("INIT-STOPS-AT-FIRST-ERROR", _TdmrInitRetriedAfterFailure, {}),
     ("STATUS-MONOTONE", "error_is_final", {}),
     ("INIT-AT-MOST-ONCE", "enodev_marks_error", {}),
     ("READY-AGREES", "init_tdmrs_until_done", {}),
