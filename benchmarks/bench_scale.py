@@ -4,6 +4,8 @@
     python benchmarks/bench_scale.py --quick          # 2x4 only
     python benchmarks/bench_scale.py --configs 3x3 --modes exact fingerprints
     python benchmarks/bench_scale.py --limit 600      # seconds per run before it is cut off
+                                                      # (default 150: 4x4 grows ~5 KB per
+                                                      # state, a worker OOM-killed at 12 GB)
 
 Each row runs in its own process, so peak memory figures do not mix. Modes: `exact` keeps
 every state (the default explorer), `fingerprints` keeps a 64-bit fingerprint per state
@@ -94,7 +96,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--configs", nargs="+", metavar="PxC")
     parser.add_argument("--modes", nargs="+", choices=tuple(MODES))
-    parser.add_argument("--limit", type=float, default=900.0, metavar="S")
+    parser.add_argument("--limit", type=float, default=150.0, metavar="S")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     if args.configs:
