@@ -83,8 +83,23 @@ class Violation:
     trace: Trace
 
 
+class FindsViolations:
+    """What a search result says of the violation it reports first (`violation`, None when
+    it found none): shared by the breadth-first and the random-walk results."""
+
+    violation: Violation | None
+
+    @property
+    def violated(self) -> str | None:
+        return self.violation.invariant if self.violation else None
+
+    @property
+    def trace(self) -> Trace | None:
+        return self.violation.trace if self.violation else None
+
+
 @dataclass
-class ExplorationResult:
+class ExplorationResult(FindsViolations):
     verdict: str
     violations: dict[str, Violation]
     distinct_states: int
@@ -105,14 +120,6 @@ class ExplorationResult:
     def violation(self) -> Violation | None:
         """The first violation found (the shortest, when the run stopped at it)."""
         return next(iter(self.violations.values()), None)
-
-    @property
-    def violated(self) -> str | None:
-        return self.violation.invariant if self.violation else None
-
-    @property
-    def trace(self) -> Trace | None:
-        return self.violation.trace if self.violation else None
 
     @property
     def states_per_second(self) -> float:

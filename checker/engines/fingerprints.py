@@ -187,27 +187,26 @@ class FingerprintTable:
     def __len__(self) -> int:
         return self.count
 
-    def get(self, fp: int, default: int | None = None) -> int | None:
+    def _slot(self, fp: int) -> int:
+        """The slot holding `fp`, or the free slot where it would go (linear probing)."""
         keys, mask = self.keys, self.mask
         slot = fp & mask
         key = keys[slot]
-        while key:
-            if key == fp:
-                return self.ids[slot]
+        while key and key != fp:
             slot = (slot + 1) & mask
             key = keys[slot]
-        return default
+        return slot
+
+    def get(self, fp: int, default: int | None = None) -> int | None:
+        slot = self._slot(fp)
+        return self.ids[slot] if self.keys[slot] else default
 
     def setdefault(self, fp: int, ident: int) -> int:
         """The number stored with `fp`, storing `ident` first if `fp` is new."""
-        keys, mask = self.keys, self.mask
-        slot = fp & mask
-        key = keys[slot]
-        while key:
-            if key == fp:
-                return self.ids[slot]
-            slot = (slot + 1) & mask
-            key = keys[slot]
+        slot = self._slot(fp)
+        keys = self.keys
+        if keys[slot]:
+            return self.ids[slot]
         keys[slot] = fp
         self.ids[slot] = ident
         self.count += 1
@@ -218,12 +217,10 @@ class FingerprintTable:
     def _grow(self) -> None:
         old_keys, old_ids = self.keys, self.ids
         self._allocate(len(old_keys) * 2)
-        keys, ids, mask = self.keys, self.ids, self.mask
+        keys, ids = self.keys, self.ids
         for fp, ident in zip(old_keys, old_ids, strict=True):
             if fp:
-                slot = fp & mask
-                while keys[slot]:
-                    slot = (slot + 1) & mask
+                slot = self._slot(fp)  # a free one: the fingerprints are distinct
                 keys[slot] = fp
                 ids[slot] = ident
 

@@ -31,6 +31,7 @@ from typing import Any
 from checker.engines.bfs import (
     FAIL,
     INCONCLUSIVE,
+    FindsViolations,
     Trace,
     Violation,
     state_checks_by_fields,
@@ -61,7 +62,7 @@ class WalkProgress:
 
 
 @dataclass
-class SimulationResult:
+class SimulationResult(FindsViolations):
     """What the walks covered and the first violation met, shrunk. `verdict` is "fail" or
     "inconclusive": walks that meet no violation prove nothing."""
 
@@ -82,14 +83,6 @@ class SimulationResult:
     walk: int | None = None  # index of the violating walk
     found_length: int | None = None  # its steps up to the violation, before shrinking
     shrink_seconds: float = 0.0  # of `seconds`, those spent shrinking
-
-    @property
-    def violated(self) -> str | None:
-        return self.violation.invariant if self.violation else None
-
-    @property
-    def trace(self) -> Trace | None:
-        return self.violation.trace if self.violation else None
 
     @property
     def shrunk_length(self) -> int | None:
