@@ -5,52 +5,11 @@ from typing import NamedTuple
 
 import networkx as nx
 import pytest
+from toy_models import Counters, Move, Prop
 
 from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
 from checker.views.graph import state_graph, to_dot, to_graphml
 from checker.views.trace import ReplayError, replay, trace_to_json, trace_to_text
-
-
-class Move(NamedTuple):
-    action: str
-    actor: str
-    cpu: int | None = None
-
-
-class Counters:
-    """Two counters 0..limit; either may step up; `reset` sends both back to 0.
-
-    Symmetric in the two counters, so the canonical form sorts them."""
-
-    def __init__(self, limit=3):
-        self.limit = limit
-
-    def initial_states(self):
-        return [(0, 0)]
-
-    def successors(self, state):
-        out = []
-        for i in (0, 1):
-            if state[i] < self.limit:
-                nxt = list(state)
-                nxt[i] += 1
-                out.append((Move("inc", f"counter {i}", i), tuple(nxt)))
-        out.append((Move("reset", "env"), (0, 0)))
-        return out
-
-    def canonical(self, state):
-        return tuple(sorted(state))
-
-    def state_fields(self, state):
-        return {"a": str(state[0]), "b": str(state[1])}
-
-    def describe(self):
-        return {"model": "counters", "limit": self.limit}
-
-
-class Prop:
-    def __init__(self, ident, kind, check):
-        self.id, self.kind, self.check = ident, kind, check
 
 
 def test_exhaustive_run_counts_states_and_transitions():

@@ -4,9 +4,9 @@ bug profiles that they find the bug, shrink the walk and hand over a trace that 
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
 
 import pytest
+from toy_models import IdleCounters, Move, Prop
 
 from checker.engines.explorer import FAIL, INCONCLUSIVE
 from checker.engines.simulate import WalkBounds, shrink, simulate
@@ -15,42 +15,6 @@ from checker.gate.flowcheck import checked_invariants
 from checker.gate.replay import parse_document, replay_document
 from checker.inputs.platforms import flow_model
 from checker.views.trace import replay, trace_to_json
-
-
-class Step(NamedTuple):
-    action: str
-    actor: str
-    cpu: int | None = None
-
-
-class Counters:
-    """Two counters 0..limit, either may step up; `reset` sends both to 0, `idle` changes
-    nothing. Symmetric in the two counters."""
-
-    def __init__(self, limit: int = 3) -> None:
-        self.limit = limit
-
-    def initial_states(self):
-        return [(0, 0)]
-
-    def successors(self, state):
-        out = [(Step("inc", f"counter {i}", i), state[:i] + (state[i] + 1,) + state[i + 1:])
-               for i in (0, 1) if state[i] < self.limit]
-        return out + [(Step("reset", "env"), (0, 0)), (Step("idle", "env"), state)]
-
-    def canonical(self, state):
-        return tuple(sorted(state))
-
-    def state_fields(self, state):
-        return {"a": str(state[0]), "b": str(state[1])}
-
-    def describe(self):
-        return {"model": "counters", "limit": self.limit}
-
-
-class Prop:
-    def __init__(self, ident, kind, check):
-        self.id, self.kind, self.check = ident, kind, check
 
 
 def _is_walk(model, trace) -> bool:
@@ -63,7 +27,7 @@ def _is_walk(model, trace) -> bool:
 
 
 def test_a_state_violation_is_found_shrunk_and_a_real_walk():
-    model = Counters()
+    model = IdleCounters()
     result = simulate(model, [Prop("SUM<5", "state", lambda s: sum(s) < 5)],
                       WalkBounds(walks=200, length=60), seed=1)
     assert result.verdict == FAIL and result.violated == "SUM<5"
@@ -79,9 +43,9 @@ def test_a_state_violation_is_found_shrunk_and_a_real_walk():
 def test_a_transition_violation_ends_with_the_bad_step():
     no_reset_at_3 = Prop("NO-RESET-AT-3", "transition",
                          lambda s, lab, t: not (lab.action == "reset" and 3 in s))
-    result = simulate(Counters(), [no_reset_at_3], WalkBounds(walks=500, length=60))
+    result = simulate(IdleCounters(), [no_reset_at_3], WalkBounds(walks=500, length=60))
     trace = result.trace
-    assert result.violated == "NO-RESET-AT-3" and _is_walk(Counters(), trace)
+    assert result.violated == "NO-RESET-AT-3" and _is_walk(IdleCounters(), trace)
     assert trace.steps[-1][0].action == "reset" and 3 in trace.states[-2]
     assert len(trace) == 4  # three increments of one counter, then the reset
 
@@ -89,26 +53,26 @@ def test_a_transition_violation_ends_with_the_bad_step():
 def test_walks_without_a_violation_are_inconclusive_and_count_what_they_covered():
     prop = Prop("SMALL", "state", lambda s: max(s) <= 3)
     goal = Prop("CAN-RESET", "eventually", lambda s: s == (0, 0))
-    result = simulate(Counters(), [prop, goal], WalkBounds(walks=40, length=25))
+    result = simulate(IdleCounters(), [prop, goal], WalkBounds(walks=40, length=25))
     assert result.verdict == INCONCLUSIVE and result.violation is None
     assert (result.walks, result.steps, result.longest) == (40, 40 * 25, 25)
     assert result.bound_hit == "walks"
     assert result.distinct_states == 10  # every unordered pair over 0..3
     assert result.properties == ("SMALL",) and result.unjudged == ("CAN-RESET",)
-    no_symmetry = simulate(Counters(), [prop], WalkBounds(walks=40, length=25), symmetry=False)
+    no_symmetry = simulate(IdleCounters(), [prop], WalkBounds(walks=40, length=25), symmetry=False)
     assert no_symmetry.distinct_states == 16
 
 
 def test_an_eventually_property_is_never_judged_on_walks():
     never = Prop("NEVER", "eventually", lambda s: False)
-    result = simulate(Counters(), [never], WalkBounds(walks=5, length=10))
+    result = simulate(IdleCounters(), [never], WalkBounds(walks=5, length=10))
     assert result.verdict == INCONCLUSIVE and result.unjudged == ("NEVER",)
 
 
 def test_a_walk_ends_in_a_state_with_no_successors():
-    class Line(Counters):
+    class Line(IdleCounters):
         def successors(self, state):
-            return [] if state[0] == 2 else [(Step("inc", "counter 0", 0), (state[0] + 1, 0))]
+            return [] if state[0] == 2 else [(Move("inc", "counter 0", 0), (state[0] + 1, 0))]
 
     result = simulate(Line(), [], WalkBounds(walks=3, length=50))
     assert (result.steps, result.longest, result.distinct_states) == (6, 2, 3)
@@ -117,38 +81,38 @@ def test_a_walk_ends_in_a_state_with_no_successors():
 def test_the_same_seed_gives_the_same_run_and_another_seed_other_walks():
     prop = [Prop("SUM<6", "state", lambda s: sum(s) < 6)]
     bounds = WalkBounds(walks=300, length=40)
-    first, again = simulate(Counters(), prop, bounds, seed=7), simulate(Counters(), prop,
-                                                                          bounds, seed=7)
+    first = simulate(IdleCounters(), prop, bounds, seed=7)
+    again = simulate(IdleCounters(), prop, bounds, seed=7)
     assert (first.walk, first.steps, first.found_length, first.trace.steps) == \
         (again.walk, again.steps, again.found_length, again.trace.steps)
-    others = {simulate(Counters(), prop, bounds, seed=s).steps for s in range(8, 12)}
+    others = {simulate(IdleCounters(), prop, bounds, seed=s).steps for s in range(8, 12)}
     assert len(others | {first.steps}) > 1
 
 
 def test_workers_do_not_change_the_result():
     prop = [Prop("SUM<6", "state", lambda s: sum(s) < 6)]
     bounds = WalkBounds(walks=300, length=40)
-    one = simulate(Counters(), prop, bounds, seed=3)
-    two = simulate(Counters(), prop, bounds, seed=3, workers=2)
+    one = simulate(IdleCounters(), prop, bounds, seed=3)
+    two = simulate(IdleCounters(), prop, bounds, seed=3, workers=2)
     assert two.workers == 2
     assert (one.walk, one.walks, one.steps, one.distinct_states, one.found_length,
             one.trace.steps) == (two.walk, two.walks, two.steps, two.distinct_states,
                                  two.found_length, two.trace.steps)
     clean = [Prop("SMALL", "state", lambda s: max(s) <= 3)]
-    assert simulate(Counters(), clean, bounds, workers=2).steps == 300 * 40
+    assert simulate(IdleCounters(), clean, bounds, workers=2).steps == 300 * 40
 
 
 def test_the_time_bound_stops_the_walks_early():
-    result = simulate(Counters(limit=50), [], WalkBounds(walks=10**6, length=50,
+    result = simulate(IdleCounters(limit=50), [], WalkBounds(walks=10**6, length=50,
                                                          max_seconds=0.2))
     assert result.bound_hit == "time" and 0 < result.walks < 10**6
     assert result.verdict == INCONCLUSIVE
 
 
 def test_shrinking_cuts_loops_and_detours_but_keeps_the_violation():
-    model = Counters()
-    inc0, inc1 = Step("inc", "counter 0", 0), Step("inc", "counter 1", 1)
-    labels = [inc0, Step("idle", "env"), inc1, Step("reset", "env"), inc0, inc0, inc1, inc0]
+    model = IdleCounters()
+    inc0, inc1 = Move("inc", "counter 0", 0), Move("inc", "counter 1", 1)
+    labels = [inc0, Move("idle", "env"), inc1, Move("reset", "env"), inc0, inc0, inc1, inc0]
     state, path = (0, 0), []
     for wanted in labels:
         state = next(s for lab, s in model.successors(state) if lab == wanted)
@@ -161,9 +125,9 @@ def test_shrinking_cuts_loops_and_detours_but_keeps_the_violation():
 
 def test_bad_bounds_are_refused():
     with pytest.raises(ValueError):
-        simulate(Counters(), [], WalkBounds(walks=0))
+        simulate(IdleCounters(), [], WalkBounds(walks=0))
     with pytest.raises(ValueError):
-        simulate(Counters(), [], workers=0)
+        simulate(IdleCounters(), [], workers=0)
 
 
 # --- the flow model --------------------------------------------------------------------------
