@@ -25,13 +25,6 @@ def _edges(model: TdxFlow):
     return [(graph.states[a], label, graph.states[b]) for a, label, b in graph.edges]
 
 
-@pytest.mark.parametrize("config", ["default", "no-erratum", "rsvd-exhausted"])
-def test_v7_2_keeps_every_invariant(config):
-    model = flow_model("v7.2", config)
-    result = explore(model, flow_invariants(model))
-    assert result.verdict == PASS and result.bound_hit is None
-
-
 def test_a_successful_update_reinitialises_every_cpu_and_keeps_the_pamts():
     edges = _edges(TdxFlow(V7_2, QUIET))
     requested = [s for s, label, _ in edges if label.action == "seamldr_install_module"]
