@@ -16,7 +16,6 @@ Either way the new files are replayed in the same run, so a recorded baseline co
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import re
@@ -66,6 +65,7 @@ from checker.gate.suite import (
     pyproject_has_suite,
 )
 from checker.inputs.readers import InputError
+from checker.options import integer_at_least
 from checker.views.reports import FORMATS, TEXT_WIDTH, render
 from spec.profiles import PROFILES
 
@@ -85,14 +85,7 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+_jobs = integer_at_least(1, "at least 1")
 
 
 def add_arguments(p) -> None:

@@ -1,0 +1,21 @@
+"""Types of command-line option values shared by the subcommands (`cli`, `gate.verify`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def integer_at_least(minimum: int, words: str) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`; `words` says so in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be {words}")
+        return value
+
+    return parse
