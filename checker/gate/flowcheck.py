@@ -15,8 +15,6 @@ from checker.gate.suite import CheckSpec
 from checker.inputs.platforms import configure, flow_model
 from checker.views.trace import trace_to_json, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
-from spec.flow import TdxFlow
-from spec.profiles import get_profile
 
 MODEL_ROOT = Path(spec.__file__).resolve().parent.parent
 
@@ -36,7 +34,7 @@ def flow_recipe(profile: str, config: str, **flags) -> tuple:
     """The model and the invariants a flow check explores, built from names (a configuration
     name or PxC, with `configure`'s flags): with `functools.partial` a picklable recipe for
     workers that cannot inherit them (Ray)."""
-    flow = TdxFlow(get_profile(profile), configure(config, **flags))
+    flow = flow_model(profile, configure(config, **flags))
     return flow, checked_invariants(flow, config)
 
 

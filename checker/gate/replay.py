@@ -45,6 +45,7 @@ LAYOUT_VIOLATED = "layout-violated"  # construction succeeds with a layout break
 CONSTRUCT_FAILS = "construct-fails"  # construction fails with the recorded errno
 DIFFERS = "differs-from-v6.8"  # the profile builds other TDMRs than v6.8 (SAME-AS-V6.8)
 MAP_INVARIANTS = frozenset(MACHINE_INVARIANTS) | {inv.id for inv in LAYOUT_INVARIANTS}
+REPLAYABLE = ("map", "trace")  # the counterexample kinds replay re-runs (a boot log is not one)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from checker.gate.corpus import (
     write_document,
 )
 from checker.gate.progress import Progress
-from checker.gate.replay import ReplayError
+from checker.gate.replay import REPLAYABLE, ReplayError
 from checker.gate.results import FAIL, CheckResult
 from checker.gate.runners import run_check
 from checker.gate.suite import (
@@ -394,9 +394,6 @@ def _worker_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-REPLAYABLE = ("map", "trace")  # the counterexample kinds `replay` re-runs
-
-
 def store_counterexamples(results: list[CheckResult], folder: Path,
                           in_corpus: frozenset[str] = frozenset()
                           ) -> list[tuple[CheckResult, Path]]:
@@ -407,7 +404,7 @@ def store_counterexamples(results: list[CheckResult], folder: Path,
     for result in results:
         if result.status != FAIL or not result.counterexample or result.id.startswith("replay/"):
             continue
-        if result.counterexample["kind"] not in REPLAYABLE:  # a boot log: the log is the case
+        if result.counterexample["kind"] not in REPLAYABLE:  # a boot log is its own case
             continue
         doc = with_recorded_result(document(result.id, result.profile, result.config,
                                             result.invariant, dict(result.counterexample)))
