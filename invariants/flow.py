@@ -83,14 +83,9 @@ def _init_returns(step: S.Step) -> bool:
     return step.action == "init_tdx_module"
 
 
-# What a step that returned normally records as its result: 0 from a kernel function, a
-# lock or check that passed, a SEAMCALL that succeeded, tdx_get_sysinfo's module information.
-_OK_RESULTS = frozenset(("0", "ok", SUCCESS, "module"))
-
-
 def _step_failed(step: S.Step) -> bool:
     """The step's function returned an error (an errno, or a SEAMCALL's failure)."""
-    return step.result is not None and step.result not in _OK_RESULTS
+    return F.step_errno(step) != 0
 
 
 def _machine_check(step: S.Step) -> bool:
