@@ -25,6 +25,7 @@ from checker.inputs.readers import (
 )
 from checker.options import integer_at_least
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
+from spec.sysinfo import BITMAP_BITS_MAX
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 LOGGED_KERNEL = "v6.8"  # the kernel `tdmr` takes a boot log to come from, unless told otherwise
@@ -65,6 +66,15 @@ def _metadata(text: str) -> int:
     if value > U16_MAX:
         raise argparse.ArgumentTypeError(f"{value} is more than the module's 16 bits hold "
                                          f"({U16_MAX})")
+    return value
+
+
+def _bitmap_bits(text: str) -> int:
+    """The module's Dynamic PAMT bits per page: an 8-bit metadata field, 0 for none."""
+    value = _seed(text)
+    if value > BITMAP_BITS_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is more than the module's 8-bit field holds "
+                                         f"({BITMAP_BITS_MAX})")
     return value
 
 
@@ -131,6 +141,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                       "machine instead of building one (the 'tdmrs' list in the form "
                       "`--format json` prints)")
     add_limit_options(tdmr)
+    tdmr.add_argument("--pamt-bitmap-bits", type=_bitmap_bits, metavar="N",
+                      help="the module's Dynamic PAMT bitmap bits per 4K page "
+                      f"(pamt_page_bitmap_entry_bits, 0 to {BITMAP_BITS_MAX}; default: the "
+                      "input's, else 0, a module without Dynamic PAMT); only a profile with "
+                      "the rule (dpamt) uses it")
 
     cex = sub.add_parser("counterexample",
                          help="the smallest memory map on which v6.8 breaks in a given way",
@@ -309,8 +324,8 @@ def cmd_tdmr(args) -> int:
         raise UsageError(f"{args.input}: --holes cmr needs CMRs (CMR lines in the log, or "
                          "'cmrs' in the JSON map)")
     options = TdmrOptions(profile, args.placement, args.max_tdmrs, args.max_reserved,
-                          args.pamt_entry_size, args.worst_case, args.plan,
-                          timeout_ms=args.timeout * 1000)
+                          args.pamt_entry_size, args.pamt_bitmap_bits, args.worst_case,
+                          args.plan, timeout_ms=args.timeout * 1000)
     if args.check_layout:
         if args.format in PICTURES:
             raise UsageError("--check-layout prints text or json")
@@ -373,11 +388,13 @@ def _check_user_layout(args, machine, options) -> int:
     from checker.views.tdmr_report import effective_sysinfo
     from invariants.layout import check_layout
     from spec.memory import build_tdx_memlist
+    from spec.sysinfo import kernel_sysinfo
 
     tdmrs = read_layout(args.check_layout)
     holes = machine.cmrs if options.profile.holes == HOLES_CMR else None
     found = check_layout(tdmrs, build_tdx_memlist(machine.regions),
-                         effective_sysinfo(machine, options), holes)
+                         kernel_sysinfo(effective_sysinfo(machine, options), options.profile),
+                         holes)
     if args.format == "json":
         _emit(args, json.dumps({"schema_version": CHECK_LAYOUT_SCHEMA_VERSION,
                                 "tdmrs": len(tdmrs), "valid": not found, "violations": [

@@ -107,6 +107,19 @@ def pamt_size_formula(tdmr_size: Term, shift: int, entry_size: int) -> Term:
     return t_div(t_div(tdmr_size, 1 << shift) * entry_size + SZ_4K - 1, SZ_4K) * SZ_4K
 
 
+def pamt_size_formulas(tdmr_size: Term, sysinfo: TdxSysinfo) -> tuple[Term, Term, Term]:
+    """The 4K, 2M and 1G PAMT sizes the module expects for a TDMR of this size. `sysinfo` is
+    the metadata as the kernel holds it (`kernel_sysinfo`): with Dynamic PAMT bits the 4K one
+    is the page bitmap, those bits per 4K page in whole bytes, rounded up to 4 KiB."""
+    sizes = [pamt_size_formula(tdmr_size, shift, entry)
+             for shift, entry in zip(PAGE_SIZE_SHIFTS, sysinfo.pamt_entry_size, strict=True)]
+    bits = sysinfo.pamt_page_bitmap_entry_bits
+    if bits:
+        nbytes = t_div(t_div(tdmr_size, SZ_4K) * bits + 7, 8)
+        sizes[0] = t_div(nbytes + SZ_4K - 1, SZ_4K) * SZ_4K
+    return tuple(sizes)
+
+
 # --- the encoding ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -397,11 +410,11 @@ def _rsvd_no_memory(tdmrs, prep):
 
 
 def _pamt_size(tdmrs, prep):
-    entry_sizes = prep.ctx.sysinfo.pamt_entry_size
     for i, t in enumerate(tdmrs):
-        for name, shift, entry, size in zip(PAGE_SIZE_NAMES, PAGE_SIZE_SHIFTS, entry_sizes,
-                                            t.pamt_sizes, strict=True):
-            yield Atom(i, f"{name} PAMT", size == pamt_size_formula(t.size, shift, entry))
+        for name, size, expected in zip(PAGE_SIZE_NAMES, t.pamt_sizes,
+                                        pamt_size_formulas(t.size, prep.ctx.sysinfo),
+                                        strict=True):
+            yield Atom(i, f"{name} PAMT", size == expected)
 
 
 def _pamt_layout(tdmrs, prep):
@@ -469,7 +482,8 @@ LAYOUT_CONSTRAINTS: tuple[LayoutConstraint, ...] = tuple(
          f"{_TDX_C} tdmr_populate_rsvd_areas (only holes and PAMTs are reserved)",
          _rsvd_no_memory),
         ("PAMT-SIZE", "each PAMT holds one entry per page of its size, rounded up to 4 KiB",
-         f"{_TDX_C} tdmr_get_pamt_sz", _pamt_size),
+         f"{_TDX_C} tdmr_get_pamt_sz (with Dynamic PAMT the 4K one is a bitmap: "
+         "tdmr_get_pamt_bitmap_sz of the series)", _pamt_size),
         ("PAMT-LAYOUT", "a TDMR's PAMT chunk is 4 KiB aligned and holds the 4K, 2M and 1G "
          "PAMTs back to back", f"{_TDX_C} tdmr_set_up_pamt", _pamt_layout),
         ("PAMT-IN-MEMORY", "each PAMT chunk lies inside one TDX memory region",

@@ -30,6 +30,7 @@ class Profile:
     pamt_entry_count_bits: int | None = None  # None: exact; 32: the v5 signed-int bug
     sort_reserved_areas: bool = True  # tdmr_populate_rsvd_areas ends with sort_rsvd_areas
     reserve_other_tdmrs_pamts: bool = True  # tdmr_populate_rsvd_pamts looks at every TDMR
+    pamt_4k_bitmap: bool = False  # a module with Dynamic PAMT gets a page bitmap as 4K PAMT
     # --- flow --- (spec.flow; each switch is one rule, True is what v6.8 does)
     tdx_init_disables_s3: bool = True  # tdx_init turns ACPI S3 off for the whole boot
     tdx_init_refuses_hibernation: bool = True  # tdx_init fails when hibernation is available
@@ -83,7 +84,7 @@ V6_8 = Profile(name="v6.8", summary="Linux v6.8 as merged (memblock holes)")
 
 # The switches spec.tdmr reads; every other switch is a rule of spec.flow.
 TDMR_RULES = frozenset({"holes", "pamt_entry_count_bits", "sort_reserved_areas",
-                        "reserve_other_tdmrs_pamts"})
+                        "reserve_other_tdmrs_pamts", "pamt_4k_bitmap"})
 _DESCRIPTIVE = frozenset({"name", "summary", "source", "kind"})
 
 
@@ -246,6 +247,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8.but("cmr-holes", "v6.8 with holes taken from CMRs instead of memblock",
              "LKML v8 2024-11-13 'x86/virt/tdx: Reduce TDMR's reserved areas by using CMRs to "
              "find memory holes'", kind="variant", holes=HOLES_CMR),
+    V6_8.but("dpamt", "v6.8 with the TDMR part of Dynamic PAMT: on a module that has it, the "
+             "4K PAMT of each TDMR is a bitmap of the module's bits per 4K page, rounded up to "
+             "4 KiB (1 bit: about 100x less PAMT); the 2M and 1G PAMTs are unchanged",
+             "LKML 'TDX: Enable Dynamic PAMT' v3 2025-09-18 (Kirill Shutemov, Rick Edgecombe), "
+             "patches 03 'Simplify tdmr_get_pamt_sz()' and 04 'Allocate page bitmap for "
+             "Dynamic PAMT'; in no release up to v7.2", kind="variant", pamt_4k_bitmap=True),
     *BUGS,
     *UPDATE_HAZARDS,
 )}

@@ -14,10 +14,10 @@ from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 
 from spec.errno import ENOMEM, ENOSPC, KernelError
-from spec.memory import SZ_1G, SZ_4K, MemRange, round_down, round_up
+from spec.memory import SZ_1G, SZ_1M, SZ_4K, MemRange, round_down, round_up
 from spec.placement import FirstFit
 from spec.profiles import HOLES_CMR, V6_8, Profile
-from spec.sysinfo import PAGE_SIZE_SHIFTS, TdxSysinfo
+from spec.sysinfo import PAGE_SIZE_SHIFTS, TdxSysinfo, kernel_sysinfo
 
 TDMR_NR_WARN = 4  # warn when fewer than this many TDMRs remain unused
 
@@ -154,6 +154,24 @@ def tdmr_get_pamt_sz(tdmr: Tdmr, shift: int, entry_size: int, profile: Profile =
     return round_up(entries * entry_size, SZ_4K)
 
 
+def tdmr_get_pamt_bitmap_sz(tdmr: Tdmr, bits: int) -> int:
+    """`tdmr_get_pamt_bitmap_sz` (Dynamic PAMT): `bits` per 4K page, whole bytes, rounded up to
+    4 KiB. On a 1 GiB-aligned TDMR both roundings are exact, whatever `bits`."""
+    return round_up(-(-(tdmr.size >> PAGE_SIZE_SHIFTS[0]) * bits // 8), SZ_4K)
+
+
+def pamt_sizes(tdmr: Tdmr, sysinfo: TdxSysinfo, profile: Profile = V6_8
+               ) -> tuple[int, int, int]:
+    """The 4K, 2M and 1G PAMT sizes `tdmr_set_up_pamt` writes into the TDMR. With Dynamic
+    PAMT (a kernel with the rule, a module with the feature) the 4K one is the page bitmap."""
+    bits = kernel_sysinfo(sysinfo, profile).pamt_page_bitmap_entry_bits
+    sizes = [tdmr_get_pamt_sz(tdmr, shift, entry, profile)
+             for shift, entry in zip(PAGE_SIZE_SHIFTS, sysinfo.pamt_entry_size, strict=True)]
+    if bits:
+        sizes[0] = tdmr_get_pamt_bitmap_sz(tdmr, bits)
+    return tuple(sizes)
+
+
 def tdmr_get_nid(tdmr: Tdmr, memlist: tuple[MemRange, ...], messages: list[str],
                  ends: list[int] | None = None) -> int:
     """`tdmr_get_nid`: node of the first entry ending above the TDMR base (starts ignored).
@@ -174,14 +192,21 @@ def tdmrs_set_up_pamt_all(tdmrs: list[Tdmr], memlist: tuple[MemRange, ...],
     """`tdmr_set_up_pamt` for each TDMR: one chunk holding the 4K, 2M and 1G PAMTs in that
     order, on the TDMR's node if the allocator can. Any failure frees the earlier chunks; the
     TDMRs set up before it are returned with -ENOMEM, so the next one is the one that failed
-    (the kernel prints no line there)."""
+    (the kernel prints no line there).
+
+    The Dynamic PAMT series writes the sizes into the TDMR before allocating, zeroes the base
+    when allocation fails, and has the free and reset helpers skip a TDMR whose PAMT base is
+    0 where v6.8 skips one whose size is 0. No switch models that: TDX memory starts at 1 MiB
+    (`build_tdx_memlist`; x86 also reserves the first 1 MiB, so `alloc_contig_pages` never
+    returns page 0) and every chunk lies in TDX memory (the policies place inside the memory
+    list, PAMT-IN-MEMORY refuses any other), so a base is 0 exactly when no chunk was
+    allocated and both tests skip the same TDMRs. A chunk at 0 would be skipped, so leaked
+    and never reset; `construct_tdmrs` refuses the one input that could put it there."""
     allocator = placement.allocator(memlist)
     ends = [e.end for e in memlist]
     out = []
     for index, tdmr in enumerate(tdmrs):
-        sizes = tuple(tdmr_get_pamt_sz(tdmr, shift, entry, profile)
-                      for shift, entry in zip(PAGE_SIZE_SHIFTS, sysinfo.pamt_entry_size,
-                                              strict=True))
+        sizes = pamt_sizes(tdmr, sysinfo, profile)
         nid = tdmr_get_nid(tdmr, memlist, messages, ends)
         base = allocator.alloc(index, sum(sizes), nid)
         if base is None:
@@ -278,6 +303,9 @@ def construct_tdmrs(memlist: tuple[MemRange, ...], sysinfo: TdxSysinfo = TdxSysi
     """
     if profile.holes == HOLES_CMR and not cmrs:
         raise ValueError(f"profile {profile.name} takes holes from CMRs, but none were given")
+    if any(e.start < SZ_1M for e in memlist):
+        raise ValueError("TDX memory starts at 1 MiB: pass the memory list through "
+                         "build_tdx_memlist (no PAMT chunk may land at address 0)")
     messages: list[str] = []
     filled = fill_out_tdmrs(memlist, sysinfo, messages)
     if isinstance(filled, KernelError):

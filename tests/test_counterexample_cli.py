@@ -217,7 +217,8 @@ def test_the_map_loads_through_tdmr_with_the_same_result(work, capsys, small_rep
     code, tdmr = tdmr_json(capsys, path)
     assert tdmr["error"] == report["kernel"]["error"]
     assert tdmr["metadata"] == {"max_tdmrs": 2, "max_reserved_per_tdmr": 2,
-                                "pamt_entry_size": [16, 16, 16]}
+                                "pamt_entry_size": [16, 16, 16],
+                                "pamt_page_bitmap_entry_bits": 0}
     if kind == "placement-breaks":
         assert code == 0 and tdmr["error"] is None
         assert tdmr["pamt_kb"] == report["kernel"]["pamt_kb"] == 2 * CHUNK_1G // 1024

@@ -47,7 +47,6 @@ from checker.engines.solver import (
     Budget,
     format_range,
     hole_ranges_for,
-    pamt_sizes,
 )
 from invariants.layout import (
     CONSTRAINTS_BY_ID,
@@ -61,18 +60,19 @@ from invariants.layout import (
     layout_atoms,
     layout_to_json,
     overlaps,
-    pamt_size_formula,
+    pamt_size_formulas,
     t_max,
     t_min,
 )
 from spec.memory import SZ_1G, SZ_4K, MemRange, round_down, round_up
 from spec.profiles import V6_8, Profile
-from spec.sysinfo import PAGE_SIZE_SHIFTS, TdxSysinfo
+from spec.sysinfo import TdxSysinfo, kernel_sysinfo
 from spec.tdmr import (
     ConstructResult,
     ReservedArea,
     Tdmr,
     construct_tdmrs,
+    pamt_sizes,
     tdmr_populate_rsvd_holes,
 )
 
@@ -342,9 +342,7 @@ class _Stage1:
         for _, atom in layout_atoms(terms, ctx, [CONSTRAINTS_BY_ID[c]
                                                  for c in PLANNED_CONSTRAINTS]):
             add(atom.holds)
-        chunk_sizes = [sum(pamt_size_formula(t.size, shift, entry) for shift, entry
-                           in zip(PAGE_SIZE_SHIFTS, sysinfo.pamt_entry_size, strict=True))
-                       for t in terms]
+        chunk_sizes = [sum(pamt_size_formulas(t.size, sysinfo)) for t in terms]
         overlap = [[overlaps(s, e, t.base, t.end) for s, e in holes] for t in terms]
         self.holes = []
         for i, row in enumerate(overlap):
@@ -437,6 +435,7 @@ def plan_layout(memlist: Sequence[MemRange], sysinfo: TdxSysinfo = TdxSysinfo(),
     started = time.monotonic()
     budget = budget or Budget(timeout_ms)
     memlist = tuple(memlist)
+    sysinfo = kernel_sysinfo(sysinfo, profile)  # what the layout invariants judge the plan by
     hole_ranges = hole_ranges_for(profile, memlist, cmrs)
     holes = LayoutContext.of(memlist, sysinfo, hole_ranges).holes
     kernel = construct_tdmrs(memlist, sysinfo, cmrs=tuple(cmrs), profile=profile)

@@ -32,15 +32,15 @@ from invariants.layout import (
 from spec.memory import SZ_1G, SZ_4G, MemRange
 from spec.placement import ExplicitPlacement, FirstFit
 from spec.profiles import HOLES_CMR, V6_8, Profile
-from spec.sysinfo import PAGE_SIZE_SHIFTS, TdxSysinfo
+from spec.sysinfo import TdxSysinfo
 from spec.tdmr import (
     AreaDemand,
     ConstructResult,
     Tdmr,
     construct_tdmrs,
     fill_out_tdmrs,
+    pamt_sizes,
     tdmr_get_nid,
-    tdmr_get_pamt_sz,
     tdmr_populate_rsvd_holes,
 )
 
@@ -153,11 +153,6 @@ def hole_ranges_for(profile: Profile, memlist: Sequence[MemRange],
             raise ValueError(f"profile {profile.name} takes holes from CMRs, but none were given")
         return tuple(sorted(cmrs))
     return tuple(memlist)
-
-
-def pamt_sizes(tdmr: Tdmr, sysinfo: TdxSysinfo, profile: Profile = V6_8) -> tuple[int, int, int]:
-    return tuple(tdmr_get_pamt_sz(tdmr, shift, entry, profile)
-                 for shift, entry in zip(PAGE_SIZE_SHIFTS, sysinfo.pamt_entry_size, strict=True))
 
 
 def hole_demand(tdmrs: Sequence[Tdmr], hole_ranges: tuple[MemRange, ...]) -> list[AreaDemand]:

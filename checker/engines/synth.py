@@ -34,7 +34,6 @@ from checker.engines.solver import (
     Budget,
     WorstCase,
     format_range,
-    pamt_sizes,
     worst_case_placement,
 )
 from checker.inputs.readers import memory_map_json
@@ -48,7 +47,7 @@ from spec.errno import ENOSPC
 from spec.memory import SZ_1G, SZ_1M, SZ_4G, SZ_4K, MemRange, build_tdx_memlist, round_up
 from spec.profiles import HOLES_CMR, V6_8, Profile
 from spec.sysinfo import TdxSysinfo
-from spec.tdmr import ConstructResult, Tdmr, construct_tdmrs
+from spec.tdmr import ConstructResult, Tdmr, construct_tdmrs, pamt_sizes
 
 KERNEL_FAILS_PLAN_EXISTS = "kernel-fails-plan-exists"
 PLACEMENT_BREAKS = "placement-breaks"

@@ -70,9 +70,21 @@ def run_log(spec: CheckSpec) -> CheckResult:
                    location=Location("input", spec.config, 1))
 
 
+# The Dynamic PAMT bits of the module a profile with that rule is checked on when the map's
+# module has none (no shipped log's has): the series' module. On a module without it such a
+# profile builds v6.8's layouts, as the maps search (SAME-AS-V6.8) checks.
+DPAMT_MODULE_BITS = 1
+
+
 def _map_options(spec: CheckSpec) -> tuple[MachineInput, TdmrOptions]:
     machine = read_input(spec.config)
-    return machine, TdmrOptions(get_profile(spec.profile), explain=False,
+    profile = get_profile(spec.profile)
+    module = machine.sysinfo or TdxSysinfo()
+    if profile.pamt_4k_bitmap and not module.pamt_page_bitmap_entry_bits:
+        # on the machine itself, so that a counterexample's map records that module
+        machine = replace(machine, sysinfo=replace(
+            module, pamt_page_bitmap_entry_bits=DPAMT_MODULE_BITS))
+    return machine, TdmrOptions(profile, explain=False,
                                 timeout_ms=int(spec.bounds.solver_timeout_s * 1000))
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from spec.errno import EIO, ENODEV, KernelError
 from spec.memory import SZ_1M, SZ_4K, MemRange, build_tdx_memlist, round_down, round_up
-from spec.sysinfo import TdxSysinfo
+from spec.sysinfo import BITMAP_BITS_MAX, TdxSysinfo
 from spec.tdmr import ReservedArea, Tdmr, fill_out_tdmrs
 
 MAX_ADDRESS = 1 << 64
@@ -195,7 +195,8 @@ JSON_FORMAT_HELP = """\
   "regions": [{"start": "0x100000", "end": "0x80000000", "nid": 0}, ...],
   "cmrs": [{"start": "0x100000", "end": "0x80000000"}, ...],          (optional)
   "metadata": {"max_tdmrs": 64, "max_reserved_per_tdmr": 16,
-               "pamt_entry_size": [16, 16, 16]},                          (optional)
+               "pamt_entry_size": [16, 16, 16],
+               "pamt_page_bitmap_entry_bits": 0},                         (optional)
   "pamt_bases": ["0x...", ...]       (optional: the PAMT chunk base of TDMR 0, 1, ...)
 }
 Addresses are integers or hex strings, ranges half-open [start, end), regions sorted and
@@ -213,6 +214,8 @@ def memory_map_json(regions, cmrs=(), sysinfo: TdxSysinfo | None = None,
         doc["metadata"] = {"max_tdmrs": sysinfo.max_tdmrs,
                            "max_reserved_per_tdmr": sysinfo.max_reserved_per_tdmr,
                            "pamt_entry_size": list(sysinfo.pamt_entry_size)}
+        if sysinfo.pamt_page_bitmap_entry_bits:  # maps of modules without it stay as they were
+            doc["metadata"]["pamt_page_bitmap_entry_bits"] = sysinfo.pamt_page_bitmap_entry_bits
     if pamt_bases is not None:
         doc["pamt_bases"] = [hex(pamt_bases[i]) for i in sorted(pamt_bases)]
     return doc
@@ -448,6 +451,7 @@ def _json_ranges(items, key: str, text: str, name: str, keys: tuple[str, ...]):
 
 
 _METADATA = {"max_tdmrs": (1, U16), "max_reserved_per_tdmr": (0, U16)}
+BITMAP_KEY = "pamt_page_bitmap_entry_bits"  # Dynamic PAMT bits per 4K page; 0: no such module
 
 
 def _json_metadata(meta, text: str, name: str) -> TdxSysinfo | None:
@@ -458,7 +462,8 @@ def _json_metadata(meta, text: str, name: str) -> TdxSysinfo | None:
     line = _line_of_key(text, "metadata")
     if not isinstance(meta, dict):
         raise InputError(name, line, "'metadata' must be an object")
-    _no_unknown_keys(meta, [*_METADATA, "pamt_entry_size"], "metadata", name, line)
+    _no_unknown_keys(meta, [*_METADATA, "pamt_entry_size", BITMAP_KEY], "metadata", name,
+                     line)
     fields = {}
     for key, (low, high) in _METADATA.items():
         if key in meta:
@@ -470,13 +475,17 @@ def _json_metadata(meta, text: str, name: str) -> TdxSysinfo | None:
                              "expected")
         fields["pamt_entry_size"] = tuple(_field16(v, 1, U16, name, line,
                                                    "metadata.pamt_entry_size") for v in sizes)
+    if BITMAP_KEY in meta:
+        fields[BITMAP_KEY] = _field16(meta[BITMAP_KEY], 0, BITMAP_BITS_MAX + 1, name, line,
+                                      f"metadata.{BITMAP_KEY}", width=8)
     return TdxSysinfo(**fields)
 
 
-def _field16(value, low: int, high: int, name: str, line: int, what: str) -> int:
+def _field16(value, low: int, high: int, name: str, line: int, what: str,
+             width: int = 16) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
         raise InputError(name, line, f"{what}: {_short(value)} is not an integer from {low} to "
-                         f"{high - 1} (a 16-bit field of the module's metadata)")
+                         f"{high - 1} (a {width}-bit field of the module's metadata)")
     return value
 
 

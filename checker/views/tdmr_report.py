@@ -12,7 +12,6 @@ from checker.engines.solver import (
     ANY_NODE,
     PREFERRED_NODE,
     explain_construction,
-    pamt_sizes,
     worst_case_placement,
 )
 from checker.inputs.readers import LoggedFacts, MachineInput
@@ -30,8 +29,15 @@ from spec.errno import KernelError
 from spec.memory import SZ_1G, MemRange, build_tdx_memlist
 from spec.placement import PLACEMENTS, ExplicitPlacement
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, Profile
-from spec.sysinfo import PAGE_SIZE_NAMES, TdxSysinfo, get_tdx_tdmr_sysinfo
-from spec.tdmr import ConstructResult, Tdmr, construct_tdmrs, tdmr_get_nid, tdmr_range
+from spec.sysinfo import PAGE_SIZE_NAMES, TdxSysinfo, get_tdx_tdmr_sysinfo, kernel_sysinfo
+from spec.tdmr import (
+    ConstructResult,
+    Tdmr,
+    construct_tdmrs,
+    pamt_sizes,
+    tdmr_get_nid,
+    tdmr_range,
+)
 
 SCHEMA_VERSION = 1  # of the JSON report: checker/schemas/tdmr.schema.json
 
@@ -45,6 +51,7 @@ class TdmrOptions:
     max_tdmrs: int | None = None
     max_reserved: int | None = None
     pamt_entry_size: tuple[int, int, int] | None = None
+    pamt_bitmap_bits: int | None = None
     worst_case: bool = False
     plan: bool = False
     explain: bool = True  # a minimal conflict core when construction fails (a solver call)
@@ -61,6 +68,8 @@ def effective_sysinfo(machine: MachineInput, options: TdmrOptions) -> TdxSysinfo
         changes["max_reserved_per_tdmr"] = options.max_reserved
     if options.pamt_entry_size is not None:
         changes["pamt_entry_size"] = options.pamt_entry_size
+    if options.pamt_bitmap_bits is not None:
+        changes["pamt_page_bitmap_entry_bits"] = options.pamt_bitmap_bits
     return replace(base, **changes)
 
 
@@ -99,7 +108,8 @@ def analyse(machine: MachineInput, options: TdmrOptions) -> dict[str, Any]:
         "placement": placement_for(machine, options).name,
         "metadata": {"max_tdmrs": sysinfo.max_tdmrs,
                      "max_reserved_per_tdmr": sysinfo.max_reserved_per_tdmr,
-                     "pamt_entry_size": list(sysinfo.pamt_entry_size)},
+                     "pamt_entry_size": list(sysinfo.pamt_entry_size),
+                     "pamt_page_bitmap_entry_bits": sysinfo.pamt_page_bitmap_entry_bits},
         "module": _module_json(logged),
         "keyid_range": list(logged.keyid_range) if logged.keyid_range else None,
         "memory": [_range_json(e) | {"nid": e.nid} for e in memlist],
@@ -193,7 +203,8 @@ def _layout_check(result: ConstructResult, memlist, machine: MachineInput,
     get; on failure, why no valid reserved areas exist for these TDMRs (a minimal core)."""
     holes = machine.cmrs if options.profile.holes == HOLES_CMR else None
     if result.ok:
-        found = check_layout(result.tdmrs, memlist, sysinfo, holes)
+        found = check_layout(result.tdmrs, memlist, kernel_sysinfo(sysinfo, options.profile),
+                             holes)
         return {"status": "violated" if found else "valid",
                 "violations": [{"constraint": v.constraint, "tdmr": v.tdmr, "item": v.item,
                                 "text": v.describe(result.tdmrs)} for v in found]}
@@ -302,6 +313,10 @@ def render_text(report: dict[str, Any], verbose: bool = False,
                      f"{report['placement']}; limits {meta['max_tdmrs']} TDMRs, "
                      f"{meta['max_reserved_per_tdmr']} reserved areas per TDMR, PAMT entries "
                      f"{'/'.join(map(str, meta['pamt_entry_size']))} bytes")
+        if meta["pamt_page_bitmap_entry_bits"]:
+            lines.append(f"  Dynamic PAMT module: {meta['pamt_page_bitmap_entry_bits']} bit(s) "
+                         "per 4K page in place of the 4K PAMT, for a kernel with the rule "
+                         "(profile dpamt; v6.8 ignores it)")
     if report["module"]:
         mod = report["module"]
         build = f" (build {mod['build_num']}, {mod['build_date']})" if mod["build_date"] else ""
