@@ -76,22 +76,24 @@ def _zone_alloc(memlist, chunks, size, nid, last_fit) -> int | None:
     return None
 
 
-def _nearest_alloc(memlist, chunks, size, target) -> int | None:
+def _nearest_alloc(memlist, chunks, size, target, by_end) -> int | None:
     """The legal candidate nearest `target` on any node (ties to the lower address): for each
-    free stretch of a piece, the multiples of `size` on either side of the target."""
+    free stretch of a piece, the multiples of `size` on either side of the target; `by_end`:
+    the page-aligned bases whose chunk ends on either side of it."""
+    step, anchor = (PAGE, size) if by_end else (size, 0)
     best = None
     for lo, hi in _pieces(memlist, None, None):
         edges = sorted({lo, hi} | {e for c in chunks for e in c if lo < e < hi})
         for a, b in pairwise(edges):
             if _clash(chunks, a, b) is not None:
                 continue
-            first, last = _up(a, size), _down(b - size, size)
+            first, last = _up(a, step), _down(b - size, step)
             if first > last:
                 continue
-            near = min(max(_down(target, size), first), last)
-            for candidate in (near, min(near + size, last)):
-                key = (abs(candidate - target), candidate)
-                if best is None or key < (abs(best - target), best):
+            near = min(max(_down(target - anchor, step), first), last)
+            for candidate in (near, min(near + step, last)):
+                key = (abs(candidate + anchor - target), candidate)
+                if best is None or key < (abs(best + anchor - target), best):
                     best = candidate
     return best
 
@@ -103,8 +105,8 @@ def _allocate(placement, memlist, chunks, index, size, nid) -> int | None:
         return placement.bases.get(index)
     if isinstance(placement, NearestPlacement):
         targets = placement.targets
-        return _nearest_alloc(memlist, chunks, size, targets[index] if index < len(targets)
-                              else 0)
+        return _nearest_alloc(memlist, chunks, size,
+                              targets[index] if index < len(targets) else 0, placement.by_end)
     return _zone_alloc(memlist, chunks, size, nid, isinstance(placement, LastFit))
 
 

@@ -7,9 +7,11 @@ engines substitute their own choice through `ExplicitPlacement`, and the map sea
 chunks towards addresses of its choosing through `NearestPlacement`.
 
 Every policy follows the allocator's rules: a chunk lies inside one memory entry and one zone
-(entries are split at 4 GiB), clear of earlier chunks, at a multiple of its own size. A size
-of zero or less (a degenerate TDMR of a broken model) gets nothing, as NULL from
-`alloc_contig_pages`.
+(entries are split at 4 GiB), clear of earlier chunks, at a multiple of its own size. The one
+exception is `NearestPlacement` anchoring chunks by their end: `alloc_contig_pages` steps through
+a zone in chunk-size strides from the zone's first aligned page, so on a zone that starts off
+such a multiple any page may be a chunk base. A size of zero or less (a degenerate TDMR of a
+broken model) gets nothing, as NULL from `alloc_contig_pages`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from bisect import insort
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spec.memory import SZ_4G, MemRange, round_down, round_up
+from spec.memory import SZ_4G, SZ_4K, MemRange, round_down, round_up
 
 
 class PamtAllocator:
@@ -187,24 +189,28 @@ class _ExplicitAllocator(PamtAllocator):
 
 class _NearestAllocator(PamtAllocator):
     """Each chunk at the legal candidate nearest its TDMR's target, whatever the node: the
-    allocator may fall back to any node, so any such candidate is one it may return."""
+    allocator may fall back to any node, so any such candidate is one it may return. A chunk
+    anchored by its end takes the page-aligned base that ends it nearest the target."""
 
-    def __init__(self, memlist: tuple[MemRange, ...], targets: tuple[int, ...]) -> None:
-        self.targets = targets
+    def __init__(self, memlist: tuple[MemRange, ...], targets: tuple[int, ...],
+                 by_end: bool) -> None:
+        self.targets, self.by_end = targets, by_end
         self.pieces = sorted((p for ps in _zone_pieces(memlist).values() for p in ps),
                              key=lambda p: p.start)
         self.taken: list[tuple[int, int]] = []  # chunks handed out, sorted
 
     def _alloc(self, index: int, size: int, nid: int) -> int | None:
         target = self.targets[index] if index < len(self.targets) else 0
+        step, anchor = (SZ_4K, size) if self.by_end else (size, 0)
         best = None
         for lo, hi in self._free_ranges():
-            first, last = round_up(lo, size), round_down(hi - size, size)
+            first, last = round_up(lo, step), round_down(hi - size, step)
             if first > last:
                 continue
-            near = min(max(round_down(target, size), first), last)
-            for cand in (near, min(near + size, last)):
-                if best is None or (abs(cand - target), cand) < (abs(best - target), best):
+            near = min(max(round_down(target - anchor, step), first), last)
+            for cand in (near, min(near + step, last)):
+                if best is None or ((abs(cand + anchor - target), cand)
+                                    < (abs(best + anchor - target), best)):
                     best = cand
         if best is not None:
             insort(self.taken, (best, best + size))
@@ -261,13 +267,15 @@ class ExplicitPlacement:
 @dataclass(frozen=True)
 class NearestPlacement:
     """Chunk i at the legal candidate nearest `targets[i]` (address 0 past the end of the
-    list): a search puts targets next to TDMR boundaries to make chunks straddle them."""
+    list), or with `by_end` the one ending nearest it: a search puts targets next to TDMR
+    boundaries to make chunks straddle them, or end right at one."""
 
     targets: tuple[int, ...] = ()
+    by_end: bool = False
     name: str = "nearest"
 
     def allocator(self, memlist: tuple[MemRange, ...]) -> PamtAllocator:
-        return _NearestAllocator(memlist, self.targets)
+        return _NearestAllocator(memlist, self.targets, self.by_end)
 
 
 PLACEMENTS = {"first-fit": FirstFit(), "last-fit": LastFit()}

@@ -68,10 +68,20 @@ def _gib_holes(case: MapCase) -> int:
 
 
 def _straddles_a_tdmr_edge(case: MapCase) -> bool:
-    result = construct_tdmrs(case.memlist, case.sysinfo, NearestPlacement(case.targets))
+    result = construct_tdmrs(case.memlist, case.sysinfo, case.placements[-1])
     edges = {t.base for t in result.tdmrs} | {t.end for t in result.tdmrs}
     return result.ok and any(t.pamt_base < edge < t.pamt_end for t in result.tdmrs
                              for edge in edges)
+
+
+def _ends_on_a_later_tdmr_base(case: MapCase) -> bool:
+    """A chunk, not the largest, ending right where another TDMR starts: the one place where
+    `tdmr_populate_rsvd_pamts` must tell an adjacent chunk from an overlapping one."""
+    result = construct_tdmrs(case.memlist, case.sysinfo, case.placements[-1])
+    largest = max((t.pamt_size for t in result.tdmrs), default=0)
+    bases = {t.base for t in result.tdmrs}
+    return result.ok and any(t.pamt_end in bases and 0 < t.pamt_size < largest
+                             for t in result.tdmrs)
 
 
 REACHED = {
@@ -94,6 +104,7 @@ REACHED = {
         lambda c: any(cmr.start < entry.start for cmr, entry in zip(c.cmrs, c.memlist,
                                                                      strict=False)),
     "a PAMT chunk across a TDMR edge": _straddles_a_tdmr_edge,
+    "a smaller PAMT chunk ending on another TDMR's base": _ends_on_a_later_tdmr_base,
 }
 
 
@@ -115,11 +126,12 @@ def _pieces(memlist):
                 yield lo, hi
 
 
-def _legal(memlist, taken, size):
-    """Every multiple of `size` inside one piece and clear of `taken`, by brute force."""
-    return [k * size for lo, hi in _pieces(memlist)
-            for k in range(-(-lo // size), (hi - size) // size + 1)
-            if all(k * size + size <= s or k * size >= e for s, e in taken)]
+def _legal(memlist, taken, size, step):
+    """Every multiple of `step` that starts a chunk of `size` inside one piece and clear of
+    `taken`, by brute force."""
+    return [k * step for lo, hi in _pieces(memlist)
+            for k in range(-(-lo // step), (hi - size) // step + 1)
+            if all(k * step + size <= s or k * step >= e for s, e in taken)]
 
 
 _sizes = st.lists(st.integers(256, 16 * 1024).map(lambda pages: pages * SZ_4K),
@@ -128,21 +140,34 @@ _targets = st.lists(st.integers(0, 12 * 1024).map(lambda mib: mib * SZ_1M), max_
 
 
 @settings(max_examples=150, deadline=None)
-@given(memory_maps(max_regions=8, max_first_gib=4), _sizes, _targets)
-def test_nearest_takes_the_legal_candidate_closest_to_its_target(memlist, sizes, targets):
+@given(memory_maps(max_regions=8, max_first_gib=4), _sizes, _targets, st.booleans())
+def test_nearest_takes_the_legal_candidate_closest_to_its_target(memlist, sizes, targets,
+                                                                  by_end):
     """Chunk i goes to the legal candidate nearest targets[i] (the lower of two equally near;
-    address 0 without a target), and nothing only when no candidate is left."""
-    allocator = NearestPlacement(tuple(targets)).allocator(tuple(memlist))
+    address 0 without a target), and nothing only when no candidate is left. Chunks anchored
+    by their end may start on any page, and their end is what is nearest."""
+    allocator = NearestPlacement(tuple(targets), by_end).allocator(tuple(memlist))
     taken: list[tuple[int, int]] = []
     for i, size in enumerate(sizes):
         target = targets[i] if i < len(targets) else 0
-        legal = _legal(memlist, taken, size)
+        legal = _legal(memlist, taken, size, SZ_4K if by_end else size)
         base = allocator.alloc(i, size, 0)
         if not legal:
             assert base is None
             continue
-        assert base == min(legal, key=lambda b: (abs(b - target), b))
+        anchor = size if by_end else 0
+        assert base == min(legal, key=lambda b: (abs(b + anchor - target), b))
         taken.append((base, base + size))
+
+
+def test_an_end_anchored_chunk_ends_on_the_tdmr_edge():
+    """Memory [1M, 1G) on node 0 and [1G, 3G) on node 1 gives TDMRs [0, 1G) and [1G, 3G). A
+    chunk anchored by its end at 1G ends right at TDMR 1's base, and lies wholly in TDMR 0."""
+    memlist = (MemRange(SZ_1M, SZ_1G, 0), MemRange(SZ_1G, 3 * SZ_1G, 1))
+    result = construct_tdmrs(memlist, placement=NearestPlacement((SZ_1G,), by_end=True))
+    first, second = result.tdmrs
+    assert first.pamt_end == second.base == SZ_1G
+    assert all(a.kind == "hole" for a in second.reserved) and result.ok
 
 
 def test_nearest_puts_a_chunk_across_a_tdmr_edge():

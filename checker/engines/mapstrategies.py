@@ -9,7 +9,8 @@ from the case's anchor GiB. A map is a few such regions plus clusters of small r
 holes packed into one GiB, each region on one of four NUMA nodes; touching regions on one node
 merge as memblock merges them. PAMT chunks go first-fit, last-fit, and to the candidates
 nearest targets the search draws next to boundaries, often the first GiB boundary above an
-entry's start, where a TDMR edge falls inside memory: that puts chunks across TDMR edges.
+entry's start, where a TDMR edge falls inside memory: that puts chunks across TDMR edges, or,
+for a chunk anchored by its end, ending right at one.
 Every choice shrinks towards the simple end (fewer regions, anchor 0, k = 0, offset 0, no
 targets, the real module limits), so a found case shrinks to a small map.
 """
@@ -43,8 +44,9 @@ NODES = 4
 @dataclass(frozen=True)
 class MapCase:
     """One drawn case: memblock regions, CMRs, module limits, and targets for the PAMT chunks.
-    The case is tried with first-fit, last-fit and the chunks nearest the targets, in that
-    order: trying three placements costs less than drawing three maps."""
+    The case is tried with first-fit, last-fit, the chunks nearest the targets and the chunks
+    ending nearest them, in that order: trying four placements costs less than drawing four
+    maps."""
 
     regions: tuple[MemRange, ...]
     cmrs: tuple[MemRange, ...]
@@ -57,7 +59,8 @@ class MapCase:
 
     @property
     def placements(self) -> tuple[FirstFit | LastFit | NearestPlacement, ...]:
-        return FirstFit(), LastFit(), NearestPlacement(self.targets)
+        return (FirstFit(), LastFit(), NearestPlacement(self.targets),
+                NearestPlacement(self.targets, by_end=True))
 
 
 def _gibs() -> st.SearchStrategy[int]:
@@ -113,9 +116,14 @@ def _cluster(draw) -> list[MemRange]:
 
 
 _PARTS = st.lists(st.one_of(_single(), _cluster()), min_size=1, max_size=6)
-# A target next to the first GiB boundary above the start of memory entry j (where a TDMR
-# edge falls inside memory, if one does), or anywhere.
-_TARGETS = st.lists(st.one_of(st.tuples(st.integers(0, MAX_REGIONS - 1), OFFSETS), _RELATIVE),
+# A target next to a GiB boundary where memory entry j makes a TDMR edge, or anywhere. The
+# boundaries of entry j: the first above its start (where a TDMR edge falls inside memory, if
+# one does), then, in a branch of their own so that cases drawn before they existed shrink
+# alike, the one below its start (its TDMR's base) and the one at or above its end.
+_EDGES = 3
+_ENTRY_INDEX = st.integers(0, MAX_REGIONS - 1)
+_TARGETS = st.lists(st.one_of(st.tuples(_ENTRY_INDEX, st.just(0), OFFSETS), _RELATIVE,
+                              st.tuples(_ENTRY_INDEX, st.integers(1, _EDGES - 1), OFFSETS)),
                     max_size=6)
 _JOIN = st.booleans()
 _EDGE = st.integers(0, 2)  # a CMR end kept, moved a page out, or out to the GiB boundary
@@ -157,10 +165,13 @@ def cmrs_for(draw, memlist: tuple[MemRange, ...]) -> tuple[MemRange, ...]:
     return tuple(cmrs)
 
 
-def _target(drawn: tuple[int, int] | int, anchor: int, memlist: tuple[MemRange, ...]) -> int:
+def _target(drawn: tuple[int, int, int] | int, anchor: int,
+            memlist: tuple[MemRange, ...]) -> int:
     if isinstance(drawn, tuple):
-        j, offset = drawn
-        return round_up(memlist[j % len(memlist)].start, SZ_1G) + offset
+        j, edge, offset = drawn
+        entry = memlist[j % len(memlist)]
+        return (round_up(entry.start, SZ_1G), round_down(entry.start, SZ_1G),
+                round_up(entry.end, SZ_1G))[edge] + offset
     return anchor + drawn
 
 
