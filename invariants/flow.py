@@ -378,6 +378,20 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def kexeced(s: S.State) -> bool:
         return s.kexeced
 
+    @cache
+    def lines_marked(packages: tuple[S.Package, ...]) -> bool:
+        return all(c.incoherent for p in packages for c in p.cpus if c.lines)
+
+    def cache_marked(s: S.State) -> bool:
+        return lines_marked(s.packages)
+
+    @cache
+    def lines_held(packages: tuple[S.Package, ...]) -> bool:
+        return any(c.lines for p in packages for c in p.cpus)
+
+    def some_cache_holds_lines(s: S.State) -> bool:
+        return lines_held(s.packages)
+
     def callers_busy(s: S.State) -> bool:
         return not callers_at_rest(s)
 
@@ -457,9 +471,10 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: init_tdx_module err_reset_pamts "
           "(wbinvd_on_all_cpus, tdmrs_reset_pamt_all)", "state", F.TdxFlow._late_unwind,
           pamt_reset_before_free, pamt_freed, reads=("pamt",)),
-        T("FREE-ONCE", "Nothing init_tdx_module allocated (a PAMT chunk, the TDMR list) is "
-          "freed twice, or freed without having been allocated.",
-          f"{TDX_C}: construct_tdmrs / init_tdx_module unwinding labels", "state",
+        T("FREE-ONCE", "Nothing init_tdx_module takes (a PAMT chunk, the TDMR list, the "
+          "memory-hotplug read lock) is given back twice, or without having been taken.",
+          f"{TDX_C}: construct_tdmrs / init_tdx_module unwinding labels (out_put_tdxmem: "
+          "put_online_mems)", "state",
           F.TdxFlow._construct_failed, free_once, something_freed,
           reads=("pamt", "resources")),
         T("RESOURCES-AT-REST",
@@ -467,7 +482,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "(the snapshot and every PAMT chunk, handed to the module; through a runtime update "
           "too, whatever its outcome, as the new module imports them and nothing is rolled "
           "back) or, after a failure, all freed (snapshot, TDMR list, every PAMT chunk); its "
-          "buffers never outlive it.",
+          "buffers and the memory-hotplug read lock never outlive it.",
           f"{TDX_C}: init_tdx_module unwinding (err_free_pamts, err_free_tdmrs, "
           "err_free_tdxmem), config_tdx_module, config_global_keyid; v7.2 seamldr.c (no "
           "rollback)", "state", F.TdxFlow._init_failed, resources_at_rest, at_rest_after_init,
@@ -522,6 +537,14 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "tdx_cpu_flush_cache_for_kexec write it back; machine_kexec_prepare refuses on "
           "erratum parts", "state", F.TdxFlow._kexec, kexec_safe, kexeced,
           reads=("kexeced", "packages", "pamt")),
+        T("CACHE-MARKED",
+          "Every CPU whose cache may hold TDX lines is marked incoherent until it writes its "
+          "cache back: each flush kexec and VMX-off do is decided by that mark (v6.18 on; the "
+          "model follows caches only in kernels that can kexec or mark).",
+          f"{TDX_C} (v6.18): sc_retry (mark before the SEAMCALL), "
+          "tdx_cpu_flush_cache_for_kexec and stop_this_cpu (write back, then clear)", "state",
+          F.TdxFlow._note_cache_lines, cache_marked, some_cache_holds_lines,
+          reads=("packages",)),
         T("DEADLOCK-FREE",
           "From every reachable state all callers and a runtime update can still finish (come "
           "to rest), or the machine kexecs into the next kernel.",

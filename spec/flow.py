@@ -48,8 +48,6 @@ from spec.flow_state import (
     LOADED,
     MC_KERNEL_PAGE,
     MC_PAMT_PAGE,
-    MEMORY_LOCKED_STEPS,
-    METADATA_STEPS,
     PAMT_ALLOCATED,
     PAMT_FREED,
     PAMT_FREED_TWICE,
@@ -61,6 +59,7 @@ from spec.flow_state import (
     RES_CONFIG_BUF,
     RES_CPUMASK,
     RES_MEMLIST_PARTIAL,
+    RES_MEMS_LOCK,
     RES_TDMR_LIST,
     S_CONFIG,
     S_CONSTRUCT,
@@ -76,6 +75,7 @@ from spec.flow_state import (
     S_MEMLIST,
     S_NONE,
     S_OUT,
+    S_RETURN,
     S_SYSINFO,
     S_TDMR_LIST,
     S_TDMRS,
@@ -356,9 +356,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
 
     def memory_locked(self, state: State) -> bool:
         """init_tdx_module holds get_online_mems()."""
-        if state.mutex < 0 or state.step not in MEMORY_LOCKED_STEPS:
-            return False
-        return not (self.profile.metadata_before_memory and state.step in METADATA_STEPS)
+        return bool(state.resources & RES_MEMS_LOCK)
 
     def snapshot_memlist(self, snapshot: int):
         """The TDX memory list kept for snapshot `snapshot` (a memblock mask; -1: none)."""
@@ -742,7 +740,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
         elif step == S_DONE:
             reads = (state.snapshot, state.memblock, state.callers, state.status,
                      state.resources)
-        else:  # S_OUT
+        else:  # S_OUT, S_RETURN
             reads = (state.init_err, state.callers, state.status, state.resources)
         return (state.mutex, step) + reads
 
@@ -793,7 +791,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
         elif step == S_ERR_FREE_MEMLIST:
             out.append((self._label("err_free_tdxmem", name, detail="free_tdx_memlist"),
                         set_fields(state, step=S_OUT, snapshot=-1)))
-        elif step == S_OUT:
+        elif step in (S_OUT, S_RETURN):
             self._init_failed(state, actor, name, out)
 
     def _fail(self, state: State, errno: int, unwind: int) -> State:
@@ -804,11 +802,12 @@ class TdxFlow(ModuleUpdate, StateSpace):
         """`get_online_mems` and `build_tdx_memlist`: one entry per memblock region. A failed
         allocation frees the entries added so far and returns straight to out_put_tdxmem."""
         then = S_TDMR_LIST if self.profile.metadata_before_memory else S_SYSINFO
+        locked = set_fields(state, resources=state.resources | RES_MEMS_LOCK)
         out.append((self._label("build_tdx_memlist", name, result="0",
                                 detail="get_online_mems"),
-                    set_fields(state, step=then, snapshot=state.memblock)))
+                    set_fields(locked, step=then, snapshot=state.memblock)))
         if self._alloc_fault_allowed(state):
-            resources = state.resources
+            resources = locked.resources
             if not self.profile.memlist_failure_frees_partial:
                 resources |= RES_MEMLIST_PARTIAL
             failed = set_fields(state, faults=state.faults + 1, resources=resources)
@@ -834,7 +833,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
                 after = set_fields(after, step=then)
             else:
                 after = self._fail(after, seamcall_errno(outcome),
-                                   S_OUT if first else S_ERR_FREE_MEMLIST)
+                                   S_RETURN if first else S_ERR_FREE_MEMLIST)
             out.append((self._label("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
                                     injected), after))
 
@@ -849,7 +848,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
         out.append((self._label("check_features", name, result=f"{-EINVAL}",
                                 detail="frame pointer (RBP) clobber bug present, upgrade the "
                                 "TDX module"),
-                    self._fail(state, -EINVAL, S_OUT if first else S_ERR_FREE_MEMLIST)))
+                    self._fail(state, -EINVAL, S_RETURN if first else S_ERR_FREE_MEMLIST)))
 
     def _alloc_tdmr_list(self, state: State, name: str, out: list) -> None:
         """`alloc_tdmr_list`: room for max_tdmrs TDMRs."""
@@ -1062,7 +1061,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
         """init_tdx_module returns 0: the PAMT line, put_online_mems; __tdx_enable marks the
         module INITIALIZED and unlocks. The snapshot, TDMR list and PAMTs are kept."""
         layout = self.layout(state)
-        resources = state.resources
+        resources = _freed(state.resources, RES_MEMS_LOCK)
         if not self.profile.keep_tdmr_list:
             resources = _freed(resources, RES_TDMR_LIST)
         after = set_fields(state, status=INITIALIZED, mutex=-1, step=S_NONE,
@@ -1073,17 +1072,20 @@ class TdxFlow(ModuleUpdate, StateSpace):
                                 "module initialized; put_online_mems; mutex_unlock"), after))
 
     def _init_failed(self, state: State, actor: int, name: str, out: list) -> None:
-        """out_put_tdxmem: put_online_mems and return the error; __tdx_enable marks the module
-        ERROR and unlocks."""
+        """out_put_tdxmem: put_online_mems and return the error (S_RETURN: return it, nothing
+        taken yet); __tdx_enable marks the module ERROR and unlocks."""
         err = state.init_err
         status = ERROR
         if err == -ENODEV and not self.profile.enodev_marks_error:
             status = UNINITIALIZED
         mutex = -1 if self.profile.release_mutex_on_failure else actor
-        after = set_fields(state, status=status, mutex=mutex, step=S_NONE)
+        put = state.step == S_OUT
+        resources = _freed(state.resources, RES_MEMS_LOCK) if put else state.resources
+        after = set_fields(state, status=status, mutex=mutex, step=S_NONE, resources=resources)
         after = self._caller_failed(after, actor)
+        detail = f"module initialization failed ({err})"
         out.append((self._label("init_tdx_module", name, result=f"{err}",
-                                detail=f"put_online_mems; module initialization failed ({err})"),
+                                detail=f"put_online_mems; {detail}" if put else detail),
                     after))
 
     def _pamts_unwound(self, state: State) -> State:

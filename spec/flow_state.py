@@ -27,20 +27,16 @@ AT_REST = frozenset((IDLE, LOADED))  # a caller that is not in a call
 CALLER_PC_NAMES = ("idle", "checked", "enabling", "in-ipi", "in-tdx-enable", "loaded", "failed")
 
 # Next step of init_tdx_module for the mutex owner, in the kernel's order, then the unwinding
-# labels in fall-through order.
+# labels in fall-through order. S_RETURN: a failure with nothing to unwind returns at once
+# (v6.14's metadata read and feature check, before get_online_mems).
 (S_NONE, S_MEMLIST, S_SYSINFO, S_TDMR_LIST, S_CONSTRUCT, S_CONFIG, S_KEYS_BEGIN, S_KEYS,
  S_TDMRS, S_DONE, S_ERR_WBINVD, S_ERR_RESET, S_ERR_FREE_PAMTS, S_ERR_FREE_TDMRS,
- S_ERR_FREE_MEMLIST, S_OUT, S_FEATURES) = range(17)
+ S_ERR_FREE_MEMLIST, S_OUT, S_FEATURES, S_RETURN) = range(18)
 STEP_NAMES = ("-", "build_tdx_memlist", "get_tdx_tdmr_sysinfo", "alloc_tdmr_list",
               "construct_tdmrs", "config_tdx_module", "config_global_keyid: begin",
               "config_global_keyid", "init_tdmrs", "done", "err_reset_pamts: wbinvd",
               "tdmrs_reset_pamt_all", "err_free_pamts", "err_free_tdmrs", "err_free_tdxmem",
-              "out_put_tdxmem", "check_features")
-# Steps during which init_tdx_module holds the memory-hotplug read lock (get_online_mems is
-# the first thing the S_MEMLIST step does); kernels that read the metadata first (v6.14) take
-# it after S_SYSINFO and S_FEATURES.
-MEMORY_LOCKED_STEPS = frozenset(range(S_SYSINFO, S_OUT + 1))
-METADATA_STEPS = frozenset((S_SYSINFO, S_FEATURES))
+              "out_put_tdxmem", "check_features", "return")
 
 # PAMT chunk facts, one bit each.
 PAMT_ALLOCATED = 1  # allocated to hold a PAMT and not freed since
@@ -60,11 +56,15 @@ RES_TDMR_LIST = 1  # the TDMR array (alloc_tdmr_list)
 RES_CONFIG_BUF = 2  # config_tdx_module's array of TDMR addresses
 RES_CPUMASK = 4  # config_global_keyid's mask of packages done
 RES_MEMLIST_PARTIAL = 8  # a partly built tdx_memlist left behind by a failed build
-RES_BAD_FREE = 16  # memory was freed that was not allocated (a double free)
+RES_BAD_FREE = 16  # something was freed (or unlocked) that was not held (a double free)
+# The memory-hotplug read lock (get_online_mems), held by init_tdx_module. Traces show it
+# through the steps that take and release it (build_tdx_memlist, init_tdx_module), so that
+# the corpus's recorded traces stay what they were before the model tracked it.
+RES_MEMS_LOCK = 32
 RESOURCE_NAMES = ((RES_TDMR_LIST, "tdmr-list"), (RES_CONFIG_BUF, "config-buffer"),
                   (RES_CPUMASK, "cpumask"), (RES_MEMLIST_PARTIAL, "partial-memlist"),
                   (RES_BAD_FREE, "bad-free"))
-TRANSIENT_RESOURCES = RES_CONFIG_BUF | RES_CPUMASK | RES_MEMLIST_PARTIAL
+TRANSIENT_RESOURCES = RES_CONFIG_BUF | RES_CPUMASK | RES_MEMLIST_PARTIAL | RES_MEMS_LOCK
 
 # KEY.CONFIG progress of a CPU within one config_global_keyid run.
 KEY_NONE, KEY_IN_FLIGHT, KEY_SENT = 0, 1, 2

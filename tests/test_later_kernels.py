@@ -10,7 +10,7 @@ from checker.inputs.platforms import configure, flow_model
 from invariants.flow import flow_invariants
 from spec import flow_state as S
 from spec.flow import TdxFlow
-from spec.profiles import PROFILES, V6_14, V6_18
+from spec.profiles import PROFILES, V6_8, V6_14, V6_18
 
 OLD_MODULE = configure("2x1", module_no_rbp_mod=False, caller_loads=(1,))
 
@@ -72,7 +72,7 @@ class _EarlyFailureUnwindsTooFar(TdxFlow):
     after alloc_tdmr_list (the TDMR list freed without having been allocated)."""
 
     def _fail(self, state, errno, unwind):
-        if state.step in S.METADATA_STEPS and unwind == S.S_OUT:
+        if state.step in (S.S_SYSINFO, S.S_FEATURES) and unwind == S.S_RETURN:
             unwind = S.S_ERR_FREE_TDMRS
         return super()._fail(state, errno, unwind)
 
@@ -81,6 +81,39 @@ def test_v6_14_unwinding_from_the_metadata_steps_is_checked():
     model = _EarlyFailureUnwindsTooFar(V6_14, OLD_MODULE)
     result = explore(model, [p for p in flow_invariants(model) if p.id == "FREE-ONCE"])
     assert result.verdict == FAIL and result.violated == "FREE-ONCE"
+
+
+class _FeatureFailureFreesTheMemlist(TdxFlow):
+    """A mutant: v6.14's check_features failure unwinds through err_free_tdxmem, as in v6.8,
+    so out_put_tdxmem releases a memory-hotplug lock this kernel has not taken yet."""
+
+    def _fail(self, state, errno, unwind):
+        if state.step == S.S_FEATURES and unwind == S.S_RETURN:
+            unwind = S.S_ERR_FREE_MEMLIST
+        return super()._fail(state, errno, unwind)
+
+
+def test_v6_14_releasing_the_memory_lock_before_taking_it_is_caught():
+    model = _FeatureFailureFreesTheMemlist(V6_14, OLD_MODULE)
+    result = explore(model, [p for p in flow_invariants(model) if p.id == "FREE-ONCE"])
+    assert result.verdict == FAIL and result.violated == "FREE-ONCE"
+    assert any("check_features" in str(label) for label, _ in result.trace.steps)
+
+
+class _MemlistFailureReturnsLocked(TdxFlow):
+    """A mutant: a failed build_tdx_memlist returns at once instead of via out_put_tdxmem,
+    keeping the memory-hotplug read lock (memory can never be onlined again)."""
+
+    def _fail(self, state, errno, unwind):
+        if state.step == S.S_MEMLIST and unwind == S.S_OUT:
+            unwind = S.S_RETURN
+        return super()._fail(state, errno, unwind)
+
+
+def test_a_memory_lock_kept_after_a_failed_init_is_caught():
+    model = _MemlistFailureReturnsLocked(V6_8, configure("2x1", faults=1))
+    result = explore(model, [p for p in flow_invariants(model) if p.id == "RESOURCES-AT-REST"])
+    assert result.verdict == FAIL and result.violated == "RESOURCES-AT-REST"
 
 
 def test_later_kernels_are_listed_with_the_commit_read():
