@@ -109,6 +109,7 @@ CASES = [
     ("DEADLOCK-FREE", "release_mutex_on_failure", {}),
     ("KEXEC-SAFE", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
+    ("CACHE-MARKED", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
