@@ -106,7 +106,7 @@ def test_expand_is_sorted_stable_and_unique():
 
 def test_expand_gives_the_expected_checks():
     suite = Suite(profiles=("v6.8", "cmr-holes", "bug-enodev-retried"), maps=(EMR, SPR),
-                  flow_configs=("default",), checks=CHECK_KINDS)
+                  flow_configs=("default",), kernel_flow_configs=(), checks=CHECK_KINDS)
     assert _ids(suite) == sorted([
         "flow/bug-enodev-retried/default", "flow/v6.8/default",
         "layout/cmr-holes/spr-8480c-256g",
@@ -176,6 +176,24 @@ def test_builtin_maps_are_the_logs_with_a_memory_map():
 
 
 # --- suite files ---------------------------------------------------------------------------------
+
+
+def test_kernel_profiles_also_get_the_kernel_only_configurations():
+    suite = Suite(profiles=("v6.8", "bug-enodev-retried"), maps=(), checks=("flow",),
+                  flow_configs=("default",), kernel_flow_configs=("reload", "default"))
+    assert _ids(suite) == ["flow/bug-enodev-retried/default", "flow/v6.8/default",
+                           "flow/v6.8/reload"]
+
+
+def test_a_suite_file_naming_its_flow_configurations_runs_those_alone(tmp_path):
+    path = tmp_path / "suite.toml"
+    path.write_text('flow_configs = ["1x1"]\n')
+    assert load_suite(path).kernel_flow_configs == ()
+    path.write_text('flow_configs = ["1x1"]\nkernel_flow_configs = ["2x1"]\n')
+    assert load_suite(path).kernel_flow_configs == ("2x1",)
+    path.write_text('kernel_flow_configs = ["9x9"]\n')
+    with pytest.raises(SuiteError, match=r"suite.toml:1: flow configuration '9x9'"):
+        load_suite(path)
 
 
 def test_a_suite_file_with_every_key(tmp_path):

@@ -196,7 +196,7 @@ SUITE_HELP = """\
 profiles = ["v6.8", "cmr-holes"]      # default: every profile (`python -m checker profiles`)
 maps = ["builtin", "my-machine.json"]  # "builtin": the shipped boot logs
 flow_configs = ["default"]             # explorer configurations (`python -m checker configs`)
-kernel_flow_configs = ["reload"]       # for the kernel profiles only (a file's default: none)
+kernel_flow_configs = ["reload"]       # kernel profiles only; none if flow_configs is given
 checks = ["log", "layout", "worst-case", "plan", "maps", "flow", "replay"]
 counterexamples = "counterexamples"    # the corpus: stored counterexamples, replayed
 [bounds]
@@ -288,7 +288,9 @@ def suite_from_dict(doc: dict[str, Any], name: str, text: str = "", table: str =
     for key in doc:
         if key not in known:
             raise fail(key, f"unknown key {key!r} (known: {', '.join(sorted(known))})")
-    values: dict[str, Any] = {"source": name, "kernel_flow_configs": ()}
+    values: dict[str, Any] = {"source": name}
+    if "flow_configs" in doc:  # a file naming its configurations runs those alone
+        values["kernel_flow_configs"] = ()
     for key in LIST_KEYS:
         if key in doc:
             value = doc[key]
