@@ -382,15 +382,25 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def lines_marked(packages: tuple[S.Package, ...]) -> bool:
         return all(c.incoherent for p in packages for c in p.cpus if c.lines)
 
-    def cache_marked(s: S.State) -> bool:
-        return lines_marked(s.packages)
+    marks = flow.profile.marks_cache_incoherent
+
+    def seamcall_cpus(step: S.Step, t: S.State):
+        """The CPUs a SEAMCALL may have run on: its own, or any online one for a call made
+        in process context."""
+        return (step.cpu,) if step.cpu is not None else flow.cpu_facts(t).online
+
+    def cache_marked(_s: S.State, step: S.Step, t: S.State) -> bool:
+        if not lines_marked(t.packages):
+            return False
+        return not (marks and _issues_seamcall(step)) \
+            or all(flow.cpu(t, i).incoherent for i in seamcall_cpus(step, t))
 
     @cache
     def lines_held(packages: tuple[S.Package, ...]) -> bool:
         return any(c.lines for p in packages for c in p.cpus)
 
-    def some_cache_holds_lines(s: S.State) -> bool:
-        return lines_held(s.packages)
+    def marking_matters(_s: S.State, step: S.Step, t: S.State) -> bool:
+        return lines_held(t.packages) or (marks and _issues_seamcall(step))
 
     def callers_busy(s: S.State) -> bool:
         return not callers_at_rest(s)
@@ -538,13 +548,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "erratum parts", "state", F.TdxFlow._kexec, kexec_safe, kexeced,
           reads=("kexeced", "packages", "pamt")),
         T("CACHE-MARKED",
-          "Every CPU whose cache may hold TDX lines is marked incoherent until it writes its "
-          "cache back: each flush kexec and VMX-off do is decided by that mark (v6.18 on; the "
-          "model follows caches only in kernels that can kexec or mark).",
+          "Every SEAMCALL leaves the CPU it ran on marked incoherent, where the kernel marks "
+          "(v6.18 on), and every CPU whose cache may hold TDX lines is marked until it writes "
+          "its cache back: each flush kexec and VMX-off do is decided by that mark (the model "
+          "follows caches only in kernels that can kexec or mark).",
           f"{TDX_C} (v6.18): sc_retry (mark before the SEAMCALL), "
-          "tdx_cpu_flush_cache_for_kexec and stop_this_cpu (write back, then clear)", "state",
-          F.TdxFlow._note_cache_lines, cache_marked, some_cache_holds_lines,
-          reads=("packages",)),
+          "tdx_cpu_flush_cache_for_kexec and stop_this_cpu (write back, then clear)",
+          "transition", F.TdxFlow._note_cache_lines, cache_marked, marking_matters),
         T("DEADLOCK-FREE",
           "From every reachable state all callers and a runtime update can still finish (come "
           "to rest), or the machine kexecs into the next kernel.",
