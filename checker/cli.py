@@ -202,8 +202,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          "verdict, counts and trace as one), or run the walks of --simulate on "
                          "N processes (the same result as one) (default 1)")
     explore.add_argument("--memory-budget", type=_positive, metavar="MB",
-                         help="with --fingerprints or --workers: frontier megabytes kept in "
-                         "memory before the rest goes to a temporary file (default 512)")
+                         help="with --fingerprints or --workers: megabytes of frontier kept in "
+                         "memory before the rest goes to a temporary file, and as many for the "
+                         "model's memo tables, emptied when full (default 512)")
     explore.add_argument("--backend", choices=("processes", "ray"),
                          help="with --workers: forked processes (default) or Ray actors (the "
                          "ray extra; a cluster when Ray is started there)")

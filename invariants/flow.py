@@ -11,9 +11,9 @@ allows. `flow_invariants(flow)` binds them to one model, since some rules need i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 from invariants.base import Invariant
 from spec import flow as F
@@ -108,6 +108,10 @@ def _in_init(s: S.State) -> bool:
 def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     """The flow invariants of `flow`, in the order of the behaviour notes."""
     facts_of = flow.packages_facts
+
+    def cache(check):
+        """`functools.cache`, kept with the model's memo tables (`forget` empties it too)."""
+        return flow.memoised(functools.cache(check))
 
     def sysinit_once(s: S.State) -> bool:
         return s.sysinit_issues <= 1

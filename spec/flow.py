@@ -203,6 +203,12 @@ class TdxFlow(ModuleUpdate, StateSpace):
         self._event_steps: dict[tuple, tuple] = {}  # memory, sleep and machine-check events
         self._init_module_steps: dict[tuple, tuple] = {}  # the next init_tdx_module step
 
+    def memo_tables(self) -> list[dict]:
+        return super().memo_tables() + [
+            self._cpus_locked, self._loaded_callers, self._ipi_steps, self._load_steps,
+            self._lp_init_steps, self._hotplug_steps, self._event_steps,
+            self._init_module_steps]
+
     # ----- model surface -------------------------------------------------------------------
 
     def describe(self) -> dict:

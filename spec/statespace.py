@@ -9,11 +9,13 @@ run, so the model shares what states have in common and remembers what it worked
   (everything the rule reads or writes) instead of running the rule again;
 - labels are interned, and states are built field by field without NamedTuple's machinery.
 None of this changes a result: `TdxFlow(replay=False)` computes every step afresh, and the
-tests compare the two.
+tests compare the two. The tables grow with the states met; `forget` empties them, so that an
+explorer keeping only fingerprints can hold the model's memory to what its frontier needs.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from itertools import compress, permutations
 from operator import is_not
@@ -136,6 +138,7 @@ class StateSpace:
         self._caller_updates: dict[tuple, tuple] = {}  # (callers, actor, entry) -> shared
         self._labels: dict[tuple, Step] = {}
         self.label_sites: dict[Step, tuple[str, int, str]] = {}  # see `_label`
+        self._memoised: list = []  # `functools.cache` wrappers over its values (`memoised`)
 
     def canonical(self, state: State) -> State:
         """The representative of the state's class under renumbering CPUs within a package,
@@ -291,13 +294,13 @@ class StateSpace:
         return facts
 
     def _share(self, packages: tuple[Package, ...]) -> CpuFacts:
-        """The facts of the one shared tuple equal to `packages` (made now if it is new)."""
-        if type(packages) is not tuple:
-            packages = tuple(packages)  # `_shared` is keyed by value
-        facts = self._shared.get(packages)
+        """The facts of the one shared tuple equal to `packages` (made now if it is new; a
+        shared tuple made before a `forget` is adopted again)."""
+        key = packages if type(packages) is tuple else tuple(packages)  # keyed by value
+        facts = self._shared.get(key)
         if facts is None:
-            shared = tuple.__new__(Shared, packages)
-            facts = self._shared[packages] = self._facts[id(shared)] = CpuFacts(shared)
+            shared = packages if type(packages) is Shared else tuple.__new__(Shared, key)
+            facts = self._shared[key] = self._facts[id(shared)] = CpuFacts(shared)
         return facts
 
     def cpu(self, state: State, index: int) -> Cpu:
@@ -380,13 +383,41 @@ class StateSpace:
         return after
 
     def _shared_callers(self, callers: tuple[Caller, ...]) -> tuple[Caller, ...]:
-        """The one shared tuple equal to `callers`."""
-        if type(callers) is not tuple:
-            callers = tuple(callers)
-        shared = self._callers.get(callers)
+        """The one shared tuple equal to `callers` (one made before a `forget` is adopted)."""
+        key = callers if type(callers) is tuple else tuple(callers)
+        shared = self._callers.get(key)
         if shared is None:
-            shared = self._callers[callers] = tuple.__new__(Shared, callers)
+            shared = callers if type(callers) is Shared else tuple.__new__(Shared, key)
+            self._callers[key] = shared
         return shared
+
+    def memo_tables(self) -> list[dict]:
+        """The tables that only remember what was worked out (`forget` empties them)."""
+        return [self._shared, self._facts, self._caller_plans, self._callers,
+                self._caller_updates]
+
+    def memoised(self, cached):
+        """Register a `functools.cache` wrapper whose keys are this model's values (a
+        property's check, say), so that `forget` empties it with the model's own tables."""
+        self._memoised.append(cached)
+        return cached
+
+    def memo_entries(self) -> int:
+        return sum(len(table) for table in self.memo_tables()) \
+            + sum(cached.cache_info().currsize for cached in self._memoised)
+
+    def forget(self) -> None:
+        """Empty the memo tables. States made before stay valid and equal to those made
+        after (their shared tuples are adopted again when met), but two equal `packages` or
+        `callers` may now be two objects, which hash apart: only an explorer that compares
+        states by value (by fingerprint) may call this."""
+        for table in self.memo_tables():
+            table.clear()
+        for cached in self._memoised:
+            cached.cache_clear()
+        self._last_facts = CpuFacts(())
+        self._last_canonical = ()
+        gc.collect()  # the facts hold each other (`derived`): cycles only a collection frees
 
     def _update(self, state: State, cpu: tuple[int, Cpu] | None = None,
                 caller: tuple[int, Caller] | None = None, **changes) -> State:

@@ -74,6 +74,22 @@ def test_a_tiny_memory_budget_spills_the_frontier_to_disk_and_changes_nothing(tm
     assert list(tmp_path.iterdir()) == []  # the spill files are gone after the run
 
 
+@pytest.mark.parametrize("profile,config", [("v6.8", "2x1"),
+                                            ("bug-pamt-freed-without-reset", "1x1")])
+@pytest.mark.parametrize("mode", ["fingerprints", "2 workers inline"])
+def test_a_tiny_memory_budget_empties_the_models_memo_tables_and_changes_nothing(
+        profile, config, mode):
+    """With a budget of a few entries the model forgets everything it worked out every 1,024
+    expansions and between levels (and the codec the values the frontier does not need);
+    states made before and after compare by value, so nothing else changes."""
+    plain = explore(*flow_recipe(profile, config))
+    model, properties = flow_recipe(profile, config)
+    tight = explore(model, properties, memory_budget=4096, **MODES[mode])
+    assert tight.forgotten > 0 and summary(tight) == summary(plain)
+    roomy = explore(*flow_recipe(profile, config), **MODES[mode])
+    assert roomy.forgotten == 0 and summary(roomy) == summary(plain)
+
+
 def test_the_seen_set_keeps_under_64_bytes_per_state():
     model, properties = flow_recipe("v6.8", "default")
     result = explore(model, properties, fingerprints=True)

@@ -40,11 +40,13 @@ from typing import Any
 
 from checker.engines.fingerprints import (
     MASK,
+    MEMO_ENTRY_BYTES,
     FingerprintTable,
     SpillBuffer,
     StateCodec,
     collision_probability,
     fingerprint,
+    forget_all_but,
 )
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -115,6 +117,7 @@ class ExplorationResult(FindsViolations):
     seen_bytes: int = 0  # bytes of the seen set and the parent links, in fingerprint mode
     spilled_bytes: int = 0  # frontier bytes written to disk
     workers: int = 1
+    forgotten: int = 0  # levels after which the model's memo tables were emptied (budget)
 
     @property
     def violation(self) -> Violation | None:
@@ -238,6 +241,11 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
     max_states, max_depth, clock = bounds.max_states, bounds.max_depth, time.perf_counter
     level_start, level_end = 0, count
     spilled = 0  # frontier bytes written to disk, over every level
+    # With fingerprints, the model's memo tables are emptied once they hold more entries than
+    # the memory budget allows (`MEMO_ENTRY_BYTES` each), and after such a level the codec's
+    # part values that the next frontier does not need.
+    forgets = codec is not None and hasattr(model, "forget")
+    memo_limit, forgotten, forgotten_before = memory_budget // MEMO_ENTRY_BYTES, 0, 0
     depth = 0  # depth of the deepest state discovered so far
     stop = bool(found) and stop_at_first
     while level_end > level_start and not stop and bound_hit is None:
@@ -259,6 +267,9 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             if max_states is not None and count >= max_states:
                 bound_hit = "states"
                 break
+            if forgets and not ident & 1023 and model.memo_entries() > memo_limit:
+                model.forget()
+                forgotten += 1
             if record is None:
                 state = states[ident]
             else:
@@ -360,6 +371,9 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
         if records is not None:
             spilled += records.spilled_bytes
             records.close()
+            if forgets and forgotten > forgotten_before:  # under pressure: the codec too
+                forget_all_but(codec, frontier, model)
+                forgotten_before = forgotten
         if count > level_end:
             depth += 1
         level_start, level_end = level_end, count
@@ -393,7 +407,8 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
         if fingerprints else 0
     return ExplorationResult(verdict, violations, count, transitions, depth, elapsed,
                              bound_hit, symmetry, tuple(p.id for p in properties), graph,
-                             label_counts, fingerprints, seen_bytes, spilled)
+                             label_counts, fingerprints, seen_bytes, spilled,
+                             forgotten=forgotten)
 
 
 class _Edges:

@@ -48,8 +48,11 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
 
     `fingerprints` keeps a 64-bit fingerprint of each state met instead of the state
     (`checker.engines.fingerprints`), and the states still to expand as compact records that
-    move to a temporary file (in `spill_dir`) past `memory_budget` bytes; a trace is then
-    rebuilt by replaying the recorded step numbers. Results are those of the exact mode but
+    move to a temporary file (in `spill_dir`) past `memory_budget` bytes; the model's memo
+    tables (a model offering `memo_entries` and `forget`) are emptied when they would take
+    more than that, and with them the part values the frontier does not need, so memory
+    follows the frontier rather than the space; a trace is then rebuilt by replaying the
+    recorded step numbers. Results are those of the exact mode but
     for the small chance of a fingerprint collision, which the result estimates
     (`collision_probability`). `workers` > 1 explores with that many processes
     (`checker.engines.workers`, fingerprint mode; `backend` "ray" runs them as Ray actors,
@@ -58,7 +61,7 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
 
     The cyclic garbage collector is paused for the run: states are acyclic tuples, freed by
     reference counting, and scanning the hundreds of thousands kept alive cost a sixth of the
-    run time on the default flow configuration.
+    run time on the default flow configuration (a model's `forget` collects what it frees).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")

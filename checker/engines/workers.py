@@ -58,6 +58,7 @@ from checker.engines.bfs import (
 )
 from checker.engines.fingerprints import (
     MASK,
+    MEMO_ENTRY_BYTES,
     FingerprintTable,
     SpillBuffer,
     StateCodec,
@@ -109,6 +110,7 @@ class Worker:
         self.label_counts: dict = {}
         self.level_labels: dict = {}
         self.spilled = 0
+        self.forgotten = 0  # times the model's memo tables were emptied (the budget)
 
     def _ready(self, example) -> None:
         if self.codec is None:
@@ -153,10 +155,19 @@ class Worker:
         steps_per_state = array("I")
         level_labels: dict = {} if self.count_labels else None
         stopped_at = None
-        for gid, record in zip(self.frontier_gids, self.level, strict=True):
+        model, forgets = self.model, hasattr(self.model, "forget")
+        memo_limit = self.budget // MEMO_ENTRY_BYTES
+        for number, (gid, record) in enumerate(zip(self.frontier_gids, self.level,
+                                                   strict=True)):
             if deadline is not None and time.time() > deadline:
                 stopped_at = gid
                 break
+            # Every part value stays (the other workers count on those shipped to them); only
+            # the look-ups the model's new objects would add to are rebuilt.
+            if forgets and not number & 1023 and model.memo_entries() > memo_limit:
+                model.forget()
+                codec.forget([set(values) for values in codec.values])
+                self.forgotten += 1
             state = codec.decode(record)
             record_edges = False
             if goal_props:
@@ -386,7 +397,8 @@ class Worker:
                 "goal_gids": self.goal_gids.tobytes(),
                 "goal_flags": [bytes(f) for f in self.goal_flags],
                 "label_counts": self.label_counts, "seen_bytes": self.table.nbytes,
-                "spilled": self.spilled, "transitions": transitions}
+                "spilled": self.spilled, "forgotten": self.forgotten,
+                "transitions": transitions}
 
 
 # ----- backends ------------------------------------------------------------------------------
@@ -701,7 +713,8 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
     seen_bytes = sum(f["seen_bytes"] for f in finished) + 4 * len(parent) + 2 * len(action)
     return ExplorationResult(verdict, violations, count, transitions, depth, elapsed, bound_hit,
                              symmetry, tuple(p.id for p in properties), None, label_counts,
-                             True, seen_bytes, sum(f["spilled"] for f in finished), workers)
+                             True, seen_bytes, sum(f["spilled"] for f in finished), workers,
+                             sum(f["forgotten"] for f in finished))
 
 
 def _keys(data: bytes) -> array:
