@@ -14,6 +14,7 @@ from checker.gate.baseline import (
     BECAME_INCONCLUSIVE,
     CHECK_ADDED,
     CHECK_REMOVED,
+    COVERAGE_GAINED,
     COVERAGE_LOST,
     DIFFERENT_INVARIANT,
     EXIT_INCONCLUSIVE,
@@ -142,6 +143,7 @@ def test_every_transition_name_is_reachable_and_listed():
         check("ne", "error"),
         check("added", "pass"),
         covered("lost", steps={"init_tdx_module": {"0": 3}}),
+        covered("gained", steps={**FULL_STEPS, "err_reset_pamts": {"-": 1}}),
     ]
     baseline = base(
         nf=("pass", "SYSINIT-ONCE"),
@@ -153,6 +155,7 @@ def test_every_transition_name_is_reachable_and_listed():
         removed=("pass", "SYSINIT-ONCE"),
     )
     baseline.checks["lost"] = recorded(covered("lost"))
+    baseline.checks["gained"] = recorded(covered("gained"))
     comparison = compare(results, baseline)
     assert sorted(t.name for t in comparison.transitions) == sorted(TRANSITIONS)
     ids = [t.check_id for t in comparison.transitions]
@@ -208,10 +211,23 @@ def test_an_invariant_that_stops_applying_loses_coverage():
     assert t.name == COVERAGE_LOST and "no longer applying: FREE-ONCE" in t.explanation
 
 
-def test_reaching_more_than_recorded_is_no_transition():
+def test_a_check_that_takes_a_step_never_taken_gains_coverage():
+    """A model change that lets a step happen where it never did (here the PAMT reset on a
+    configuration whose recording never reset them): every invariant may hold there, but the
+    model's behaviour changed, and the gate says which step."""
     steps = {**FULL_STEPS, "err_reset_pamts": {"-": 2}}
     baseline = Baseline({"a": recorded(covered("a"))}, "checker-baseline.json")
-    assert compare([covered("a", steps=steps)], baseline).exit_code == EXIT_OK
+    t = only_transition(compare([covered("a", steps=steps)], baseline))
+    assert (t.name, t.severity) == (COVERAGE_GAINED, REGRESSION)
+    assert "1 step(s) never taken before: err_reset_pamts: -" in t.explanation
+    assert compare([covered("a")], baseline).exit_code == EXIT_OK
+
+
+def test_an_invariant_that_starts_applying_gains_coverage():
+    baseline = Baseline({"a": recorded(covered("a", invariants=("SYSINIT-ONCE",)))},
+                        "checker-baseline.json")
+    t = only_transition(compare([covered("a")], baseline))
+    assert t.name == COVERAGE_GAINED and "applying for the first time: FREE-ONCE" in t.explanation
 
 
 def test_reached_survives_the_file_and_matches_the_schema(tmp_path):

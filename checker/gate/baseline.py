@@ -20,7 +20,10 @@ A passing flow check of a real kernel also records its coverage: every step it t
 "action: outcome", and every invariant that had something to check. A later run that passes
 without reaching one of them has lost part of the model (an error path, an unwinding label, a
 SEAMCALL answer): the invariants can no longer look there, so the gate fails with
-`coverage-lost` until the loss is fixed or, if meant, recorded with --update-baseline.
+`coverage-lost` until the loss is fixed or, if meant, recorded with --update-baseline. A run
+that takes a step the recording never took (an error this configuration cannot cause, a
+SEAMCALL answer no module gives it) has changed what the model does although every invariant
+holds: it fails with `coverage-gained`, on the same terms.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ NEW_ERROR = "new-error"  # the check crashed or could not run
 CHECK_ADDED = "check-added"  # in the run, not in the baseline
 CHECK_REMOVED = "check-removed"  # in the baseline, not in the run
 COVERAGE_LOST = "coverage-lost"  # still passes, but no longer reaches steps it reached
+COVERAGE_GAINED = "coverage-gained"  # still passes, but reaches steps it never reached
 TRANSITIONS = (
     NEW_FAILURE,
     EXPECTED_FAILURE_PASSES,
@@ -64,6 +68,7 @@ TRANSITIONS = (
     CHECK_ADDED,
     CHECK_REMOVED,
     COVERAGE_LOST,
+    COVERAGE_GAINED,
 )
 
 # Severity of a transition: a regression fails the gate (exit 1); an inconclusive one only
@@ -287,9 +292,11 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
                 f"expected to be caught by {expected.invariant}, now caught by "
                 f"{result.invariant} instead",
             )
-        lost = _coverage_lost(result, expected)
+        lost, gained = _coverage_changes(result, expected)
         if lost:
             return make(COVERAGE_LOST, REGRESSION, lost)
+        if gained:
+            return make(COVERAGE_GAINED, REGRESSION, gained)
         return None
     if result.status == FAIL:
         return make(NEW_FAILURE, REGRESSION, f"expected {was}, now {now}")
@@ -315,22 +322,33 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
     )
 
 
-def _coverage_lost(result: CheckResult, expected: Expected) -> str | None:
-    """What a passing check no longer reaches of what the baseline recorded, in one line."""
+def _coverage_changes(result: CheckResult, expected: Expected) -> tuple[str | None, str | None]:
+    """What a passing check no longer reaches of what the baseline recorded, and what it
+    reaches that the baseline did not, each in one line (None: nothing)."""
     reached = Reached.of_result(result)
     if result.status != PASS or expected.reached is None or reached is None:
-        return None
-    steps = sorted(expected.reached.steps - reached.steps)
-    invariants = sorted(expected.reached.invariants - reached.invariants)
+        return None, None
+    was = expected.reached
+    lost = _coverage_line(sorted(was.steps - reached.steps), "no longer taken",
+                          sorted(was.invariants - reached.invariants), "no longer applying",
+                          "the invariants cannot look where the model no longer goes")
+    gained = _coverage_line(sorted(reached.steps - was.steps), "never taken before",
+                            sorted(reached.invariants - was.invariants), "applying for the "
+                            "first time", "the model now does what it did not")
+    return lost, gained
+
+
+def _coverage_line(steps: list[str], steps_how: str, invariants: list[str],
+                   invariants_how: str, meaning: str) -> str | None:
     if not steps and not invariants:
         return None
     parts = []
     if steps:
-        parts.append(f"{len(steps)} step(s) no longer taken: " + _listed(steps))
+        parts.append(f"{len(steps)} step(s) {steps_how}: " + _listed(steps))
     if invariants:
-        parts.append("invariant(s) no longer applying: " + _listed(invariants))
-    return ("passes, but " + "; ".join(parts) + " (the invariants cannot look where the model "
-            "no longer goes; if this is on purpose, --update-baseline)")
+        parts.append(f"invariant(s) {invariants_how}: " + _listed(invariants))
+    return (f"passes, but {'; '.join(parts)} ({meaning}; if this is on purpose, "
+            "--update-baseline)")
 
 
 def _listed(items: Sequence[str], most: int = 4) -> str:
