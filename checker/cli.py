@@ -60,22 +60,10 @@ _positive = integer_at_least(1, "at least 1")
 _seed = integer_at_least(0, "0 or more")
 
 
-def _metadata(text: str) -> int:
-    """A module metadata value: the module reports it in 16 bits."""
-    value = _positive(text)
-    if value > U16_MAX:
-        raise argparse.ArgumentTypeError(f"{value} is more than the module's 16 bits hold "
-                                         f"({U16_MAX})")
-    return value
-
-
-def _bitmap_bits(text: str) -> int:
-    """The module's Dynamic PAMT bits per page: an 8-bit metadata field, 0 for none."""
-    value = _seed(text)
-    if value > BITMAP_BITS_MAX:
-        raise argparse.ArgumentTypeError(f"{value} is more than the module's 8-bit field holds "
-                                         f"({BITMAP_BITS_MAX})")
-    return value
+# Module metadata the module reports in 16 bits; its Dynamic PAMT bits per page in 8 (0: none).
+_metadata = integer_at_least(1, "at least 1", U16_MAX, "the module's 16 bits hold")
+_bitmap_bits = integer_at_least(0, "0 or more", BITMAP_BITS_MAX,
+                                "the module's 8-bit field holds")
 
 
 def add_limit_options(p: argparse.ArgumentParser) -> None:

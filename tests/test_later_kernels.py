@@ -67,53 +67,43 @@ def test_v6_14_without_the_feature_check_is_caught_initialising_a_bad_module():
     assert result.verdict == FAIL and result.violated == "READY-AGREES"
 
 
-class _EarlyFailureUnwindsTooFar(TdxFlow):
-    """A mutant: a failure before get_online_mems goes to err_free_tdmrs, as if it came
-    after alloc_tdmr_list (the TDMR list freed without having been allocated)."""
+def _rerouted(steps: tuple[int, ...], old: int, new: int) -> type[TdxFlow]:
+    """A mutant model: a failure at one of `steps` bound for the unwinding label `old` goes
+    to `new` instead."""
 
-    def _fail(self, state, errno, unwind):
-        if state.step in (S.S_SYSINFO, S.S_FEATURES) and unwind == S.S_RETURN:
-            unwind = S.S_ERR_FREE_TDMRS
-        return super()._fail(state, errno, unwind)
+    class Rerouted(TdxFlow):
+        def _fail(self, state, errno, unwind):
+            if state.step in steps and unwind == old:
+                unwind = new
+            return super()._fail(state, errno, unwind)
 
-
-def test_v6_14_unwinding_from_the_metadata_steps_is_checked():
-    model = _EarlyFailureUnwindsTooFar(V6_14, OLD_MODULE)
-    result = explore(model, [p for p in flow_invariants(model) if p.id == "FREE-ONCE"])
-    assert result.verdict == FAIL and result.violated == "FREE-ONCE"
+    return Rerouted
 
 
-class _FeatureFailureFreesTheMemlist(TdxFlow):
-    """A mutant: v6.14's check_features failure unwinds through err_free_tdxmem, as in v6.8,
-    so out_put_tdxmem releases a memory-hotplug lock this kernel has not taken yet."""
-
-    def _fail(self, state, errno, unwind):
-        if state.step == S.S_FEATURES and unwind == S.S_RETURN:
-            unwind = S.S_ERR_FREE_MEMLIST
-        return super()._fail(state, errno, unwind)
-
-
-def test_v6_14_releasing_the_memory_lock_before_taking_it_is_caught():
-    model = _FeatureFailureFreesTheMemlist(V6_14, OLD_MODULE)
-    result = explore(model, [p for p in flow_invariants(model) if p.id == "FREE-ONCE"])
-    assert result.verdict == FAIL and result.violated == "FREE-ONCE"
-    assert any("check_features" in str(label) for label, _ in result.trace.steps)
+REROUTED = [
+    # v6.14: a failure before get_online_mems goes to err_free_tdmrs, as if it came after
+    # alloc_tdmr_list (the TDMR list freed without having been allocated)
+    ((S.S_SYSINFO, S.S_FEATURES), S.S_RETURN, S.S_ERR_FREE_TDMRS, V6_14, OLD_MODULE,
+     "FREE-ONCE"),
+    # v6.14: check_features' failure unwinds through err_free_tdxmem, as in v6.8, so
+    # out_put_tdxmem releases a memory-hotplug lock this kernel has not taken yet
+    ((S.S_FEATURES,), S.S_RETURN, S.S_ERR_FREE_MEMLIST, V6_14, OLD_MODULE, "FREE-ONCE"),
+    # v6.8: a failed build_tdx_memlist returns at once instead of via out_put_tdxmem, keeping
+    # the memory-hotplug read lock (memory can never be onlined again)
+    ((S.S_MEMLIST,), S.S_OUT, S.S_RETURN, V6_8, configure("2x1", faults=1),
+     "RESOURCES-AT-REST"),
+]
 
 
-class _MemlistFailureReturnsLocked(TdxFlow):
-    """A mutant: a failed build_tdx_memlist returns at once instead of via out_put_tdxmem,
-    keeping the memory-hotplug read lock (memory can never be onlined again)."""
-
-    def _fail(self, state, errno, unwind):
-        if state.step == S.S_MEMLIST and unwind == S.S_OUT:
-            unwind = S.S_RETURN
-        return super()._fail(state, errno, unwind)
-
-
-def test_a_memory_lock_kept_after_a_failed_init_is_caught():
-    model = _MemlistFailureReturnsLocked(V6_8, configure("2x1", faults=1))
-    result = explore(model, [p for p in flow_invariants(model) if p.id == "RESOURCES-AT-REST"])
-    assert result.verdict == FAIL and result.violated == "RESOURCES-AT-REST"
+@pytest.mark.parametrize("steps,old,new,profile,config,invariant", REROUTED)
+def test_an_early_failure_unwinding_the_wrong_way_is_caught(steps, old, new, profile, config,
+                                                              invariant):
+    model = _rerouted(steps, old, new)(profile, config)
+    result = explore(model, [p for p in flow_invariants(model) if p.id == invariant])
+    assert result.verdict == FAIL and result.violated == invariant
+    failed_at = {S.STEP_NAMES[step] for step in steps}
+    assert any(label.action in failed_at and label.result != "0"
+               for label, _ in result.trace.steps)
 
 
 def test_later_kernels_are_listed_with_the_commit_read():
