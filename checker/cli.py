@@ -616,7 +616,8 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
     if outcome.fingerprints:
         per_state = round(outcome.seen_bytes / max(outcome.distinct_states, 1), 1)
         summary.update(collision_probability=outcome.collision_probability,
-                       bytes_per_state=per_state, spilled_bytes=outcome.spilled_bytes)
+                       bytes_per_state=per_state, spilled_bytes=outcome.spilled_bytes,
+                       memo_forgotten=outcome.forgotten)
     trace = outcome.trace
     if args.format == "json":
         summary["trace"] = trace_to_json(trace, flow) if trace else None
@@ -635,6 +636,9 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
         if outcome.fingerprints:
             spilled = (f", {outcome.spilled_bytes / (1 << 20):,.1f} MB of frontier spilled to "
                        "disk" if outcome.spilled_bytes else "")
+            if outcome.forgotten:
+                spilled += (f", memo tables emptied {outcome.forgotten:,} time"
+                            f"{'s' if outcome.forgotten > 1 else ''} to stay within the budget")
             print(f"fingerprints: {per_state:,} bytes per state, collision probability "
                   f"{outcome.collision_probability:.1e}, {outcome.workers} "
                   f"worker{'s' if outcome.workers > 1 else ''}{spilled}")
