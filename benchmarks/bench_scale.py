@@ -4,13 +4,14 @@
     python benchmarks/bench_scale.py --quick          # 2x4 only
     python benchmarks/bench_scale.py --configs 3x3 --modes exact fingerprints
     python benchmarks/bench_scale.py --limit 600      # seconds per run before it is cut off
-                                                      # (default 150: 4x4 grows ~5 KB per
-                                                      # state, a worker OOM-killed at 12 GB)
+                                                      # (default 150)
 
 Each row runs in its own process, so peak memory figures do not mix. Modes: `exact` keeps
 every state (the default explorer), `fingerprints` keeps a 64-bit fingerprint per state
 (`explore --fingerprints`), `2 workers` splits the frontier over two processes (`explore
---workers 2`), `no symmetry` turns every symmetry reduction off. Reported: distinct states,
+--workers 2`), `no symmetry` turns every symmetry reduction off; `, 128 MB` gives the run a
+memory budget (`--memory-budget`: the model's memo tables are emptied when they outgrow it,
+per worker with workers). Reported: distinct states,
 transitions, depth, wall seconds, states per wall second, peak resident memory (this process;
 with workers, the coordinator's plus the largest worker's times the workers), bytes per state
 of the seen set (the fingerprint table and the parent links) and TLC's estimate of the chance
@@ -31,10 +32,15 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUDGET = 128 << 20
 MODES = {"exact": {}, "fingerprints": {"fingerprints": True},
-         "2 workers": {"workers": 2}, "no symmetry": {"fingerprints": True, "symmetry": False}}
-FULL = (("3x3", tuple(MODES)), ("2x5", ("exact", "fingerprints", "2 workers")),
-        ("4x4", ("2 workers",)))
+         "fingerprints, 128 MB": {"fingerprints": True, "memory_budget": BUDGET},
+         "2 workers": {"workers": 2},
+         "2 workers, 128 MB each": {"workers": 2, "memory_budget": 2 * BUDGET},
+         "no symmetry": {"fingerprints": True, "symmetry": False}}
+FULL = (("3x3", tuple(MODES)),
+        ("2x5", ("exact", "fingerprints", "fingerprints, 128 MB", "2 workers")),
+        ("4x4", ("2 workers, 128 MB each",)))
 QUICK = (("2x4", tuple(MODES)),)
 
 
