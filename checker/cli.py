@@ -211,6 +211,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     explore.add_argument("--walk-length", type=_positive, metavar="N",
                          help="with --simulate: steps per walk at most (default "
                          f"{DEFAULT_WALK_LENGTH})")
+    explore.add_argument("--swarm", action="store_true",
+                         help="with --simulate: each walk leaves out a random half of the kinds "
+                         "of step (swarm testing), instead of drawing uniformly among all")
 
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
@@ -525,7 +528,8 @@ def _check_explore_options(args) -> None:
                              "(bound walks with --walks, --walk-length, --time)")
         return
     simulate_only = [name for name, value in (("--seed", args.seed), ("--walks", args.walks),
-                                              ("--walk-length", args.walk_length))
+                                              ("--walk-length", args.walk_length),
+                                              ("--swarm", args.swarm or None))
                      if value is not None]
     if simulate_only:
         raise UsageError(f"{', '.join(simulate_only)} only with --simulate")
@@ -662,7 +666,7 @@ def _simulate(args, flow, invariants, config, show) -> int:
              f"{p.seconds:.1f} s")
 
     outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
-                       workers=args.workers, progress=progress)
+                       workers=args.workers, progress=progress, swarm=args.swarm)
     bound_hit = None if outcome.bound_hit == "violation" else outcome.bound_hit
     rate = round(outcome.steps / max(outcome.seconds, 1e-9))
     trace = outcome.trace
@@ -677,7 +681,8 @@ def _simulate(args, flow, invariants, config, show) -> int:
             "symmetry": outcome.symmetry, "bound_hit": bound_hit,
             "violated": outcome.violated,
             "trace": trace_to_json(trace, flow) if trace else None,
-            "simulation": {"proof": False, "seed": outcome.seed, "walks": outcome.walks,
+            "simulation": {"proof": False, "seed": outcome.seed, "swarm": args.swarm,
+                           "walks": outcome.walks,
                            "walks_bound": bounds.walks, "walk_length_bound": bounds.length,
                            "steps": outcome.steps, "violating_walk": outcome.walk,
                            "length_found": outcome.found_length,
@@ -693,7 +698,8 @@ def _simulate(args, flow, invariants, config, show) -> int:
         head = f"INCONCLUSIVE (simulation, {cut}: no violation met, which proves nothing)"
     print(f"profile {args.profile}, config {config.name}: {head}")
     print(f"random walks are a sample, NOT a proof: {outcome.walks:,} walks of up to "
-          f"{bounds.length:,} steps (seed {seed}, {outcome.workers} "
+          f"{bounds.length:,} steps (seed {seed}{', swarm' if args.swarm else ''}, "
+          f"{outcome.workers} "
           f"worker{'s' if outcome.workers > 1 else ''}), {outcome.steps:,} steps, "
           f"{outcome.distinct_states:,} distinct states met, {outcome.seconds:.2f} s, "
           f"{rate:,} steps/s, symmetry {'on' if outcome.symmetry else 'off'}")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from toy_models import IdleCounters, Move, Prop
+from toy_models import Counters, IdleCounters, Move, Prop
 
 from checker.engines.explorer import FAIL, INCONCLUSIVE
-from checker.engines.simulate import WalkBounds, shrink, simulate
+from checker.engines.simulate import WalkBounds, _Walker, shrink, simulate
 from checker.gate.corpus import document, with_recorded_result
 from checker.gate.flowcheck import checked_invariants
 from checker.gate.replay import parse_document, replay_document
@@ -100,6 +100,27 @@ def test_workers_do_not_change_the_result():
                                  two.found_length, two.trace.steps)
     clean = [Prop("SMALL", "state", lambda s: max(s) <= 3)]
     assert simulate(IdleCounters(), clean, bounds, workers=2).steps == 300 * 40
+
+
+@pytest.mark.parametrize("swarm", [False, True])
+def test_swarm_walks_leave_out_kinds_of_step_that_uniform_walks_always_take(swarm):
+    """`reset` is enabled in every state; a uniform walk of 30 steps takes it almost surely
+    ((2/3)^30 it does not), while a swarm walk that switches `reset` off and `inc` on (a
+    quarter of them) never takes it; one that switches both off draws among all again."""
+    walker = _Walker(Counters(limit=100), [], True, seed=5, length=30, swarm=swarm)
+    paths = [walker.replay_walk(i, 30)[1] for i in range(200)]
+    without_reset = sum(all(label.action != "reset" for label, _ in p) for p in paths)
+    assert (30 < without_reset < 75) if swarm else without_reset == 0
+    assert all(len(p) == 30 for p in paths)
+
+
+def test_swarm_walks_are_the_same_on_any_number_of_workers():
+    prop = [Prop("SUM<6", "state", lambda s: sum(s) < 6)]
+    bounds = WalkBounds(walks=300, length=40)
+    one = simulate(IdleCounters(), prop, bounds, seed=3, swarm=True)
+    two = simulate(IdleCounters(), prop, bounds, seed=3, workers=2, swarm=True)
+    assert (one.walk, one.walks, one.steps, one.trace.steps) == \
+        (two.walk, two.walks, two.steps, two.trace.steps)
 
 
 def test_the_time_bound_stops_the_walks_early():

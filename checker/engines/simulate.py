@@ -9,6 +9,12 @@ every state of a walk and every transition property on every step; a walk ends a
 violation, at its length bound, or in a state with no successors. "Eventually" properties
 need the whole state graph, so a walk cannot judge them: the result names them as unjudged.
 
+With `swarm` (swarm testing, Groce et al., ISSTA 2012) each walk switches off, with
+probability 1/2 and independently, each kind of step (a label's action, injected or not) the
+first time it meets one, and draws only among the steps it left on, all of them when none is:
+a walk that never injects a fault, or never takes a CPU offline, reaches states that uniform
+walks, which spend the fault budget on the first SEAMCALL they meet, seldom do.
+
 Walks run in this process or on forked processes (`workers`), in batches; results are merged
 in walk order, so the first violating walk, and every count up to it, do not depend on the
 number of workers. The violating walk is then shrunk (`shrink`) and returned as the explorer
@@ -91,7 +97,8 @@ class SimulationResult(FindsViolations):
 
 def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds(),
              seed: int = 0, symmetry: bool = True, workers: int = 1,
-             progress: Callable[[WalkProgress], None] | None = None) -> SimulationResult:
+             progress: Callable[[WalkProgress], None] | None = None,
+             swarm: bool = False) -> SimulationResult:
     """Run up to `bounds.walks` random walks of `model` checking `properties` (see the module
     docstring); stop at the first walk, in walk order, that violates one."""
     if workers < 1:
@@ -100,7 +107,7 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
         raise ValueError("walks and walk length must be at least 1")
     started = time.perf_counter()
     deadline = None if bounds.max_seconds is None else time.time() + bounds.max_seconds
-    walker = _Walker(model, properties, symmetry, seed, bounds.length)
+    walker = _Walker(model, properties, symmetry, seed, bounds.length, swarm)
     seen: set[int] = set()
     walks = steps = longest = 0
     hit, found = "walks", None
@@ -156,8 +163,8 @@ class _Walker:
     """Runs walk `i` of a simulation: the same walk in every process."""
 
     def __init__(self, model, properties: Sequence, symmetry: bool, seed: int,
-                 length: int) -> None:
-        self.model, self.seed, self.length = model, seed, length
+                 length: int, swarm: bool = False) -> None:
+        self.model, self.seed, self.length, self.swarm = model, seed, length, swarm
         self.canon = model.canonical if symmetry else (lambda s: s)
         self.initial = list(model.initial_states())
         state_props = [p for p in properties if p.kind == "state"]
@@ -173,12 +180,34 @@ class _Walker:
     def rng(self, index: int) -> random.Random:
         return random.Random(f"walk {self.seed} {index}")
 
+    def chooser(self, rng: random.Random) -> Callable[[list], tuple]:
+        """How one walk draws a step among a state's successors (see the module docstring)."""
+        if not self.swarm:
+            return lambda steps: steps[rng.randrange(len(steps))]
+        on: dict = {}  # kind of step -> whether this walk takes it
+
+        def choose(steps):
+            kept = []
+            for step in steps:
+                label = step[0]
+                kind = (getattr(label, "action", label), getattr(label, "injected", False))
+                taken = on.get(kind)
+                if taken is None:
+                    taken = on[kind] = rng.random() < 0.5
+                if taken:
+                    kept.append(step)
+            pool = kept or steps
+            return pool[rng.randrange(len(pool))]
+
+        return choose
+
     def run(self, index: int) -> tuple[int, bytes, tuple[str, int] | None]:
         """Walk `index`: its steps, the fingerprints of the states it met (packed), and its
         first violation as (property id, steps taken when it showed), or None."""
         rng, successors, canon = self.rng(index), self.model.successors, self.canon
         record, prints = self.codec.record, set()
         state = self.initial[rng.randrange(len(self.initial))]
+        choose = self.chooser(rng)
         prints.add(fingerprint(record(canon(state))))
         violation = next(((pid, 0) for pid, check in self.state_props if not check(state)),
                          None)
@@ -187,7 +216,7 @@ class _Walker:
             steps = successors(state)
             if not steps:
                 break
-            label, nxt = steps[rng.randrange(len(steps))]
+            label, nxt = choose(steps)
             taken += 1
             violation = self._check_step(state, label, nxt, taken)
             if nxt is not state:
@@ -215,10 +244,10 @@ class _Walker:
         """Walk `index` again, as concrete steps, up to `steps` steps."""
         rng = self.rng(index)
         state = initial = self.initial[rng.randrange(len(self.initial))]
+        choose = self.chooser(rng)
         path = []
         for _ in range(steps):
-            choices = self.model.successors(state)
-            label, state = choices[rng.randrange(len(choices))]
+            label, state = choose(self.model.successors(state))
             path.append((label, state))
         return initial, path
 
