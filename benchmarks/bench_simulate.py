@@ -3,6 +3,7 @@
     python benchmarks/bench_simulate.py                  # every bug profile on 4x4
     python benchmarks/bench_simulate.py --quick          # 10 s per profile instead of 30
     python benchmarks/bench_simulate.py --config 2x2 --walks 5000 --time 60 --workers 2
+    python benchmarks/bench_simulate.py --swarm          # swarm walks (explore --swarm)
 
 For each bug profile of `spec.profiles.BUGS` (real bugs `bug-*`, design hazards `mutant-*`):
 whether `explore --simulate` met the violation within the walk and time budget, the invariant,
@@ -23,14 +24,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def measure(profile: str, config: str, walks: int, length: int, seconds: float,
-            workers: int, seed: int) -> dict:
+            workers: int, seed: int, swarm: bool) -> dict:
     from checker.engines.simulate import WalkBounds, simulate
     from checker.gate.flowcheck import checked_invariants
     from checker.inputs.platforms import flow_model
 
     flow = flow_model(profile, config)
     result = simulate(flow, checked_invariants(flow, config),
-                      WalkBounds(walks, length, seconds), seed, workers=workers)
+                      WalkBounds(walks, length, seconds), seed, workers=workers, swarm=swarm)
     return {"profile": profile, "found": result.violation is not None,
             "invariant": result.violated or "-", "walks": result.walks, "steps": result.steps,
             "states": result.distinct_states, "seconds": result.seconds,
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 4))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="append", help="only these (repeatable)")
+    parser.add_argument("--swarm", action="store_true", help="swarm walks instead of uniform")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from spec.profiles import BUGS
@@ -57,7 +59,7 @@ def main() -> None:
     names = args.profile or [bug.name for bug in BUGS]
     print(f"config {args.config}, seed {args.seed}, up to {args.walks:,} walks of "
           f"{args.walk_length} steps and {limit:g} s of walking per profile, "
-          f"{args.workers} workers\n")
+          f"{args.workers} workers, {'swarm' if args.swarm else 'uniform'} walks\n")
     header = (f"{'profile':38} {'found':5} {'invariant':28} {'walks':>6} {'steps':>9} "
               f"{'states':>8} {'seconds':>13} {'length':>9}")
     print(header)
@@ -65,7 +67,7 @@ def main() -> None:
     found = 0
     for name in names:
         row = measure(name, args.config, args.walks, args.walk_length, limit, args.workers,
-                      args.seed)
+                      args.seed, args.swarm)
         found += row["found"]
         if row["found"]:
             length = f"{row['before']} -> {row['after']}"
