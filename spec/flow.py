@@ -838,8 +838,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
                     then = S_MEMLIST
                 after = set_fields(after, step=then)
             else:
-                after = self._fail(after, seamcall_errno(outcome),
-                                   S_RETURN if first else S_ERR_FREE_MEMLIST)
+                after = self._fail(after, seamcall_errno(outcome), self._early_unwind())
             out.append((self._label("get_tdx_tdmr_sysinfo", name, None, TDH_SYS_RD, outcome,
                                     injected), after))
 
@@ -854,7 +853,14 @@ class TdxFlow(ModuleUpdate, StateSpace):
         out.append((self._label("check_features", name, result=f"{-EINVAL}",
                                 detail="frame pointer (RBP) clobber bug present, upgrade the "
                                 "TDX module"),
-                    self._fail(state, -EINVAL, S_RETURN if first else S_ERR_FREE_MEMLIST)))
+                    self._fail(state, -EINVAL, self._early_unwind())))
+
+    def _early_unwind(self) -> int:
+        """Where a failed metadata read or feature check goes: before get_online_mems (v6.14)
+        straight back with nothing to undo, else to err_free_tdxmem."""
+        if self.profile.metadata_before_memory and self.profile.early_failures_return:
+            return S_RETURN
+        return S_ERR_FREE_MEMLIST
 
     def _alloc_tdmr_list(self, state: State, name: str, out: list) -> None:
         """`alloc_tdmr_list`: room for max_tdmrs TDMRs."""

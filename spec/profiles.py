@@ -61,6 +61,7 @@ class Profile:
     # --- rules later kernels added (False: v6.8 has no such rule) ---
     metadata_before_memory: bool = False  # get_tdx_sys_info runs before get_online_mems
     requires_no_rbp_mod: bool = False  # check_features refuses a module without NO_RBP_MOD
+    early_failures_return: bool = False  # a failure before get_online_mems returns at once
     marks_cache_incoherent: bool = False  # each SEAMCALL marks its CPU's cache incoherent
     flushes_cache_on_vmx_off: bool = False  # WBINVD where marked when VMX goes off on a CPU
     kexec_enabled: bool = False  # the kernel can kexec (v6.8 cannot be built with kexec)
@@ -195,7 +196,7 @@ V6_14 = V6_8.but(
     "first, before any memory work, and return directly on failure",
     "arch/x86/virt/vmx/tdx/tdx.c at torvalds/linux 1260ed77798502de9c98020040d2995008de10cc "
     "(v6.15-rc1; the host code is v6.14's: x86_tdx_for_6.14-rc1)", kind="kernel",
-    metadata_before_memory=True, requires_no_rbp_mod=True)
+    metadata_before_memory=True, requires_no_rbp_mod=True, early_failures_return=True)
 V6_18 = V6_14.but(
     "v6.18", "v6.18: kexec; each SEAMCALL marks its CPU's cache incoherent, KVM flushes a "
     "marked cache when it turns VMX off, kexec flushes what is marked and is refused on parts "
@@ -241,6 +242,13 @@ UPDATE_HAZARDS: tuple[Profile, ...] = (
              "rollback: the PAMTs stay the module's)", update_keeps_pamts=False),
 )
 
+# The hazard of v6.14's early returns, v6.14 with that rule switched.
+EARLY_RETURN_HAZARD = V6_14.but(
+    "mutant-early-failure-unwinds", "a failed metadata read or feature check unwinds through "
+    "err_free_tdxmem as a failure after get_online_mems does, so out_put_tdxmem releases a "
+    "memory-hotplug lock never taken", "design hazard: init_tdx_module (v6.14's returns "
+    "before get_online_mems)", early_failures_return=False)
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8,
     *LATER_KERNELS,
@@ -254,6 +262,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
              "patches 03 'Simplify tdmr_get_pamt_sz()' and 04 'Allocate page bitmap for "
              "Dynamic PAMT'; in no release up to v7.2", kind="variant", pamt_4k_bitmap=True),
     *BUGS,
+    EARLY_RETURN_HAZARD,
     *UPDATE_HAZARDS,
 )}
 

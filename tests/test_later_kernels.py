@@ -10,7 +10,7 @@ from checker.inputs.platforms import configure, flow_model
 from invariants.flow import flow_invariants
 from spec import flow_state as S
 from spec.flow import TdxFlow
-from spec.profiles import PROFILES, V6_8, V6_14, V6_18
+from spec.profiles import PROFILES, V6_8, V6_14, V6_18, rule_changes
 
 OLD_MODULE = configure("2x1", module_no_rbp_mod=False, caller_loads=(1,))
 
@@ -85,9 +85,6 @@ REROUTED = [
     # alloc_tdmr_list (the TDMR list freed without having been allocated)
     ((S.S_SYSINFO, S.S_FEATURES), S.S_RETURN, S.S_ERR_FREE_TDMRS, V6_14, OLD_MODULE,
      "FREE-ONCE"),
-    # v6.14: check_features' failure unwinds through err_free_tdxmem, as in v6.8, so
-    # out_put_tdxmem releases a memory-hotplug lock this kernel has not taken yet
-    ((S.S_FEATURES,), S.S_RETURN, S.S_ERR_FREE_MEMLIST, V6_14, OLD_MODULE, "FREE-ONCE"),
     # v6.8: a failed build_tdx_memlist returns at once instead of via out_put_tdxmem, keeping
     # the memory-hotplug read lock (memory can never be onlined again)
     ((S.S_MEMLIST,), S.S_OUT, S.S_RETURN, V6_8, configure("2x1", faults=1),
@@ -104,6 +101,24 @@ def test_an_early_failure_unwinding_the_wrong_way_is_caught(steps, old, new, pro
     failed_at = {S.STEP_NAMES[step] for step in steps}
     assert any(label.action in failed_at and label.result != "0"
                for label, _ in result.trace.steps)
+
+
+def test_the_early_return_hazard_is_v6_14_with_one_rule_switched_and_caught():
+    """v6.14's early failures unwinding through err_free_tdxmem, as v6.8's later ones do:
+    out_put_tdxmem releases a memory-hotplug lock never taken (FREE-ONCE), on a failed feature
+    check as on a failed metadata read."""
+    hazard = PROFILES["mutant-early-failure-unwinds"]
+    assert rule_changes(hazard) ^ rule_changes(V6_14) == {"early_failures_return"}
+    assert hazard.kind == "bug"
+    for config in (OLD_MODULE, configure("2x1", faults=1)):
+        result = explore(TdxFlow(hazard, config), flow_invariants(TdxFlow(hazard, config)))
+        assert result.violated == "FREE-ONCE"
+        failed = [label for label, _ in result.trace.steps
+                  if label.action in ("check_features", "get_tdx_tdmr_sysinfo")
+                  and label.result != "0"]
+        assert failed and result.trace.steps[-1][0].action == "init_tdx_module"
+    assert explore(TdxFlow(V6_14, OLD_MODULE),
+                   flow_invariants(TdxFlow(V6_14, OLD_MODULE))).verdict == PASS
 
 
 def test_later_kernels_are_listed_with_the_commit_read():
