@@ -184,6 +184,19 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
                 return False
         return True
 
+    hotplug = flow.actor_name(flow.hotplug_actor)
+
+    def online_callback(step: S.Step) -> bool:
+        return step.actor == hotplug and step.action in ("cpu_up", "tdx_cpu_enable") \
+            and step.cpu is not None
+
+    def online_sees_result(_s: S.State, step: S.Step, t: S.State) -> bool:
+        return not online_callback(step) or t.hotplug_busy \
+            or flow.cpu(t, step.cpu).online != _step_failed(step)
+
+    def online_callback_ended(_s: S.State, step: S.Step, t: S.State) -> bool:
+        return online_callback(step) and not t.hotplug_busy
+
     def caller_outcome(s: S.State, _step: S.Step, t: S.State) -> bool:
         return any(after.pc != before.pc and after.pc in (S.LOADED, S.FAILED)
                    for before, after in zip(s.callers, t.callers, strict=True))
@@ -448,6 +461,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "CPU, then calls tdx_enable, and uses TDX only when both returned 0; v7.1: "
           "tdx_get_sysinfo)", "transition", F.TdxFlow._tdx_enable, callers_see_results,
           caller_outcome, watches="callers"),
+        T("CPU-ONLINE-SEES-RESULT",
+          "A CPU that comes online with its online callback (VMX and tdx_cpu_enable) stays "
+          "online only when the callback returned 0, and goes back offline when it returned "
+          "an error.", f"{TDX_C}: tdx_cpu_enable's return value in the CPU-online callback "
+          "(KVM's in v6.8, TDX's own from v7.1; the hotplug core rolls a failed online back)",
+          "transition", F.TdxFlow._cpu_up, online_sees_result, online_callback_ended,
+          concerns=online_callback),
         T("STATUS-MONOTONE",
           "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR, "
           "and back to UNINITIALIZED when a runtime update has shut the module down.",

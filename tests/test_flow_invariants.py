@@ -10,7 +10,7 @@ from checker.inputs.platforms import configure
 from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
 from spec import flow_state as S
-from spec.flow import TdxFlow
+from spec.flow import TdxFlow, step_errno
 from spec.profiles import V6_8, V6_18, V7_1, V7_2
 from spec.seamcall import SUCCESS
 from spec.statespace import set_fields
@@ -70,6 +70,19 @@ class _NoOnlineCallback(TdxFlow):
         return ()
 
 
+class _FailedOnlineKeepsTheCpu(TdxFlow):
+    """A mutant: a CPU whose online callback failed stays online (the rollback is lost)."""
+
+    def _cpu_up(self, state, index, cpu, loaded, out):
+        start = len(out)
+        super()._cpu_up(state, index, cpu, loaded, out)
+        for i in range(start, len(out)):
+            label, after = out[i]
+            if step_errno(label) and not after.hotplug_busy:
+                kept = set_fields(self.cpu(after, index), online=True)
+                out[i] = (label, self._with_cpu(after, index, kept))
+
+
 RSVD_1 = {"sysinfo": TdxSysinfo(max_reserved_per_tdmr=1)}
 NO_ERRATUM = {"erratum": False}
 TWO_BY_TWO = {"cpus_per_package": 2}
@@ -110,6 +123,7 @@ CASES = [
     ("KEXEC-SAFE", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
     ("CACHE-MARKED", "marks_cache_incoherent", NO_ERRATUM, V6_18),
+    ("CPU-ONLINE-SEES-RESULT", _FailedOnlineKeepsTheCpu, TWO_BY_TWO, V7_2),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
