@@ -197,6 +197,24 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def online_callback_ended(_s: S.State, step: S.Step, t: S.State) -> bool:
         return online_callback(step) and not t.hotplug_busy
 
+    @cache
+    def idle_mask(callers: tuple[S.Caller, ...]) -> int:
+        return sum(1 << a for a, c in enumerate(callers) if c.pc == S.IDLE)
+
+    @cache
+    def vmx_of(packages: tuple[S.Package, ...]) -> int:
+        out = 0
+        for package in packages:
+            for cpu in package.cpus:
+                out |= cpu.vmx
+        return out
+
+    def idle_callers_hold_no_vmx(s: S.State) -> bool:
+        return not idle_mask(s.callers) & vmx_of(s.packages)
+
+    def some_caller_idle(s: S.State) -> bool:
+        return idle_mask(s.callers) != 0
+
     def caller_outcome(s: S.State, _step: S.Step, t: S.State) -> bool:
         return any(after.pc != before.pc and after.pc in (S.LOADED, S.FAILED)
                    for before, after in zip(s.callers, t.callers, strict=True))
@@ -461,6 +479,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "CPU, then calls tdx_enable, and uses TDX only when both returned 0; v7.1: "
           "tdx_get_sysinfo)", "transition", F.TdxFlow._tdx_enable, callers_see_results,
           caller_outcome, watches="callers"),
+        T("VMX-ONLY-WHILE-USED",
+          "A caller that is idle (never loaded, unloaded, or its load unwound) keeps no CPU in "
+          "VMX operation: each VMX user turns VMX off on every CPU when it leaves, and a CPU "
+          "coming online turns it on only for the callers loaded.",
+          f"{TDX_C}: the tdx_enable caller contract (KVM's hardware_enable_all / "
+          "hardware_disable_all, refcounted per CPU)", "state", F.TdxFlow._release_vmx,
+          idle_callers_hold_no_vmx, some_caller_idle, reads=("callers", "packages")),
         T("CPU-ONLINE-SEES-RESULT",
           "A CPU that comes online with its online callback (VMX and tdx_cpu_enable) stays "
           "online only when the callback returned 0, and goes back offline when it returned "

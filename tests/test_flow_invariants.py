@@ -83,6 +83,13 @@ class _FailedOnlineKeepsTheCpu(TdxFlow):
                 out[i] = (label, self._with_cpu(after, index, kept))
 
 
+class _VmxLeftOnAtUnload(TdxFlow):
+    """A mutant: a caller unloading (or unwinding a failed load) leaves VMX on its CPUs."""
+
+    def _release_vmx(self, state, actor, pc):
+        return self._with_caller(state, actor, pc=pc)
+
+
 RSVD_1 = {"sysinfo": TdxSysinfo(max_reserved_per_tdmr=1)}
 NO_ERRATUM = {"erratum": False}
 TWO_BY_TWO = {"cpus_per_package": 2}
@@ -124,6 +131,7 @@ CASES = [
     ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
     ("CACHE-MARKED", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("CPU-ONLINE-SEES-RESULT", _FailedOnlineKeepsTheCpu, TWO_BY_TWO, V7_2),
+    ("VMX-ONLY-WHILE-USED", _VmxLeftOnAtUnload, {}),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
