@@ -228,6 +228,7 @@ def test_an_invariant_that_starts_applying_gains_coverage():
                         "checker-baseline.json")
     t = only_transition(compare([covered("a")], baseline))
     assert t.name == COVERAGE_GAINED and "applying for the first time: FREE-ONCE" in t.explanation
+    assert "an invariant now has something to check" in t.explanation
 
 
 def test_reached_survives_the_file_and_matches_the_schema(tmp_path):

@@ -332,9 +332,11 @@ def _coverage_changes(result: CheckResult, expected: Expected) -> tuple[str | No
     lost = _coverage_line(sorted(was.steps - reached.steps), "no longer taken",
                           sorted(was.invariants - reached.invariants), "no longer applying",
                           "the invariants cannot look where the model no longer goes")
-    gained = _coverage_line(sorted(reached.steps - was.steps), "never taken before",
+    new_steps = sorted(reached.steps - was.steps)
+    gained = _coverage_line(new_steps, "never taken before",
                             sorted(reached.invariants - was.invariants), "applying for the "
-                            "first time", "the model now does what it did not")
+                            "first time", "the model now does what it did not" if new_steps
+                            else "an invariant now has something to check where it had not")
     return lost, gained
 
 
