@@ -24,42 +24,60 @@ class _ErrorLostAtErrFreePamts(TdxFlow):
         return super()._fail(state, 0 if unwind == S.S_ERR_FREE_PAMTS else errno, unwind)
 
 
-class _ConfigBufferKept(TdxFlow):
-    """A mutant: config_tdx_module forgets to free its array of TDMR addresses."""
+def _rewriting(name: str, rule: str, rewrite, doc: str) -> type[TdxFlow]:
+    """A mutant model: the steps `rule` (a TdxFlow method whose last argument is the list it
+    appends to) takes, each with its next state rewritten by
+    `rewrite(model, state, label, after, *rule_args)`."""
 
-    def _config_tdx_module(self, state, name, out):
+    def patched(self, state, *args):
+        out = args[-1]
         start = len(out)
-        super()._config_tdx_module(state, name, out)
-        for i in range(start, len(out)):
-            label, after = out[i]
-            if label.seamcall is not None:
-                out[i] = (label, after._replace(resources=after.resources | S.RES_CONFIG_BUF))
+        getattr(TdxFlow, rule)(self, state, *args)
+        out[start:] = [(label, rewrite(self, state, label, after, *args[:-1]))
+                       for label, after in out[start:]]
+
+    return type(name, (TdxFlow,), {rule: patched, "__doc__": doc})
 
 
-class _FailedLpInitLooksLoaded(TdxFlow):
-    """A mutant: when TDH.SYS.LP.INIT fails in KVM's IPI, KVM is left believing TDX loaded
-    (the error is swallowed on its way back)."""
-
-    def _frame_steps(self, state, out):
-        start = len(out)
-        super()._frame_steps(state, out)
-        for i in range(start, len(out)):
-            label, after = out[i]
-            for actor, caller in enumerate(after.callers):
-                if caller.pc == S.FAILED and state.callers[actor].pc != S.FAILED:
-                    out[i] = (label, self._with_caller(after, actor, pc=S.LOADED))
+def _buffer_kept(model, state, label, after, name):
+    if label.seamcall is None:
+        return after
+    return after._replace(resources=after.resources | S.RES_CONFIG_BUF)
 
 
-class _TdmrInitRetriedAfterFailure(TdxFlow):
-    """A mutant: init_tdmrs drops a failed TDH.SYS.TDMR.INIT's error and calls it again."""
+def _looks_loaded(model, state, label, after):
+    looks = after
+    for actor, caller in enumerate(after.callers):
+        if caller.pc == S.FAILED and state.callers[actor].pc != S.FAILED:
+            looks = model._with_caller(after, actor, pc=S.LOADED)
+    return looks
 
-    def _init_tdmr(self, state, name, out):
-        start = len(out)
-        super()._init_tdmr(state, name, out)
-        for i in range(start, len(out)):
-            label, _ = out[i]
-            if label.result != SUCCESS:
-                out[i] = (label, set_fields(state, faults=state.faults + label.injected))
+
+def _retried(model, state, label, after, name):
+    if label.result == SUCCESS:
+        return after
+    return set_fields(state, faults=state.faults + label.injected)
+
+
+def _kept_online(model, state, label, after, index, cpu, loaded):
+    if not step_errno(label) or after.hotplug_busy:
+        return after
+    return model._with_cpu(after, index, set_fields(model.cpu(after, index), online=True))
+
+
+_ConfigBufferKept = _rewriting(
+    "_ConfigBufferKept", "_config_tdx_module", _buffer_kept,
+    "A mutant: config_tdx_module forgets to free its array of TDMR addresses.")
+_FailedLpInitLooksLoaded = _rewriting(
+    "_FailedLpInitLooksLoaded", "_frame_steps", _looks_loaded,
+    "A mutant: when TDH.SYS.LP.INIT fails in KVM's IPI, KVM is left believing TDX loaded "
+    "(the error is swallowed on its way back).")
+_TdmrInitRetriedAfterFailure = _rewriting(
+    "_TdmrInitRetriedAfterFailure", "_init_tdmr", _retried,
+    "A mutant: init_tdmrs drops a failed TDH.SYS.TDMR.INIT's error and calls it again.")
+_FailedOnlineKeepsTheCpu = _rewriting(
+    "_FailedOnlineKeepsTheCpu", "_cpu_up", _kept_online,
+    "A mutant: a CPU whose online callback failed stays online (the rollback is lost).")
 
 
 class _NoOnlineCallback(TdxFlow):
@@ -68,19 +86,6 @@ class _NoOnlineCallback(TdxFlow):
 
     def _vmx_holders(self, callers):
         return ()
-
-
-class _FailedOnlineKeepsTheCpu(TdxFlow):
-    """A mutant: a CPU whose online callback failed stays online (the rollback is lost)."""
-
-    def _cpu_up(self, state, index, cpu, loaded, out):
-        start = len(out)
-        super()._cpu_up(state, index, cpu, loaded, out)
-        for i in range(start, len(out)):
-            label, after = out[i]
-            if step_errno(label) and not after.hotplug_busy:
-                kept = set_fields(self.cpu(after, index), online=True)
-                out[i] = (label, self._with_cpu(after, index, kept))
 
 
 class _VmxLeftOnAtUnload(TdxFlow):
