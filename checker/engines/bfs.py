@@ -46,7 +46,7 @@ from checker.engines.fingerprints import (
     StateCodec,
     collision_probability,
     fingerprint,
-    forget_all_but,
+    keep_frontier_values,
 )
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -117,7 +117,7 @@ class ExplorationResult(FindsViolations):
     seen_bytes: int = 0  # bytes of the seen set and the parent links, in fingerprint mode
     spilled_bytes: int = 0  # frontier bytes written to disk
     workers: int = 1
-    forgotten: int = 0  # levels after which the model's memo tables were emptied (budget)
+    forgotten: int = 0  # times the model's memo tables were emptied to keep to the budget
 
     @property
     def violation(self) -> Violation | None:
@@ -372,7 +372,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             spilled += records.spilled_bytes
             records.close()
             if forgets and forgotten > forgotten_before:  # under pressure: the codec too
-                forget_all_but(codec, frontier, model)
+                keep_frontier_values(codec, frontier)
                 forgotten_before = forgotten
         if count > level_end:
             depth += 1

@@ -177,15 +177,14 @@ class StateCodec:
 MEMO_ENTRY_BYTES = 1024
 
 
-def forget_all_but(codec: StateCodec, frontier: SpillBuffer, model) -> None:
-    """Empty the model's memo tables (`forget`) and the codec's part tables but for the values
-    the frontier's records refer to: what is left is what the next level needs."""
+def keep_frontier_values(codec: StateCodec, frontier: SpillBuffer) -> None:
+    """Empty the codec's part tables but for the values the frontier's records refer to: what
+    is left is what the next level needs."""
     keep: list[set[int]] = [set() for _ in range(codec.parts)]
     for record in frontier:
         for codes, code in zip(keep, record, strict=True):
             codes.add(code)
     codec.forget(keep)
-    model.forget()
 
 
 def fingerprint(record) -> int:
