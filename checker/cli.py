@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 
+from checker.engines.simulate import END_BUDGET, STRATEGIES
 from checker.engines.synth import KIND_SUMMARIES
 from checker.files import file_problem, folder_problem, write_text_atomic
 from checker.inputs.readers import (
@@ -211,9 +212,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     explore.add_argument("--walk-length", type=_positive, metavar="N",
                          help="with --simulate: steps per walk at most (default "
                          f"{DEFAULT_WALK_LENGTH})")
-    explore.add_argument("--swarm", action="store_true",
-                         help="with --simulate: each walk leaves out a random half of the kinds "
-                         "of step (swarm testing), instead of drawing uniformly among all")
+    explore.add_argument("--strategy", choices=STRATEGIES,
+                         help="with --simulate: how a walk draws its steps: weighted (each "
+                         "walk weighs every actor and kind of step at random, the default), "
+                         "swarm (each walk leaves out a random half of the kinds of step), "
+                         "uniform (among all successors)")
 
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
@@ -529,7 +532,7 @@ def _check_explore_options(args) -> None:
         return
     simulate_only = [name for name, value in (("--seed", args.seed), ("--walks", args.walks),
                                               ("--walk-length", args.walk_length),
-                                              ("--swarm", args.swarm or None))
+                                              ("--strategy", args.strategy))
                      if value is not None]
     if simulate_only:
         raise UsageError(f"{', '.join(simulate_only)} only with --simulate")
@@ -665,8 +668,9 @@ def _simulate(args, flow, invariants, config, show) -> int:
         show(f"{p.walks:,} walks, {p.steps:,} steps, {p.states:,} distinct states, "
              f"{p.seconds:.1f} s")
 
+    strategy = args.strategy or STRATEGIES[0]
     outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
-                       workers=args.workers, progress=progress, swarm=args.swarm)
+                       workers=args.workers, progress=progress, strategy=strategy)
     bound_hit = None if outcome.bound_hit == "violation" else outcome.bound_hit
     rate = round(outcome.steps / max(outcome.seconds, 1e-9))
     trace = outcome.trace
@@ -681,13 +685,15 @@ def _simulate(args, flow, invariants, config, show) -> int:
             "symmetry": outcome.symmetry, "bound_hit": bound_hit,
             "violated": outcome.violated,
             "trace": trace_to_json(trace, flow) if trace else None,
-            "simulation": {"proof": False, "seed": outcome.seed, "swarm": args.swarm,
+            "simulation": {"proof": False, "seed": outcome.seed, "strategy": strategy,
                            "walks": outcome.walks,
                            "walks_bound": bounds.walks, "walk_length_bound": bounds.length,
                            "steps": outcome.steps, "violating_walk": outcome.walk,
                            "length_found": outcome.found_length,
                            "length_shrunk": outcome.shrunk_length,
-                           "unjudged": list(outcome.unjudged)}},
+                           "judged_at_ends": list(outcome.judged_at_ends),
+                           "ends_searched": outcome.ends_searched,
+                           "ends_unsettled": outcome.ends_unsettled}},
             indent=2, sort_keys=True))
         return EXIT_FAIL if trace else EXIT_INCONCLUSIVE
     if trace:
@@ -698,14 +704,17 @@ def _simulate(args, flow, invariants, config, show) -> int:
         head = f"INCONCLUSIVE (simulation, {cut}: no violation met, which proves nothing)"
     print(f"profile {args.profile}, config {config.name}: {head}")
     print(f"random walks are a sample, NOT a proof: {outcome.walks:,} walks of up to "
-          f"{bounds.length:,} steps (seed {seed}{', swarm' if args.swarm else ''}, "
+          f"{bounds.length:,} steps (seed {seed}, {strategy}, "
           f"{outcome.workers} "
           f"worker{'s' if outcome.workers > 1 else ''}), {outcome.steps:,} steps, "
           f"{outcome.distinct_states:,} distinct states met, {outcome.seconds:.2f} s, "
           f"{rate:,} steps/s, symmetry {'on' if outcome.symmetry else 'off'}")
-    if outcome.unjudged:
-        print(f"not judged (they need every state, walks see some): "
-              f"{', '.join(outcome.unjudged)}")
+    if outcome.judged_at_ends:
+        unsettled = (f", {outcome.ends_unsettled:,} of them unsettled (the search bound was hit: "
+                     "nothing proved there)" if outcome.ends_unsettled else "")
+        print(f"{', '.join(outcome.judged_at_ends)} judged where walks end: "
+              f"{outcome.ends_searched:,} ends were no goal and were searched (up to "
+              f"{END_BUDGET:,} states each){unsettled}")
     if trace:
         print(f"walk {outcome.walk} violated {outcome.violated} after {outcome.found_length} "
               f"steps; shrunk to {len(trace)} steps (deleting steps, not a shortest trace)")

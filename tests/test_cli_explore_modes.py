@@ -26,8 +26,9 @@ def test_simulation_finds_a_bug_shrinks_it_and_says_it_is_no_proof(capsys):
     assert main(["explore", "--simulate", "--profile", "bug-lp-init-irq-reentry"]) == 1
     out = capsys.readouterr().out
     assert "FAIL (simulation: a random walk violated an invariant)" in out
-    assert "random walks are a sample, NOT a proof:" in out and "(seed 0, 1 worker)" in out
-    assert "not judged (they need every state, walks see some): DEADLOCK-FREE" in out
+    assert "random walks are a sample, NOT a proof:" in out
+    assert "(seed 0, weighted, 1 worker)" in out
+    assert "DEADLOCK-FREE judged where walks end: " in out
     assert "violated SEAMCALL-ACCEPTED after" in out and "; shrunk to" in out
     assert "TDH.SYS.LP.INIT -> TDX_SYS_LP_INIT_DONE" in out
 
@@ -43,8 +44,10 @@ def test_simulation_of_v6_8_is_inconclusive_never_a_pass(capsys):
     assert code == 3 and summary["verdict"] == "inconclusive" and summary["mode"] == "simulation"
     assert summary["bound_hit"] == "walks" and summary["trace"] is None
     sim = summary["simulation"]
-    assert (sim["proof"], sim["walks"], sim["steps"], sim["unjudged"]) == \
+    assert (sim["proof"], sim["walks"], sim["steps"], sim["judged_at_ends"]) == \
         (False, 30, 1200, ["DEADLOCK-FREE"])
+    assert sim["strategy"] == "weighted" and sim["ends_unsettled"] == 0
+    assert f"{sim['ends_searched']:,} ends were no goal and were searched" in out
     assert summary["transitions"] == 1200 and 0 < summary["distinct_states"] < 1200
 
 

@@ -58,15 +58,34 @@ def test_walks_without_a_violation_are_inconclusive_and_count_what_they_covered(
     assert (result.walks, result.steps, result.longest) == (40, 40 * 25, 25)
     assert result.bound_hit == "walks"
     assert result.distinct_states == 10  # every unordered pair over 0..3
-    assert result.properties == ("SMALL",) and result.unjudged == ("CAN-RESET",)
+    assert result.properties == ("SMALL",) and result.judged_at_ends == ("CAN-RESET",)
+    assert 0 < result.ends_searched <= 40 and result.ends_unsettled == 0  # reset is near
     no_symmetry = simulate(IdleCounters(), [prop], WalkBounds(walks=40, length=25), symmetry=False)
     assert no_symmetry.distinct_states == 16
 
 
-def test_an_eventually_property_is_never_judged_on_walks():
+def test_an_eventually_property_is_judged_where_a_walk_ends():
+    """No goal anywhere: the search from the first walk's end covers the 10 canonical states
+    and finds none, a violation; the shrunk walk is empty, as the start is stuck already."""
     never = Prop("NEVER", "eventually", lambda s: False)
     result = simulate(IdleCounters(), [never], WalkBounds(walks=5, length=10))
-    assert result.verdict == INCONCLUSIVE and result.unjudged == ("NEVER",)
+    assert result.verdict == FAIL and result.violated == "NEVER" and result.walk == 0
+    assert result.found_length == 10 and len(result.trace) == 0
+    assert (result.ends_searched, result.ends_unsettled) == (1, 0)
+
+
+def test_a_goal_reachable_only_past_the_search_bound_leaves_the_end_unsettled():
+    """Counters up to 1,000: from a walk's end the goal (both at 1,000) lies past a search of
+    50 states, so nothing is proved there and the result says so."""
+    far = Prop("BOTH-FULL", "eventually", lambda s: s == (1000, 1000))
+    result = simulate(Counters(limit=1000), [far], WalkBounds(walks=4, length=10),
+                      end_budget=50)
+    assert result.verdict == INCONCLUSIVE and result.violation is None
+    assert (result.ends_searched, result.ends_unsettled) == (4, 4)
+    near = Prop("BOTH-FULL", "eventually", lambda s: s == (3, 3))
+    settled = simulate(Counters(limit=3), [near], WalkBounds(walks=4, length=10),
+                       end_budget=50)
+    assert settled.verdict == INCONCLUSIVE and settled.ends_unsettled == 0
 
 
 def test_a_walk_ends_in_a_state_with_no_successors():
@@ -102,23 +121,38 @@ def test_workers_do_not_change_the_result():
     assert simulate(IdleCounters(), clean, bounds, workers=2).steps == 300 * 40
 
 
-@pytest.mark.parametrize("swarm", [False, True])
-def test_swarm_walks_leave_out_kinds_of_step_that_uniform_walks_always_take(swarm):
+@pytest.mark.parametrize("strategy", ["uniform", "swarm"])
+def test_swarm_walks_leave_out_kinds_of_step_that_uniform_walks_always_take(strategy):
     """`reset` is enabled in every state; a uniform walk of 30 steps takes it almost surely
     ((2/3)^30 it does not), while a swarm walk that switches `reset` off and `inc` on (a
     quarter of them) never takes it; one that switches both off draws among all again."""
-    walker = _Walker(Counters(limit=100), [], True, seed=5, length=30, swarm=swarm)
+    walker = _Walker(Counters(limit=100), [], True, seed=5, length=30, strategy=strategy)
     paths = [walker.replay_walk(i, 30)[1] for i in range(200)]
     without_reset = sum(all(label.action != "reset" for label, _ in p) for p in paths)
-    assert (30 < without_reset < 75) if swarm else without_reset == 0
+    assert (30 < without_reset < 75) if strategy == "swarm" else without_reset == 0
     assert all(len(p) == 30 for p in paths)
+
+
+def test_weighted_walks_differ_in_how_often_they_take_each_kind_of_step():
+    """Uniform walks reset in about a third of their steps, every one of them; weighted
+    walks each weigh the counters and `reset` their own way, so some walks reset in most of
+    their steps and others almost never."""
+    def reset_shares(strategy):
+        walker = _Walker(Counters(limit=10**6), [], False, seed=2, length=60,
+                         strategy=strategy)
+        return [sum(label.action == "reset" for label, _ in walker.replay_walk(i, 60)[1]) / 60
+                for i in range(100)]
+
+    uniform, weighted = reset_shares("uniform"), reset_shares("weighted")
+    assert 0.15 < min(uniform) and max(uniform) < 0.55
+    assert min(weighted) < 0.05 and max(weighted) > 0.8
 
 
 def test_swarm_walks_are_the_same_on_any_number_of_workers():
     prop = [Prop("SUM<6", "state", lambda s: sum(s) < 6)]
     bounds = WalkBounds(walks=300, length=40)
-    one = simulate(IdleCounters(), prop, bounds, seed=3, swarm=True)
-    two = simulate(IdleCounters(), prop, bounds, seed=3, workers=2, swarm=True)
+    one = simulate(IdleCounters(), prop, bounds, seed=3, strategy="swarm")
+    two = simulate(IdleCounters(), prop, bounds, seed=3, workers=2, strategy="swarm")
     assert (one.walk, one.walks, one.steps, one.trace.steps) == \
         (two.walk, two.walks, two.steps, two.trace.steps)
 
@@ -149,11 +183,13 @@ def test_bad_bounds_are_refused():
         simulate(IdleCounters(), [], WalkBounds(walks=0))
     with pytest.raises(ValueError):
         simulate(IdleCounters(), [], workers=0)
+    with pytest.raises(ValueError, match="unknown walk strategy 'greedy'"):
+        simulate(IdleCounters(), [], strategy="greedy")
 
 
 # --- the flow model --------------------------------------------------------------------------
 
-# Bug profiles uniform walks find on small configurations (1x1; double-free where reserved
+# Bug profiles walks find on small configurations (1x1; double-free where reserved
 # areas run out, as the bug zoo finds it), with the invariant that catches each (the bug zoo's).
 FOUND = {
     "bug-lp-init-irq-reentry": ("1x1", "SEAMCALL-ACCEPTED"),
@@ -165,6 +201,7 @@ FOUND = {
     "mutant-notifier-checks-start-only": ("1x1", "MEMORY-STATIC-WHEN-READY"),
     "mutant-notifier-rejects-when-empty": ("1x1", "ONLINE-VETO-ONLY-WHEN-READY"),
     "mutant-pamt-double-free": ("rsvd-exhausted", "FREE-ONCE"),
+    "mutant-mutex-kept-on-failure": ("1x1", "DEADLOCK-FREE"),
 }
 
 
@@ -198,9 +235,10 @@ def test_on_the_flow_model_workers_do_not_change_the_result():
         (two.walk, two.steps, two.distinct_states, two.found_length, two.trace.steps)
 
 
-def test_v6_8_walks_meet_no_violation_and_leave_deadlock_freedom_unjudged():
+def test_v6_8_walks_meet_no_violation_and_settle_deadlock_freedom_where_they_end():
     flow = flow_model("v6.8", "1x1")
     result = simulate(flow, checked_invariants(flow, "1x1"), WalkBounds(walks=100, length=100))
     assert result.verdict == INCONCLUSIVE and result.bound_hit == "walks"
-    assert result.unjudged == ("DEADLOCK-FREE",) and "SEAMCALL-ACCEPTED" in result.properties
+    assert result.judged_at_ends == ("DEADLOCK-FREE",) and result.ends_unsettled == 0
+    assert "SEAMCALL-ACCEPTED" in result.properties
     assert result.steps == 100 * 100 and 0 < result.distinct_states < result.steps

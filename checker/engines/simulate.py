@@ -2,18 +2,29 @@
 finish, never a proof.
 
 It takes the explorer's models and properties (`checker.engines.explorer`). Walk `i` starts
-from an initial state drawn at random and takes, at each step, one of the state's successors
-drawn uniformly; its random numbers come from the seed and `i` alone, so a walk is the same
-whichever process runs it and whatever ran before it. Every state property is checked on
-every state of a walk and every transition property on every step; a walk ends at its first
-violation, at its length bound, or in a state with no successors. "Eventually" properties
-need the whole state graph, so a walk cannot judge them: the result names them as unjudged.
+from an initial state drawn at random and takes, at each step, one of the state's successors;
+its random numbers come from the seed and `i` alone, so a walk is the same whichever process
+runs it and whatever ran before it. Every state property is checked on every state of a walk
+and every transition property on every step; a walk ends at its first violation, at its
+length bound, or in a state with no successors. An "eventually" property is judged where a
+walk ends: when that state is not a goal, a depth-first search of at most `end_budget`
+canonical states looks for one; none reachable is a violation (a deadlock, say), and a search
+cut by the bound leaves that end unsettled, which the result counts.
 
-With `swarm` (swarm testing, Groce et al., ISSTA 2012) each walk switches off, with
-probability 1/2 and independently, each kind of step (a label's action, injected or not) the
-first time it meets one, and draws only among the steps it left on, all of them when none is:
-a walk that never injects a fault, or never takes a CPU offline, reaches states that uniform
-walks, which spend the fault budget on the first SEAMCALL they meet, seldom do.
+How a walk draws its step (`strategy`):
+- "uniform": uniformly among the successors. On a large machine most of them are the
+  environment's (16 CPUs to take offline against a caller's one step), and a fault is taken
+  at the first SEAMCALL that offers one, so walks seldom get far into init.
+- "weighted" (the default): an actor (a caller, the environment), then a kind of step of
+  that actor (a label's action, injected or not), then a step of that kind; each walk gives
+  every actor and kind it meets a weight of its own, drawn once between 1/16 and 16
+  (log-uniform). One walk lets a caller
+  lag far behind the other, another injects its fault late, another takes CPUs offline far
+  more often than online: what a bug needs is likely in some walks, however rare in uniform
+  ones. This is swarm testing (Groce et al., ISSTA 2012) with graded weights.
+- "swarm": as "weighted", but a kind's weight is 1 or 0 (off) with even odds and actors weigh
+  the same: each walk leaves out about half of the kinds of step (an actor whose kinds on
+  offer are all off is not drawn; when every one on offer is off, it draws among all).
 
 Walks run in this process or on forked processes (`workers`), in batches; results are merged
 in walk order, so the first violating walk, and every count up to it, do not depend on the
@@ -46,6 +57,9 @@ from checker.engines.bfs import (
 from checker.engines.fingerprints import StateCodec, fingerprint
 
 BATCH = 16  # walks per task handed to a worker process
+STRATEGIES = ("weighted", "swarm", "uniform")
+END_BUDGET = 20_000  # canonical states searched from a walk's end for an "eventually" goal
+WEIGHT_SPREAD = 2.0  # weights are 4 ** uniform(-spread, spread): 1/16 to 16
 
 
 @dataclass(frozen=True)
@@ -82,10 +96,13 @@ class SimulationResult(FindsViolations):
     bound_hit: str  # "walks" (all run), "time", or "violation"
     symmetry: bool
     properties: tuple[str, ...]  # the properties checked on every state and step
-    unjudged: tuple[str, ...]  # the "eventually" properties, which a walk cannot judge
+    judged_at_ends: tuple[str, ...]  # the "eventually" properties, judged where walks end
+    ends_searched: int  # walk ends that were no goal, searched for one
+    ends_unsettled: int  # of those, searches the end budget cut short (nothing proved there)
     seed: int
     workers: int
     bounds: WalkBounds
+    strategy: str
     walk: int | None = None  # index of the violating walk
     found_length: int | None = None  # its steps up to the violation, before shrinking
     shrink_seconds: float = 0.0  # of `seconds`, those spent shrinking
@@ -98,27 +115,31 @@ class SimulationResult(FindsViolations):
 def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds(),
              seed: int = 0, symmetry: bool = True, workers: int = 1,
              progress: Callable[[WalkProgress], None] | None = None,
-             swarm: bool = False) -> SimulationResult:
+             strategy: str = "weighted", end_budget: int = END_BUDGET) -> SimulationResult:
     """Run up to `bounds.walks` random walks of `model` checking `properties` (see the module
     docstring); stop at the first walk, in walk order, that violates one."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     if bounds.walks < 1 or bounds.length < 1:
         raise ValueError("walks and walk length must be at least 1")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown walk strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     started = time.perf_counter()
     deadline = None if bounds.max_seconds is None else time.time() + bounds.max_seconds
-    walker = _Walker(model, properties, symmetry, seed, bounds.length, swarm)
+    walker = _Walker(model, properties, symmetry, seed, bounds.length, strategy, end_budget)
     seen: set[int] = set()
-    walks = steps = longest = 0
+    walks = steps = longest = searched = unsettled = 0
     hit, found = "walks", None
     collecting = gc.isenabled()
     gc.disable()  # states are acyclic tuples (see `explore`)
     batches = _batches(walker, bounds.walks, deadline, workers)
     try:
         for batch in batches:
-            for number, (taken, fps, violation) in enumerate(batch.walks, batch.start):
+            for number, (taken, fps, violation, end) in enumerate(batch.walks, batch.start):
                 walks += 1
                 steps += taken
+                searched += end is not None
+                unsettled += end == UNSETTLED
                 longest = max(longest, taken)
                 seen.update(_unpack(fps))
                 if violation is not None:
@@ -138,7 +159,7 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
             walk_index, (prop_id, at) = found
             prop = next(p for p in properties if p.id == prop_id)
             initial, path = walker.replay_walk(walk_index, at)
-            steps_found = shrink(model, prop, initial, path)
+            steps_found = shrink(model, prop, initial, path, walker.goal_unreachable)
             describe = getattr(model, "describe", None)
             trace = Trace(initial, steps_found, describe() if describe else {}, prop_id)
             result_violation = Violation(prop_id, len(trace), trace)
@@ -152,24 +173,30 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
         FAIL if result_violation else INCONCLUSIVE, result_violation, walks, steps, len(seen),
         longest, finished - started, hit, symmetry,
         tuple(p.id for p in properties if p.kind != "eventually"),
-        tuple(p.id for p in properties if p.kind == "eventually"), seed, workers, bounds,
-        walk_index, found_length, finished - shrinking)
+        tuple(p.id for p in properties if p.kind == "eventually"), searched, unsettled, seed,
+        workers, bounds, strategy, walk_index, found_length, finished - shrinking)
 
 
 # ----- walks ---------------------------------------------------------------------------------
+
+
+UNSETTLED = "unsettled"  # `_Walker.run`: an end whose search the end budget cut short
 
 
 class _Walker:
     """Runs walk `i` of a simulation: the same walk in every process."""
 
     def __init__(self, model, properties: Sequence, symmetry: bool, seed: int,
-                 length: int, swarm: bool = False) -> None:
-        self.model, self.seed, self.length, self.swarm = model, seed, length, swarm
+                 length: int, strategy: str = "weighted", end_budget: int = END_BUDGET) -> None:
+        self.model, self.seed, self.length = model, seed, length
+        self.strategy, self.end_budget = strategy, end_budget
         self.canon = model.canonical if symmetry else (lambda s: s)
         self.initial = list(model.initial_states())
         state_props = [p for p in properties if p.kind == "state"]
         step_props = [p for p in properties if p.kind == "transition"]
         self.state_props = tuple((p.id, p.check) for p in state_props)
+        self.goal_props = tuple(p for p in properties if p.kind == "eventually")
+        self.settled: dict = {}  # canonical end -> what `goal_unreachable` answered
         first = self.initial[0]
         fields = getattr(first, "_fields", ())
         self.state_checks = state_checks_by_fields(state_props, type(first))
@@ -182,28 +209,38 @@ class _Walker:
 
     def chooser(self, rng: random.Random) -> Callable[[list], tuple]:
         """How one walk draws a step among a state's successors (see the module docstring)."""
-        if not self.swarm:
+        if self.strategy == "uniform":
             return lambda steps: steps[rng.randrange(len(steps))]
-        on: dict = {}  # kind of step -> whether this walk takes it
+        weights: dict = {}  # ("actor", name) or ("kind", kind) -> this walk's weight
+        swarm = self.strategy == "swarm"
+
+        def weight(key) -> float:
+            held = weights.get(key)
+            if held is None:
+                if swarm:
+                    held = 1.0 if key[0] == "actor" or rng.random() < 0.5 else 0.0
+                else:
+                    held = 4.0 ** rng.uniform(-WEIGHT_SPREAD, WEIGHT_SPREAD)
+                weights[key] = held
+            return held
 
         def choose(steps):
-            kept = []
+            by_actor: dict = {}  # actor -> kind -> steps
             for step in steps:
                 label = step[0]
-                kind = (getattr(label, "action", label), getattr(label, "injected", False))
-                taken = on.get(kind)
-                if taken is None:
-                    taken = on[kind] = rng.random() < 0.5
-                if taken:
-                    kept.append(step)
-            pool = kept or steps
+                kinds = by_actor.setdefault(("actor", getattr(label, "actor", None)), {})
+                kinds.setdefault(("kind", _kind(label)), []).append(step)
+            kinds = by_actor[_draw(rng, by_actor, lambda actor: weight(actor) * any(
+                weight(kind) for kind in by_actor[actor]))]
+            pool = kinds[_draw(rng, kinds, weight)]
             return pool[rng.randrange(len(pool))]
 
         return choose
 
-    def run(self, index: int) -> tuple[int, bytes, tuple[str, int] | None]:
-        """Walk `index`: its steps, the fingerprints of the states it met (packed), and its
-        first violation as (property id, steps taken when it showed), or None."""
+    def run(self, index: int) -> tuple[int, bytes, tuple[str, int] | None, str | None]:
+        """Walk `index`: its steps, the fingerprints of the states it met (packed), its first
+        violation as (property id, steps taken when it showed) or None, and whether its end
+        was searched for an "eventually" goal (None: not needed, "settled", `UNSETTLED`)."""
         rng, successors, canon = self.rng(index), self.model.successors, self.canon
         record, prints = self.codec.record, set()
         state = self.initial[rng.randrange(len(self.initial))]
@@ -222,7 +259,42 @@ class _Walker:
             if nxt is not state:
                 prints.add(fingerprint(record(canon(nxt))))
             state = nxt
-        return taken, array("Q", sorted(prints)).tobytes(), violation
+        end = None
+        if violation is None and any(not p.check(state) for p in self.goal_props):
+            stuck = self.goal_unreachable(state)
+            end = UNSETTLED if stuck is None else "settled"
+            if stuck:
+                violation = stuck[0], taken
+        return taken, array("Q", sorted(prints)).tobytes(), violation, end
+
+    def goal_unreachable(self, state) -> tuple[str, ...] | None:
+        """The "eventually" properties none of whose goals can be reached from `state`, by a
+        depth-first search (the model's first successor first, which is quick to a goal when
+        the model lists its actors' progress before the environment's) of at most
+        `end_budget` canonical states; None when the bound cut the search short."""
+        key = self.canon(state)
+        if key in self.settled:
+            return self.settled[key]
+        open_props = [p for p in self.goal_props if not p.check(state)]
+        seen, stack = {key}, [state]
+        answer = None
+        while open_props:
+            if not stack:
+                answer = tuple(p.id for p in open_props)
+                break
+            current = stack.pop()
+            open_props = [p for p in open_props if not p.check(current)]
+            for _, nxt in reversed(self.model.successors(current)):
+                image = self.canon(nxt)
+                if image not in seen:
+                    seen.add(image)
+                    stack.append(nxt)
+            if len(seen) > self.end_budget:
+                break
+        else:
+            answer = ()
+        self.settled[key] = answer
+        return answer
 
     def _check_step(self, state, label, nxt, taken: int) -> tuple[str, int] | None:
         get, compute = self.loop_checks if nxt is state else self.step_checks
@@ -250,6 +322,29 @@ class _Walker:
             label, state = choose(self.model.successors(state))
             path.append((label, state))
         return initial, path
+
+
+def _kind(label) -> tuple:
+    """A label's kind of step: its action, and whether it is an injected fault."""
+    return getattr(label, "action", label), getattr(label, "injected", False)
+
+
+def _draw(rng: random.Random, options: dict, weight: Callable[[Any], float]):
+    """One of `options`' keys, with chances in proportion to their weights (evenly when
+    every weight is 0); keys come in the model's order, so the draw is reproducible."""
+    keys = list(options)
+    if len(keys) == 1:
+        return keys[0]
+    weights = [weight(key) for key in keys]
+    total = sum(weights)
+    if total <= 0:
+        return keys[rng.randrange(len(keys))]
+    point = rng.random() * total
+    for key, share in zip(keys, weights, strict=True):
+        point -= share
+        if point < 0:
+            return key
+    return keys[-1]
 
 
 @dataclass
@@ -304,16 +399,24 @@ def _unpack(data: bytes) -> array:
 # ----- shrinking -----------------------------------------------------------------------------
 
 
-def shrink(model, prop, initial, path: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+def shrink(model, prop, initial, path: list[tuple[Any, Any]],
+           goal_unreachable: Callable[[Any], tuple | None] | None = None) \
+        -> list[tuple[Any, Any]]:
     """A shorter walk from `initial` that still violates `prop`, as concrete steps.
 
-    `path` violates `prop` at its last step. Loops go first (a stretch between two equal
-    states), then stretches of steps, halving in size down to single steps, are deleted
-    wherever the labels left still run on the model (each names a successor of the state it
-    is taken in) and still reach a violation of `prop`, which the result is cut at. Every
-    candidate is replayed from its start, so what is returned is a real walk of the model.
+    `path` violates `prop` at its last step (for an "eventually" property: no goal can be
+    reached from its last state, as `goal_unreachable` says). Loops go first (a stretch
+    between two equal states), then stretches of steps, halving in size down to single
+    steps, are deleted wherever the labels left still run on the model (each names a
+    successor of the state it is taken in) and still reach a violation of `prop`, which the
+    result is cut at. Every candidate is replayed from its start, so what is returned is a
+    real walk of the model.
     """
     labels = [label for label, _ in _without_loops(initial, path, prop.kind == "transition")]
+    if prop.kind == "eventually":
+        def stuck(state) -> bool:
+            return prop.id in (goal_unreachable(state) or ())
+        prop = _StuckAtEnd(prop.id, stuck)
     path = _violating_prefix(model, prop, initial, labels)
     labels = [label for label, _ in path]
     size = max(len(labels) // 2, 1)
@@ -347,9 +450,20 @@ def _without_loops(initial, path: list, keep_last: bool) -> list:
     return out + path[cut:]
 
 
+@dataclass(frozen=True)
+class _StuckAtEnd:
+    """An "eventually" property as shrinking judges it: violated by a walk's last state
+    alone, when no goal can be reached from there (`stuck`)."""
+
+    id: str
+    stuck: Callable[[Any], bool]
+    kind: str = "end"
+
+
 def _violating_prefix(model, prop, initial, labels: list) -> list | None:
-    """The steps the labels take from `initial`, up to the first violation of `prop`; None
-    when a label names no successor or no violation comes."""
+    """The steps the labels take from `initial`, up to the first violation of `prop` (for
+    `_StuckAtEnd`, all of them, when the last state is stuck); None when a label names no
+    successor or no violation comes."""
     state, path = initial, []
     if prop.kind == "state" and not prop.check(state):
         return path
@@ -358,8 +472,11 @@ def _violating_prefix(model, prop, initial, labels: list) -> list | None:
         if nxt is None:
             return None
         path.append((wanted, nxt))
-        if (not prop.check(state, wanted, nxt) if prop.kind == "transition"
-                else not prop.check(nxt)):
+        if prop.kind == "transition" and not prop.check(state, wanted, nxt):
+            return path
+        if prop.kind == "state" and not prop.check(nxt):
             return path
         state = nxt
+    if prop.kind == "end" and prop.stuck(state):
+        return path
     return None
