@@ -5,7 +5,8 @@
     python benchmarks/bench_simulate.py --shape 2x4 --walks 5000 --time 60 --workers 2
     python benchmarks/bench_simulate.py --strategy uniform   # or swarm (explore --strategy)
 
-Each bug profile of `spec.profiles.BUGS` (real bugs `bug-*`, design hazards `mutant-*`) runs
+Each profile of the bug zoo (`spec.profiles.BUGS`: real bugs `bug-*`, design hazards
+`mutant-*`; and the hazards of v6.14's early returns and v7.2's runtime update) runs
 on the first of the gate's flow configurations where breadth-first search on its own small
 machine (2 packages x 2 CPUs) meets the violation, resized to `--shape`: the flow bugs on
 `default`, a double free where reserved areas run out on `rsvd-exhausted`, and so on. A
@@ -74,11 +75,11 @@ def main() -> None:
                         help="weighted (default), swarm or uniform")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from spec.profiles import BUGS
+    from spec.profiles import BUGS, EARLY_RETURN_HAZARD, UPDATE_HAZARDS
 
     shape = tuple(int(n) for n in args.shape.lower().split("x"))
     limit = args.time if args.time is not None else (10.0 if args.quick else 30.0)
-    names = args.profile or [bug.name for bug in BUGS]
+    names = args.profile or [bug.name for bug in (*BUGS, EARLY_RETURN_HAZARD, *UPDATE_HAZARDS)]
     print(f"shape {args.shape}, seed {args.seed}, up to {args.walks:,} walks of "
           f"{args.walk_length} steps and {limit:g} s of walking per profile, "
           f"{args.workers} workers, {args.strategy} walks\n")

@@ -4,6 +4,7 @@ bug profiles that they find the bug, shrink the walk and hand over a trace that 
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import pytest
 from toy_models import Counters, IdleCounters, Move, Prop
@@ -146,6 +147,44 @@ def test_weighted_walks_differ_in_how_often_they_take_each_kind_of_step():
     uniform, weighted = reset_shares("uniform"), reset_shares("weighted")
     assert 0.15 < min(uniform) and max(uniform) < 0.55
     assert min(weighted) < 0.05 and max(weighted) > 0.8
+
+
+class _Fault(NamedTuple):
+    action: str
+    actor: str
+    injected: bool
+
+
+class Faulty:
+    """A counter that a fault can stop at any step: a step, or the same step failing."""
+
+    def initial_states(self):
+        return [(0, False)]
+
+    def successors(self, state):
+        count, failed = state
+        if failed:
+            return [(_Fault("wait", "env", False), state)]
+        return [(_Fault("step", "caller", False), (count + 1, False)),
+                (_Fault("step", "caller", True), (count, True))]
+
+    def canonical(self, state):
+        return state
+
+
+def test_weighted_walks_inject_faults_early_late_or_never_as_each_walk_draws():
+    """A uniform walk fails at its first step half the time and never goes 30 steps without
+    failing; weighted walks each have a fault rate of their own (1/256 to 1), so some fail
+    at once and many never do."""
+    def first_fault(strategy):
+        walker = _Walker(Faulty(), [], False, seed=4, length=30, strategy=strategy)
+        return [next((at for at, (label, _) in enumerate(walker.replay_walk(i, 30)[1])
+                      if label.injected), None) for i in range(300)]
+
+    uniform, weighted = first_fault("uniform"), first_fault("weighted")
+    assert 0.4 < uniform.count(0) / 300 < 0.6 and None not in uniform
+    assert 0.08 < weighted.count(0) / 300 < 0.35
+    assert 0.15 < weighted.count(None) / 300 < 0.6
 
 
 def test_swarm_walks_are_the_same_on_any_number_of_workers():

@@ -15,16 +15,18 @@ How a walk draws its step (`strategy`):
 - "uniform": uniformly among the successors. On a large machine most of them are the
   environment's (16 CPUs to take offline against a caller's one step), and a fault is taken
   at the first SEAMCALL that offers one, so walks seldom get far into init.
-- "weighted" (the default): an actor (a caller, the environment), then a kind of step of
-  that actor (a label's action, injected or not), then a step of that kind; each walk gives
-  every actor and kind it meets a weight of its own, drawn once between 1/16 and 16
-  (log-uniform). One walk lets a caller
-  lag far behind the other, another injects its fault late, another takes CPUs offline far
-  more often than online: what a bug needs is likely in some walks, however rare in uniform
-  ones. This is swarm testing (Groce et al., ISSTA 2012) with graded weights.
-- "swarm": as "weighted", but a kind's weight is 1 or 0 (off) with even odds and actors weigh
-  the same: each walk leaves out about half of the kinds of step (an actor whose kinds on
-  offer are all off is not drawn; when every one on offer is off, it draws among all).
+- "weighted" (the default): an actor (a caller, the environment), then an action of that
+  actor, then one of its steps; each walk gives every actor and action it meets a weight of
+  its own, drawn once between 1/16 and 16 (log-uniform), and injects a fault, where the
+  action offers one, with a chance of its own, drawn once between 1/256 and 1 (log-uniform).
+  One walk lets a caller lag far behind the other, another injects its fault late or never,
+  another takes CPUs offline far more often than online: what a bug needs is likely in some
+  walks, however rare in uniform ones. This is swarm testing (Groce et al., ISSTA 2012) with
+  graded weights.
+- "swarm": an actor, then a kind of step (an action, injected or not), then a step, where
+  actors weigh the same and each kind is on or off with even odds for the walk: each walk
+  leaves out about half of the kinds of step (an actor whose kinds on offer are all off is
+  not drawn; when every one on offer is off, it draws among all).
 
 Walks run in this process or on forked processes (`workers`), in batches; results are merged
 in walk order, so the first violating walk, and every count up to it, do not depend on the
@@ -60,6 +62,7 @@ BATCH = 16  # walks per task handed to a worker process
 STRATEGIES = ("weighted", "swarm", "uniform")
 END_BUDGET = 20_000  # canonical states searched from a walk's end for an "eventually" goal
 WEIGHT_SPREAD = 2.0  # weights are 4 ** uniform(-spread, spread): 1/16 to 16
+FAULT_RATE_OCTAVES = 8  # a walk injects where it may with a chance of 1/256 to 1
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,8 @@ class _Walker:
             return lambda steps: steps[rng.randrange(len(steps))]
         weights: dict = {}  # ("actor", name) or ("kind", kind) -> this walk's weight
         swarm = self.strategy == "swarm"
+        kind_of = _kind if swarm else _action
+        fault_rate = 2.0 ** rng.uniform(-FAULT_RATE_OCTAVES, 0)  # "weighted" only
 
         def weight(key) -> float:
             held = weights.get(key)
@@ -229,10 +234,15 @@ class _Walker:
             for step in steps:
                 label = step[0]
                 kinds = by_actor.setdefault(("actor", getattr(label, "actor", None)), {})
-                kinds.setdefault(("kind", _kind(label)), []).append(step)
+                kinds.setdefault(("kind", kind_of(label)), []).append(step)
             kinds = by_actor[_draw(rng, by_actor, lambda actor: weight(actor) * any(
                 weight(kind) for kind in by_actor[actor]))]
             pool = kinds[_draw(rng, kinds, weight)]
+            if not swarm:
+                faults = [step for step in pool if getattr(step[0], "injected", False)]
+                if faults and len(faults) < len(pool):
+                    pool = faults if rng.random() < fault_rate else \
+                        [step for step in pool if not getattr(step[0], "injected", False)]
             return pool[rng.randrange(len(pool))]
 
         return choose
@@ -324,9 +334,14 @@ class _Walker:
         return initial, path
 
 
+def _action(label):
+    return getattr(label, "action", label)
+
+
 def _kind(label) -> tuple:
-    """A label's kind of step: its action, and whether it is an injected fault."""
-    return getattr(label, "action", label), getattr(label, "injected", False)
+    """A label's kind of step for swarm walks: its action, and whether it is an injected
+    fault."""
+    return _action(label), getattr(label, "injected", False)
 
 
 def _draw(rng: random.Random, options: dict, weight: Callable[[Any], float]):
