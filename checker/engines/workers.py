@@ -93,6 +93,11 @@ class Worker:
         self.budget, self.spill_dir = options["memory_budget"], options["spill_dir"]
         self.deadline = options["deadline"]
         self.table = FingerprintTable()
+        # Fingerprints of other workers' states this worker has been given the ids of: a
+        # successor found here is skipped at once, as one of its own seen states is, instead
+        # of going to its owner as a candidate (most steps lead to states seen before). A
+        # cache: emptied when it outgrows a quarter of the budget.
+        self.foreign = FingerprintTable()
         self.codec: StateCodec | None = None
         self.position = {p.id: i for i, p in enumerate(self.properties)}
         self.state_props = [p for p in self.properties if p.kind == "state"]
@@ -147,6 +152,8 @@ class Worker:
                  in enumerate(zip(codec.getters, codec.hashes, strict=True))]
         workers, me, deadline = self.workers, self.index, self.deadline
         slot_keys, slot_ids, slot_mask = table.keys, table.ids, table.mask
+        foreign = self.foreign
+        other_keys, other_ids, other_mask = foreign.keys, foreign.ids, foreign.mask
         step_notes: dict[int, tuple] = {}  # property -> (gid, step number) of its first note
         pending: dict[int, int] = {}  # fingerprint -> candidate number
         cand_fps, cand_keys, cand_owner = array("Q"), array("Q"), bytearray()
@@ -215,7 +222,7 @@ class Worker:
                     child.append(code)
                 fp = (total & MASK) or 1
                 home = (code >> 40) % workers  # `owner`: `code` is the last part's hash
-                if home == me:  # `FingerprintTable.get`, spelt out (the table is not
+                if home == me:  # `FingerprintTable.get`, spelt out (the tables are not
                     slot = fp & slot_mask  # written while the level is expanded)
                     held = slot_keys[slot]
                     while held and held != fp:
@@ -225,6 +232,17 @@ class Worker:
                         if record_edges:
                             edge_src.append(gid)
                             edge_dst.append(slot_ids[slot])
+                        continue
+                else:
+                    slot = fp & other_mask
+                    held = other_keys[slot]
+                    while held and held != fp:
+                        slot = (slot + 1) & other_mask
+                        held = other_keys[slot]
+                    if held:
+                        if record_edges:
+                            edge_src.append(gid)
+                            edge_dst.append(other_ids[slot])
                         continue
                 cand = pending.get(fp)
                 if cand is None:
@@ -304,6 +322,12 @@ class Worker:
                     won[cand] = key == keys[cand]
                 else:
                     cand_gid[cand] = answer
+        if self.foreign.nbytes > self.budget // 4:
+            self.foreign = FingerprintTable()
+        remember, me = self.foreign.setdefault, self.index
+        for fp, gid, home in zip(self.cand_fps, cand_gid, self.cand_owner, strict=True):
+            if home != me:
+                remember(fp, gid)
         src, cands = self.pending_edges
         edge_dst = self.edge_dst
         self.edge_src.extend(src)
