@@ -157,7 +157,7 @@ class Worker:
         step_notes: dict[int, tuple] = {}  # property -> (gid, step number) of its first note
         pending: dict[int, int] = {}  # fingerprint -> candidate number
         cand_fps, cand_keys, cand_owner = array("Q"), array("Q"), bytearray()
-        cand_records, cand_checks = array("Q"), []
+        cand_records, cand_failed = array("Q"), []  # per candidate: the properties it fails
         pending_src, pending_cand = array("I"), array("I")
         steps_per_state = array("I")
         level_labels: dict = {} if self.count_labels else None
@@ -251,13 +251,16 @@ class Worker:
                     cand_keys.append(key_base | number)
                     cand_owner.append(home)
                     cand_records.extend(child)
-                    cand_checks.append(state_checks_for(state, nxt))
+                    checks = state_checks_for(state, nxt)
+                    cand_failed.append(checks and [prop_id for prop_id, check in checks
+                                                   if prop_id not in found
+                                                   and not check(nxt)])
                 if record_edges:
                     pending_src.append(gid)
                     pending_cand.append(cand)
         self.steps_per_state, self.level_labels = steps_per_state, level_labels
         self.cand_fps, self.cand_keys, self.cand_owner = cand_fps, cand_keys, cand_owner
-        self.cand_records, self.cand_checks = cand_records, cand_checks
+        self.cand_records, self.cand_failed = cand_records, cand_failed
         self.pending_edges = (pending_src, pending_cand)
         batches = [(array("Q"), array("Q")) for _ in range(workers)]
         for fp, key, home in zip(cand_fps, cand_keys, cand_owner, strict=True):
@@ -296,13 +299,12 @@ class Worker:
 
     # ----- round 3 ------------------------------------------------------------------------------
 
-    def settle(self, merged_bytes: bytes, answers: list, level_end: int,
-               found: frozenset) -> dict:
+    def settle(self, merged_bytes: bytes, answers: list, level_end: int) -> dict:
         """Given the level's winning keys (sorted, across all owners: a new state's id is
         `level_end` + its rank) and every owner's answers to this worker's candidates: record
-        the edges, check the state properties on the candidates that won (the first note of
-        each property, in key order), and ship the winners' records to their owners with the
-        part values not sent there before."""
+        the edges, note the state properties the candidates that won fail (checked when they
+        were found; the first note of each property, in key order), and ship the winners'
+        records to their owners with the part values not sent there before."""
         merged = array("Q")
         merged.frombytes(merged_bytes)
         workers, codec, parts = self.workers, self.codec, self.codec.parts
@@ -338,12 +340,8 @@ class Worker:
         records, position, cand_fps = self.cand_records, self.position, self.cand_fps
         for cand in compress(range(len(won)), won):
             record = records[cand * parts:(cand + 1) * parts]
-            checks = self.cand_checks[cand]
-            if checks:
-                state = codec.decode(record)
-                for prop_id, check in checks:
-                    if prop_id not in found and not check(state):
-                        state_notes.setdefault(position[prop_id], keys[cand])
+            for prop_id in self.cand_failed[cand] or ():
+                state_notes.setdefault(position[prop_id], keys[cand])
             home = self.cand_owner[cand]
             gids, flat, fps, values = shipped[home]
             gids.append(cand_gid[cand])
@@ -358,7 +356,7 @@ class Worker:
         payloads = [(gids.tobytes(), flat.tobytes(), fps.tobytes(), values)
                     for gids, flat, fps, values in shipped]
         self.cand_fps = self.cand_keys = self.cand_owner = None
-        self.cand_records = self.cand_checks = self.pending_edges = None
+        self.cand_records = self.cand_failed = self.pending_edges = None
         if self.level_labels:
             for label, count in self.level_labels.items():
                 self.label_counts[label] = self.label_counts.get(label, 0) + count
@@ -634,7 +632,7 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             merged_bytes = merged.tobytes()
             settled = pool.call("settle", [(merged_bytes, [resolved[o][1][s]
                                                            for o in range(workers)],
-                                            level_end, known) for s in range(workers)])
+                                            level_end) for s in range(workers)])
             payloads = [[settled[s]["payloads"][o] for s in range(workers)]
                         for o in range(workers)]
             transitions += sum(x["transitions"] for x in settled)
