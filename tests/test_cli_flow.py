@@ -1,6 +1,8 @@
 """`explore` on the command line: the figures it prints, the exit codes, the trace."""
 
 import json
+import subprocess
+import sys
 
 from checker.cli import main
 
@@ -48,3 +50,19 @@ def test_a_trace_step_that_changes_nothing_says_so(capsys):
     out = capsys.readouterr().out.splitlines()
     last = max(i for i, line in enumerate(out) if "machine_check [environment]" in line)
     assert out[last + 1] == "      (changes nothing)"
+
+
+def test_the_process_ends_with_its_output_complete_and_its_exit_code():
+    """`python -m checker` skips the interpreter's teardown (`os._exit`): what it printed is
+    still all there, and the exit code is the command's."""
+    run = [sys.executable, "-m", "checker", "explore", "--format", "json"]
+    passing = subprocess.run([*run, "--config", "1x1"], capture_output=True, text=True,
+                             timeout=120)
+    assert passing.returncode == 0 and json.loads(passing.stdout)["verdict"] == "pass"
+    failing = subprocess.run([*run, "--profile", "bug-enodev-retried"], capture_output=True,
+                             text=True, timeout=120)
+    assert failing.returncode == 1
+    assert json.loads(failing.stdout)["violated"] == "INIT-AT-MOST-ONCE"
+    usage = subprocess.run([*run, "--config", "9z9"], capture_output=True, text=True,
+                           timeout=120)
+    assert usage.returncode == 2 and "error:" in usage.stderr
