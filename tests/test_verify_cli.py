@@ -8,6 +8,7 @@ the repository's `counterexamples/` or `checker-baseline.json`.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
@@ -24,6 +25,7 @@ import pytest
 
 from checker.cli import main
 from checker.gate.runners import RUNNERS
+from checker.gate.verify import add_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "checker" / "data" / "boot-logs"
@@ -535,6 +537,12 @@ def test_jobs_2_gives_the_same_report_as_jobs_1(work, capsys):
     two = json.loads((work / "two.json").read_text())
     assert len(one["checks"]) == 8  # v6.8: 2 log, 2 layout, 2 plan; the broken one: 2 layout
     assert without_durations(one) == without_durations(two)
+
+
+def test_jobs_default_to_one_per_cpu_this_process_may_use():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).jobs == len(os.sched_getaffinity(0))
 
 
 # --- reports -------------------------------------------------------------------------------------

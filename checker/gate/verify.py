@@ -88,6 +88,14 @@ class Interrupted(BaseException):
 _jobs = integer_at_least(1, "at least 1")
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def add_arguments(p) -> None:
     p.add_argument("--suite", metavar="FILE",
                    help="suite file (TOML, or a pyproject.toml with [tool.tdx-checker])")
@@ -111,8 +119,9 @@ def add_arguments(p) -> None:
                    "the corpus folder with .new added, e.g. counterexamples.new)")
     p.add_argument("--save-counterexamples", action="store_true",
                    help="add new counterexamples to the corpus itself")
-    p.add_argument("--jobs", type=_jobs, default=1, metavar="N",
-                   help="run checks in N processes (same results as 1)")
+    p.add_argument("--jobs", type=_jobs, default=available_cpus(), metavar="N",
+                   help="run checks in N processes (default: one per CPU this process may "
+                   "use; the results are those of 1)")
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="exit 0 rather than 3 when a bound or solver timeout was hit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
