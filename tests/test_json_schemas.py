@@ -68,6 +68,13 @@ def test_explore_outputs_of_every_mode_follow_their_schema(capsys):
     assert _errors("explore", {k: v for k, v in clean.items() if k != "simulation"}) != []
     assert _errors("explore", {**prints, "simulation": clean["simulation"]}) != []
     assert _errors("explore", {**prints, "bound_hit": "walks"}) != []
+    assert clean["simulation"]["strategy"] == "weighted"
+    assert _errors("explore", {**clean, "simulation": {**clean["simulation"],
+                                                       "strategy": "greedy"}}) != []
+    older = {k: v for k, v in clean["simulation"].items()
+             if k not in ("strategy", "judged_at_ends", "ends_searched", "ends_unsettled")}
+    assert _errors("explore", {**clean, "simulation": {**older, "swarm": True,
+                                                       "unjudged": ["DEADLOCK-FREE"]}}) == []
     assert _errors("explore", {k: v for k, v in prints.items()
                                if k != "collision_probability"}) != []
     assert _errors("explore", {**clean, "bytes_per_state": 30.0}) != []
