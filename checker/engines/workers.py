@@ -151,9 +151,8 @@ class Worker:
         parts = [(part, getter, hashes.get) for part, (getter, hashes)
                  in enumerate(zip(codec.getters, codec.hashes, strict=True))]
         workers, me, deadline = self.workers, self.index, self.deadline
-        slot_keys, slot_ids, slot_mask = table.keys, table.ids, table.mask
-        foreign = self.foreign
-        other_keys, other_ids, other_mask = foreign.keys, foreign.ids, foreign.mask
+        mine = table.keys, table.ids, table.mask
+        theirs = self.foreign.keys, self.foreign.ids, self.foreign.mask
         step_notes: dict[int, tuple] = {}  # property -> (gid, step number) of its first note
         pending: dict[int, int] = {}  # fingerprint -> candidate number
         cand_fps, cand_keys, cand_owner = array("Q"), array("Q"), bytearray()
@@ -222,28 +221,19 @@ class Worker:
                     child.append(code)
                 fp = (total & MASK) or 1
                 home = (code >> 40) % workers  # `owner`: `code` is the last part's hash
-                if home == me:  # `FingerprintTable.get`, spelt out (the tables are not
-                    slot = fp & slot_mask  # written while the level is expanded)
-                    held = slot_keys[slot]
-                    while held and held != fp:
-                        slot = (slot + 1) & slot_mask
-                        held = slot_keys[slot]
-                    if held:
-                        if record_edges:
-                            edge_src.append(gid)
-                            edge_dst.append(slot_ids[slot])
-                        continue
-                else:
-                    slot = fp & other_mask
-                    held = other_keys[slot]
-                    while held and held != fp:
-                        slot = (slot + 1) & other_mask
-                        held = other_keys[slot]
-                    if held:
-                        if record_edges:
-                            edge_src.append(gid)
-                            edge_dst.append(other_ids[slot])
-                        continue
+                # `FingerprintTable.get`, spelt out (the tables are not written while the
+                # level is expanded): this worker's own seen set, or what it was told of others'
+                keys, ids, mask = mine if home == me else theirs
+                slot = fp & mask
+                held = keys[slot]
+                while held and held != fp:
+                    slot = (slot + 1) & mask
+                    held = keys[slot]
+                if held:
+                    if record_edges:
+                        edge_src.append(gid)
+                        edge_dst.append(ids[slot])
+                    continue
                 cand = pending.get(fp)
                 if cand is None:
                     cand = pending[fp] = len(cand_fps)
