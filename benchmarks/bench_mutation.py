@@ -850,7 +850,7 @@ class Workspace:
         shutil.rmtree(new, ignore_errors=True)
         command = [sys.executable, "-c", LIMITED_MAIN, str(MEMORY_LIMIT), "verify",
                    "--suite", str(SUITES[suite]), "--baseline", str(self.baselines[suite]),
-                   "--format", "json", "--output", str(report), "--quiet"]
+                   "--format", "json", "--output", str(report), "--quiet", "--jobs", "1"]
         if update:
             corpus = folder / "reference-corpus"
             shutil.rmtree(corpus, ignore_errors=True)

@@ -1,10 +1,14 @@
 """`explore` on the command line: the figures it prints, the exit codes, the trace."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from checker.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_explore_v6_8_small_config_is_exhaustive_and_passes(capsys):
@@ -55,14 +59,18 @@ def test_a_trace_step_that_changes_nothing_says_so(capsys):
 def test_the_process_ends_with_its_output_complete_and_its_exit_code():
     """`python -m checker` skips the interpreter's teardown (`os._exit`): what it printed is
     still all there, and the exit code is the command's."""
-    run = [sys.executable, "-m", "checker", "explore", "--format", "json"]
-    passing = subprocess.run([*run, "--config", "1x1"], capture_output=True, text=True,
-                             timeout=120)
+    def run(*args: str) -> subprocess.CompletedProcess:  # this checkout, not an installed one
+        return subprocess.run([sys.executable, "-m", "checker", "explore", "--format", "json",
+                               *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              capture_output=True, text=True, timeout=120)
+
+    passing = run("--config", "1x1")
     assert passing.returncode == 0 and json.loads(passing.stdout)["verdict"] == "pass"
-    failing = subprocess.run([*run, "--profile", "bug-enodev-retried"], capture_output=True,
-                             text=True, timeout=120)
+    failing = run("--profile", "bug-enodev-retried", "--workers", "2")
     assert failing.returncode == 1
     assert json.loads(failing.stdout)["violated"] == "INIT-AT-MOST-ONCE"
-    usage = subprocess.run([*run, "--config", "9z9"], capture_output=True, text=True,
-                           timeout=120)
+    walked = run("--simulate", "--profile", "bug-enodev-retried", "--config", "1x1",
+                 "--workers", "2")
+    assert walked.returncode == 1 and json.loads(walked.stdout)["trace"]["length"] > 0
+    usage = run("--config", "9z9")
     assert usage.returncode == 2 and "error:" in usage.stderr

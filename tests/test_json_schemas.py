@@ -75,6 +75,12 @@ def test_explore_outputs_of_every_mode_follow_their_schema(capsys):
              if k not in ("strategy", "judged_at_ends", "ends_searched", "ends_unsettled")}
     assert _errors("explore", {**clean, "simulation": {**older, "swarm": True,
                                                        "unjudged": ["DEADLOCK-FREE"]}}) == []
+    # a document is of one generation or the other, never both, never neither
+    assert _errors("explore", {**clean, "simulation": {**clean["simulation"],
+                                                       "swarm": True}}) != []
+    assert _errors("explore", {**clean, "simulation": older}) != []
+    no_counts = {k: v for k, v in clean["simulation"].items() if k != "ends_unsettled"}
+    assert _errors("explore", {**clean, "simulation": no_counts}) != []
     assert _errors("explore", {k: v for k, v in prints.items()
                                if k != "collision_probability"}) != []
     assert _errors("explore", {**clean, "bytes_per_state": 30.0}) != []

@@ -75,6 +75,71 @@ def test_an_eventually_property_is_judged_where_a_walk_ends():
     assert (result.ends_searched, result.ends_unsettled) == (1, 0)
 
 
+class Chain:
+    """(0,) -> (1,) -> ... -> (9,), each state its own canonical form."""
+
+    def initial_states(self):
+        return [(0,)]
+
+    def successors(self, state):
+        return [] if state == (9,) else [(Move("next", "env"), (state[0] + 1,))]
+
+    def canonical(self, state):
+        return state
+
+
+def test_the_end_search_settles_a_goal_found_as_the_bound_is_reached():
+    """From 0 the goal 5 is the sixth state the search meets: a bound of 6 states settles
+    it, a bound of 5 does not."""
+    goal = Prop("FIVE", "eventually", lambda s: s == (5,))
+    assert _Walker(Chain(), [goal], True, 0, 1, end_budget=6).goal_unreachable((0,)) == ()
+    assert _Walker(Chain(), [goal], True, 0, 1, end_budget=5).goal_unreachable((0,)) is None
+    never = Prop("TEN", "eventually", lambda s: s == (10,))
+    assert _Walker(Chain(), [never], True, 0, 1).goal_unreachable((3,)) == ("TEN",)
+
+
+def test_end_searches_start_from_the_canonical_state_so_mirror_images_agree():
+    """(a, b) and (b, a) are one canonical state: the search from either gives one answer,
+    whichever is met first, so how many ends stay unsettled does not depend on the
+    workers."""
+    goal = Prop("FAR", "eventually", lambda s: s == (30, 0))
+    for a, b in [(3, 7), (12, 1), (0, 20)]:
+        first = _Walker(Counters(limit=30), [goal], True, 0, 1, end_budget=60)
+        second = _Walker(Counters(limit=30), [goal], True, 0, 1, end_budget=60)
+        assert first.goal_unreachable((a, b)) == second.goal_unreachable((b, a))
+    bounds = WalkBounds(walks=200, length=20)
+    runs = [simulate(Counters(limit=30), [goal], bounds, seed=1, workers=w, end_budget=60)
+            for w in (1, 2)]
+    assert runs[0].ends_unsettled > 0
+    assert [(r.ends_searched, r.ends_unsettled) for r in runs][0] == \
+        [(r.ends_searched, r.ends_unsettled) for r in runs][1]
+
+
+def test_a_violation_at_a_walk_end_is_the_same_on_two_workers():
+    flow = flow_model("mutant-mutex-kept-on-failure", "1x1")
+    invariants = checked_invariants(flow, "1x1")
+    bounds = WalkBounds(walks=400, length=100)
+    one = simulate(flow, invariants, bounds, seed=2)
+    two = simulate(flow, invariants, bounds, seed=2, workers=2)
+    assert one.violated == two.violated == "DEADLOCK-FREE"
+    assert (one.walk, one.steps, one.ends_searched, one.ends_unsettled, one.trace.steps) == \
+        (two.walk, two.steps, two.ends_searched, two.ends_unsettled, two.trace.steps)
+
+
+def test_the_model_memo_tables_are_emptied_between_walks_and_nothing_changes():
+    flow = flow_model("bug-enodev-retried", "1x1")
+    invariants = checked_invariants(flow, "1x1")
+    bounds = WalkBounds(walks=300, length=60)
+    roomy = simulate(flow, invariants, bounds, seed=4)
+    tight = _Walker(flow_model("bug-enodev-retried", "1x1"), invariants, True, 4, 60,
+                    memory_budget=4096)
+    assert tight.memo_limit == 4
+    walked = [tight.run(i) for i in range(roomy.walk + 1)]
+    assert tight.model.memo_entries() < 10_000  # emptied before each walk past 4 entries
+    assert [w[:3] for w in walked][-1][2] == (roomy.violated, roomy.found_length)
+    assert sum(w[0] for w in walked) == roomy.steps
+
+
 def test_a_goal_reachable_only_past_the_search_bound_leaves_the_end_unsettled():
     """Counters up to 1,000: from a walk's end the goal (both at 1,000) lies past a search of
     50 states, so nothing is proved there and the result says so."""

@@ -9,7 +9,9 @@ and every transition property on every step; a walk ends at its first violation,
 length bound, or in a state with no successors. An "eventually" property is judged where a
 walk ends: when that state is not a goal, a depth-first search of at most `end_budget`
 canonical states looks for one; none reachable is a violation (a deadlock, say), and a search
-cut by the bound leaves that end unsettled, which the result counts.
+cut by the bound leaves that end unsettled, which the result counts. A time bound is looked
+at between walks, so a run may overrun it by one walk and its end search. Between walks the
+model's memo tables are emptied once they would outgrow `MEMORY_BUDGET`.
 
 How a walk draws its step (`strategy`):
 - "uniform": uniformly among the successors. On a large machine most of them are the
@@ -26,7 +28,7 @@ How a walk draws its step (`strategy`):
 - "swarm": an actor, then a kind of step (an action, injected or not), then a step, where
   actors weigh the same and each kind is on or off with even odds for the walk: each walk
   leaves out about half of the kinds of step (an actor whose kinds on offer are all off is
-  not drawn; when every one on offer is off, it draws among all).
+  not drawn; when every kind on offer is off, actors and kinds are drawn as if all were on).
 
 Walks run in this process or on forked processes (`workers`), in batches; results are merged
 in walk order, so the first violating walk, and every count up to it, do not depend on the
@@ -56,11 +58,12 @@ from checker.engines.bfs import (
     state_checks_by_fields,
     transition_checks_by_label,
 )
-from checker.engines.fingerprints import StateCodec, fingerprint
+from checker.engines.fingerprints import MEMO_ENTRY_BYTES, StateCodec, fingerprint
 
 BATCH = 16  # walks per task handed to a worker process
 STRATEGIES = ("weighted", "swarm", "uniform")
-END_BUDGET = 20_000  # canonical states searched from a walk's end for an "eventually" goal
+END_BUDGET = 10_000  # canonical states searched from a walk's end for an "eventually" goal
+MEMORY_BUDGET = 512 << 20  # the model's memo tables are emptied between walks past this
 WEIGHT_SPREAD = 2.0  # weights are 4 ** uniform(-spread, spread): 1/16 to 16
 FAULT_RATE_OCTAVES = 8  # a walk injects where it may with a chance of 1/256 to 1
 
@@ -100,7 +103,8 @@ class SimulationResult(FindsViolations):
     symmetry: bool
     properties: tuple[str, ...]  # the properties checked on every state and step
     judged_at_ends: tuple[str, ...]  # the "eventually" properties, judged where walks end
-    ends_searched: int  # walk ends that were no goal, searched for one
+    ends_searched: int  # walk ends that were no goal (searched, or answered by the search
+    # from an earlier end with the same canonical state)
     ends_unsettled: int  # of those, searches the end budget cut short (nothing proved there)
     seed: int
     workers: int
@@ -183,14 +187,16 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
 # ----- walks ---------------------------------------------------------------------------------
 
 
-UNSETTLED = "unsettled"  # `_Walker.run`: an end whose search the end budget cut short
+SETTLED, UNSETTLED = "settled", "unsettled"  # `_Walker.run`: an end's search ended, or the
+# end budget cut it short
 
 
 class _Walker:
     """Runs walk `i` of a simulation: the same walk in every process."""
 
     def __init__(self, model, properties: Sequence, symmetry: bool, seed: int,
-                 length: int, strategy: str = "weighted", end_budget: int = END_BUDGET) -> None:
+                 length: int, strategy: str = "weighted", end_budget: int = END_BUDGET,
+                 memory_budget: int = MEMORY_BUDGET) -> None:
         self.model, self.seed, self.length = model, seed, length
         self.strategy, self.end_budget = strategy, end_budget
         self.canon = model.canonical if symmetry else (lambda s: s)
@@ -199,7 +205,9 @@ class _Walker:
         step_props = [p for p in properties if p.kind == "transition"]
         self.state_props = tuple((p.id, p.check) for p in state_props)
         self.goal_props = tuple(p for p in properties if p.kind == "eventually")
-        self.settled: dict = {}  # canonical end -> what `goal_unreachable` answered
+        self.end_answers: dict = {}  # canonical end -> what `goal_unreachable` answered
+        self.memo_limit = memory_budget // MEMO_ENTRY_BYTES
+        self.forgets = hasattr(model, "forget")
         first = self.initial[0]
         fields = getattr(first, "_fields", ())
         self.state_checks = state_checks_by_fields(state_props, type(first))
@@ -217,7 +225,7 @@ class _Walker:
         weights: dict = {}  # ("actor", name) or ("kind", kind) -> this walk's weight
         swarm = self.strategy == "swarm"
         kind_of = _kind if swarm else _action
-        fault_rate = 2.0 ** rng.uniform(-FAULT_RATE_OCTAVES, 0)  # "weighted" only
+        fault_rate = 2.0 ** rng.uniform(-FAULT_RATE_OCTAVES, 0)  # drawn always, used if weighted
 
         def weight(key) -> float:
             held = weights.get(key)
@@ -250,7 +258,9 @@ class _Walker:
     def run(self, index: int) -> tuple[int, bytes, tuple[str, int] | None, str | None]:
         """Walk `index`: its steps, the fingerprints of the states it met (packed), its first
         violation as (property id, steps taken when it showed) or None, and whether its end
-        was searched for an "eventually" goal (None: not needed, "settled", `UNSETTLED`)."""
+        was searched for an "eventually" goal (None: not needed, `SETTLED`, `UNSETTLED`)."""
+        if self.forgets and self.model.memo_entries() > self.memo_limit:
+            self.forget()
         rng, successors, canon = self.rng(index), self.model.successors, self.canon
         record, prints = self.codec.record, set()
         state = self.initial[rng.randrange(len(self.initial))]
@@ -272,38 +282,49 @@ class _Walker:
         end = None
         if violation is None and any(not p.check(state) for p in self.goal_props):
             stuck = self.goal_unreachable(state)
-            end = UNSETTLED if stuck is None else "settled"
+            end = UNSETTLED if stuck is None else SETTLED
             if stuck:
                 violation = stuck[0], taken
         return taken, array("Q", sorted(prints)).tobytes(), violation, end
 
+    def forget(self) -> None:
+        """Empty the model's memo tables and this walker's own (what a walk or an end search
+        worked out): walks met afterwards are the same, only worked out again."""
+        self.model.forget()
+        self.end_answers.clear()
+        self.codec.forget([set() for _ in range(self.codec.parts)])
+
     def goal_unreachable(self, state) -> tuple[str, ...] | None:
         """The "eventually" properties none of whose goals can be reached from `state`, by a
-        depth-first search (the model's first successor first, which is quick to a goal when
-        the model lists its actors' progress before the environment's) of at most
-        `end_budget` canonical states; None when the bound cut the search short."""
-        key = self.canon(state)
-        if key in self.settled:
-            return self.settled[key]
-        open_props = [p for p in self.goal_props if not p.check(state)]
-        seen, stack = {key}, [state]
+        depth-first search over canonical states from `state`'s canonical form (so the answer
+        is the same for every symmetric image of it, whichever was met first), the model's
+        first successor first (quick to a goal when the model lists its actors' progress
+        before the environment's), of at most `end_budget` states; None when the bound cut
+        the search short."""
+        start = self.canon(state)
+        if start in self.end_answers:
+            return self.end_answers[start]
+        open_props = [p for p in self.goal_props if not p.check(start)]
+        seen, stack = {start}, [start]
         answer = None
-        while open_props:
+        while True:
+            if not open_props:
+                answer = ()
+                break
             if not stack:
                 answer = tuple(p.id for p in open_props)
                 break
-            current = stack.pop()
-            open_props = [p for p in open_props if not p.check(current)]
-            for _, nxt in reversed(self.model.successors(current)):
-                image = self.canon(nxt)
-                if image not in seen:
-                    seen.add(image)
-                    stack.append(nxt)
             if len(seen) > self.end_budget:
                 break
-        else:
-            answer = ()
-        self.settled[key] = answer
+            current = stack.pop()
+            open_props = [p for p in open_props if not p.check(current)]
+            if open_props:
+                for _, nxt in reversed(self.model.successors(current)):
+                    image = self.canon(nxt)
+                    if image not in seen:
+                        seen.add(image)
+                        stack.append(image)
+        self.end_answers[start] = answer
         return answer
 
     def _check_step(self, state, label, nxt, taken: int) -> tuple[str, int] | None:

@@ -241,10 +241,9 @@ class Worker:
                     cand_keys.append(key_base | number)
                     cand_owner.append(home)
                     cand_records.extend(child)
-                    checks = state_checks_for(state, nxt)
-                    cand_failed.append(checks and [prop_id for prop_id, check in checks
-                                                   if prop_id not in found
-                                                   and not check(nxt)])
+                    failed = [prop_id for prop_id, check in state_checks_for(state, nxt)
+                              if prop_id not in found and not check(nxt)]
+                    cand_failed.append(failed or None)
                 if record_edges:
                     pending_src.append(gid)
                     pending_cand.append(cand)
@@ -314,12 +313,12 @@ class Worker:
                     won[cand] = key == keys[cand]
                 else:
                     cand_gid[cand] = answer
-        if self.foreign.nbytes > self.budget // 4:
-            self.foreign = FingerprintTable()
         remember, me = self.foreign.setdefault, self.index
         for fp, gid, home in zip(self.cand_fps, cand_gid, self.cand_owner, strict=True):
             if home != me:
                 remember(fp, gid)
+        if self.foreign.nbytes > self.budget // 4:
+            self.foreign = FingerprintTable()
         src, cands = self.pending_edges
         edge_dst = self.edge_dst
         self.edge_src.extend(src)
