@@ -111,19 +111,8 @@ def test_end_searches_start_from_the_canonical_state_so_mirror_images_agree():
     runs = [simulate(Counters(limit=30), [goal], bounds, seed=1, workers=w, end_budget=60)
             for w in (1, 2)]
     assert runs[0].ends_unsettled > 0
-    assert [(r.ends_searched, r.ends_unsettled) for r in runs][0] == \
-        [(r.ends_searched, r.ends_unsettled) for r in runs][1]
-
-
-def test_a_violation_at_a_walk_end_is_the_same_on_two_workers():
-    flow = flow_model("mutant-mutex-kept-on-failure", "1x1")
-    invariants = checked_invariants(flow, "1x1")
-    bounds = WalkBounds(walks=400, length=100)
-    one = simulate(flow, invariants, bounds, seed=2)
-    two = simulate(flow, invariants, bounds, seed=2, workers=2)
-    assert one.violated == two.violated == "DEADLOCK-FREE"
-    assert (one.walk, one.steps, one.ends_searched, one.ends_unsettled, one.trace.steps) == \
-        (two.walk, two.steps, two.ends_searched, two.ends_unsettled, two.trace.steps)
+    assert (runs[0].ends_searched, runs[0].ends_unsettled) == \
+        (runs[1].ends_searched, runs[1].ends_unsettled)
 
 
 def test_the_model_memo_tables_are_emptied_between_walks_and_nothing_changes():
@@ -328,15 +317,21 @@ def test_walks_find_the_bug_and_the_shrunk_trace_replays_to_the_same_invariant(p
     assert outcome.same_as_recorded
 
 
-def test_on_the_flow_model_workers_do_not_change_the_result():
-    flow = flow_model("bug-enodev-retried", "1x1")
+@pytest.mark.parametrize(("profile", "seed", "walks", "invariant"), [
+    ("bug-enodev-retried", 5, 2000, "INIT-AT-MOST-ONCE"),
+    ("mutant-mutex-kept-on-failure", 2, 400, "DEADLOCK-FREE"),  # met where a walk ends
+])
+def test_on_the_flow_model_workers_do_not_change_the_result(profile, seed, walks, invariant):
+    flow = flow_model(profile, "1x1")
     invariants = checked_invariants(flow, "1x1")
-    bounds = WalkBounds(walks=2000, length=100)
-    one = simulate(flow, invariants, bounds, seed=5)
-    two = simulate(flow, invariants, bounds, seed=5, workers=2)
-    assert one.verdict == two.verdict == FAIL
-    assert (one.walk, one.steps, one.distinct_states, one.found_length, one.trace.steps) == \
-        (two.walk, two.steps, two.distinct_states, two.found_length, two.trace.steps)
+    bounds = WalkBounds(walks=walks, length=100)
+    one = simulate(flow, invariants, bounds, seed=seed)
+    two = simulate(flow, invariants, bounds, seed=seed, workers=2)
+    assert one.verdict == two.verdict == FAIL and one.violated == two.violated == invariant
+    assert (one.walk, one.steps, one.distinct_states, one.found_length, one.ends_searched,
+            one.ends_unsettled, one.trace.steps) == \
+        (two.walk, two.steps, two.distinct_states, two.found_length, two.ends_searched,
+         two.ends_unsettled, two.trace.steps)
 
 
 def test_v6_8_walks_meet_no_violation_and_settle_deadlock_freedom_where_they_end():
