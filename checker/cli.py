@@ -193,7 +193,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     explore.add_argument("--memory-budget", type=_positive, metavar="MB",
                          help="with --fingerprints or --workers: megabytes of frontier kept in "
                          "memory before the rest goes to a temporary file, and as many for the "
-                         "model's memo tables, emptied when full (default 512)")
+                         "model's memo tables, emptied when full; with --simulate: megabytes "
+                         "for the model's memo tables, emptied between walks when full "
+                         "(default 512)")
     explore.add_argument("--backend", choices=("processes", "ray"),
                          help="with --workers: forked processes (default) or Ray actors (the "
                          "ray extra; a cluster when Ray is started there)")
@@ -522,7 +524,6 @@ def _check_explore_options(args) -> None:
             ("--coverage", args.coverage), ("--fingerprints", args.fingerprints),
             ("--max-states", args.max_states is not None),
             ("--max-depth", args.max_depth is not None),
-            ("--memory-budget", args.memory_budget is not None),
             ("--backend", args.backend is not None)) if given]
         if exhaustive_only:
             what = "is a breadth-first search option" if len(exhaustive_only) == 1 \
@@ -669,8 +670,9 @@ def _simulate(args, flow, invariants, config, show) -> int:
              f"{p.seconds:.1f} s")
 
     strategy = args.strategy or STRATEGIES[0]
+    budget = {} if args.memory_budget is None else {"memory_budget": args.memory_budget << 20}
     outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
-                       workers=args.workers, progress=progress, strategy=strategy)
+                       workers=args.workers, progress=progress, strategy=strategy, **budget)
     bound_hit = None if outcome.bound_hit == "violation" else outcome.bound_hit
     rate = round(outcome.steps / max(outcome.seconds, 1e-9))
     trace = outcome.trace

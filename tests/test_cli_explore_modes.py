@@ -57,7 +57,8 @@ def test_simulation_is_deterministic_and_independent_of_the_workers(capsys):
     assert code == 1 and first["violated"] == "INIT-AT-MOST-ONCE"
     _, again = _json(capsys, *args)
     _, two = _json(capsys, *args, "--workers", "2")
-    assert _untimed(first) == _untimed(again)
+    _, tight = _json(capsys, *args, "--memory-budget", "1")  # tables emptied between walks
+    assert _untimed(first) == _untimed(again) == _untimed(tight)
     assert two["workers"] == 2 and _untimed({**two, "workers": 1}) == _untimed(first)
     sim = first["simulation"]
     assert sim["length_shrunk"] == first["trace"]["length"] <= sim["length_found"]

@@ -11,7 +11,7 @@ walk ends: when that state is not a goal, a depth-first search of at most `end_b
 canonical states looks for one; none reachable is a violation (a deadlock, say), and a search
 cut by the bound leaves that end unsettled, which the result counts. A time bound is looked
 at between walks, so a run may overrun it by one walk and its end search. Between walks the
-model's memo tables are emptied once they would outgrow `MEMORY_BUDGET`.
+model's memo tables are emptied once they would outgrow `memory_budget` bytes.
 
 How a walk draws its step (`strategy`):
 - "uniform": uniformly among the successors. On a large machine most of them are the
@@ -63,7 +63,7 @@ from checker.engines.fingerprints import MEMO_ENTRY_BYTES, StateCodec, fingerpri
 BATCH = 16  # walks per task handed to a worker process
 STRATEGIES = ("weighted", "swarm", "uniform")
 END_BUDGET = 10_000  # canonical states searched from a walk's end for an "eventually" goal
-MEMORY_BUDGET = 512 << 20  # the model's memo tables are emptied between walks past this
+MEMORY_BUDGET = 512 << 20  # default: the model's memo tables are emptied between walks past it
 WEIGHT_SPREAD = 2.0  # weights are 4 ** uniform(-spread, spread): 1/16 to 16
 FAULT_RATE_OCTAVES = 8  # a walk injects where it may with a chance of 1/256 to 1
 
@@ -122,7 +122,8 @@ class SimulationResult(FindsViolations):
 def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds(),
              seed: int = 0, symmetry: bool = True, workers: int = 1,
              progress: Callable[[WalkProgress], None] | None = None,
-             strategy: str = "weighted", end_budget: int = END_BUDGET) -> SimulationResult:
+             strategy: str = "weighted", end_budget: int = END_BUDGET,
+             memory_budget: int = MEMORY_BUDGET) -> SimulationResult:
     """Run up to `bounds.walks` random walks of `model` checking `properties` (see the module
     docstring); stop at the first walk, in walk order, that violates one."""
     if workers < 1:
@@ -133,7 +134,8 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
         raise ValueError(f"unknown walk strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     started = time.perf_counter()
     deadline = None if bounds.max_seconds is None else time.time() + bounds.max_seconds
-    walker = _Walker(model, properties, symmetry, seed, bounds.length, strategy, end_budget)
+    walker = _Walker(model, properties, symmetry, seed, bounds.length, strategy, end_budget,
+                     memory_budget)
     seen: set[int] = set()
     walks = steps = longest = searched = unsettled = 0
     hit, found = "walks", None
