@@ -122,7 +122,7 @@ def test_the_model_memo_tables_are_emptied_between_walks_and_nothing_changes():
     roomy = simulate(flow, invariants, bounds, seed=4)
     tight = _Walker(flow_model("bug-enodev-retried", "1x1"), invariants, True, 4, 60,
                     memory_budget=4096)
-    assert tight.memo_limit == 4
+    assert tight.memo.limit == 4
     walked = [tight.run(i) for i in range(roomy.walk + 1)]
     assert tight.model.memo_entries() < 10_000  # emptied before each walk past 4 entries
     assert [w[:3] for w in walked][-1][2] == (roomy.violated, roomy.found_length)

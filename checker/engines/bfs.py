@@ -40,8 +40,8 @@ from typing import Any
 
 from checker.engines.fingerprints import (
     MASK,
-    MEMO_ENTRY_BYTES,
     FingerprintTable,
+    MemoBudget,
     SpillBuffer,
     StateCodec,
     collision_probability,
@@ -241,11 +241,10 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
     max_states, max_depth, clock = bounds.max_states, bounds.max_depth, time.perf_counter
     level_start, level_end = 0, count
     spilled = 0  # frontier bytes written to disk, over every level
-    # With fingerprints, the model's memo tables are emptied once they hold more entries than
-    # the memory budget allows (`MEMO_ENTRY_BYTES` each), and after such a level the codec's
-    # part values that the next frontier does not need.
-    forgets = codec is not None and hasattr(model, "forget")
-    memo_limit, forgotten, forgotten_before = memory_budget // MEMO_ENTRY_BYTES, 0, 0
+    # With fingerprints, the model's memo tables are emptied once they outgrow the memory
+    # budget, and after such a level the codec's part values that the next frontier does not
+    # need.
+    memo, forgotten, forgotten_before = MemoBudget(model, memory_budget), 0, 0
     depth = 0  # depth of the deepest state discovered so far
     stop = bool(found) and stop_at_first
     while level_end > level_start and not stop and bound_hit is None:
@@ -267,7 +266,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             if max_states is not None and count >= max_states:
                 bound_hit = "states"
                 break
-            if forgets and not ident & 1023 and model.memo_entries() > memo_limit:
+            if codec is not None and not ident & 1023 and memo.over():
                 model.forget()
                 forgotten += 1
             if record is None:
@@ -371,7 +370,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
         if records is not None:
             spilled += records.spilled_bytes
             records.close()
-            if forgets and forgotten > forgotten_before:  # under pressure: the codec too
+            if forgotten > forgotten_before:  # under pressure: the codec too
                 keep_frontier_values(codec, frontier)
                 forgotten_before = forgotten
         if count > level_end:

@@ -177,6 +177,20 @@ class StateCodec:
 MEMO_ENTRY_BYTES = 1024
 
 
+class MemoBudget:
+    """A model's memo tables held to a memory budget (`MEMO_ENTRY_BYTES` an entry): `over()`
+    says when they have outgrown it and the model should `forget`. A model without
+    `memo_entries` and `forget` never is."""
+
+    def __init__(self, model, budget: int) -> None:
+        self.entries = getattr(model, "memo_entries", None) if hasattr(model, "forget") \
+            else None
+        self.limit = budget // MEMO_ENTRY_BYTES
+
+    def over(self) -> bool:
+        return self.entries is not None and self.entries() > self.limit
+
+
 def keep_frontier_values(codec: StateCodec, frontier: SpillBuffer) -> None:
     """Empty the codec's part tables but for the values the frontier's records refer to: what
     is left is what the next level needs."""

@@ -58,7 +58,7 @@ from checker.engines.bfs import (
     state_checks_by_fields,
     transition_checks_by_label,
 )
-from checker.engines.fingerprints import MEMO_ENTRY_BYTES, StateCodec, fingerprint
+from checker.engines.fingerprints import MemoBudget, StateCodec, fingerprint
 
 BATCH = 16  # walks per task handed to a worker process
 STRATEGIES = ("weighted", "swarm", "uniform")
@@ -208,8 +208,7 @@ class _Walker:
         self.state_props = tuple((p.id, p.check) for p in state_props)
         self.goal_props = tuple(p for p in properties if p.kind == "eventually")
         self.end_answers: dict = {}  # canonical end -> what `goal_unreachable` answered
-        self.memo_limit = memory_budget // MEMO_ENTRY_BYTES
-        self.forgets = hasattr(model, "forget")
+        self.memo = MemoBudget(model, memory_budget)
         first = self.initial[0]
         fields = getattr(first, "_fields", ())
         self.state_checks = state_checks_by_fields(state_props, type(first))
@@ -261,7 +260,7 @@ class _Walker:
         """Walk `index`: its steps, the fingerprints of the states it met (packed), its first
         violation as (property id, steps taken when it showed) or None, and whether its end
         was searched for an "eventually" goal (None: not needed, `SETTLED`, `UNSETTLED`)."""
-        if self.forgets and self.model.memo_entries() > self.memo_limit:
+        if self.memo.over():
             self.forget()
         rng, successors, canon = self.rng(index), self.model.successors, self.canon
         record, prints = self.codec.record, set()

@@ -58,8 +58,8 @@ from checker.engines.bfs import (
 )
 from checker.engines.fingerprints import (
     MASK,
-    MEMO_ENTRY_BYTES,
     FingerprintTable,
+    MemoBudget,
     SpillBuffer,
     StateCodec,
     spill_folder,
@@ -161,8 +161,7 @@ class Worker:
         steps_per_state = array("I")
         level_labels: dict = {} if self.count_labels else None
         stopped_at = None
-        model, forgets = self.model, hasattr(self.model, "forget")
-        memo_limit = self.budget // MEMO_ENTRY_BYTES
+        model, memo = self.model, MemoBudget(self.model, self.budget)
         for number, (gid, record) in enumerate(zip(self.frontier_gids, self.level,
                                                    strict=True)):
             if deadline is not None and time.time() > deadline:
@@ -170,7 +169,7 @@ class Worker:
                 break
             # Every part value stays (the other workers count on those shipped to them); only
             # the look-ups the model's new objects would add to are rebuilt.
-            if forgets and not number & 1023 and model.memo_entries() > memo_limit:
+            if not number & 1023 and memo.over():
                 model.forget()
                 codec.forget([set(values) for values in codec.values])
                 self.forgotten += 1
