@@ -1,14 +1,11 @@
 """`explore` on the command line: the figures it prints, the exit codes, the trace."""
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
+
+from checkout import run_module
 
 from checker.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_explore_v6_8_small_config_is_exhaustive_and_passes(capsys):
@@ -59,10 +56,8 @@ def test_a_trace_step_that_changes_nothing_says_so(capsys):
 def test_the_process_ends_with_its_output_complete_and_its_exit_code():
     """`python -m checker` skips the interpreter's teardown (`os._exit`): what it printed is
     still all there, and the exit code is the command's."""
-    def run(*args: str) -> subprocess.CompletedProcess:  # this checkout, not an installed one
-        return subprocess.run([sys.executable, "-m", "checker", "explore", "--format", "json",
-                               *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                              capture_output=True, text=True, timeout=120)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return run_module("explore", "--format", "json", *args)
 
     passing = run("--config", "1x1")
     assert passing.returncode == 0 and json.loads(passing.stdout)["verdict"] == "pass"

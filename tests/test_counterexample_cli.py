@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from checkout import REPO, run_module
 
 from checker.cli import main
 from spec.memory import SZ_1G, SZ_1M, SZ_4G, MemRange, build_tdx_memlist, round_down, round_up
@@ -24,7 +22,6 @@ from spec.placement import ExplicitPlacement, FirstFit
 from spec.sysinfo import TdxSysinfo
 from spec.tdmr import construct_tdmrs
 
-REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "checker" / "data" / "boot-logs"
 KINDS = ("kernel-fails-plan-exists", "placement-breaks", "rsvd-exhausted", "tdmrs-exhausted")
 SMALL_ARGS = ("--max-tdmrs", "2", "--max-reserved", "2")
@@ -58,12 +55,6 @@ def tdmr_json(capsys, path: Path, *args) -> tuple[int, dict]:
 
 def regions_of(doc: dict) -> list[MemRange]:
     return [MemRange(int(r["start"], 16), int(r["end"], 16), r["nid"]) for r in doc["regions"]]
-
-
-def run_module(*args, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "checker", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
 import pytest
+from checkout import REPO, run_module
 
 from checker.cli import main
 from checker.gate.runners import RUNNERS
 from checker.gate.verify import add_arguments
 
-REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "checker" / "data" / "boot-logs"
 REPORT_SCHEMA = REPO / "checker" / "schemas" / "report.schema.json"
 SARIF_SCHEMA = REPO / "tests" / "schemas" / "sarif-schema-2.1.0.json"
@@ -96,12 +94,6 @@ def verify_json(capsys, *args) -> tuple[int, dict]:
 
 def checks_by_id(report: dict) -> dict[str, dict]:
     return {c["id"]: c for c in report["checks"]}
-
-
-def run_module(*args, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "checker", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def write_baseline(path: Path, doc: dict) -> Path:
