@@ -920,6 +920,9 @@ def classify(code: int | None, report: dict | None, stderr: str) -> tuple[str, s
     return CRASHED, f"verify exit {code}"
 
 
+MIN_TIMEOUT = 40.0  # seconds a mutant may take at least (see --timeout)
+
+
 def suites_for(path: str) -> tuple[str, ...]:
     return SUITES_FOR.get(path, ALL_SUITES)
 
@@ -960,14 +963,15 @@ def judge(r: Result, equivalents: dict[str, str]) -> Result:
 
 
 def run_all(space: Workspace, mutants: list[Mutant], originals: dict[str, bytes], args,
-            equivalents: dict[str, str]) -> list[Result]:
+            equivalents: dict[str, str], timeouts: dict[str, float]) -> list[Result]:
     """Run the mutants, `args.jobs` at a time (threads, each waiting on its own `verify`), and
     report each on stderr; results in the mutants' order. An interrupt (Ctrl-C or SIGTERM)
     kills the runs going and starts no more."""
     pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
     results: list[Result] = []
     try:
-        futures = [pool.submit(run_mutant, space, m, originals, args.timeout) for m in mutants]
+        futures = [pool.submit(run_mutant, space, m, originals, timeouts[m.file])
+                   for m in mutants]
         for n, future in enumerate(futures, 1):
             r = judge(future.result(), equivalents)
             results.append(r)
@@ -1079,7 +1083,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--match", metavar="TEXT", help="only mutants whose id contains TEXT")
     p.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--timeout", type=float, default=40.0, help="seconds per mutant")
+    p.add_argument("--timeout", type=float, help="seconds per mutant (default: twice what "
+                   f"its suites take on the unmutated tree, at least {MIN_TIMEOUT:g})")
     p.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full result here")
     p.add_argument("--rev", help="mutate and run this git revision instead of the working tree")
@@ -1112,10 +1117,15 @@ def main(argv: list[str] | None = None) -> int:
     suites = sorted({s for f in args.files for s in suites_for(f)}, key=ALL_SUITES.index)
     with tempfile.TemporaryDirectory(prefix="tdx-mutation-") as tmp:
         space = Workspace(Path(tmp), max(1, args.jobs), snapshot)
-        reference = record_baselines(space, suites, args.timeout)
+        reference = record_baselines(space, suites, args.timeout or MIN_TIMEOUT)
         print("reference runs (unmutated): " + ", ".join(f"{s} {t:.1f} s"
               for s, t in reference.items()), file=sys.stderr)
-        results = run_all(space, mutants, originals, args, equivalents)
+        # A mutant the first suites miss runs them all: a timeout under their sum would
+        # report every survivor (and every mutant only a late suite kills) as a timeout.
+        timeouts = {f: args.timeout or max(MIN_TIMEOUT, 2 * sum(reference[s]
+                                                                for s in suites_for(f)))
+                    for f in args.files}
+        results = run_all(space, mutants, originals, args, equivalents, timeouts)
     wall = time.monotonic() - started
     if not args.quick and not args.match:
         known = {m.id for m in mutants}
@@ -1131,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, {
             "files": args.files, "rev": args.rev, "quick": args.quick,
             "seed": args.seed if args.quick else None,
-            "jobs": args.jobs, "timeout_s": args.timeout, "wall_s": round(wall, 1),
+            "jobs": args.jobs, "timeout_s": timeouts, "wall_s": round(wall, 1),
             "suites": {s: str(SUITES[s].relative_to(ROOT)) for s in suites},
             "reference_s": reference, "mutants": [r.to_json() for r in results],
             **score(results)})
