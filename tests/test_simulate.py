@@ -4,10 +4,9 @@ bug profiles that they find the bug, shrink the walk and hand over a trace that 
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
 
 import pytest
-from toy_models import Counters, IdleCounters, Move, Prop
+from toy_models import Counters, Faulty, IdleCounters, Line, Move, Prop
 
 from checker.engines.explorer import FAIL, INCONCLUSIVE
 from checker.engines.simulate import WalkBounds, _Walker, shrink, simulate
@@ -75,27 +74,14 @@ def test_an_eventually_property_is_judged_where_a_walk_ends():
     assert (result.ends_searched, result.ends_unsettled) == (1, 0)
 
 
-class Chain:
-    """(0,) -> (1,) -> ... -> (9,), each state its own canonical form."""
-
-    def initial_states(self):
-        return [(0,)]
-
-    def successors(self, state):
-        return [] if state == (9,) else [(Move("next", "env"), (state[0] + 1,))]
-
-    def canonical(self, state):
-        return state
-
-
 def test_the_end_search_settles_a_goal_found_as_the_bound_is_reached():
     """From 0 the goal 5 is the sixth state the search meets: a bound of 6 states settles
     it, a bound of 5 does not."""
     goal = Prop("FIVE", "eventually", lambda s: s == (5,))
-    assert _Walker(Chain(), [goal], True, 0, 1, end_budget=6).goal_unreachable((0,)) == ()
-    assert _Walker(Chain(), [goal], True, 0, 1, end_budget=5).goal_unreachable((0,)) is None
+    assert _Walker(Line(9), [goal], True, 0, 1, end_budget=6).goal_unreachable((0,)) == ()
+    assert _Walker(Line(9), [goal], True, 0, 1, end_budget=5).goal_unreachable((0,)) is None
     never = Prop("TEN", "eventually", lambda s: s == (10,))
-    assert _Walker(Chain(), [never], True, 0, 1).goal_unreachable((3,)) == ("TEN",)
+    assert _Walker(Line(9), [never], True, 0, 1).goal_unreachable((3,)) == ("TEN",)
 
 
 def test_end_searches_start_from_the_canonical_state_so_mirror_images_agree():
@@ -144,11 +130,7 @@ def test_a_goal_reachable_only_past_the_search_bound_leaves_the_end_unsettled():
 
 
 def test_a_walk_ends_in_a_state_with_no_successors():
-    class Line(IdleCounters):
-        def successors(self, state):
-            return [] if state[0] == 2 else [(Move("inc", "counter 0", 0), (state[0] + 1, 0))]
-
-    result = simulate(Line(), [], WalkBounds(walks=3, length=50))
+    result = simulate(Line(2), [], WalkBounds(walks=3, length=50))
     assert (result.steps, result.longest, result.distinct_states) == (6, 2, 3)
 
 
@@ -201,29 +183,6 @@ def test_weighted_walks_differ_in_how_often_they_take_each_kind_of_step():
     uniform, weighted = reset_shares("uniform"), reset_shares("weighted")
     assert 0.15 < min(uniform) and max(uniform) < 0.55
     assert min(weighted) < 0.05 and max(weighted) > 0.8
-
-
-class _Fault(NamedTuple):
-    action: str
-    actor: str
-    injected: bool
-
-
-class Faulty:
-    """A counter that a fault can stop at any step: a step, or the same step failing."""
-
-    def initial_states(self):
-        return [(0, False)]
-
-    def successors(self, state):
-        count, failed = state
-        if failed:
-            return [(_Fault("wait", "env", False), state)]
-        return [(_Fault("step", "caller", False), (count + 1, False)),
-                (_Fault("step", "caller", True), (count, True))]
-
-    def canonical(self, state):
-        return state
 
 
 def test_weighted_walks_inject_faults_early_late_or_never_as_each_walk_draws():

@@ -10,6 +10,7 @@ class Move(NamedTuple):
     action: str
     actor: str
     cpu: int | None = None
+    injected: bool = False  # an injected fault (random walks weigh these apart)
 
 
 class Counters:
@@ -48,3 +49,38 @@ class IdleCounters(Counters):
 class Prop:
     def __init__(self, ident, kind, check):
         self.id, self.kind, self.check = ident, kind, check
+
+
+class Line:
+    """(0,) -> (1,) -> ... -> (end,), one step each and none after the last; each state its
+    own canonical form."""
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+
+    def initial_states(self):
+        return [(0,)]
+
+    def successors(self, state):
+        return [] if state[0] == self.end else [(Move("next", "env"), (state[0] + 1,))]
+
+    def canonical(self, state):
+        return state
+
+
+class Faulty:
+    """A counter that a fault can stop at any step: a step, or the same step failing; once
+    failed, it waits for ever."""
+
+    def initial_states(self):
+        return [(0, False)]
+
+    def successors(self, state):
+        count, failed = state
+        if failed:
+            return [(Move("wait", "env"), state)]
+        return [(Move("step", "caller"), (count + 1, False)),
+                (Move("step", "caller", injected=True), (count, True))]
+
+    def canonical(self, state):
+        return state

@@ -61,7 +61,7 @@ from checker.engines.bfs import (
 from checker.engines.fingerprints import MemoBudget, StateCodec, fingerprint
 
 BATCH = 16  # walks per task handed to a worker process
-STRATEGIES = ("weighted", "swarm", "uniform")
+STRATEGIES = ("weighted", "swarm", "uniform")  # the first is the default
 END_BUDGET = 10_000  # canonical states searched from a walk's end for an "eventually" goal
 MEMORY_BUDGET = 512 << 20  # default: the model's memo tables are emptied between walks past it
 WEIGHT_SPREAD = 2.0  # weights are 4 ** uniform(-spread, spread): 1/16 to 16
@@ -122,7 +122,7 @@ class SimulationResult(FindsViolations):
 def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds(),
              seed: int = 0, symmetry: bool = True, workers: int = 1,
              progress: Callable[[WalkProgress], None] | None = None,
-             strategy: str = "weighted", end_budget: int = END_BUDGET,
+             strategy: str = STRATEGIES[0], end_budget: int = END_BUDGET,
              memory_budget: int = MEMORY_BUDGET) -> SimulationResult:
     """Run up to `bounds.walks` random walks of `model` checking `properties` (see the module
     docstring); stop at the first walk, in walk order, that violates one."""
@@ -197,7 +197,7 @@ class _Walker:
     """Runs walk `i` of a simulation: the same walk in every process."""
 
     def __init__(self, model, properties: Sequence, symmetry: bool, seed: int,
-                 length: int, strategy: str = "weighted", end_budget: int = END_BUDGET,
+                 length: int, strategy: str = STRATEGIES[0], end_budget: int = END_BUDGET,
                  memory_budget: int = MEMORY_BUDGET) -> None:
         self.model, self.seed, self.length = model, seed, length
         self.strategy, self.end_budget = strategy, end_budget
