@@ -215,6 +215,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def some_caller_idle(s: S.State) -> bool:
         return idle_mask(s.callers) != 0
 
+    def fault_counted(s: S.State, step: S.Step, t: S.State) -> bool:
+        return t.faults - s.faults == step.injected
+
+    def fault_injected(_s: S.State, step: S.Step, _t: S.State) -> bool:
+        return step.injected
+
     def caller_outcome(s: S.State, _step: S.Step, t: S.State) -> bool:
         return any(after.pc != before.pc and after.pc in (S.LOADED, S.FAILED)
                    for before, after in zip(s.callers, t.callers, strict=True))
@@ -493,6 +499,14 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "(KVM's in v6.8, TDX's own from v7.1; the hotplug core rolls a failed online back)",
           "transition", F.TdxFlow._cpu_up, online_sees_result, online_callback_ended,
           concerns=online_callback),
+        T("FAULT-BUDGET",
+          "Every injected failure (a SEAMCALL error, a failed allocation) counts once against "
+          "the configuration's fault budget, and no other step does: the faults explored are "
+          "exactly those the configuration allows.",
+          "the model's contract for injected failures (FlowConfig.fault_budget), not a kernel "
+          "rule: a site that injects without counting explores more failures than the "
+          "configuration says, one that counts without injecting fewer", "transition",
+          F.TdxFlow._alloc_fault_allowed, fault_counted, fault_injected),
         T("STATUS-MONOTONE",
           "The module status only moves UNINITIALIZED -> INITIALIZED or UNINITIALIZED -> ERROR, "
           "and back to UNINITIALIZED when a runtime update has shut the module down.",

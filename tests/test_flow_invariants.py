@@ -80,6 +80,16 @@ _FailedOnlineKeepsTheCpu = _rewriting(
     "A mutant: a CPU whose online callback failed stays online (the rollback is lost).")
 
 
+def _uncounted(model, state, label, after, name):
+    return set_fields(after, faults=state.faults) if label.injected else after
+
+
+_AllocFaultUncounted = _rewriting(
+    "_AllocFaultUncounted", "_build_tdx_memlist", _uncounted,
+    "A mutant: a failed allocation in build_tdx_memlist does not count against the fault "
+    "budget.")
+
+
 class _NoOnlineCallback(TdxFlow):
     """A mutant of v7.1: the CPU-online callback is not registered (a CPU coming online gets
     neither VMX nor tdx_cpu_enable)."""
@@ -137,6 +147,7 @@ CASES = [
     ("CACHE-MARKED", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("CPU-ONLINE-SEES-RESULT", _FailedOnlineKeepsTheCpu, TWO_BY_TWO, V7_2),
     ("VMX-ONLY-WHILE-USED", _VmxLeftOnAtUnload, {}),
+    ("FAULT-BUDGET", _AllocFaultUncounted, {}),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
