@@ -20,14 +20,18 @@ from spec import flow as F
 from spec import flow_state as S
 from spec import module as M
 from spec.seamcall import (
+    GP,
+    P_SEAMLDR_INSTALL,
     SUCCESS,
     TDH_PHYMEM_PAGE_RDMD,
     TDH_SYS_CONFIG,
     TDH_SYS_INIT,
+    TDH_SYS_KEY_CONFIG,
     TDH_SYS_LP_INIT,
     TDH_SYS_SHUTDOWN,
     TDH_SYS_TDMR_INIT,
     UD,
+    VMFAIL_INVALID,
 )
 
 TDX_C = "arch/x86/virt/vmx/tdx/tdx.c"
@@ -156,6 +160,60 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     def seamcall_applies(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return _issues_seamcall(step)
+
+    @cache
+    def module_view(packages: tuple[S.Package, ...]) -> tuple[int, int]:
+        """The module's per-CPU and per-package facts as masks: (CPUs whose LP.INIT succeeded,
+        packages with their key)."""
+        lps = keyed = 0
+        for p, package in enumerate(packages):
+            keyed |= package.keyed << p
+            for c, cpu in enumerate(package.cpus):
+                lps |= cpu.lp_done << (p * flow.cpp + c)
+        return lps, keyed
+
+    def module_explained(s: S.State, step: S.Step, t: S.State) -> bool:
+        if s.module == t.module and s.packages is t.packages and s.tdmr_done is t.tdmr_done:
+            return True
+        lps, keyed = module_view(s.packages)
+        lps_after, keyed_after = module_view(t.packages)
+        ran = step.seamcall if step.result == SUCCESS and not step.injected else None
+        if ran == P_SEAMLDR_INSTALL and t.module == M.SYSINIT_PENDING and not lps_after:
+            return keyed_after == keyed and t.tdmr_done == s.tdmr_done  # the new module
+        if step.injected and step.result in (VMFAIL_INVALID, GP):
+            module = M.lose(step.result)
+        elif ran is not None:
+            module = M.state_after(ran, s.module,
+                                   all_keyed=keyed_after == (1 << len(t.packages)) - 1)
+        else:
+            module = s.module
+        if ran == TDH_SYS_LP_INIT:
+            lps |= 1 << step.cpu
+        if ran == TDH_SYS_KEY_CONFIG:
+            keyed |= 1 << step.cpu // flow.cpp
+        return t.module == module and lps_after == lps and keyed_after == keyed \
+            and tdmr_progress(s, step, ran, t)
+
+    def tdmr_progress(s: S.State, step: S.Step, ran: str | None, t: S.State) -> bool:
+        """The module's TDMR.INIT counts follow the step: one more for the TDMR worked on, or
+        none yet for each TDMR a construction just built."""
+        if step.action == "construct_tdmrs":
+            return not any(t.tdmr_done)
+        if ran != TDH_SYS_TDMR_INIT:
+            return t.tdmr_done == s.tdmr_done
+        k = s.tdmr_cursor
+        return t.tdmr_done == s.tdmr_done[:k] + (s.tdmr_done[k] + 1,) + s.tdmr_done[k + 1:]
+
+    def module_changed(s: S.State, _step: S.Step, t: S.State) -> bool:
+        return s.module != t.module or s.tdmr_done != t.tdmr_done \
+            or module_view(s.packages) != module_view(t.packages)
+
+    def callers_move_themselves(s: S.State, step: S.Step, t: S.State) -> bool:
+        return all(before == after or step.actor == flow.actor_name(i)
+                   for i, (before, after) in enumerate(zip(s.callers, t.callers, strict=True)))
+
+    def callers_moved(s: S.State, _step: S.Step, t: S.State) -> bool:
+        return s.callers != t.callers
 
     def returns_first_error(s: S.State, step: S.Step, t: S.State) -> bool:
         if not _init_returns(step):
@@ -375,26 +433,27 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     # --- machine checks ---------------------------------------------------------------------
 
-    def machine_check_may_blame(step: S.Step) -> bool:
-        """The machine checks whose verdict depends on the state: where the RDMD failed and
-        the kernel blames nothing, the check passes everywhere."""
-        return _machine_check(step) and (step.result == SUCCESS
-                                         or F.machine_check_reported(step))
+    def machine_check_probed(step: S.Step) -> bool:
+        """A machine check the kernel probed with RDMD (on parts with the erratum)."""
+        return _machine_check(step) and step.seamcall == TDH_PHYMEM_PAGE_RDMD
 
     @cache
-    def blamed_right(step: S.Step, pamt: tuple[int, ...]) -> bool:
+    def blamed_right(step: S.Step, pamt: tuple[int, ...], module_state: int, vmx: bool) -> bool:
         in_use = bool(pamt) and pamt[0] & (S.PAMT_HANDED | S.PAMT_FREED) == S.PAMT_HANDED
-        truth = F.machine_check_page(step) == S.MC_PAMT_PAGE and step.result == SUCCESS \
-            and in_use
+        # a module that serves answers RDMD on a CPU in VMX operation; nowhere else can the
+        # kernel tell its pages from others
+        answerable = vmx and module_state == M.SYS_READY
+        truth = F.machine_check_page(step) == S.MC_PAMT_PAGE and in_use and answerable
         return F.machine_check_reported(step) == truth
 
     def machine_check_blames_module_pages(s: S.State, step: S.Step, _t: S.State) -> bool:
         # while init runs the PAMTs are handed over or taken back step by step; the kernel
         # answers "not private" then and says a rare wrong answer is acceptable
-        return not _machine_check(step) or _in_init(s) or blamed_right(step, s.pamt)
+        return not machine_check_probed(step) or _in_init(s) \
+            or blamed_right(step, s.pamt, s.module, bool(flow.cpu(s, step.cpu).vmx))
 
     def rdmd_ran(_s: S.State, step: S.Step, _t: S.State) -> bool:
-        return _machine_check(step) and step.result == SUCCESS
+        return machine_check_probed(step)
 
     # --- liveness -----------------------------------------------------------------------------
 
@@ -464,6 +523,23 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "SEAMCALL state checks (TDH.SYS.INIT, LP.INIT, CONFIG, KEY.CONFIG, TDMR.INIT)",
           "transition", F.TdxFlow._answer, seamcall_accepted, seamcall_applies,
           _issues_seamcall),
+        T("MODULE-FOLLOWS-SEAMCALLS",
+          "The TDX module's state (its global state, each CPU's LP.INIT, each package's key, "
+          "each TDMR's initialisation) changes only through the SEAMCALL the step names, "
+          "when it succeeded, as the module's own rules say; an injected VMfailInvalid or "
+          "#GP takes the module away, and the P-SEAMLDR's last install starts a new one. "
+          "A trace therefore shows every call that moved the module, on the CPU it ran on.",
+          "the TDX module's SEAMCALL effects (TDH.SYS.INIT, LP.INIT, CONFIG, KEY.CONFIG, "
+          "TDMR.INIT, SHUTDOWN, UPDATE; spec.module), against every step of the kernel flow",
+          "transition", F.TdxFlow._seamcall_changes, module_explained, module_changed),
+        T("CALLER-MOVES-ITSELF",
+          "A caller's progress (where it is in its load, how many loads it has left) changes "
+          "only in a step that caller takes: no other caller, CPU-hotplug callback or runtime "
+          "update moves it.",
+          "threads: each caller (KVM's module load, v7.1's initcall) runs on its own; the "
+          "kernel shares state between them only through the locks and globals the model "
+          "keeps outside the callers", "transition", F.TdxFlow._with_caller,
+          callers_move_themselves, callers_moved, watches="callers"),
         T("INIT-RETURNS-FIRST-ERROR",
           "init_tdx_module returns the error of the step that failed first (0 only when none "
           "did), and tdx_enable passes it to its caller.",
@@ -598,11 +674,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           reads=("tdx_on", "s3_entered", "hibernated")),
         T("MC-BLAMES-MODULE-PAGES",
           "On erratum parts a machine check is blamed on TDX private memory exactly when the "
-          "RDMD on the CPU that took it succeeds and the page is PAMT memory the module uses "
-          "(while init_tdx_module runs, either answer is accepted).",
+          "page is PAMT memory the module uses and the module can say so: it is ready and "
+          "the CPU that took the check is in VMX operation, so its RDMD runs (while "
+          "init_tdx_module runs, either answer is accepted).",
           f"{TDX_C}: tdx_dump_mce_info / paddr_is_tdx_private / is_pamt_page", "transition",
           F.TdxFlow.machine_checks, machine_check_blames_module_pages, rdmd_ran,
-          machine_check_may_blame),
+          machine_check_probed),
         T("KEXEC-SAFE",
           "kexec starts the next kernel only with no TDX lines left in any CPU's cache and, on "
           "parts with the partial-write erratum, none of the module's data left in memory.",

@@ -10,9 +10,9 @@ from checker.inputs.platforms import configure
 from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
 from spec import flow_state as S
-from spec.flow import TdxFlow, step_errno
+from spec.flow import UPDATER, TdxFlow, step_errno
 from spec.profiles import V6_8, V6_18, V7_1, V7_2
-from spec.seamcall import SUCCESS
+from spec.seamcall import SUCCESS, TDH_SYS_INIT
 from spec.statespace import set_fields
 from spec.sysinfo import TdxSysinfo
 
@@ -65,6 +65,19 @@ def _kept_online(model, state, label, after, index, cpu, loaded):
     return model._with_cpu(after, index, set_fields(model.cpu(after, index), online=True))
 
 
+def _relabelling(name: str, rule: str, relabel, doc: str) -> type[TdxFlow]:
+    """A mutant model: the steps `rule` takes reach the same states, under the labels
+    `relabel(label)`."""
+
+    def patched(self, state, *args):
+        out = args[-1]
+        start = len(out)
+        getattr(TdxFlow, rule)(self, state, *args)
+        out[start:] = [(relabel(label), after) for label, after in out[start:]]
+
+    return type(name, (TdxFlow,), {rule: patched, "__doc__": doc})
+
+
 _ConfigBufferKept = _rewriting(
     "_ConfigBufferKept", "_config_tdx_module", _buffer_kept,
     "A mutant: config_tdx_module forgets to free its array of TDMR addresses.")
@@ -88,6 +101,35 @@ _AllocFaultUncounted = _rewriting(
     "_AllocFaultUncounted", "_build_tdx_memlist", _uncounted,
     "A mutant: a failed allocation in build_tdx_memlist does not count against the fault "
     "budget.")
+
+
+_KeyConfigNamedSysInit = _relabelling(
+    "_KeyConfigNamedSysInit", "_key_config_result",
+    lambda label: label._replace(seamcall=TDH_SYS_INIT),
+    "A mutant: a package's key configuration is traced as a TDH.SYS.INIT.")
+_InitcallNamedUpdater = _relabelling(
+    "_InitcallNamedUpdater", "_initcall", lambda label: label._replace(actor=UPDATER),
+    "A mutant of v7.1: the boot-time initcall's steps are traced as the runtime update's.")
+
+
+def _keyed_anyway(model, state, label, after, name, index):
+    if label.result == SUCCESS:
+        return after
+    p = index // model.cpp
+    return model._with_package(after, p, set_fields(after.packages[p], keyed=True))
+
+
+_FailedKeyConfigKeys = _rewriting(
+    "_FailedKeyConfigKeys", "_key_config_result", _keyed_anyway,
+    "A mutant: a package whose TDH.SYS.KEY.CONFIG failed is taken as keyed all the same.")
+
+
+class _RdmdAnswersNothing(TdxFlow):
+    """A mutant module: TDH.PHYMEM.PAGE.RDMD on a PAMT page answers as if its part of the
+    TDMR were never initialised, even once the module is ready."""
+
+    def _mc_block_initialised(self, state, page):
+        return False
 
 
 class _NoOnlineCallback(TdxFlow):
@@ -141,6 +183,7 @@ CASES = [
     ("NO-S3-OR-HIBERNATE-WITH-TDX", "tdx_init_disables_s3", {}),
     ("NO-S3-OR-HIBERNATE-WITH-TDX", "tdx_init_refuses_hibernation", {}),
     ("MC-BLAMES-MODULE-PAGES", "keep_tdmr_list", {}),
+    ("MC-BLAMES-MODULE-PAGES", _RdmdAnswersNothing, {}),
     ("DEADLOCK-FREE", "release_mutex_on_failure", {}),
     ("KEXEC-SAFE", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
@@ -148,6 +191,9 @@ CASES = [
     ("CPU-ONLINE-SEES-RESULT", _FailedOnlineKeepsTheCpu, TWO_BY_TWO, V7_2),
     ("VMX-ONLY-WHILE-USED", _VmxLeftOnAtUnload, {}),
     ("FAULT-BUDGET", _AllocFaultUncounted, {}),
+    ("MODULE-FOLLOWS-SEAMCALLS", _KeyConfigNamedSysInit, {}),
+    ("MODULE-FOLLOWS-SEAMCALLS", _FailedKeyConfigKeys, {}),
+    ("CALLER-MOVES-ITSELF", _InitcallNamedUpdater, {}, V7_1),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),

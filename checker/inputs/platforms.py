@@ -6,7 +6,8 @@ import re
 from dataclasses import replace
 
 from spec.flow import FlowConfig, TdxFlow
-from spec.platform import Platform
+from spec.memory import SZ_1G, MemRange
+from spec.platform import SZ_128M, Platform
 from spec.profiles import get_profile
 from spec.sysinfo import TdxSysinfo
 
@@ -27,6 +28,11 @@ CONFIGS: dict[str, FlowConfig] = {c.name: c for c in (
     FlowConfig(name="unchecked-callers", callers_check_packages=False),
     FlowConfig(name="old-module", platform=Platform(module_no_rbp_mod=False)),
     FlowConfig(name="no-erratum", platform=Platform(erratum=False)),
+    # One node, so one TDMR holds all memory and its own PAMT: the shape of a small
+    # single-socket host (every other configuration has two TDMRs).
+    FlowConfig(name="one-node", platform=Platform(
+        packages=1, regions=(MemRange(0, 2 * SZ_1G, 0),),
+        hot_blocks=(MemRange(2 * SZ_1G - SZ_128M, 2 * SZ_1G + SZ_128M, 0),))),
 )}
 
 _SHAPE = re.compile(r"^(\d+)x(\d+)$")
