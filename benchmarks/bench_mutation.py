@@ -1084,7 +1084,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample", type=int, default=40, help="mutants --quick runs (default 40: "
                    "under 10 minutes here with 2 jobs)")
     p.add_argument("--seed", type=int, default=10, help="seed of the --quick sample")
-    p.add_argument("--match", metavar="TEXT", help="only mutants whose id contains TEXT")
+    p.add_argument("--match", metavar="TEXT", nargs="+",
+                   help="only mutants whose id contains one of these texts")
     p.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--timeout", type=float, help="seconds per mutant (default: twice what "
@@ -1105,7 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{f}: not a file under spec/" + (f" at {args.rev}" if args.rev else ""))
     mutants = [m for f in args.files for m in mutants_of(f, snapshot=snapshot)]
     if args.match:
-        mutants = [m for m in mutants if args.match in m.id]
+        mutants = [m for m in mutants if any(text in m.id for text in args.match)]
     if args.quick:
         mutants = sample(mutants, args.files, args.sample, args.seed)
     if args.list:

@@ -274,7 +274,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return idle_mask(s.callers) != 0
 
     def fault_counted(s: S.State, step: S.Step, t: S.State) -> bool:
-        return t.faults - s.faults == step.injected
+        return t.faults - s.faults == step.injected and t.faults <= flow.config.fault_budget
 
     def fault_injected(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return step.injected
@@ -577,8 +577,9 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           concerns=online_callback),
         T("FAULT-BUDGET",
           "Every injected failure (a SEAMCALL error, a failed allocation) counts once against "
-          "the configuration's fault budget, and no other step does: the faults explored are "
-          "exactly those the configuration allows.",
+          "the configuration's fault budget, none is injected once the budget is spent, and "
+          "no other step counts: the faults explored are exactly those the configuration "
+          "allows.",
           "the model's contract for injected failures (FlowConfig.fault_budget), not a kernel "
           "rule: a site that injects without counting explores more failures than the "
           "configuration says, one that counts without injecting fewer", "transition",

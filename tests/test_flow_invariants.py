@@ -124,6 +124,13 @@ _FailedKeyConfigKeys = _rewriting(
     "A mutant: a package whose TDH.SYS.KEY.CONFIG failed is taken as keyed all the same.")
 
 
+class _FaultPastBudget(TdxFlow):
+    """A mutant: SEAMCALL failures are injected until one more than the budget was spent."""
+
+    def _with_faults(self, state, answers):
+        return super()._with_faults(state._replace(faults=state.faults - 1), answers)
+
+
 class _RdmdAnswersNothing(TdxFlow):
     """A mutant module: TDH.PHYMEM.PAGE.RDMD on a PAMT page answers as if its part of the
     TDMR were never initialised, even once the module is ready."""
@@ -191,6 +198,7 @@ CASES = [
     ("CPU-ONLINE-SEES-RESULT", _FailedOnlineKeepsTheCpu, TWO_BY_TWO, V7_2),
     ("VMX-ONLY-WHILE-USED", _VmxLeftOnAtUnload, {}),
     ("FAULT-BUDGET", _AllocFaultUncounted, {}),
+    ("FAULT-BUDGET", _FaultPastBudget, {}),
     ("MODULE-FOLLOWS-SEAMCALLS", _KeyConfigNamedSysInit, {}),
     ("MODULE-FOLLOWS-SEAMCALLS", _FailedKeyConfigKeys, {}),
     ("CALLER-MOVES-ITSELF", _InitcallNamedUpdater, {}, V7_1),
