@@ -131,6 +131,16 @@ class _FaultPastBudget(TdxFlow):
         return super()._with_faults(state._replace(faults=state.faults - 1), answers)
 
 
+class _UnloadLost(TdxFlow):
+    """A mutant: a loaded caller (KVM) can no longer unload."""
+
+    def _load_or_unload(self, state, out, actor):
+        start = len(out)
+        super()._load_or_unload(state, out, actor)
+        out[start:] = [(label, after) for label, after in out[start:]
+                       if label.detail != "unload: VMXOFF"]
+
+
 class _RdmdAnswersNothing(TdxFlow):
     """A mutant module: TDH.PHYMEM.PAGE.RDMD on a PAMT page answers as if its part of the
     TDMR were never initialised, even once the module is ready."""
@@ -192,6 +202,7 @@ CASES = [
     ("MC-BLAMES-MODULE-PAGES", "keep_tdmr_list", {}),
     ("MC-BLAMES-MODULE-PAGES", _RdmdAnswersNothing, {}),
     ("DEADLOCK-FREE", "release_mutex_on_failure", {}),
+    ("DEADLOCK-FREE", _UnloadLost, {}),
     ("KEXEC-SAFE", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
     ("CACHE-MARKED", "marks_cache_incoherent", NO_ERRATUM, V6_18),
