@@ -178,8 +178,11 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         lps, keyed = module_view(s.packages)
         lps_after, keyed_after = module_view(t.packages)
         ran = step.seamcall if step.result == SUCCESS and not step.injected else None
-        if ran == P_SEAMLDR_INSTALL and t.module == M.SYSINIT_PENDING and not lps_after:
-            return keyed_after == keyed and t.tdmr_done == s.tdmr_done  # the new module
+        if ran in (TDH_SYS_LP_INIT, TDH_SYS_KEY_CONFIG) and step.cpu is None:
+            return False  # a per-CPU call the trace does not place
+        if ran == P_SEAMLDR_INSTALL and last_install(s, step.cpu):  # the new module starts
+            return t.module == M.SYSINIT_PENDING and not lps_after and keyed_after == keyed \
+                and t.tdmr_done == s.tdmr_done
         if step.injected and step.result in (VMFAIL_INVALID, GP):
             module = M.lose(step.result)
         elif ran is not None:
@@ -193,6 +196,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
             keyed |= 1 << step.cpu // flow.cpp
         return t.module == module and lps_after == lps and keyed_after == keyed \
             and tdmr_progress(s, step, ran, t)
+
+    update_bit = 1 << flow.update_actor
+
+    def last_install(s: S.State, cpu: int) -> bool:
+        """The P-SEAMLDR's install on `cpu` completes the new module: every other CPU the
+        firmware enumerated, online or not, has installed it already."""
+        return all(c.visited & update_bit for i, c in facts_of(s.packages).cpus if i != cpu)
 
     def tdmr_progress(s: S.State, step: S.Step, ran: str | None, t: S.State) -> bool:
         """The module's TDMR.INIT counts follow the step: one more for the TDMR worked on, or
@@ -681,7 +691,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("MC-BLAMES-MODULE-PAGES",
           "On erratum parts a machine check is blamed on TDX private memory exactly when the "
           "page is PAMT memory the module uses and the module can say so: it is ready and "
-          "the CPU that took the check is in VMX operation, so its RDMD runs (while "
+          "the CPU that probes the page is in VMX operation, so its RDMD runs (while "
           "init_tdx_module runs, either answer is accepted).",
           f"{TDX_C}: tdx_dump_mce_info / paddr_is_tdx_private / is_pamt_page", "transition",
           F.TdxFlow.machine_checks, machine_check_blames_module_pages, rdmd_ran,

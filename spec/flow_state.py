@@ -23,7 +23,6 @@ IN_TDX = 4  # holds the tdx_enable mutex and runs init_tdx_module
 LOADED = 5  # tdx_enable returned 0; VMX stays on until unload
 FAILED = 6  # tdx_cpu_enable or tdx_enable returned an error; the load unwinds next
 HOLDING_CPUS_LOCK = frozenset((ENABLING, IN_IPI, IN_TDX, FAILED))
-AT_REST = frozenset((IDLE, LOADED))  # a caller that is not in a call
 CALLER_PC_NAMES = ("idle", "checked", "enabling", "in-ipi", "in-tdx-enable", "loaded", "failed")
 
 # Next step of init_tdx_module for the mutex owner, in the kernel's order, then the unwinding

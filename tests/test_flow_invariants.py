@@ -10,6 +10,7 @@ from checker.inputs.platforms import configure
 from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
 from spec import flow_state as S
+from spec import module as M
 from spec.flow import UPDATER, TdxFlow, step_errno
 from spec.profiles import V6_8, V6_18, V7_1, V7_2
 from spec.seamcall import SUCCESS, TDH_SYS_INIT
@@ -24,19 +25,31 @@ class _ErrorLostAtErrFreePamts(TdxFlow):
         return super()._fail(state, 0 if unwind == S.S_ERR_FREE_PAMTS else errno, unwind)
 
 
-def _rewriting(name: str, rule: str, rewrite, doc: str) -> type[TdxFlow]:
-    """A mutant model: the steps `rule` (a TdxFlow method whose last argument is the list it
-    appends to) takes, each with its next state rewritten by
-    `rewrite(model, state, label, after, *rule_args)`."""
+def _patching(name: str, rule: str, transform, doc: str) -> type[TdxFlow]:
+    """A mutant model: the steps `rule` (a TdxFlow method that appends its steps to the one
+    list among its arguments) takes, replaced by `transform(model, state, steps, rule_args)`
+    (`rule_args` without that list)."""
 
     def patched(self, state, *args):
-        out = args[-1]
+        out = next(arg for arg in args if isinstance(arg, list))
         start = len(out)
         getattr(TdxFlow, rule)(self, state, *args)
-        out[start:] = [(label, rewrite(self, state, label, after, *args[:-1]))
-                       for label, after in out[start:]]
+        out[start:] = transform(self, state, out[start:], [a for a in args if a is not out])
 
     return type(name, (TdxFlow,), {rule: patched, "__doc__": doc})
+
+
+def _rewriting(name: str, rule: str, rewrite, doc: str) -> type[TdxFlow]:
+    """A mutant model whose steps of `rule` each go to the state
+    `rewrite(model, state, label, after, *rule_args)` instead."""
+    return _patching(name, rule, lambda model, state, steps, args: [
+        (label, rewrite(model, state, label, after, *args)) for label, after in steps], doc)
+
+
+def _relabelling(name: str, rule: str, relabel, doc: str) -> type[TdxFlow]:
+    """A mutant model whose steps of `rule` reach the same states under `relabel(label)`."""
+    return _patching(name, rule, lambda model, state, steps, args: [
+        (relabel(label), after) for label, after in steps], doc)
 
 
 def _buffer_kept(model, state, label, after, name):
@@ -63,19 +76,6 @@ def _kept_online(model, state, label, after, index, cpu, loaded):
     if not step_errno(label) or after.hotplug_busy:
         return after
     return model._with_cpu(after, index, set_fields(model.cpu(after, index), online=True))
-
-
-def _relabelling(name: str, rule: str, relabel, doc: str) -> type[TdxFlow]:
-    """A mutant model: the steps `rule` takes reach the same states, under the labels
-    `relabel(label)`."""
-
-    def patched(self, state, *args):
-        out = args[-1]
-        start = len(out)
-        getattr(TdxFlow, rule)(self, state, *args)
-        out[start:] = [(relabel(label), after) for label, after in out[start:]]
-
-    return type(name, (TdxFlow,), {rule: patched, "__doc__": doc})
 
 
 _ConfigBufferKept = _rewriting(
@@ -131,14 +131,21 @@ class _FaultPastBudget(TdxFlow):
         return super()._with_faults(state._replace(faults=state.faults - 1), answers)
 
 
-class _UnloadLost(TdxFlow):
-    """A mutant: a loaded caller (KVM) can no longer unload."""
+def _module_replaced(model, state, label, after):
+    if label.result != SUCCESS:
+        return after
+    fresh = model._mapped_packages(after, ("test: new module",),
+                                   lambda c: set_fields(c, lp_done=False))
+    return model._update(after, module=M.SYSINIT_PENDING, packages=fresh)
 
-    def _load_or_unload(self, state, out, actor):
-        start = len(out)
-        super()._load_or_unload(state, out, actor)
-        out[start:] = [(label, after) for label, after in out[start:]
-                       if label.detail != "unload: VMXOFF"]
+
+_NewModuleAtFirstInstall = _rewriting(
+    "_NewModuleAtFirstInstall", "_seamldr_install", _module_replaced,
+    "A mutant of v7.2: the new module starts at the first CPU's install, not the last.")
+_UnloadLost = _patching(
+    "_UnloadLost", "_load_or_unload", lambda model, state, steps, args: [
+        (label, after) for label, after in steps if label.detail != "unload: VMXOFF"],
+    "A mutant: a loaded caller (KVM) can no longer unload.")
 
 
 class _RdmdAnswersNothing(TdxFlow):
@@ -212,6 +219,7 @@ CASES = [
     ("FAULT-BUDGET", _FaultPastBudget, {}),
     ("MODULE-FOLLOWS-SEAMCALLS", _KeyConfigNamedSysInit, {}),
     ("MODULE-FOLLOWS-SEAMCALLS", _FailedKeyConfigKeys, {}),
+    ("MODULE-FOLLOWS-SEAMCALLS", _NewModuleAtFirstInstall, {}, V7_2),
     ("CALLER-MOVES-ITSELF", _InitcallNamedUpdater, {}, V7_1),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
