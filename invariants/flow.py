@@ -164,12 +164,9 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     @cache
     def module_view(packages: tuple[S.Package, ...]) -> tuple[int, int]:
         """The module's per-CPU and per-package facts as masks: (CPUs whose LP.INIT succeeded,
-        packages with their key)."""
-        lps = keyed = 0
-        for p, package in enumerate(packages):
-            keyed |= package.keyed << p
-            for c, cpu in enumerate(package.cpus):
-                lps |= cpu.lp_done << (p * flow.cpp + c)
+        by the flat CPU index steps use; packages with their key)."""
+        lps = sum(1 << i for i, cpu in facts_of(packages).cpus if cpu.lp_done)
+        keyed = sum(1 << p for p, package in enumerate(packages) if package.keyed)
         return lps, keyed
 
     def module_explained(s: S.State, step: S.Step, t: S.State) -> bool:
@@ -186,8 +183,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         if step.injected and step.result in (VMFAIL_INVALID, GP):
             module = M.lose(step.result)
         elif ran is not None:
-            module = M.state_after(ran, s.module,
-                                   all_keyed=keyed_after == (1 << len(t.packages)) - 1)
+            module = M.state_after(ran, s.module, all_keyed=facts_of(t.packages).all_keyed)
         else:
             module = s.module
         if ran == TDH_SYS_LP_INIT:
