@@ -391,6 +391,16 @@ class StateSpace:
             self._callers[key] = shared
         return shared
 
+    def adopt(self, value):
+        """The model's own shared object equal to `value`, a `packages` or `callers` value
+        another process sent (`checker.engines.workers`): a copy hashes apart from the
+        model's object, so every look-up by identity would miss it."""
+        if type(value) is not Shared or not value:
+            return value
+        if type(value[0]) is Package:
+            return self._share(value).packages
+        return self._shared_callers(value)
+
     def memo_tables(self) -> list[dict]:
         """The tables that only remember what was worked out (`forget` empties them)."""
         return [self._shared, self._facts, self._caller_plans, self._callers,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import time
 from array import array
 from bisect import bisect_left
@@ -195,7 +196,7 @@ class Worker:
                     if checks is None:
                         checks = loop_compute(label)
                     for prop_id, check, _ in checks:
-                        if prop_id not in found and not check(state, label, nxt):
+                        if not check(state, label, nxt) and prop_id not in found:
                             step_notes.setdefault(position[prop_id], (gid, number))
                     continue
                 checks = step_get(label)
@@ -204,7 +205,7 @@ class Worker:
                 for prop_id, check, watched in checks:
                     if watched is not None and state[watched] is nxt[watched]:
                         continue
-                    if prop_id not in found and not check(state, label, nxt):
+                    if not check(state, label, nxt) and prop_id not in found:
                         step_notes.setdefault(position[prop_id], (gid, number))
                 nxt = canon(nxt)
                 if type(nxt) is not state_type:
@@ -241,7 +242,7 @@ class Worker:
                     cand_owner.append(home)
                     cand_records.extend(child)
                     failed = [prop_id for prop_id, check in state_checks_for(state, nxt)
-                              if prop_id not in found and not check(nxt)]
+                              if not check(nxt) and prop_id not in found]
                     cand_failed.append(failed or None)
                 if record_edges:
                     pending_src.append(gid)
@@ -341,7 +342,7 @@ class Worker:
                     if (part, code) not in sent:
                         sent.add((part, code))
                         values.append((part, code, codec.values[part][code]))
-        payloads = [(gids.tobytes(), flat.tobytes(), fps.tobytes(), values)
+        payloads = [(gids.tobytes(), flat.tobytes(), fps.tobytes(), _pickled(values))
                     for gids, flat, fps, values in shipped]
         self.cand_fps = self.cand_keys = self.cand_owner = None
         self.cand_records = self.cand_failed = self.pending_edges = None
@@ -357,10 +358,11 @@ class Worker:
         """Make the next frontier from what the senders shipped (ids, records and
         fingerprints as flat arrays, and part values), in id order."""
         codec, parts = self.codec, self.codec.parts
+        adopt = getattr(self.model, "adopt", None) or (lambda value: value)
         gids, flat, fps = array("I"), array("Q"), array("Q")
         for gids_bytes, flat_bytes, fps_bytes, values in payloads:
-            for part, code, value in values:
-                codec.learn(part, code, value)
+            for part, code, value in pickle.loads(values):
+                codec.learn(part, code, adopt(value))
             gids.frombytes(gids_bytes)
             flat.frombytes(flat_bytes)
             fps.frombytes(fps_bytes)
@@ -599,7 +601,7 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             flat = array("Q", [code for _, record, _ in seeds[w] for code in record])
             fps = array("Q", [fp for _, _, fp in seeds[w]])
             seed_payloads.append((example, [(gids.tobytes(), flat.tobytes(), fps.tobytes(),
-                                             values)]))
+                                             _pickled(values))]))
         pool.call("seed", seed_payloads)
         payloads: list[list] = [[] for _ in range(workers)]
         level_start, level_end = 0, count
@@ -725,6 +727,11 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
                              symmetry, tuple(p.id for p in properties), None, label_counts,
                              True, seen_bytes, sum(f["spilled"] for f in finished), workers,
                              sum(f["forgotten"] for f in finished))
+
+
+def _pickled(values: list) -> bytes:
+    """Part values as bytes: the coordinator passes them on without unpickling them."""
+    return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _keys(data: bytes) -> array:
