@@ -2,6 +2,7 @@
 shortest traces, in a fraction of the memory."""
 
 import functools
+import pickle
 from typing import NamedTuple
 
 import pytest
@@ -17,6 +18,7 @@ from checker.engines.fingerprints import (
     serialise,
 )
 from checker.gate.flowcheck import flow_recipe
+from spec.statespace import Shared
 
 
 def summary(result) -> tuple:
@@ -166,6 +168,35 @@ def test_the_fingerprint_table_behaves_as_a_dict_through_growth(keys):
     assert dict(table.items()) == reference
     for key in keys:
         assert table.get(key) == reference[key]
+
+
+@given(st.lists(st.lists(st.integers(1, 2**64 - 1), max_size=60), max_size=6))
+def test_the_fingerprint_tables_batch_calls_match_one_call_per_fingerprint(batches):
+    table, reference, number = FingerprintTable(capacity=8), FingerprintTable(capacity=8), 0
+    for batch in batches:
+        idents = list(range(number, number + len(batch)))
+        number += len(batch)
+        before = [reference.get(fp, 0) for fp in batch]
+        assert list(table.get_many(batch, 0)) == before
+        table.add_many(batch, idents)
+        for fp, ident in zip(batch, idents, strict=True):
+            reference.setdefault(fp, ident)
+        assert dict(table.items()) == dict(reference.items())
+    assert len(table) == len(reference)
+
+
+def test_a_value_another_process_sent_is_adopted_as_the_models_own_object():
+    """Workers receive `packages` and `callers` values pickled: the model must hand back its
+    own shared object, or every look-up by identity misses the copy."""
+    model, _ = flow_recipe("v6.8", "2x1")
+    state = model.canonical(next(iter(model.initial_states())))
+    for value in (state.packages, state.callers):
+        copy = pickle.loads(pickle.dumps(value))
+        assert copy == value and copy is not value
+        assert model.adopt(copy) is value
+    other = tuple.__new__(Shared, state.packages[:1])  # a value the model never made
+    assert model.adopt(other) is other and model.adopt(pickle.loads(pickle.dumps(other))) is other
+    assert model.adopt(state.hot) is state.hot  # not a shared value: passed through
 
 
 def test_collision_probability_is_tlcs_optimistic_estimate():

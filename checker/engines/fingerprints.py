@@ -257,6 +257,39 @@ class FingerprintTable:
             self._grow()
         return ident
 
+    def get_many(self, fps, default: int) -> array:
+        """`get` of each fingerprint, as 64-bit integers (one call for a batch: the probing
+        is spelt out, as a call per fingerprint would cost more than the look-up)."""
+        keys, ids, mask = self.keys, self.ids, self.mask
+        out = array("Q")
+        append = out.append
+        for fp in fps:
+            slot = fp & mask
+            held = keys[slot]
+            while held and held != fp:
+                slot = (slot + 1) & mask
+                held = keys[slot]
+            append(ids[slot] if held else default)
+        return out
+
+    def add_many(self, fps, idents) -> None:
+        """`setdefault` of each fingerprint with its number, for a batch."""
+        keys, ids, mask = self.keys, self.ids, self.mask
+        for fp, ident in zip(fps, idents, strict=True):
+            slot = fp & mask
+            held = keys[slot]
+            while held and held != fp:
+                slot = (slot + 1) & mask
+                held = keys[slot]
+            if held:
+                continue
+            keys[slot] = fp
+            ids[slot] = ident
+            self.count += 1
+            if self.count > self.limit:
+                self._grow()
+                keys, ids, mask = self.keys, self.ids, self.mask
+
     def _grow(self) -> None:
         old_keys, old_ids = self.keys, self.ids
         self._allocate(len(old_keys) * 2)

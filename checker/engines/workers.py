@@ -42,7 +42,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from itertools import chain, compress, repeat
+from itertools import chain, compress
 
 from checker.engines.bfs import (
     FAIL,
@@ -99,6 +99,7 @@ class Worker:
         # of going to its owner as a candidate (most steps lead to states seen before). A
         # cache: emptied when it outgrows a quarter of the budget.
         self.foreign = FingerprintTable()
+        self.others = bytes(int(i != index) for i in range(256))  # owner -> another's?
         self.codec: StateCodec | None = None
         self.position = {p.id: i for i, p in enumerate(self.properties)}
         self.state_props = [p for p in self.properties if p.kind == "state"]
@@ -271,7 +272,7 @@ class Worker:
             fps, keys = array("Q"), array("Q")
             fps.frombytes(fps_bytes)
             keys.frombytes(keys_bytes)
-            known = array("Q", map(table.get, fps, repeat(NEW)))
+            known = table.get_many(fps, NEW)
             for fp, key, gid in zip(fps, keys, known, strict=True):
                 if gid == NEW:
                     held = best.get(fp)
@@ -313,10 +314,8 @@ class Worker:
                     won[cand] = key == keys[cand]
                 else:
                     cand_gid[cand] = answer
-        remember, me = self.foreign.setdefault, self.index
-        for fp, gid, home in zip(self.cand_fps, cand_gid, self.cand_owner, strict=True):
-            if home != me:
-                remember(fp, gid)
+        theirs = self.cand_owner.translate(self.others)  # 1 where another worker owns it
+        self.foreign.add_many(compress(self.cand_fps, theirs), compress(cand_gid, theirs))
         if self.foreign.nbytes > self.budget // 4:
             self.foreign = FingerprintTable()
         src, cands = self.pending_edges
@@ -367,11 +366,10 @@ class Worker:
             flat.frombytes(flat_bytes)
             fps.frombytes(fps_bytes)
         frontier = SpillBuffer(parts, self.budget, self.spill_dir)
-        setdefault = self.table.setdefault
+        self.table.add_many(fps, gids)
         order = sorted(range(len(gids)), key=gids.__getitem__)
         for place in order:
             frontier.append(flat[place * parts:(place + 1) * parts])
-            setdefault(fps[place], gids[place])
         self.frontier, self.frontier_gids = frontier, array("I", [gids[p] for p in order])
         return len(gids)
 
