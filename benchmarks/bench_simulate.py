@@ -4,6 +4,7 @@
     python benchmarks/bench_simulate.py --quick              # 10 s per profile instead of 30
     python benchmarks/bench_simulate.py --shape 2x4 --walks 5000 --time 60 --workers 2
     python benchmarks/bench_simulate.py --strategy uniform   # or swarm (explore --strategy)
+    python benchmarks/bench_simulate.py --restarts           # walks restart from rare cells
 
 Each profile of the bug zoo (`spec.profiles.BUGS`: real bugs `bug-*`, design hazards
 `mutant-*`; and the hazards of v6.14's early returns and v7.2's runtime update) runs
@@ -45,19 +46,20 @@ def flow_config_of(profile: str) -> str | None:
 
 
 def measure(profile: str, config: str, shape: tuple[int, int], walks: int, length: int,
-            seconds: float, workers: int, seed: int, strategy: str) -> dict:
+            seconds: float, workers: int, seed: int, strategy: str,
+            restarts: bool = False) -> dict:
     from checker.engines.simulate import WalkBounds, simulate
     from checker.gate.flowcheck import flow_recipe
 
     packages, cpus = shape
     flow, invariants = flow_recipe(profile, config, packages=packages, cpus_per_package=cpus)
     result = simulate(flow, invariants, WalkBounds(walks, length, seconds), seed,
-                      workers=workers, strategy=strategy)
+                      workers=workers, strategy=strategy, restarts=restarts)
     return {"found": result.violation is not None, "invariant": result.violated or "-",
             "walks": result.walks, "steps": result.steps, "states": result.distinct_states,
             "seconds": result.seconds, "shrink_seconds": result.shrink_seconds,
             "bound": result.bound_hit, "before": result.found_length,
-            "after": result.shrunk_length}
+            "after": result.shrunk_length, "restarted": result.restarted}
 
 
 def main() -> None:
@@ -73,6 +75,9 @@ def main() -> None:
     parser.add_argument("--profile", action="append", help="only these (repeatable)")
     parser.add_argument("--strategy", default="weighted",
                         help="weighted (default), swarm or uniform")
+    parser.add_argument("--restarts", action="store_true",
+                        help="walks restart where earlier walks met rare cells (explore "
+                        "--restarts)")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from spec.profiles import BUGS, EARLY_RETURN_HAZARD, UPDATE_HAZARDS
@@ -82,7 +87,8 @@ def main() -> None:
     names = args.profile or [bug.name for bug in (*BUGS, EARLY_RETURN_HAZARD, *UPDATE_HAZARDS)]
     print(f"shape {args.shape}, seed {args.seed}, up to {args.walks:,} walks of "
           f"{args.walk_length} steps and {limit:g} s of walking per profile, "
-          f"{args.workers} workers, {args.strategy} walks\n")
+          f"{args.workers} workers, {args.strategy} walks"
+          f"{', with restarts' if args.restarts else ''}\n")
     header = (f"{'profile':38} {'config':15} {'found':6} {'invariant':28} {'walks':>7} "
               f"{'steps':>10} {'states':>8} {'seconds':>12} {'length':>9}")
     print(header)
@@ -96,7 +102,7 @@ def main() -> None:
             continue
         walked += 1
         row = measure(name, config, shape, args.walks, args.walk_length, limit, args.workers,
-                      args.seed, args.strategy)
+                      args.seed, args.strategy, args.restarts)
         found += row["found"]
         if row["found"]:
             length = f"{row['before']} -> {row['after']}"

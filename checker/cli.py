@@ -219,6 +219,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          "walk weighs every actor and kind of step at random, the default), "
                          "swarm (each walk leaves out a random half of the kinds of step), "
                          "uniform (among all successors)")
+    explore.add_argument("--restarts", action="store_true", default=None,
+                         help="with --simulate: most walks after the first 64 start where an "
+                         "earlier walk met a rarely met situation (callers, statuses, which "
+                         "packages have CPUs online and LP.INIT done), so a bug that needs "
+                         "several unlikely turns in a row is met in far fewer walks")
 
     graph = sub.add_parser("graph", help="the reachable state graph of a small configuration "
                            "as GraphML or DOT")
@@ -533,7 +538,8 @@ def _check_explore_options(args) -> None:
         return
     simulate_only = [name for name, value in (("--seed", args.seed), ("--walks", args.walks),
                                               ("--walk-length", args.walk_length),
-                                              ("--strategy", args.strategy))
+                                              ("--strategy", args.strategy),
+                                              ("--restarts", args.restarts))
                      if value is not None]
     if simulate_only:
         raise UsageError(f"{', '.join(simulate_only)} only with --simulate")
@@ -657,6 +663,12 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
     return {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(outcome.verdict, EXIT_INCONCLUSIVE)
 
 
+def _restarts_text(outcome) -> str:
+    if not outcome.restarts:
+        return ""
+    return f"{outcome.restarted:,} restarted from {outcome.cells:,} cells met, "
+
+
 def _simulate(args, flow, invariants, config, show) -> int:
     from checker.engines.simulate import WalkBounds, simulate
     from checker.views.trace import trace_to_json, trace_to_text
@@ -672,7 +684,8 @@ def _simulate(args, flow, invariants, config, show) -> int:
     strategy = args.strategy or STRATEGIES[0]
     budget = {} if args.memory_budget is None else {"memory_budget": args.memory_budget << 20}
     outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
-                       workers=args.workers, progress=progress, strategy=strategy, **budget)
+                       workers=args.workers, progress=progress, strategy=strategy,
+                       restarts=bool(args.restarts), **budget)
     bound_hit = None if outcome.bound_hit == "violation" else outcome.bound_hit
     rate = round(outcome.steps / max(outcome.seconds, 1e-9))
     trace = outcome.trace
@@ -695,7 +708,9 @@ def _simulate(args, flow, invariants, config, show) -> int:
                            "length_shrunk": outcome.shrunk_length,
                            "judged_at_ends": list(outcome.judged_at_ends),
                            "ends_searched": outcome.ends_searched,
-                           "ends_unsettled": outcome.ends_unsettled}},
+                           "ends_unsettled": outcome.ends_unsettled,
+                           "restarts": outcome.restarts,
+                           "restarted_walks": outcome.restarted, "cells": outcome.cells}},
             indent=2, sort_keys=True))
         return EXIT_FAIL if trace else EXIT_INCONCLUSIVE
     if trace:
@@ -707,7 +722,7 @@ def _simulate(args, flow, invariants, config, show) -> int:
     print(f"profile {args.profile}, config {config.name}: {head}")
     print(f"random walks are a sample, NOT a proof: {outcome.walks:,} walks of up to "
           f"{bounds.length:,} steps (seed {seed}, {strategy}, "
-          f"{outcome.workers} "
+          f"{_restarts_text(outcome)}{outcome.workers} "
           f"worker{'s' if outcome.workers > 1 else ''}), {outcome.steps:,} steps, "
           f"{outcome.distinct_states:,} distinct states met, {outcome.seconds:.2f} s, "
           f"{rate:,} steps/s, symmetry {'on' if outcome.symmetry else 'off'}")

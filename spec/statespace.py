@@ -60,6 +60,11 @@ def changed_fields(state: State, after: State) -> tuple[tuple[int, object], ...]
     return tuple([(index, after[index]) for index in moved if state[index] != after[index]])
 
 
+def _share_of(part: int, whole: int) -> int:
+    """0 for none, 1 for some, 2 for all."""
+    return 0 if not part else 2 if part == whole else 1
+
+
 def map_package(package: Package, fn) -> Package:
     """`package` with `fn` applied to its CPUs (`package` itself when none changes)."""
     cpus = tuple([fn(c) for c in package.cpus])
@@ -88,7 +93,7 @@ class CpuFacts:
 
     __slots__ = ("packages", "cpus", "online", "online_cpus", "framed", "mc_cpus", "mc_key",
                  "package_offline", "all_lps_done", "all_keyed", "key_in_flight",
-                 "canonical", "derived")
+                 "canonical", "derived", "summary")
 
     def __init__(self, packages: tuple[Package, ...]) -> None:
         cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
@@ -113,6 +118,7 @@ class CpuFacts:
         self.canonical: tuple[Package, ...] | None = None  # the shared sorted form
         # per actor, its IPI targets; per CPU update, the shared packages after it:
         self.derived: dict[object, tuple] = {}
+        self.summary: tuple | None = None  # per package: keyed, CPUs online, CPUs LP.INIT'd
 
 
 class StateSpace:
@@ -390,6 +396,24 @@ class StateSpace:
             shared = callers if type(callers) is Shared else tuple.__new__(Shared, key)
             self._callers[key] = shared
         return shared
+
+    def abstract(self, state: State) -> tuple:
+        """A coarse view of a state, for the restarts of random walks
+        (`checker.engines.simulate`): where each caller is, the module's and the kernel's
+        status, the init step and the mutex, the faults injected, the runtime update, and per
+        package (in sorted order) whether it is keyed and how many of its CPUs are online and
+        have done LP.INIT. What a CPU holds beyond that is left out: a cell stands for the
+        many states that differ only there."""
+        facts = self.cpu_facts(state)
+        summary = facts.summary
+        if summary is None:
+            summary = facts.summary = tuple(sorted(
+                (p.keyed, _share_of(sum(c.online for c in p.cpus), len(p.cpus)),
+                 all(c.lp_done for c in p.cpus if c.online),
+                 all(c.lp_done for c in p.cpus if not c.online))
+                for p in facts.packages))
+        return (tuple([c.pc for c in state.callers]), state.status, state.module,
+                state.mutex, state.faults, state.update, summary)
 
     def adopt(self, value):
         """The model's own shared object equal to `value`, a `packages` or `callers` value

@@ -67,6 +67,24 @@ def test_simulation_is_deterministic_and_independent_of_the_workers(capsys):
     assert (other["simulation"]["steps"], other["trace"]) != (sim["steps"], first["trace"])
 
 
+def test_restarts_are_reported_and_independent_of_the_workers(capsys):
+    args = ["--simulate", "--profile", "bug-enodev-retried", "--config", "1x1", "--restarts",
+            "--seed", "3"]
+    code, first = _json(capsys, *args)
+    assert code == 1 and first["violated"] == "INIT-AT-MOST-ONCE"
+    sim = first["simulation"]
+    assert sim["restarts"] is True and sim["cells"] > 0
+    assert 0 <= sim["restarted_walks"] <= sim["walks"]
+    _, two = _json(capsys, *args, "--workers", "2")
+    assert _untimed({**two, "workers": 1}) == _untimed(first)
+    _, fresh = _json(capsys, *args[:-3], "--seed", "3")
+    assert fresh["simulation"]["restarts"] is False
+    assert fresh["simulation"]["restarted_walks"] == fresh["simulation"]["cells"] == 0
+    assert main(["explore", *args]) == 1
+    out = capsys.readouterr().out
+    assert f"{sim['restarted_walks']:,} restarted from {sim['cells']:,} cells met" in out
+
+
 def test_a_simulated_trace_replays_from_a_counterexample_file(capsys, tmp_path):
     _, summary = _json(capsys, "--simulate", "--profile", "bug-lp-init-irq-reentry")
     trace = summary["trace"]
@@ -147,6 +165,7 @@ def test_progress_goes_to_stderr_and_leaves_the_report_alone(capsys):
      "--backend is a breadth-first search option"),
     (["--seed", "3"], "--seed only with --simulate"),
     (["--walks", "3", "--walk-length", "4"], "--walks, --walk-length only with --simulate"),
+    (["--restarts"], "--restarts only with --simulate"),
     (["--coverage", "--workers", "2"], "--coverage counts in the exact mode on one process"),
     (["--coverage", "--fingerprints"], "--coverage counts in the exact mode on one process"),
     (["--memory-budget", "64"], "--memory-budget bounds the frontier of --fingerprints or "

@@ -57,7 +57,7 @@ def test_explore_outputs_of_every_mode_follow_their_schema(capsys):
     workers = _explore(capsys, "--profile", "bug-lp-init-irq-reentry", "--config", "1x1",
                        "--workers", "2")
     walked = _explore(capsys, "--simulate", "--profile", "bug-lp-init-irq-reentry")
-    clean = _explore(capsys, "--simulate", "--config", "1x1", "--walks", "20")
+    clean = _explore(capsys, "--simulate", "--config", "1x1", "--walks", "100", "--restarts")
     for output in (prints, workers, walked, clean):
         assert _errors("explore", output) == []
     assert [o["mode"] for o in (prints, workers, walked, clean)] == \
@@ -68,7 +68,8 @@ def test_explore_outputs_of_every_mode_follow_their_schema(capsys):
     assert _errors("explore", {k: v for k, v in clean.items() if k != "simulation"}) != []
     assert _errors("explore", {**prints, "simulation": clean["simulation"]}) != []
     assert _errors("explore", {**prints, "bound_hit": "walks"}) != []
-    assert clean["simulation"]["strategy"] == "weighted"
+    assert clean["simulation"]["strategy"] == "weighted" and clean["simulation"]["restarts"]
+    assert _errors("explore", {**clean, "simulation": {**clean["simulation"], "cells": -1}}) != []
     assert _errors("explore", {**clean, "simulation": {**clean["simulation"],
                                                        "strategy": "greedy"}}) != []
     older = {k: v for k, v in clean["simulation"].items()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from toy_models import Counters, Faulty, IdleCounters, Line, Move, Prop
+from toy_models import Counters, Faulty, IdleCounters, Ladder, Line, Move, Prop
 
 from checker.engines.explorer import FAIL, INCONCLUSIVE
 from checker.engines.simulate import WalkBounds, _Walker, shrink, simulate
@@ -109,7 +109,7 @@ def test_the_model_memo_tables_are_emptied_between_walks_and_nothing_changes():
     tight = _Walker(flow_model("bug-enodev-retried", "1x1"), invariants, True, 4, 60,
                     memory_budget=4096)
     assert tight.memo.limit == 4
-    walked = [tight.run(i) for i in range(roomy.walk + 1)]
+    walked = [tight.run(tight.key(i)) for i in range(roomy.walk + 1)]
     assert tight.model.memo_entries() < 10_000  # emptied before each walk past 4 entries
     assert [w[:3] for w in walked][-1][2] == (roomy.violated, roomy.found_length)
     assert sum(w[0] for w in walked) == roomy.steps
@@ -207,6 +207,65 @@ def test_swarm_walks_are_the_same_on_any_number_of_workers():
     two = simulate(IdleCounters(), prop, bounds, seed=3, workers=2, strategy="swarm")
     assert (one.walk, one.walks, one.steps, one.trace.steps) == \
         (two.walk, two.walks, two.steps, two.trace.steps)
+
+
+LOW = [Prop("BELOW-12", "state", lambda s: s[0] < 12)]
+
+
+def test_restarts_climb_where_fresh_walks_of_the_same_budget_never_get():
+    bounds = WalkBounds(walks=2000, length=30)
+    fresh = simulate(Ladder(), LOW, bounds, seed=1, strategy="uniform")
+    assert fresh.verdict == INCONCLUSIVE and not fresh.restarts and fresh.restarted == 0
+    climbed = simulate(Ladder(), LOW, bounds, seed=1, strategy="uniform", restarts=True)
+    assert climbed.verdict == FAIL and climbed.violated == "BELOW-12"
+    assert climbed.restarts and 0 < climbed.restarted < climbed.walks and climbed.cells >= 12
+    # the trace is a real walk from the initial state, through the walks it restarted from
+    trace = climbed.trace
+    assert trace.initial == (0,) and [label.action for label, _ in trace.steps] == ["up"] * 12
+    assert climbed.found_length >= 12 and climbed.walk >= 64  # not in the first generation
+
+
+def test_restarts_are_the_same_on_any_number_of_workers():
+    bounds = WalkBounds(walks=2000, length=30)
+    one = simulate(Ladder(), LOW, bounds, seed=2, strategy="uniform", restarts=True)
+    two = simulate(Ladder(), LOW, bounds, seed=2, strategy="uniform", restarts=True, workers=2)
+    assert one.verdict == FAIL
+    assert (one.walk, one.walks, one.steps, one.distinct_states, one.found_length,
+            one.restarted, one.cells, one.trace.steps) == \
+        (two.walk, two.walks, two.steps, two.distinct_states, two.found_length,
+         two.restarted, two.cells, two.trace.steps)
+
+
+def test_the_flow_models_abstract_view_keeps_phases_and_counts_cpus_per_package():
+    """A cell stands for the states that differ only in what a CPU holds beyond being online
+    and having done LP.INIT; where the callers are and which packages have CPUs online tell
+    cells apart, whatever the packages' order."""
+    flow = flow_model("v6.8", "default")
+    state = next(iter(flow.initial_states()))
+    cell = flow.abstract(state)
+
+    def with_cpu(s, p, c, **changes):
+        package = s.packages[p]
+        cpus = package.cpus[:c] + (package.cpus[c]._replace(**changes),) + package.cpus[c + 1:]
+        return s._replace(packages=s.packages[:p] + (package._replace(cpus=cpus),)
+                          + s.packages[p + 1:])
+
+    assert flow.abstract(with_cpu(state, 0, 0, lines=True, visited=1)) == cell
+    one_off = with_cpu(state, 0, 0, online=False)
+    assert flow.abstract(one_off) != cell
+    assert flow.abstract(with_cpu(state, 1, 0, online=False)) == flow.abstract(one_off)
+    assert flow.abstract(with_cpu(one_off, 0, 1, online=False)) != flow.abstract(one_off)
+    one_done = with_cpu(state, 0, 0, lp_done=True)
+    assert flow.abstract(one_done) == cell  # counted by package: all done, or not
+    assert flow.abstract(with_cpu(one_done, 0, 1, lp_done=True)) != cell
+    moved = state._replace(callers=(state.callers[0]._replace(pc=1),) + state.callers[1:])
+    assert flow.abstract(moved) != cell
+    assert flow.abstract(state._replace(status=2)) != cell
+
+
+def test_restarts_need_a_model_with_an_abstract_view():
+    with pytest.raises(ValueError, match="abstract"):
+        simulate(Counters(), LOW, WalkBounds(walks=10), restarts=True)
 
 
 def test_the_time_bound_stops_the_walks_early():

@@ -84,3 +84,26 @@ class Faulty:
 
     def canonical(self, state):
         return state
+
+
+class Ladder:
+    """A climb (0,) -> (1,) -> ... where every rung offers one step up and `falls` steps back
+    to the ground: a walk choosing evenly among them almost never climbs far, as a bug that
+    needs several unlikely turns in a row. Its `abstract` view is the rung, so walks with
+    restarts start again from the highest rungs met and climb on from there."""
+
+    def __init__(self, falls: int = 9) -> None:
+        self.falls = falls
+
+    def initial_states(self):
+        return [(0,)]
+
+    def successors(self, state):
+        return [(Move("up", "climber"), (state[0] + 1,))] + \
+            [(Move("fall", "climber", i), (0,)) for i in range(self.falls)]
+
+    def canonical(self, state):
+        return state
+
+    def abstract(self, state):
+        return state[0]

@@ -30,6 +30,17 @@ How a walk draws its step (`strategy`):
   leaves out about half of the kinds of step (an actor whose kinds on offer are all off is
   not drawn; when every kind on offer is off, actors and kinds are drawn as if all were on).
 
+With `restarts` (`explore --simulate --restarts`), walks go in generations of `GENERATION`;
+after the first, each walk, with chance `RESTART_SHARE`, starts where an earlier walk first met
+a cell of the model's `abstract` view (a coarse picture of a state: for the flow model, where
+the callers are, the statuses, and per package whether its CPUs are online and have done
+LP.INIT), the cell drawn so that rarely met ones are preferred (`_Archive`: Go-Explore). A
+situation met once by chance becomes the start of many walks, and what they reach from there
+the next stepping stone: a bug that needs several unlikely turns in a row is met in far fewer
+walks. A generation's starts are drawn from the walks before it, in walk order, so the run
+does not depend on the number of workers; a restarted walk's steps follow those of the walks
+it restarted from, from an initial state, and that whole walk is what is shrunk.
+
 Walks run in this process or on forked processes (`workers`), in batches; results are merged
 in walk order, so the first violating walk, and every count up to it, do not depend on the
 number of workers. The violating walk is then shrunk (`shrink`) and returned as the explorer
@@ -66,6 +77,10 @@ END_BUDGET = 10_000  # canonical states searched from a walk's end for an "event
 MEMORY_BUDGET = 512 << 20  # default: the model's memo tables are emptied between walks past it
 WEIGHT_SPREAD = 2.0  # weights are 4 ** uniform(-spread, spread): 1/16 to 16
 FAULT_RATE_OCTAVES = 8  # a walk injects where it may with a chance of 1/256 to 1
+GENERATION = 64  # with restarts: walks whose starts are drawn from one state of the archive
+RESTART_SHARE = 0.9  # with restarts: the chance a walk restarts (the others are the walks
+# a run without restarts takes, in order: what those meet, these meet within ten times the
+# walks)
 
 
 @dataclass(frozen=True)
@@ -111,8 +126,12 @@ class SimulationResult(FindsViolations):
     bounds: WalkBounds
     strategy: str
     walk: int | None = None  # index of the violating walk
-    found_length: int | None = None  # its steps up to the violation, before shrinking
+    found_length: int | None = None  # its steps up to the violation, before shrinking (from
+    # an initial state: with the steps of the walks it restarted from)
     shrink_seconds: float = 0.0  # of `seconds`, those spent shrinking
+    restarts: bool = False
+    restarted: int = 0  # of the walks run, those that restarted from the archive
+    cells: int = 0  # cells of the model's `abstract` view the walks met (with restarts)
 
     @property
     def shrunk_length(self) -> int | None:
@@ -123,9 +142,11 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
              seed: int = 0, symmetry: bool = True, workers: int = 1,
              progress: Callable[[WalkProgress], None] | None = None,
              strategy: str = STRATEGIES[0], end_budget: int = END_BUDGET,
-             memory_budget: int = MEMORY_BUDGET) -> SimulationResult:
+             memory_budget: int = MEMORY_BUDGET, restarts: bool = False) -> SimulationResult:
     """Run up to `bounds.walks` random walks of `model` checking `properties` (see the module
-    docstring); stop at the first walk, in walk order, that violates one."""
+    docstring); stop at the first walk, in walk order, that violates one. With `restarts`,
+    walks after the first generation may start where an earlier walk met a rare cell of the
+    model's `abstract` view (`_Archive`)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     if bounds.walks < 1 or bounds.length < 1:
@@ -134,8 +155,10 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
         raise ValueError(f"unknown walk strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     started = time.perf_counter()
     deadline = None if bounds.max_seconds is None else time.time() + bounds.max_seconds
+    if restarts and getattr(model, "abstract", None) is None:
+        raise ValueError("restarts need a model with an `abstract(state)` view")
     walker = _Walker(model, properties, symmetry, seed, bounds.length, strategy, end_budget,
-                     memory_budget)
+                     memory_budget, restarts)
     seen: set[int] = set()
     walks = steps = longest = searched = unsettled = 0
     hit, found = "walks", None
@@ -144,7 +167,7 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
     batches = _batches(walker, bounds.walks, deadline, workers)
     try:
         for batch in batches:
-            for number, (taken, fps, violation, end) in enumerate(batch.walks, batch.start):
+            for number, (taken, fps, violation, end, _) in enumerate(batch.walks, batch.start):
                 walks += 1
                 steps += taken
                 searched += end is not None
@@ -172,7 +195,7 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
             describe = getattr(model, "describe", None)
             trace = Trace(initial, steps_found, describe() if describe else {}, prop_id)
             result_violation = Violation(prop_id, len(trace), trace)
-            found_length = at
+            found_length = len(path)
     finally:
         batches.close()
         if collecting:
@@ -183,7 +206,9 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
         longest, finished - started, hit, symmetry,
         tuple(p.id for p in properties if p.kind != "eventually"),
         tuple(p.id for p in properties if p.kind == "eventually"), searched, unsettled, seed,
-        workers, bounds, strategy, walk_index, found_length, finished - shrinking)
+        workers, bounds, strategy, walk_index, found_length, finished - shrinking,
+        restarts, sum(1 for index in walker.starts if index < walks),
+        0 if walker.archive is None else len(walker.archive.origin))
 
 
 # ----- walks ---------------------------------------------------------------------------------
@@ -198,8 +223,12 @@ class _Walker:
 
     def __init__(self, model, properties: Sequence, symmetry: bool, seed: int,
                  length: int, strategy: str = STRATEGIES[0], end_budget: int = END_BUDGET,
-                 memory_budget: int = MEMORY_BUDGET) -> None:
+                 memory_budget: int = MEMORY_BUDGET, restarts: bool = False) -> None:
         self.model, self.seed, self.length = model, seed, length
+        self.abstract = model.abstract if restarts else None
+        self.starts: dict[int, tuple[int, int]] = {}  # walk -> (walk, step) it restarted at
+        self.fresh: dict[int, int] = {}  # with restarts: walk -> its number among the others
+        self.archive = _Archive() if restarts else None
         self.strategy, self.end_budget = strategy, end_budget
         self.canon = model.canonical if symmetry else (lambda s: s)
         self.initial = list(model.initial_states())
@@ -216,8 +245,13 @@ class _Walker:
         self.loop_checks = transition_checks_by_label(step_props, fields, unchanged=True)
         self.codec = StateCodec.for_state(self.canon(first))
 
-    def rng(self, index: int) -> random.Random:
-        return random.Random(f"walk {self.seed} {index}")
+    def key(self, index: int) -> str:
+        """What walk `index` draws its random numbers from. With restarts the walks that
+        start afresh are numbered apart, so they are the walks a run without restarts takes,
+        in the same order (restarts never cost more than the share of walks they take)."""
+        if index in self.starts:
+            return f"restarted walk {self.seed} {index}"
+        return f"walk {self.seed} {self.fresh.get(index, index)}"
 
     def chooser(self, rng: random.Random) -> Callable[[list], tuple]:
         """How one walk draws a step among a state's successors (see the module docstring)."""
@@ -256,17 +290,25 @@ class _Walker:
 
         return choose
 
-    def run(self, index: int) -> tuple[int, bytes, tuple[str, int] | None, str | None]:
-        """Walk `index`: its steps, the fingerprints of the states it met (packed), its first
-        violation as (property id, steps taken when it showed) or None, and whether its end
-        was searched for an "eventually" goal (None: not needed, `SETTLED`, `UNSETTLED`)."""
+    def run(self, key: str, start=None) -> tuple:
+        """A walk drawing from `key` (from `start`, a state an earlier walk met, if given): its
+        steps, the
+        fingerprints of the states it met (packed), its first violation as (property id,
+        steps taken when it showed) or None, whether its end was searched for an "eventually"
+        goal (None: not needed, `SETTLED`, `UNSETTLED`), and with restarts the cells it met,
+        each with the step it first met it at."""
         if self.memo.over():
             self.forget()
-        rng, successors, canon = self.rng(index), self.model.successors, self.canon
+        rng, successors, canon = random.Random(key), self.model.successors, self.canon
         record, prints = self.codec.record, set()
         state = self.initial[rng.randrange(len(self.initial))]
+        if start is not None:
+            state = start
         choose = self.chooser(rng)
-        prints.add(fingerprint(record(canon(state))))
+        image = canon(state)
+        prints.add(fingerprint(record(image)))
+        abstract = self.abstract
+        cells = None if abstract is None else {abstract(image): 0}
         violation = next(((pid, 0) for pid, check in self.state_props if not check(state)),
                          None)
         taken = 0
@@ -278,7 +320,10 @@ class _Walker:
             taken += 1
             violation = self._check_step(state, label, nxt, taken)
             if nxt is not state:
-                prints.add(fingerprint(record(canon(nxt))))
+                image = canon(nxt)
+                prints.add(fingerprint(record(image)))
+                if cells is not None:
+                    cells.setdefault(abstract(image), taken)
             state = nxt
         end = None
         if violation is None and any(not p.check(state) for p in self.goal_props):
@@ -286,7 +331,8 @@ class _Walker:
             end = UNSETTLED if stuck is None else SETTLED
             if stuck:
                 violation = stuck[0], taken
-        return taken, array("Q", sorted(prints)).tobytes(), violation, end
+        return (taken, array("Q", sorted(prints)).tobytes(), violation, end,
+                None if cells is None else list(cells.items()))
 
     def forget(self) -> None:
         """Empty the model's memo tables and this walker's own (what a walk or an end search
@@ -345,15 +391,30 @@ class _Walker:
         return None
 
     def replay_walk(self, index: int, steps: int) -> tuple[Any, list[tuple[Any, Any]]]:
-        """Walk `index` again, as concrete steps, up to `steps` steps."""
-        rng = self.rng(index)
+        """Walk `index` again, as concrete steps, up to `steps` steps of its own: from an
+        initial state, the steps of the walks it restarted from, then its own."""
+        rng = random.Random(self.key(index))
         state = initial = self.initial[rng.randrange(len(self.initial))]
-        choose = self.chooser(rng)
         path = []
+        if index in self.starts:
+            initial, path = self.replay_walk(*self.starts[index])
+            state = path[-1][1] if path else initial
+        choose = self.chooser(rng)
         for _ in range(steps):
             label, state = choose(self.model.successors(state))
             path.append((label, state))
         return initial, path
+
+    def start_of(self, index: int) -> tuple[str, Any]:
+        """Walk `index`'s random numbers (`key`) and, with restarts, where it starts: drawn
+        from the archive as it stands (None: an initial state), noted for the replay."""
+        if self.archive is not None:
+            origin = self.archive.draw(random.Random(f"start {self.seed} {index}"))
+            if origin is not None:
+                self.starts[index] = origin
+                return self.key(index), self.archive.state_at(origin, self)
+            self.fresh[index] = len(self.fresh)
+        return self.key(index), None
 
 
 def _action(label):
@@ -391,40 +452,92 @@ class _Batch:
     timed_out: bool  # the deadline passed before the batch's last walk began
 
 
-def _run_batch(walker: _Walker, start: int, stop: int, deadline: float | None) -> _Batch:
+def _run_batch(walker: _Walker, start: int, deadline: float | None, walks: list) -> _Batch:
+    """Walks from `start` on, each given as (`key`, start state or None)."""
     out = []
-    for index in range(start, stop):
+    for key, begin in walks:
         if deadline is not None and time.time() > deadline:
             return _Batch(start, out, True)
-        out.append(walker.run(index))
+        out.append(walker.run(key, begin))
         if out[-1][2] is not None:  # later walks would be dropped
             break
     return _Batch(start, out, False)
 
 
 def _batches(walker: _Walker, walks: int, deadline: float | None, workers: int):
-    """The batches of walks in walk order, run here or on forked processes."""
-    spans = [(start, min(start + BATCH, walks)) for start in range(0, walks, BATCH)]
-    if workers == 1:
-        for start, stop in spans:
-            yield _run_batch(walker, start, stop, deadline)
-        return
-    global _WORKER_WALKER
-    _WORKER_WALKER = walker  # inherited by the forked workers
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=gc.disable)
+    """The batches of walks in walk order, run here or on forked processes. With restarts,
+    a generation's starts are drawn once the walks before it are in the archive, so they
+    do not depend on the number of workers."""
+    generation = walks if walker.archive is None else GENERATION
+    pool = None
+    if workers > 1:
+        global _WORKER_WALKER
+        _WORKER_WALKER = walker  # inherited by the forked workers
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=gc.disable)
     try:
-        yield from pool.imap(_pool_batch, [(a, b, deadline) for a, b in spans])
+        for first in range(0, walks, generation):
+            last = min(first + generation, walks)
+            tasks = ((a, deadline, [walker.start_of(i) for i in range(a, min(a + BATCH, last))])
+                     for a in range(first, last, BATCH))
+            if walker.archive is not None:  # every start drawn before the generation's walks
+                tasks = list(tasks)
+            results = (_run_batch(walker, *task) for task in tasks) if pool is None else \
+                pool.imap(_pool_batch, tasks)
+            for batch in results:
+                if walker.archive is not None:
+                    for number, outcome in enumerate(batch.walks, batch.start):
+                        walker.archive.add(number, outcome[4])
+                yield batch
     finally:
-        pool.terminate()
-        pool.join()
-        _WORKER_WALKER = None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+            _WORKER_WALKER = None
 
 
 _WORKER_WALKER: _Walker | None = None
 
 
-def _pool_batch(task: tuple[int, int, float | None]) -> _Batch:
+def _pool_batch(task: tuple) -> _Batch:
     return _run_batch(_WORKER_WALKER, *task)
+
+
+class _Archive:
+    """The cells of the model's `abstract` view the walks met, for restarts (Go-Explore,
+    Ecoffet et al., Nature 2021): each with where a walk first met it (walk, step), how many
+    walks met it and how many restarted there. A restarting walk starts where its cell was
+    first met, the cell drawn with weight 1/sqrt(1 + walks that met it + walks that restarted
+    there): rarely met cells are explored further, each a stepping stone to the next."""
+
+    def __init__(self) -> None:
+        self.origin: dict = {}  # cell -> (walk, step) where it was first met
+        self.visits: dict = {}  # cell -> walks that met it
+        self.chosen: dict = {}  # cell -> walks that restarted there
+        self.states: dict[tuple[int, int], Any] = {}  # (walk, step) -> its state, once drawn
+
+    def add(self, walk: int, cells: list) -> None:
+        for cell, step in cells:
+            if cell in self.visits:
+                self.visits[cell] += 1
+            else:
+                self.visits[cell] = 1
+                self.origin[cell] = (walk, step)
+
+    def draw(self, rng: random.Random) -> tuple[int, int] | None:
+        """A cell's origin, or None (an initial state) for the other walks."""
+        if not self.origin or rng.random() >= RESTART_SHARE:
+            return None
+        cell = _draw(rng, dict.fromkeys(self.origin), lambda cell: (
+            1 + self.visits[cell] + self.chosen.get(cell, 0)) ** -0.5)
+        self.chosen[cell] = self.chosen.get(cell, 0) + 1
+        return self.origin[cell]
+
+    def state_at(self, origin: tuple[int, int], walker: _Walker):
+        state = self.states.get(origin)
+        if state is None:
+            initial, path = walker.replay_walk(*origin)
+            state = self.states[origin] = path[-1][1] if path else initial
+        return state
 
 
 def _unpack(data: bytes) -> array:
