@@ -506,8 +506,11 @@ class _Archive:
     """The cells of the model's `abstract` view the walks met, for restarts (Go-Explore,
     Ecoffet et al., Nature 2021): each with where a walk first met it (walk, step), how many
     walks met it and how many restarted there. A restarting walk starts where its cell was
-    first met, the cell drawn with weight 1/sqrt(1 + walks that met it + walks that restarted
-    there): rarely met cells are explored further, each a stepping stone to the next."""
+    first met, the cell drawn with weight 1/(1 + walks that met it + walks that restarted
+    there): rarely met cells are explored further, each a stepping stone to the next, and a
+    cell that led nowhere new is drawn less and less. (The square root Go-Explore takes
+    spread the draws too thin over the thousands of cells a 4x4 machine gives: the hotplug
+    lock bug was met on 2 of 3 seeds in 300 s, against 3 of 3 in 150 s.)"""
 
     def __init__(self) -> None:
         self.origin: dict = {}  # cell -> (walk, step) where it was first met
@@ -527,8 +530,8 @@ class _Archive:
         """A cell's origin, or None (an initial state) for the other walks."""
         if not self.origin or rng.random() >= RESTART_SHARE:
             return None
-        cell = _draw(rng, dict.fromkeys(self.origin), lambda cell: (
-            1 + self.visits[cell] + self.chosen.get(cell, 0)) ** -0.5)
+        cell = _draw(rng, dict.fromkeys(self.origin), lambda cell: 1 / (
+            1 + self.visits[cell] + self.chosen.get(cell, 0)))
         self.chosen[cell] = self.chosen.get(cell, 0) + 1
         return self.origin[cell]
 
