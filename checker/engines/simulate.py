@@ -56,8 +56,10 @@ import multiprocessing
 import random
 import time
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from checker.engines.bfs import (
@@ -510,15 +512,19 @@ class _Archive:
     there): rarely met cells are explored further, each a stepping stone to the next, and a
     cell that led nowhere new is drawn less and less. (The square root Go-Explore takes
     spread the draws too thin over the thousands of cells a 4x4 machine gives: the hotplug
-    lock bug was met on 2 of 3 seeds in 300 s, against 3 of 3 in 150 s.)"""
+    lock bug was met on 2 of 3 seeds in 300 s, against 3 of 3 in 80 s.) The weights are worked
+    out once per generation: a draw costs a bisection, not a pass over every cell."""
 
     def __init__(self) -> None:
         self.origin: dict = {}  # cell -> (walk, step) where it was first met
         self.visits: dict = {}  # cell -> walks that met it
         self.chosen: dict = {}  # cell -> walks that restarted there
         self.states: dict[tuple[int, int], Any] = {}  # (walk, step) -> its state, once drawn
+        self._cells: list = []  # the cells and their running total of weights, worked
+        self._totals: list[float] = []  # out once per generation (emptied by `add`)
 
     def add(self, walk: int, cells: list) -> None:
+        self._totals = []
         for cell, step in cells:
             if cell in self.visits:
                 self.visits[cell] += 1
@@ -527,11 +533,16 @@ class _Archive:
                 self.origin[cell] = (walk, step)
 
     def draw(self, rng: random.Random) -> tuple[int, int] | None:
-        """A cell's origin, or None (an initial state) for the other walks."""
+        """A cell's origin, or None (an initial state) for the other walks. The weights are
+        those of the archive as the generation began (a draw counts from the next one on)."""
         if not self.origin or rng.random() >= RESTART_SHARE:
             return None
-        cell = _draw(rng, dict.fromkeys(self.origin), lambda cell: 1 / (
-            1 + self.visits[cell] + self.chosen.get(cell, 0)))
+        if not self._totals:
+            self._cells = list(self.origin)
+            self._totals = list(accumulate(1 / (1 + self.visits[cell] + self.chosen.get(cell, 0))
+                                           for cell in self._cells))
+        place = bisect_right(self._totals, rng.random() * self._totals[-1])
+        cell = self._cells[min(place, len(self._cells) - 1)]
         self.chosen[cell] = self.chosen.get(cell, 0) + 1
         return self.origin[cell]
 
