@@ -400,7 +400,8 @@ class StateSpace:
     def abstract(self, state: State) -> tuple:
         """A coarse view of a state, for the restarts of random walks
         (`checker.engines.simulate`): where each caller is, the module's and the kernel's
-        status, the init step and the mutex, the faults injected, the runtime update, and per
+        status, who holds the mutex (not the init step it is at, which would multiply the
+        cells), the faults injected, the runtime update, and per
         package (in sorted order) whether it is keyed and how many of its CPUs are online and
         have done LP.INIT. What a CPU holds beyond that is left out: a cell stands for the
         many states that differ only there."""

@@ -263,6 +263,26 @@ def test_the_flow_models_abstract_view_keeps_phases_and_counts_cpus_per_package(
     assert flow.abstract(state._replace(status=2)) != cell
 
 
+def test_a_long_chain_of_restarts_replays_from_the_initial_state_without_recursing():
+    walker = _Walker(Ladder(), LOW, True, 0, 30, restarts=True)
+    walker.fresh[0] = 0
+    for index in range(1, 3000):  # each walk restarted where the one before took a step
+        walker.starts[index] = (index - 1, 1)
+    initial, path = walker.replay_walk(2999, 1)
+    assert initial == (0,) and len(path) == 3000
+    state = initial
+    for label, nxt in path:
+        assert (label, nxt) in Ladder().successors(state)
+        state = nxt
+
+
+def test_restarts_stop_at_the_time_bound():
+    result = simulate(Ladder(), [], WalkBounds(walks=10**6, length=30, max_seconds=0.3),
+                      restarts=True)
+    assert result.bound_hit == "time" and 64 < result.walks < 10**6
+    assert result.verdict == INCONCLUSIVE and result.restarted > 0
+
+
 def test_restarts_need_a_model_with_an_abstract_view():
     with pytest.raises(ValueError, match="abstract"):
         simulate(Counters(), LOW, WalkBounds(walks=10), restarts=True)

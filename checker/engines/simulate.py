@@ -394,17 +394,24 @@ class _Walker:
 
     def replay_walk(self, index: int, steps: int) -> tuple[Any, list[tuple[Any, Any]]]:
         """Walk `index` again, as concrete steps, up to `steps` steps of its own: from an
-        initial state, the steps of the walks it restarted from, then its own."""
-        rng = random.Random(self.key(index))
-        state = initial = self.initial[rng.randrange(len(self.initial))]
-        path = []
-        if index in self.starts:
-            initial, path = self.replay_walk(*self.starts[index])
-            state = path[-1][1] if path else initial
-        choose = self.chooser(rng)
-        for _ in range(steps):
-            label, state = choose(self.model.successors(state))
-            path.append((label, state))
+        initial state, the steps of the walks it restarted from (a chain followed back to a
+        walk that started afresh, then replayed forward), then its own."""
+        if self.memo.over():  # the replays run here, in the coordinator, too
+            self.forget()
+        chain = [(index, steps)]
+        while chain[-1][0] in self.starts:
+            chain.append(self.starts[chain[-1][0]])
+        initial = state = None
+        path: list[tuple[Any, Any]] = []
+        for walk, count in reversed(chain):
+            rng = random.Random(self.key(walk))  # drawn as `run` draws: the initial state
+            first = self.initial[rng.randrange(len(self.initial))]  # (unused on a restart)
+            if initial is None:
+                initial = state = first
+            choose = self.chooser(rng)
+            for _ in range(count):
+                label, state = choose(self.model.successors(state))
+                path.append((label, state))
         return initial, path
 
     def start_of(self, index: int) -> tuple[str, Any]:
@@ -478,6 +485,9 @@ def _batches(walker: _Walker, walks: int, deadline: float | None, workers: int):
         pool = multiprocessing.get_context("fork").Pool(workers, initializer=gc.disable)
     try:
         for first in range(0, walks, generation):
+            if walker.archive is not None and deadline is not None and time.time() > deadline:
+                yield _Batch(first, [], True)  # drawing the starts would overrun it
+                return
             last = min(first + generation, walks)
             tasks = ((a, deadline, [walker.start_of(i) for i in range(a, min(a + BATCH, last))])
                      for a in range(first, last, BATCH))
