@@ -720,7 +720,8 @@ def _simulate(args, flow, invariants, config, show) -> int:
                else f"time bound hit after {outcome.walks:,} walks")
         head = f"INCONCLUSIVE (simulation, {cut}: no violation met, which proves nothing)"
     print(f"profile {args.profile}, config {config.name}: {head}")
-    print(f"random walks are a sample, NOT a proof: {outcome.walks:,} walks of up to "
+    print(f"random walks are a sample, NOT a proof: {outcome.walks:,} "
+          f"walk{'s' if outcome.walks != 1 else ''} of up to "
           f"{bounds.length:,} steps (seed {seed}, {strategy}, "
           f"{_restarts_text(outcome)}{outcome.workers} "
           f"worker{'s' if outcome.workers > 1 else ''}), {outcome.steps:,} steps, "

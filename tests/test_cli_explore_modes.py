@@ -67,6 +67,11 @@ def test_simulation_is_deterministic_and_independent_of_the_workers(capsys):
     assert (other["simulation"]["steps"], other["trace"]) != (sim["steps"], first["trace"])
 
 
+def test_one_walk_is_one_walk(capsys):
+    assert main(["explore", "--simulate", "--config", "1x1", "--walks", "1"]) == 3
+    assert "NOT a proof: 1 walk of up to 200 steps" in capsys.readouterr().out
+
+
 def test_restarts_are_reported_and_independent_of_the_workers(capsys):
     args = ["--simulate", "--profile", "bug-enodev-retried", "--config", "1x1", "--restarts",
             "--seed", "3"]
