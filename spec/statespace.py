@@ -93,7 +93,7 @@ class CpuFacts:
 
     __slots__ = ("packages", "cpus", "online", "online_cpus", "framed", "mc_cpus", "mc_key",
                  "package_offline", "all_lps_done", "all_keyed", "key_in_flight",
-                 "canonical", "derived", "summary")
+                 "canonical", "derived")
 
     def __init__(self, packages: tuple[Package, ...]) -> None:
         cpus = tuple(enumerate([cpu for package in packages for cpu in package.cpus]))
@@ -116,9 +116,9 @@ class CpuFacts:
         self.all_keyed = all(p.keyed for p in packages)
         self.key_in_flight = tuple(i for i, c in cpus if c.key == KEY_IN_FLIGHT)
         self.canonical: tuple[Package, ...] | None = None  # the shared sorted form
-        # per actor, its IPI targets; per CPU update, the shared packages after it:
+        # per actor, its IPI targets; per CPU update, the shared packages after it; the
+        # per-package summary of `StateSpace.abstract`:
         self.derived: dict[object, tuple] = {}
-        self.summary: tuple | None = None  # per package: keyed, CPUs online, CPUs LP.INIT'd
 
 
 class StateSpace:
@@ -406,9 +406,9 @@ class StateSpace:
         have done LP.INIT. What a CPU holds beyond that is left out: a cell stands for the
         many states that differ only there."""
         facts = self.cpu_facts(state)
-        summary = facts.summary
+        summary = facts.derived.get("abstract")
         if summary is None:
-            summary = facts.summary = tuple(sorted(
+            summary = facts.derived["abstract"] = tuple(sorted(
                 (p.keyed, _share_of(sum(c.online for c in p.cpus), len(p.cpus)),
                  all(c.lp_done for c in p.cpus if c.online),
                  all(c.lp_done for c in p.cpus if not c.online))

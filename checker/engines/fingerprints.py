@@ -22,6 +22,7 @@ import os
 import tempfile
 from array import array
 from collections.abc import Iterator
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -258,37 +259,13 @@ class FingerprintTable:
         return ident
 
     def get_many(self, fps, default: int) -> array:
-        """`get` of each fingerprint, as 64-bit integers (one call for a batch: the probing
-        is spelt out, as a call per fingerprint would cost more than the look-up)."""
-        keys, ids, mask = self.keys, self.ids, self.mask
-        out = array("Q")
-        append = out.append
-        for fp in fps:
-            slot = fp & mask
-            held = keys[slot]
-            while held and held != fp:
-                slot = (slot + 1) & mask
-                held = keys[slot]
-            append(ids[slot] if held else default)
-        return out
+        """`get` of each fingerprint of a batch, as 64-bit integers."""
+        return array("Q", map(self.get, fps, repeat(default)))
 
     def add_many(self, fps, idents) -> None:
-        """`setdefault` of each fingerprint with its number, for a batch."""
-        keys, ids, mask = self.keys, self.ids, self.mask
+        """`setdefault` of each fingerprint of a batch with its number."""
         for fp, ident in zip(fps, idents, strict=True):
-            slot = fp & mask
-            held = keys[slot]
-            while held and held != fp:
-                slot = (slot + 1) & mask
-                held = keys[slot]
-            if held:
-                continue
-            keys[slot] = fp
-            ids[slot] = ident
-            self.count += 1
-            if self.count > self.limit:
-                self._grow()
-                keys, ids, mask = self.keys, self.ids, self.mask
+            self.setdefault(fp, ident)
 
     def _grow(self) -> None:
         old_keys, old_ids = self.keys, self.ids

@@ -292,21 +292,27 @@ class _Walker:
 
         return choose
 
+    def begin(self, key: str) -> tuple[Any, Callable[[list], tuple]]:
+        """A walk's initial state and how it draws its steps, from its random numbers
+        (`key`). The initial state is drawn even for a walk that restarts elsewhere, so that
+        `run` and `replay_walk` draw the same numbers."""
+        rng = random.Random(key)
+        initial = self.initial[rng.randrange(len(self.initial))]
+        return initial, self.chooser(rng)
+
     def run(self, key: str, start=None) -> tuple:
         """A walk drawing from `key` (from `start`, a state an earlier walk met, if given): its
-        steps, the
-        fingerprints of the states it met (packed), its first violation as (property id,
-        steps taken when it showed) or None, whether its end was searched for an "eventually"
-        goal (None: not needed, `SETTLED`, `UNSETTLED`), and with restarts the cells it met,
-        each with the step it first met it at."""
+        steps, the fingerprints of the states it met (packed), its first violation as
+        (property id, steps taken when it showed) or None, whether its end was searched for an
+        "eventually" goal (None: not needed, `SETTLED`, `UNSETTLED`), and with restarts the
+        cells it met, each with the step it first met it at."""
         if self.memo.over():
             self.forget()
-        rng, successors, canon = random.Random(key), self.model.successors, self.canon
+        successors, canon = self.model.successors, self.canon
         record, prints = self.codec.record, set()
-        state = self.initial[rng.randrange(len(self.initial))]
+        state, choose = self.begin(key)
         if start is not None:
             state = start
-        choose = self.chooser(rng)
         image = canon(state)
         prints.add(fingerprint(record(image)))
         abstract = self.abstract
@@ -404,11 +410,9 @@ class _Walker:
         initial = state = None
         path: list[tuple[Any, Any]] = []
         for walk, count in reversed(chain):
-            rng = random.Random(self.key(walk))  # drawn as `run` draws: the initial state
-            first = self.initial[rng.randrange(len(self.initial))]  # (unused on a restart)
-            if initial is None:
+            first, choose = self.begin(self.key(walk))
+            if initial is None:  # the walk that started afresh
                 initial = state = first
-            choose = self.chooser(rng)
             for _ in range(count):
                 label, state = choose(self.model.successors(state))
                 path.append((label, state))
