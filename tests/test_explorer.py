@@ -5,8 +5,11 @@ from typing import NamedTuple
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from toy_models import Counters, Move, Prop
 
+from checker.engines.bfs import first_stuck_state
 from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
 from checker.views.graph import state_graph, to_dot, to_graphml
 from checker.views.trace import ReplayError, replay, trace_to_json, trace_to_text
@@ -186,3 +189,24 @@ def test_eventually_property_ignores_edges_out_of_goal_states():
     result = explore(OneWay(), [goal], symmetry=False)
     assert result.verdict == FAIL and result.trace.states[-1].a == 3
     assert explore(PairCounters(), [goal], symmetry=False).verdict == PASS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
+    st.lists(st.booleans(), min_size=n, max_size=n))))
+def test_the_first_stuck_state_is_the_least_that_reaches_no_goal(graph):
+    """Against networkx: the least state with no path to a goal (edges out of goals are
+    dropped, as the explorer never records them)."""
+    count, edges, goals = graph
+    edges = [(a, b) for a, b in edges if not goals[a]]
+    reference = nx.DiGraph()
+    reference.add_nodes_from(range(count))
+    reference.add_edges_from(edges)
+    reaching = set()
+    for goal in (i for i in range(count) if goals[i]):
+        reaching |= nx.ancestors(reference, goal) | {goal}
+    stuck = [i for i in range(count) if i not in reaching]
+    assert first_stuck_state(count, [a for a, _ in edges], [b for _, b in edges],
+                             bytearray(goals)) == (stuck[0] if stuck else None)

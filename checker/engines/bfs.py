@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import is_
 from typing import Any
+
+import numpy as np
 
 from checker.engines.fingerprints import (
     MASK,
@@ -425,14 +427,10 @@ class _Edges:
 
     def first_stuck_state(self, at_goal: bytearray) -> int | None:
         """The lowest-id (so shallowest) state from which no goal state is reachable."""
-        return first_stuck_state(len(at_goal), self.sources(), self.targets, at_goal)
-
-    def sources(self) -> Iterator[int]:
-        start = 0
-        for source, end in enumerate(self.ends):
-            for _ in range(end - start):
-                yield source
-            start = end
+        ends = np.frombuffer(self.ends, np.uint32)
+        sources = np.repeat(np.arange(len(ends), dtype=np.uint32),
+                            np.diff(ends, prepend=np.uint32(0)))
+        return first_stuck_state(len(at_goal), sources, self.targets, at_goal)
 
 
 def _identity(state):
@@ -514,36 +512,28 @@ def _depth(parent: array, ident: int) -> int:
     return depth
 
 
-def first_stuck_state(count: int, sources: Iterable[int], targets: array,
-                      at_goal: bytearray) -> int | None:
+def first_stuck_state(count: int, sources, targets, at_goal: bytearray) -> int | None:
     """The lowest-id (so shallowest) state from which no goal state is reachable, given the
-    goal flag of every state and the edges (`sources[k]` to `targets[k]`) out of the states
-    that are not goals. The edges are turned around into flat arrays (4 bytes an edge and 8
-    a state), and the goals' predecessors marked from there."""
-    starts = array("I", bytes(4 * (count + 1)))  # predecessors of t: starts[t]..starts[t+1]
-    for target in targets:
-        starts[target + 1] += 1
-    total = 0
-    for index in range(count + 1):
-        total += starts[index]
-        starts[index] = total
-    predecessors = array("I", bytes(4 * len(targets)))
-    fill = starts[:-1]
-    for source, target in zip(sources, targets, strict=True):
-        predecessors[fill[target]] = source
-        fill[target] += 1
-    del fill
-    can_reach = bytearray(at_goal)
-    stack = array("I", (i for i, flag in enumerate(at_goal) if flag))
-    while stack:
-        target = stack.pop()
-        for k in range(starts[target], starts[target + 1]):
-            source = predecessors[k]
-            if not can_reach[source]:
-                can_reach[source] = 1
-                stack.append(source)
-    stuck = can_reach.find(0)
-    return None if stuck < 0 else stuck
+    goal flag of every state and the edges (`sources[k]` to `targets[k]`, sequences of
+    integers or buffers of unsigned 32-bit ones) out of the states that are not goals. A
+    backward breadth-first search from the goals, a whole layer of predecessors at a time."""
+    sources = np.asarray(sources, np.uint32)
+    targets = np.asarray(targets, np.uint32)
+    predecessors = sources[np.argsort(targets, kind="stable")]
+    starts = np.zeros(count + 1, np.int64)  # of state t: predecessors[starts[t]:starts[t + 1]]
+    np.cumsum(np.bincount(targets, minlength=count), out=starts[1:])
+    can_reach = np.frombuffer(bytes(at_goal), np.uint8).astype(bool)
+    layer = np.flatnonzero(can_reach)
+    while layer.size:
+        first, sizes = starts[layer], starts[layer + 1] - starts[layer]
+        ends = np.cumsum(sizes)
+        # the positions of the layer's predecessors, range after range
+        places = np.arange(ends[-1]) + np.repeat(first - ends + sizes, sizes)
+        found = predecessors[places]
+        layer = np.unique(found[~can_reach[found]])
+        can_reach[layer] = True
+    stuck = np.flatnonzero(~can_reach)
+    return int(stuck[0]) if stuck.size else None
 
 
 def canonical_path(model, canon, initial_list: Sequence, parent: array, action: array,

@@ -22,9 +22,10 @@ import os
 import tempfile
 from array import array
 from collections.abc import Iterator
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 MASK = (1 << 64) - 1
 _EMPTY = 0  # a free slot in `FingerprintTable`; the fingerprint 0 is stored as 1
@@ -258,24 +259,60 @@ class FingerprintTable:
             self._grow()
         return ident
 
-    def get_many(self, fps, default: int) -> array:
+    # The batch calls below do a round's look-ups and stores with numpy on views of the same
+    # two arrays: one Python call per probing step of the whole batch, not per fingerprint.
+
+    def _views(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.frombuffer(self.keys, np.uint64), np.frombuffer(self.ids, np.uint32)
+
+    def _slots(self, keys: np.ndarray, fps: np.ndarray) -> np.ndarray:
+        """Per fingerprint, the slot holding it or the free slot where it would go."""
+        mask = np.uint64(self.mask)
+        slots = fps & mask
+        todo = np.flatnonzero(keys[slots] != fps)
+        while todo.size:
+            held = keys[slots[todo]]
+            todo = todo[(held != 0) & (held != fps[todo])]
+            slots[todo] = (slots[todo] + np.uint64(1)) & mask
+        return slots
+
+    def get_many(self, fps, default: int) -> np.ndarray:
         """`get` of each fingerprint of a batch, as 64-bit integers."""
-        return array("Q", map(self.get, fps, repeat(default)))
+        fps = np.asarray(fps, np.uint64)
+        keys, ids = self._views()
+        slots = self._slots(keys, fps)
+        held = keys[slots] != 0
+        out = np.full(len(fps), default, np.uint64)
+        out[held] = ids[slots[held]]
+        return out
 
     def add_many(self, fps, idents) -> None:
-        """`setdefault` of each fingerprint of a batch with its number."""
-        for fp, ident in zip(fps, idents, strict=True):
-            self.setdefault(fp, ident)
+        """`setdefault` of each fingerprint of a batch with its number, in batch order."""
+        fps, idents = np.asarray(fps, np.uint64), np.asarray(idents, np.uint32)
+        while self.count + len(fps) > self.limit:
+            self._grow()
+        keys, ids = self._views()
+        while fps.size:
+            slots = self._slots(keys, fps)
+            free = keys[slots] == 0  # the others are stored already: kept as they are
+            slots, fps, idents = slots[free], fps[free], idents[free]
+            # where several want one free slot, the first in the batch takes it and the
+            # others probe again (one of them may be its duplicate)
+            _, first = np.unique(slots, return_index=True)
+            keys[slots[first]] = fps[first]
+            ids[slots[first]] = idents[first]
+            self.count += len(first)
+            rest = np.ones(len(fps), bool)
+            rest[first] = False
+            fps, idents = fps[rest], idents[rest]
 
     def _grow(self) -> None:
-        old_keys, old_ids = self.keys, self.ids
-        self._allocate(len(old_keys) * 2)
-        keys, ids = self.keys, self.ids
-        for fp, ident in zip(old_keys, old_ids, strict=True):
-            if fp:
-                slot = self._slot(fp)  # a free one: the fingerprints are distinct
-                keys[slot] = fp
-                ids[slot] = ident
+        old_keys, old_ids = self._views()
+        used = old_keys != 0
+        fps, idents = old_keys[used], old_ids[used]
+        self._allocate(len(self.keys) * 2)
+        self.count = 0
+        self.add_many(fps, idents)
 
     def items(self) -> Iterator[tuple[int, int]]:
         for fp, ident in zip(self.keys, self.ids, strict=True):
@@ -312,6 +349,16 @@ class SpillBuffer:
         self.count += 1
         if len(self._memory) * 8 > self.budget:
             self._spill()
+
+    def extend(self, records: np.ndarray) -> None:
+        """`append` of each row of a 2-D array, a chunk at a time."""
+        step = max(self.CHUNK // self.width, 1)
+        for start in range(0, len(records), step):
+            chunk = records[start:start + step]
+            self._memory.frombytes(chunk.tobytes())
+            self.count += len(chunk)
+            if len(self._memory) * 8 > self.budget:
+                self._spill()
 
     def _spill(self) -> None:
         if self._file is None:

@@ -42,7 +42,9 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from itertools import chain, compress
+from itertools import chain
+
+import numpy as np
 
 from checker.engines.bfs import (
     FAIL,
@@ -158,7 +160,8 @@ class Worker:
         step_notes: dict[int, tuple] = {}  # property -> (gid, step number) of its first note
         pending: dict[int, int] = {}  # fingerprint -> candidate number
         cand_fps, cand_keys, cand_owner = array("Q"), array("Q"), bytearray()
-        cand_records, cand_failed = array("Q"), []  # per candidate: the properties it fails
+        cand_records = array("Q")
+        cand_failed: list[tuple[int, list]] = []  # (candidate, the properties it fails)
         pending_src, pending_cand = array("I"), array("I")
         steps_per_state = array("I")
         level_labels: dict = {} if self.count_labels else None
@@ -244,7 +247,8 @@ class Worker:
                     cand_records.extend(child)
                     failed = [prop_id for prop_id, check in state_checks_for(state, nxt)
                               if not check(nxt) and prop_id not in found]
-                    cand_failed.append(failed or None)
+                    if failed:
+                        cand_failed.append((cand, failed))
                 if record_edges:
                     pending_src.append(gid)
                     pending_cand.append(cand)
@@ -252,12 +256,13 @@ class Worker:
         self.cand_fps, self.cand_keys, self.cand_owner = cand_fps, cand_keys, cand_owner
         self.cand_records, self.cand_failed = cand_records, cand_failed
         self.pending_edges = (pending_src, pending_cand)
-        batches = [(array("Q"), array("Q")) for _ in range(workers)]
-        for fp, key, home in zip(cand_fps, cand_keys, cand_owner, strict=True):
-            batches[home][0].append(fp)
-            batches[home][1].append(key)
-        return {"batches": [(f.tobytes(), k.tobytes()) for f, k in batches],
-                "step_notes": step_notes, "stopped_at": stopped_at}
+        homes = np.frombuffer(cand_owner, np.uint8)
+        fps, keys = np.frombuffer(cand_fps, np.uint64), np.frombuffer(cand_keys, np.uint64)
+        batches = []
+        for home in range(workers):
+            theirs = homes == home
+            batches.append((fps[theirs].tobytes(), keys[theirs].tobytes()))
+        return {"batches": batches, "step_notes": step_notes, "stopped_at": stopped_at}
 
     # ----- round 2 ------------------------------------------------------------------------------
 
@@ -265,27 +270,23 @@ class Worker:
         """Sort the candidates sent to this worker (one batch per sender) into seen and new.
         Returns the new ones' least keys, sorted, and for each sender an answer per candidate:
         the id of a state seen before, or `NEW | key` of the new state's winning discovery."""
-        table = self.table
-        best: dict[int, int] = {}
-        answers = []
+        received = []
         for fps_bytes, keys_bytes in batches:
-            fps, keys = array("Q"), array("Q")
-            fps.frombytes(fps_bytes)
-            keys.frombytes(keys_bytes)
-            known = table.get_many(fps, NEW)
-            for fp, key, gid in zip(fps, keys, known, strict=True):
-                if gid == NEW:
-                    held = best.get(fp)
-                    if held is None or key < held:
-                        best[fp] = key
-            answers.append((fps, known))
-        out = []
-        for fps, known in answers:
-            for place, gid in enumerate(known):
-                if gid == NEW:
-                    known[place] = NEW | best[fps[place]]
-            out.append(known.tobytes())
-        return array("Q", sorted(best.values())).tobytes(), out
+            fps = np.frombuffer(fps_bytes, np.uint64)
+            known = self.table.get_many(fps, NEW)
+            received.append((fps, np.frombuffer(keys_bytes, np.uint64), known, known == NEW))
+        fps = np.concatenate([f[new] for f, _, _, new in received])
+        keys = np.concatenate([k[new] for _, k, _, new in received])
+        order = np.lexsort((keys, fps))  # by fingerprint, then key
+        fps, keys = fps[order], keys[order]
+        least = np.ones(len(fps), bool)  # the first of each fingerprint: its least key
+        least[1:] = fps[1:] != fps[:-1]
+        fps, keys = fps[least], keys[least]
+        answers = []
+        for sent, _, known, new in received:
+            known[new] = keys[np.searchsorted(fps, sent[new])] | np.uint64(NEW)
+            answers.append(known.tobytes())
+        return np.sort(keys).tobytes(), answers
 
     # ----- round 3 ------------------------------------------------------------------------------
 
@@ -295,54 +296,50 @@ class Worker:
         the edges, note the state properties the candidates that won fail (checked when they
         were found; the first note of each property, in key order), and ship the winners'
         records to their owners with the part values not sent there before."""
-        merged = array("Q")
-        merged.frombytes(merged_bytes)
-        workers, codec, parts = self.workers, self.codec, self.codec.parts
-        per_owner = [array("I") for _ in range(workers)]
-        for cand, home in enumerate(self.cand_owner):
-            per_owner[home].append(cand)
-        cand_gid = array("I", bytes(4 * len(self.cand_fps)))
-        won = bytearray(len(self.cand_fps))
-        keys = self.cand_keys
+        merged = np.frombuffer(merged_bytes, np.uint64)
+        workers, codec, parts, me = self.workers, self.codec, self.codec.parts, self.index
+        homes = np.frombuffer(self.cand_owner, np.uint8)
+        fps = np.frombuffer(self.cand_fps, np.uint64)
+        keys = np.frombuffer(self.cand_keys, np.uint64)
+        cand_gid = np.zeros(len(fps), np.uint64)
+        won = np.zeros(len(fps), bool)
         for home, data in enumerate(answers):
-            out = array("Q")
-            out.frombytes(data)
-            for cand, answer in zip(per_owner[home], out, strict=True):
-                if answer & NEW:
-                    key = answer & KEY_MASK
-                    cand_gid[cand] = level_end + bisect_left(merged, key)
-                    won[cand] = key == keys[cand]
-                else:
-                    cand_gid[cand] = answer
-        theirs = self.cand_owner.translate(self.others)  # 1 where another worker owns it
-        self.foreign.add_many(compress(self.cand_fps, theirs), compress(cand_gid, theirs))
+            cands = np.flatnonzero(homes == home)
+            answer = np.frombuffer(data, np.uint64)
+            new = (answer & np.uint64(NEW)) != 0
+            cand_gid[cands[~new]] = answer[~new]
+            cands, key = cands[new], answer[new] & np.uint64(KEY_MASK)
+            cand_gid[cands] = np.searchsorted(merged, key) + np.uint64(level_end)
+            won[cands] = key == keys[cands]
+        cand_gid = cand_gid.astype(np.uint32)
+        theirs = homes != me
+        self.foreign.add_many(fps[theirs], cand_gid[theirs])
         if self.foreign.nbytes > self.budget // 4:
             self.foreign = FingerprintTable()
         src, cands = self.pending_edges
-        edge_dst = self.edge_dst
         self.edge_src.extend(src)
-        for cand in cands:
-            edge_dst.append(cand_gid[cand])
+        self.edge_dst.frombytes(cand_gid[np.frombuffer(cands, np.uint32)].tobytes())
         state_notes: dict[int, int] = {}
-        shipped = [(array("I"), array("Q"), array("Q"), []) for _ in range(workers)]
-        records, position, cand_fps = self.cand_records, self.position, self.cand_fps
-        for cand in compress(range(len(won)), won):
-            record = records[cand * parts:(cand + 1) * parts]
-            for prop_id in self.cand_failed[cand] or ():
-                state_notes.setdefault(position[prop_id], keys[cand])
-            home = self.cand_owner[cand]
-            gids, flat, fps, values = shipped[home]
-            gids.append(cand_gid[cand])
-            flat.extend(record)
-            fps.append(cand_fps[cand])
-            if home != self.index:
+        for cand, failed in self.cand_failed:  # in key order
+            if won[cand]:
+                for prop_id in failed:
+                    state_notes.setdefault(self.position[prop_id], int(keys[cand]))
+        records = np.frombuffer(self.cand_records, np.uint64).reshape(-1, parts)
+        winners = np.flatnonzero(won)
+        payloads = []
+        for home in range(workers):
+            mine = winners[homes[winners] == home]
+            flat = records[mine]
+            values = []
+            if home != me:
                 sent = self.sent[home]
-                for part, code in enumerate(record):
-                    if (part, code) not in sent:
-                        sent.add((part, code))
-                        values.append((part, code, codec.values[part][code]))
-        payloads = [(gids.tobytes(), flat.tobytes(), fps.tobytes(), _pickled(values))
-                    for gids, flat, fps, values in shipped]
+                for part in range(parts):
+                    for code in np.unique(flat[:, part]).tolist():
+                        if (part, code) not in sent:
+                            sent.add((part, code))
+                            values.append((part, code, codec.values[part][code]))
+            payloads.append((cand_gid[mine].tobytes(), flat.tobytes(), fps[mine].tobytes(),
+                             _pickled(values)))
         self.cand_fps = self.cand_keys = self.cand_owner = None
         self.cand_records = self.cand_failed = self.pending_edges = None
         if self.level_labels:
@@ -358,19 +355,20 @@ class Worker:
         fingerprints as flat arrays, and part values), in id order."""
         codec, parts = self.codec, self.codec.parts
         adopt = getattr(self.model, "adopt", None) or (lambda value: value)
-        gids, flat, fps = array("I"), array("Q"), array("Q")
+        gids, flat, fps = [], [], []
         for gids_bytes, flat_bytes, fps_bytes, values in payloads:
             for part, code, value in pickle.loads(values):
                 codec.learn(part, code, adopt(value))
-            gids.frombytes(gids_bytes)
-            flat.frombytes(flat_bytes)
-            fps.frombytes(fps_bytes)
+            gids.append(np.frombuffer(gids_bytes, np.uint32))
+            flat.append(np.frombuffer(flat_bytes, np.uint64))
+            fps.append(np.frombuffer(fps_bytes, np.uint64))
+        gids = np.concatenate(gids) if gids else np.zeros(0, np.uint32)
+        self.table.add_many(np.concatenate(fps) if fps else np.zeros(0, np.uint64), gids)
+        order = np.argsort(gids, kind="stable")
         frontier = SpillBuffer(parts, self.budget, self.spill_dir)
-        self.table.add_many(fps, gids)
-        order = sorted(range(len(gids)), key=gids.__getitem__)
-        for place in order:
-            frontier.append(flat[place * parts:(place + 1) * parts])
-        self.frontier, self.frontier_gids = frontier, array("I", [gids[p] for p in order])
+        if flat:
+            frontier.extend(np.concatenate(flat).reshape(-1, parts)[order])
+        self.frontier, self.frontier_gids = frontier, array("I", gids[order].tobytes())
         return len(gids)
 
     def _close_level(self) -> None:
