@@ -512,17 +512,18 @@ def _depth(parent: array, ident: int) -> int:
     return depth
 
 
-def first_stuck_state(count: int, sources, targets, at_goal: bytearray) -> int | None:
+def first_stuck_state(count: int, sources, targets, at_goal) -> int | None:
     """The lowest-id (so shallowest) state from which no goal state is reachable, given the
-    goal flag of every state and the edges (`sources[k]` to `targets[k]`, sequences of
-    integers or buffers of unsigned 32-bit ones) out of the states that are not goals. A
-    backward breadth-first search from the goals, a whole layer of predecessors at a time."""
+    goal flag of every state (a byte each, in a buffer) and the edges (`sources[k]` to
+    `targets[k]`, sequences of integers or buffers of unsigned 32-bit ones) out of the states
+    that are not goals. A backward breadth-first search from the goals, a whole layer of
+    predecessors at a time."""
     sources = np.asarray(sources, np.uint32)
     targets = np.asarray(targets, np.uint32)
     predecessors = sources[np.argsort(targets, kind="stable")]
     starts = np.zeros(count + 1, np.int64)  # of state t: predecessors[starts[t]:starts[t + 1]]
     np.cumsum(np.bincount(targets, minlength=count), out=starts[1:])
-    can_reach = np.frombuffer(bytes(at_goal), np.uint8).astype(bool)
+    can_reach = np.frombuffer(at_goal, np.uint8).astype(bool)
     layer = np.flatnonzero(can_reach)
     while layer.size:
         first, sizes = starts[layer], starts[layer + 1] - starts[layer]

@@ -40,9 +40,7 @@ import os
 import pickle
 import time
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from itertools import chain
 
 import numpy as np
 
@@ -614,7 +612,7 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             resolved = pool.call("resolve", [([expanded[s]["batches"][o]
                                                 for s in range(workers)],)
                                               for o in range(workers)])
-            merged = array("Q", sorted(chain.from_iterable(_keys(w) for w, _ in resolved)))
+            merged = np.sort(np.concatenate([np.frombuffer(w, np.uint64) for w, _ in resolved]))
             merged_bytes = merged.tobytes()
             settled = pool.call("settle", [(merged_bytes, [resolved[o][1][s]
                                                            for o in range(workers)],
@@ -625,7 +623,7 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             # where the one-process run would have stopped in this level
             cut_reason = None
             if bounds.max_states is not None and count + len(merged) >= bounds.max_states:
-                last = merged[bounds.max_states - count - 1] >> STEP_BITS
+                last = int(merged[bounds.max_states - count - 1]) >> STEP_BITS
                 if last + 1 < level_end:
                     cut_reason = "states"
                 else:
@@ -652,17 +650,16 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             if cut_reason is None:
                 last = None
             kept = len(merged) if last is None else \
-                bisect_left(merged, (last + 1) << STEP_BITS)
+                int(np.searchsorted(merged, (last + 1) << STEP_BITS))
             for key_order, position, kind, data in notes:
                 prop_id = properties[position].id
                 if (last is not None and key_order[0] > last) or prop_id in found:
                     continue
                 ident = data[0] if kind == "transition" else \
-                    level_end + bisect_left(merged, data)
+                    level_end + int(np.searchsorted(merged, data))
                 found[prop_id] = (depth + 1, ident, (depth + 1,) + key_order, kind, data)
-            for key in merged[:kept]:
-                parent.append(key >> STEP_BITS)
-                action.append(key & STEP_MASK)
+            parent.frombytes((merged[:kept] >> np.uint64(STEP_BITS)).astype(np.int32).tobytes())
+            action.frombytes((merged[:kept] & np.uint64(STEP_MASK)).astype(np.uint16).tobytes())
             count += kept
             if kept:
                 depth += 1
@@ -693,12 +690,10 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             sources.frombytes(f["edges"][0])
             targets.frombytes(f["edges"][1])
         for g, prop in enumerate(goal_props):
-            flags = bytearray(count)
+            flags = np.zeros(count, np.uint8)
             for f in finished:
-                gids = array("I")
-                gids.frombytes(f["goal_gids"])
-                for gid, flag in zip(gids, f["goal_flags"][g], strict=True):
-                    flags[gid] = flag
+                flags[np.frombuffer(f["goal_gids"], np.uint32)] = np.frombuffer(
+                    f["goal_flags"][g], np.uint8)
             stuck = first_stuck_state(count, sources, targets, flags)
             if stuck is not None and prop.id not in found:
                 found[prop.id] = (_depth(parent, stuck), stuck, (float("inf"),), "state", None)
@@ -728,12 +723,6 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
 def _pickled(values: list) -> bytes:
     """Part values as bytes: the coordinator passes them on without unpickling them."""
     return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _keys(data: bytes) -> array:
-    keys = array("Q")
-    keys.frombytes(data)
-    return keys
 
 
 def _depth(parent: array, ident: int) -> int:
