@@ -25,6 +25,7 @@ from checker.gate.baseline import (
     INCONCLUSIVE_SEVERITY,
     NEW_ERROR,
     NEW_FAILURE,
+    NOT_RUN,
     REGRESSION,
     TRANSITIONS,
     Baseline,
@@ -35,6 +36,7 @@ from checker.gate.baseline import (
     baseline_from_results,
     compare,
     dump_baseline,
+    is_new_failure,
     load_baseline,
     parse_baseline,
     write_baseline,
@@ -133,6 +135,29 @@ def test_check_removed():
     assert "gone" not in comparison.outcomes
 
 
+def test_a_check_not_run_is_inconclusive_not_removed():
+    comparison = compare([check("nf", "fail")], base(nf=("pass", "X"), later=("pass", "X")),
+                         not_run=["later"])
+    names = {t.check_id: (t.name, t.severity) for t in comparison.transitions}
+    assert names == {"nf": (NEW_FAILURE, REGRESSION),
+                     "later": (NOT_RUN, INCONCLUSIVE_SEVERITY)}
+    assert comparison.exit_code == EXIT_REGRESSION
+    alone = compare([check("a", "pass")], base(a=("pass", "X"), later=("pass", "X")),
+                    not_run=["later"])
+    assert alone.exit_code == EXIT_OK  # a check not run is no regression on its own
+
+
+def test_is_new_failure_is_what_fail_fast_stops_at():
+    baseline = base(nf=("pass", "X"), efp=("fail", "X"), di=("fail", "Y"))
+    assert is_new_failure(check("nf", "fail", "X"), baseline)
+    assert not is_new_failure(check("efp", "fail", "X"), baseline)
+    assert is_new_failure(check("di", "fail", "X"), baseline)
+    assert is_new_failure(check("added", "fail", "X"), baseline)
+    assert not is_new_failure(check("nf", "error"), baseline)  # an error is not a failure
+    assert not is_new_failure(check("nf", "pass"), baseline)
+    assert is_new_failure(check("nf", "fail", "X"), None)
+
+
 def test_every_transition_name_is_reachable_and_listed():
     results = [
         check("nf", "fail"),
@@ -153,10 +178,11 @@ def test_every_transition_name_is_reachable_and_listed():
         bi=("pass", "SYSINIT-ONCE"),
         ne=("pass", "SYSINIT-ONCE"),
         removed=("pass", "SYSINIT-ONCE"),
+        skipped=("pass", "SYSINIT-ONCE"),
     )
     baseline.checks["lost"] = recorded(covered("lost"))
     baseline.checks["gained"] = recorded(covered("gained"))
-    comparison = compare(results, baseline)
+    comparison = compare(results, baseline, not_run=["skipped"])
     assert sorted(t.name for t in comparison.transitions) == sorted(TRANSITIONS)
     ids = [t.check_id for t in comparison.transitions]
     assert ids == sorted(ids)

@@ -531,6 +531,50 @@ def test_jobs_2_gives_the_same_report_as_jobs_1(work, capsys):
     assert without_durations(one) == without_durations(two)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_fail_fast_stops_at_the_first_new_failure_and_reports_the_rest_not_run(work, capsys,
+                                                                                jobs):
+    """The broken profile's checks come first: with one job nothing after its failure on SPR
+    runs; with two, what had not finished is ended. Either way every check either ran or is
+    reported as not run (inconclusive, never removed), and the gate fails."""
+    suite = write_suite(work, profiles=(BROKEN, "v6.8"), maps=(SPR, EMR),
+                        checks=("layout", "log", "plan"))
+    code, out, _ = verify(capsys, "--suite", suite, "--fail-fast", "--jobs", jobs,
+                          "--format", "json", "--output", "r.json",
+                          "--format", "junit", "--output", "r.xml")
+    assert code == 1
+    report = json.loads((work / "r.json").read_text())
+    jsonschema.Draft202012Validator(json.loads(REPORT_SCHEMA.read_text())).validate(report)
+    ran = set(checks_by_id(report))
+    assert BROKEN_SPR in ran and report["exit_code"] == 1
+    transitions = report["baseline"]["transitions"]
+    not_run = {t["check_id"] for t in transitions if t["transition"] == "not-run"}
+    assert all(t["severity"] == "inconclusive" for t in transitions
+               if t["transition"] == "not-run")
+    assert not ran & not_run and len(ran | not_run) == 8  # v6.8: 6 checks; broken: 2 layout
+    if jobs == "1":
+        assert ran <= {BROKEN_SPR, BROKEN_EMR} and len(not_run) >= 6
+        assert f"{len(not_run)} checks not run" in out
+    assert not any(t["transition"] == "check-removed" for t in transitions)
+    skipped = [c.get("name") for c in ET.parse(work / "r.xml").getroot().iter("testcase")
+               if c.find("skipped") is not None]
+    assert set(skipped) >= not_run
+
+
+def test_fail_fast_runs_everything_when_nothing_newly_fails(work, capsys):
+    suite = write_suite(work, checks=("log", "layout"))
+    code, report = verify_json(capsys, "--suite", suite, "--fail-fast", "--jobs", "1")
+    assert code == 0 and len(report["checks"]) == 4
+    assert report["baseline"]["transitions"] == []
+
+
+def test_fail_fast_cannot_write_a_baseline(work, capsys):
+    code, _, err = verify(capsys, "--suite", write_suite(work), "--fail-fast",
+                          "--update-baseline")
+    assert code == 2 and "a baseline needs every check run" in err
+    assert not (work / "checker-baseline.json").exists()
+
+
 def test_jobs_default_to_one_per_cpu_this_process_may_use():
     parser = argparse.ArgumentParser()
     add_arguments(parser)

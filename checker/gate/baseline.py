@@ -58,6 +58,7 @@ CHECK_ADDED = "check-added"  # in the run, not in the baseline
 CHECK_REMOVED = "check-removed"  # in the baseline, not in the run
 COVERAGE_LOST = "coverage-lost"  # still passes, but no longer reaches steps it reached
 COVERAGE_GAINED = "coverage-gained"  # still passes, but reaches steps it never reached
+NOT_RUN = "not-run"  # the run stopped at a new failure (--fail-fast) before this check ran
 TRANSITIONS = (
     NEW_FAILURE,
     EXPECTED_FAILURE_PASSES,
@@ -69,6 +70,7 @@ TRANSITIONS = (
     CHECK_REMOVED,
     COVERAGE_LOST,
     COVERAGE_GAINED,
+    NOT_RUN,
 )
 
 # Severity of a transition: a regression fails the gate (exit 1); an inconclusive one only
@@ -215,6 +217,7 @@ def compare(
     baseline: Baseline | None,
     *,
     allow_inconclusive: bool = False,
+    not_run: Iterable[str] = (),
 ) -> Comparison:
     """Compare a run with its baseline (or, with `baseline=None`, with "every check passes";
     a finding, a kernel limitation shown on a real or minimal map, is then expected to fail).
@@ -222,7 +225,8 @@ def compare(
     Exit code: 1 if any transition is a regression (any change of a definite verdict, an
     error, an added or removed check); otherwise 3 if any check is inconclusive and
     `allow_inconclusive` is false (a bounded run is never a silent pass, even when the baseline
-    expected it to be bounded); otherwise 0. Raises ValueError on duplicate check ids.
+    expected it to be bounded); otherwise 0. The checks `not_run` (ids: the run stopped before
+    them) are inconclusive, not removed. Raises ValueError on duplicate check ids.
     """
     by_id = _index(results)
     expected_all = dict(baseline.checks) if baseline is not None else {}
@@ -230,16 +234,17 @@ def compare(
     outcomes: dict[str, str] = {}
     for check_id in sorted(by_id):
         result = by_id[check_id]
-        if baseline is None:  # every check must pass; a finding is a fact, not a failure
-            finding = result.status == FAIL and result.extra.get("finding")
-            expected: Expected | None = Expected(FAIL if finding else PASS, result.invariant)
-        else:
-            expected = expected_all.get(check_id)
-        transition = _transition(result, expected)
+        transition = _transition(result, _expected(result, baseline))
         if transition is not None:
             transitions.append(transition)
         outcomes[check_id] = _outcome(result, transition)
-    for check_id in sorted(set(expected_all) - set(by_id)):
+    not_run = set(not_run)
+    for check_id in sorted(not_run):
+        transitions.append(Transition(
+            check_id, NOT_RUN, INCONCLUSIVE_SEVERITY,
+            "not run: the gate stopped at the first new failure (--fail-fast)",
+            expected=expected_all.get(check_id)))
+    for check_id in sorted(set(expected_all) - set(by_id) - not_run):
         gone = expected_all[check_id]
         transitions.append(
             Transition(
@@ -261,6 +266,23 @@ def compare(
         allow_inconclusive=allow_inconclusive,
         expected=expected_all,
     )
+
+
+def _expected(result: CheckResult, baseline: Baseline | None) -> Expected | None:
+    """What the baseline expects of a check; without one, a pass (or a finding's failure:
+    a finding is a fact, not a failure)."""
+    if baseline is not None:
+        return baseline.checks.get(result.id)
+    finding = result.status == FAIL and result.extra.get("finding")
+    return Expected(FAIL if finding else PASS, result.invariant)
+
+
+def is_new_failure(result: CheckResult, baseline: Baseline | None) -> bool:
+    """Whether a check fails with an invariant its baseline does not expect to fail (what
+    `--fail-fast` stops at)."""
+    transition = _transition(result, _expected(result, baseline))
+    return result.status == FAIL and transition is not None and \
+        transition.name in (NEW_FAILURE, DIFFERENT_INVARIANT, CHECK_ADDED)
 
 
 def _index(results: Iterable[CheckResult]) -> dict[str, CheckResult]:

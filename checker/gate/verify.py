@@ -23,7 +23,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -41,6 +41,7 @@ from checker.gate.baseline import (
     Expected,
     baseline_from_results,
     compare,
+    is_new_failure,
     load_baseline,
     write_baseline,
 )
@@ -122,6 +123,9 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=_jobs, default=available_cpus(), metavar="N",
                    help="run checks in N processes (default: one per CPU this process may "
                    "use; the results are those of 1)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first check that fails with an invariant the baseline "
+                   "does not expect; the checks not run yet are reported as not run")
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="exit 0 rather than 3 when a bound or solver timeout was hit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -187,7 +191,9 @@ def _run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     quiet = args.quiet or not sys.stderr.isatty()
-    results = run_specs(plan.specs, args.jobs, quiet)
+    stop = (lambda result: is_new_failure(result, plan.baseline)) if args.fail_fast else None
+    results = run_specs(plan.specs, args.jobs, quiet, stop)
+    not_run = {spec.id for spec in plan.specs} - {r.id for r in results}
     try:
         if args.update_baseline:  # refused before the corpus grows, not after
             baseline_from_results(results)
@@ -196,7 +202,7 @@ def _run(args) -> int:
         return EXIT_USAGE
     stored = store_counterexamples(results, plan.destination, plan.in_corpus)
     saving = plan.destination == plan.corpus
-    if saving and "replay" in plan.suite.checks:
+    if saving and "replay" in plan.suite.checks and not not_run:
         fresh = [_replay_spec(path, result.profile, plan.suite.bounds) for result, path in stored]
         results = sorted(results + run_specs(fresh, args.jobs, quiet), key=lambda r: r.id)
     baseline = plan.baseline
@@ -206,7 +212,8 @@ def _run(args) -> int:
               file=sys.stderr)
         baseline = Baseline({k: v for k, v in recorded.checks.items() if k not in plan.others},
                             plan.baseline_path)
-    comparison = compare(results, baseline, allow_inconclusive=args.allow_inconclusive)
+    comparison = compare(results, baseline, allow_inconclusive=args.allow_inconclusive,
+                         not_run=not_run)
     notes = _notes(len(stored), plan, saving)
     width = shutil.get_terminal_size((TEXT_WIDTH, 24)).columns if sys.stdout.isatty() \
         else TEXT_WIDTH
@@ -224,6 +231,8 @@ def prepare(args) -> Plan:
     """Check everything the run will read and write; UsageError (or the reader's own error)
     on the first problem, before any check runs."""
     outputs = _outputs(args)
+    if args.fail_fast and args.update_baseline:
+        raise UsageError("--fail-fast and --update-baseline: a baseline needs every check run")
     suite = select_suite(args)
     baseline, baseline_path, others = _baseline(args, suite)
     written = [out for _, out in outputs if out is not None]
@@ -345,8 +354,11 @@ def _replay_spec(path: Path, profile: str, bounds: Bounds) -> CheckSpec:
     return CheckSpec(f"replay/{path.stem}", "replay", profile, str(path), bounds)
 
 
-def run_specs(specs: list[CheckSpec], jobs: int, quiet: bool) -> list[CheckResult]:
-    """Run the checks (in up to `jobs` processes) with progress; results in check-id order."""
+def run_specs(specs: list[CheckSpec], jobs: int, quiet: bool,
+              stop: Callable[[CheckResult], bool] | None = None) -> list[CheckResult]:
+    """Run the checks (in up to `jobs` processes) with progress; results in check-id order.
+    With `stop`, the run ends at the first result it holds true of: the checks still running
+    are ended, and those not finished are left out of the results."""
     with Progress(len(specs), quiet=quiet) as progress:
         if jobs <= 1 or len(specs) <= 1:
             results = []
@@ -354,15 +366,18 @@ def run_specs(specs: list[CheckSpec], jobs: int, quiet: bool) -> list[CheckResul
                 progress.start_check(spec.id)
                 results.append(run_check(spec))
                 progress.check_done(results[-1])
+                if stop is not None and stop(results[-1]):
+                    break
         else:
-            results = _run_in_workers(specs, min(jobs, len(specs)), progress)
+            results = _run_in_workers(specs, min(jobs, len(specs)), progress, stop)
     return sorted(results, key=lambda r: r.id)
 
 
-def _run_in_workers(specs: list[CheckSpec], workers: int,
-                    progress: Progress) -> list[CheckResult]:
-    """The checks in worker processes. However the run ends (a signal, an error), no worker
-    outlives it: on the way out every one still running is terminated and waited for."""
+def _run_in_workers(specs: list[CheckSpec], workers: int, progress: Progress,
+                    stop: Callable[[CheckResult], bool] | None) -> list[CheckResult]:
+    """The checks in worker processes. However the run ends (a signal, an error, `stop`), no
+    worker outlives it: on the way out every one still running is terminated and waited
+    for."""
     results: list[CheckResult] = []
     pool = None
     try:
@@ -372,17 +387,25 @@ def _run_in_workers(specs: list[CheckSpec], workers: int,
         for future in as_completed(futures):
             results.append(future.result())
             progress.check_done(results[-1])
+            if stop is not None and stop(results[-1]):
+                _end_workers(pool)
+                return results
         pool.shutdown()
     except BaseException:
-        workers_left = multiprocessing.active_children()
-        for process in workers_left:
-            process.terminate()
-        for process in workers_left:
-            process.join()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        _end_workers(pool)
         raise
     return results
+
+
+def _end_workers(pool: ProcessPoolExecutor | None) -> None:
+    """Terminate and wait for every worker process still running, then the pool."""
+    workers_left = multiprocessing.active_children()
+    for process in workers_left:
+        process.terminate()
+    for process in workers_left:
+        process.join()
+    if pool is not None:
+        pool.shutdown(cancel_futures=True)
 
 
 @contextmanager

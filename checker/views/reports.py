@@ -36,6 +36,7 @@ from checker.engines.coverage import Coverage
 from checker.gate.baseline import (
     BASELINE_SCHEMA_VERSION,
     CHECK_REMOVED,
+    NOT_RUN,
     OUTCOME_EXPECTED_FAIL,
     OUTCOME_INCONCLUSIVE,
     OUTCOME_PASS,
@@ -248,11 +249,16 @@ def render_text(
             if transition is not None:
                 line += f"  <- {transition.name}"
             lines.append(line.rstrip())
-    if comparison.transitions:
+    changes = [t for t in comparison.transitions if t.name != NOT_RUN]
+    if changes:
         lines += ["", "changes against the baseline:"]
-        name_width = max(len(t.name) for t in comparison.transitions)
-        for t in comparison.transitions:
+        name_width = max(len(t.name) for t in changes)
+        for t in changes:
             lines.append(f"  {t.name:<{name_width}}  {t.check_id}: {t.explanation}")
+    not_run = len(comparison.transitions) - len(changes)
+    if not_run:
+        lines += ["", f"stopped at the first new failure (--fail-fast): {not_run} "
+                  f"check{'s' if not_run != 1 else ''} not run"]
     for r in results:
         outcome = comparison.outcomes.get(r.id, OUTCOME_REGRESSION)
         wanted = r.status in (FAIL, ERROR) and (
@@ -421,11 +427,13 @@ def render_junit(results: Sequence[CheckResult], comparison: Comparison) -> str:
         case, kind = _junit_case(r, comparison)
         add(r.profile, case, kind, r.duration_s)
     for t in comparison.transitions:
-        if t.name == CHECK_REMOVED:
-            profile = t.expected.profile if t.expected and t.expected.profile else "(removed)"
+        if t.name in (CHECK_REMOVED, NOT_RUN):
+            profile = t.expected.profile if t.expected and t.expected.profile else \
+                "(removed)" if t.name == CHECK_REMOVED else "(not run)"
             case = ET.Element("testcase", name=t.check_id, classname=profile, time="0.000")
-            ET.SubElement(case, "failure", message=_xml_text(t.explanation), type=t.name)
-            add(profile, case, "failures", 0.0)
+            kind = "failure" if t.name == CHECK_REMOVED else "skipped"
+            ET.SubElement(case, kind, message=_xml_text(t.explanation), type=t.name)
+            add(profile, case, "failures" if kind == "failure" else "skipped", 0.0)
 
     root = ET.Element("testsuites", name=TOOL_NAME)
     total = {"tests": 0, "failures": 0, "errors": 0, "time": 0.0}
@@ -642,6 +650,8 @@ def _sarif_notifications(
     for t in comparison.transitions:
         if t.name == CHECK_REMOVED:
             notes.append(_notification("error", t.name, t.check_id, t.explanation))
+        elif t.name == NOT_RUN:
+            notes.append(_notification("warning", t.name, t.check_id, t.explanation))
     return notes
 
 
