@@ -860,8 +860,8 @@ class Workspace:
             shutil.rmtree(corpus, ignore_errors=True)
             shutil.copytree(self.corpora[suite], corpus)
             command.append("--update-baseline")
-        else:
-            command += ["--new-counterexamples", str(new)]
+        else:  # a mutant: killed at its first new failure, not after the slow checks
+            command += ["--new-counterexamples", str(new), "--fail-fast"]
         command += ["--counterexamples", str(corpus)]
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         if self.stopping:
