@@ -4,6 +4,7 @@ bug profiles that they find the bug, shrink the walk and hand over a trace that 
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 from toy_models import Counters, Faulty, IdleCounters, Ladder, Line, Move, Prop
@@ -261,6 +262,21 @@ def test_the_flow_models_abstract_view_keeps_phases_and_counts_cpus_per_package(
     moved = state._replace(callers=(state.callers[0]._replace(pc=1),) + state.callers[1:])
     assert flow.abstract(moved) != cell
     assert flow.abstract(state._replace(status=2)) != cell
+
+
+def test_a_restarts_start_sent_to_a_worker_is_walked_on_the_models_own_values():
+    """A start reaches a worker process pickled: its shared values are copies, on which
+    every look-up by identity would miss, so the walker swaps in the model's own."""
+    flow = flow_model("v6.8", "default")
+    state = flow.canonical(next(iter(flow.initial_states())))
+    walker = _Walker(flow, [], True, 0, 30, restarts=True)
+    copy = pickle.loads(pickle.dumps(state))
+    assert copy.packages is not state.packages
+    adopted = walker.adopted(copy)
+    assert adopted == state and adopted.packages is state.packages
+    assert adopted.callers is state.callers
+    assert walker.run("k", copy)[:4] == walker.run("k", state)[:4]
+    assert _Walker(Ladder(), LOW, True, 0, 30).adopted((3,)) == (3,)  # no `adopt`: as it is
 
 
 def test_a_long_chain_of_restarts_replays_from_the_initial_state_without_recursing():

@@ -300,6 +300,15 @@ class _Walker:
         initial = self.initial[rng.randrange(len(self.initial))]
         return initial, self.chooser(rng)
 
+    def adopted(self, state):
+        """`state` with the model's own objects for the shared values a pickled copy (a
+        restart's start, sent to a worker process) holds copies of: look-ups by identity
+        miss on copies (`spec.statespace.StateSpace.adopt`)."""
+        adopt = getattr(self.model, "adopt", None)
+        if adopt is None or not hasattr(state, "_make"):
+            return state
+        return state._make(map(adopt, state))
+
     def run(self, key: str, start=None) -> tuple:
         """A walk drawing from `key` (from `start`, a state an earlier walk met, if given): its
         steps, the fingerprints of the states it met (packed), its first violation as
@@ -312,7 +321,7 @@ class _Walker:
         record, prints = self.codec.record, set()
         state, choose = self.begin(key)
         if start is not None:
-            state = start
+            state = self.adopted(start)
         image = canon(state)
         prints.add(fingerprint(record(image)))
         abstract = self.abstract
