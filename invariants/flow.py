@@ -504,7 +504,8 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         if not lines_marked(t.packages):
             return False
         return not (marks and _issues_seamcall(step)) \
-            or all(flow.cpu(t, i).incoherent for i in seamcall_cpus(step, t))
+            or all(c.incoherent or not c.online  # taken down in the step: written back
+                   for c in (flow.cpu(t, i) for i in seamcall_cpus(step, t)))
 
     @cache
     def lines_held(packages: tuple[S.Package, ...]) -> bool:
@@ -512,6 +513,16 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     def marking_matters(_s: S.State, step: S.Step, t: S.State) -> bool:
         return lines_held(t.packages) or (marks and _issues_seamcall(step))
+
+    @cache
+    def lines_only_in_vmx(packages: tuple[S.Package, ...]) -> bool:
+        return all(c.vmx for p in packages for c in p.cpus if c.lines)
+
+    def flushed_out_of_vmx(s: S.State) -> bool:
+        return lines_only_in_vmx(s.packages)
+
+    def lines_in_a_cache(s: S.State) -> bool:
+        return lines_held(s.packages)
 
     def callers_busy(s: S.State) -> bool:
         return not callers_at_rest(s)
@@ -701,12 +712,22 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           reads=("kexeced", "packages", "pamt")),
         T("CACHE-MARKED",
           "Every SEAMCALL leaves the CPU it ran on marked incoherent, where the kernel marks "
-          "(v6.18 on), and every CPU whose cache may hold TDX lines is marked until it writes "
-          "its cache back: each flush kexec and VMX-off do is decided by that mark (the model "
-          "follows caches only in kernels that can kexec or mark).",
+          "(v6.18 on), unless the same step took that CPU down and wrote its cache back, and "
+          "every CPU whose cache may hold TDX lines is marked until it writes its cache back: "
+          "each flush kexec and VMX-off do is decided by that mark (the model follows caches "
+          "only in kernels that can kexec or mark).",
           f"{TDX_C} (v6.18): sc_retry (mark before the SEAMCALL), "
           "tdx_cpu_flush_cache_for_kexec and stop_this_cpu (write back, then clear)",
           "transition", F.TdxFlow._note_cache_lines, cache_marked, marking_matters),
+        T("VMXOFF-FLUSHED",
+          "A CPU's cache holds TDX lines only while the CPU is in VMX operation: once no "
+          "SEAMCALL can run on it, nothing is left for a crash kexec's stop (in NMI context, "
+          "where a long write-back may not finish) to write back (the model follows caches "
+          "only in kernels that can kexec, v6.18 on).",
+          f"{TDX_C} (v6.18): tdx_cpu_flush_cache_for_kexec from KVM's "
+          "vmx_disable_virtualization_cpu ('KVM: TDX: Explicitly do WBINVD when no more TDX "
+          "SEAMCALLs'); play_dead", "state", F.TdxFlow._release_vmx, flushed_out_of_vmx,
+          lines_in_a_cache, reads=("packages",)),
         T("DEADLOCK-FREE",
           "From every reachable state all callers and a runtime update can still finish and "
           "every caller can unload (v7.1's initcall, which never unloads, may rest loaded), or "

@@ -657,7 +657,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
                 if actor == self.hotplug_actor:
                     changes["hotplug_busy"] = False
                     if not ok:
-                        done = set_fields(done, online=False, vmx=0)
+                        done = self._rolled_back(done)
                 else:
                     loads_left = state.callers[actor].loads_left
                     caller = (actor, Caller(ENABLING if ok else FAILED, loads_left))
@@ -1121,7 +1121,8 @@ class TdxFlow(ModuleUpdate, StateSpace):
         (v6.18's sc_retry), and the observer notes its cache may now hold TDX lines (unless
         the CPU faulted before entering SEAM). A process-context call may have run on any
         online CPU, so all of them. The #MC handler's RDMD is left out: the machine is
-        going down."""
+        going down; so is a CPU the step took offline (`_rolled_back`): its cache was written
+        back then."""
         mark = self.profile.marks_cache_incoherent
         for i, (label, after) in enumerate(out):
             if label.seamcall is None or label.seamcall == TDH_PHYMEM_PAGE_RDMD:
@@ -1130,6 +1131,8 @@ class TdxFlow(ModuleUpdate, StateSpace):
             facts = self.cpu_facts(after)
             for index in (label.cpu,) if label.cpu is not None else facts.online:
                 cpu = self.cpu(after, index)
+                if not cpu.online:  # its bring-up failed and was rolled back
+                    continue
                 noted = set_fields(cpu, lines=cpu.lines or entered,
                                    incoherent=cpu.incoherent or mark)
                 if noted != cpu:
@@ -1192,16 +1195,26 @@ class TdxFlow(ModuleUpdate, StateSpace):
                                         "CPU"), state))
             elif cpu.online and len(online) > 1 and not cpu.frames \
                     and cpu.key != KEY_IN_FLIGHT:
-                # play_dead writes the cache back; KVM's offline callback (VMX off) flushes
-                # and clears the mark where the kernel does that
-                incoherent = cpu.incoherent and not (
-                    self.profile.flushes_cache_on_vmx_off and cpu.vmx)
                 down = Cpu(False, 0, cpu.lp_flag and self.profile.lp_flag_survives_offline,
-                           cpu.lp_done, cpu.frames, 0, cpu.key, False, incoherent)
+                           cpu.lp_done, cpu.frames, 0, cpu.key,
+                           **self._cache_on_going_down(cpu))
                 out.append((self._label("cpu_down", "environment", index, result="ok"),
                             self._with_cpu(state, index, down)))
             elif not cpu.online:
                 self._cpu_up(state, index, cpu, loaded, out)
+
+    def _cache_on_going_down(self, cpu: Cpu) -> dict:
+        """A CPU's cache fields once it goes offline: KVM's offline callback turns VMX off,
+        flushing the cache and clearing its mark where the kernel does that; play_dead
+        writes the cache back."""
+        return {"lines": False, "incoherent": cpu.incoherent and not (
+            self.profile.flushes_cache_on_vmx_off and cpu.vmx)}
+
+    def _rolled_back(self, cpu: Cpu) -> Cpu:
+        """A CPU whose bring-up failed in the TDX online callback: the callbacks before it
+        are undone (VMX off) and the CPU goes down again; the TDX callback's own teardown is
+        not run, so its per-CPU flags stay as they are."""
+        return set_fields(cpu, online=False, vmx=0, **self._cache_on_going_down(cpu))
 
     def _offline_refused(self, state: State, index: int) -> bool:
         """`tdx_offline_cpu` (v7.1): while a guest KeyID is allocated, the last online CPU of a
@@ -1230,7 +1243,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
             if ret is None:
                 changes = {**changes, "hotplug_busy": True}
             elif ret:
-                after = set_fields(after, online=False, vmx=0)
+                after = self._rolled_back(after)
             out.append((step, self._update(state, (index, after), **changes)))
 
     def _memory_hotplug(self, state: State, out: list) -> None:

@@ -213,6 +213,7 @@ CASES = [
     ("KEXEC-SAFE", "marks_cache_incoherent", NO_ERRATUM, V6_18),
     ("KEXEC-SAFE", "kexec_refused_on_erratum", {}, V6_18),
     ("CACHE-MARKED", "marks_cache_incoherent", NO_ERRATUM, V6_18),
+    ("VMXOFF-FLUSHED", "flushes_cache_on_vmx_off", NO_ERRATUM, V6_18),
     ("CPU-ONLINE-SEES-RESULT", _FailedOnlineKeepsTheCpu, TWO_BY_TWO, V7_2),
     ("VMX-ONLY-WHILE-USED", _VmxLeftOnAtUnload, {}),
     ("FAULT-BUDGET", _AllocFaultUncounted, {}),

@@ -162,6 +162,26 @@ def test_v6_18_still_flushes_the_caches_before_freeing_pamts_without_the_erratum
         == PASS
 
 
+def test_a_cpu_whose_bring_up_failed_went_down_with_its_cache_written_back():
+    """v7.2 (the online callback turns VMX on, then tdx_cpu_enable): its SEAMCALL fails after
+    marking the CPU, whose cache may now hold TDX lines; the bring-up is rolled back (VMX off
+    with v6.18's flush, then play_dead), so the CPU is offline with no lines and no mark, as
+    after cpu_down."""
+    model = flow_model("v7.2", "one-node")
+    seen, frontier, failed = set(), list(model.initial_states()), []
+    while frontier:
+        state = frontier.pop()
+        for label, nxt in model.successors(state):
+            if label.seamcall and label.actor == "cpu hotplug" \
+                    and not model.cpu(nxt, label.cpu).online:
+                failed.append(model.cpu(nxt, label.cpu))
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    assert failed  # the search met failed bring-ups
+    assert all(not (cpu.lines or cpu.incoherent or cpu.vmx) for cpu in failed)
+
+
 # --- v7.1: initialisation at boot, CPU-hotplug callbacks ------------------------------------------
 
 def test_v7_1_initialises_at_boot_before_anything_else_happens():
