@@ -721,8 +721,8 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "transition", F.TdxFlow._note_cache_lines, cache_marked, marking_matters),
         T("VMXOFF-FLUSHED",
           "A CPU's cache holds TDX lines only while the CPU is in VMX operation: once no "
-          "SEAMCALL can run on it, nothing is left for a crash kexec's stop (in NMI context, "
-          "where a long write-back may not finish) to write back (the model follows caches "
+          "SEAMCALL can run on it, KVM has written its cache back, so a kexec that stops the "
+          "CPU (a crash kexec too) finds no TDX lines left there (the model follows caches "
           "only in kernels that can kexec, v6.18 on).",
           f"{TDX_C} (v6.18): tdx_cpu_flush_cache_for_kexec from KVM's "
           "vmx_disable_virtualization_cpu ('KVM: TDX: Explicitly do WBINVD when no more TDX "
