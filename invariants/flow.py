@@ -266,18 +266,27 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return sum(1 << a for a, c in enumerate(callers) if c.pc == S.IDLE)
 
     @cache
-    def vmx_of(packages: tuple[S.Package, ...]) -> int:
-        out = 0
+    def vmx_of(packages: tuple[S.Package, ...]) -> tuple[int, int]:
+        """The VMX bits of the online CPUs, and of the offline ones."""
+        online = offline = 0
         for package in packages:
             for cpu in package.cpus:
-                out |= cpu.vmx
-        return out
+                if cpu.online:
+                    online |= cpu.vmx
+                else:
+                    offline |= cpu.vmx
+        return online, offline
 
-    def idle_callers_hold_no_vmx(s: S.State) -> bool:
-        return not idle_mask(s.callers) & vmx_of(s.packages)
+    @cache
+    def some_cpu_offline(packages: tuple[S.Package, ...]) -> bool:
+        return any(not c.online for p in packages for c in p.cpus)
 
-    def some_caller_idle(s: S.State) -> bool:
-        return idle_mask(s.callers) != 0
+    def vmx_only_while_used(s: S.State) -> bool:
+        online, offline = vmx_of(s.packages)
+        return not (idle_mask(s.callers) & online or offline)
+
+    def vmx_can_be_idle(s: S.State) -> bool:
+        return idle_mask(s.callers) != 0 or some_cpu_offline(s.packages)
 
     def fault_counted(s: S.State, step: S.Step, t: S.State) -> bool:
         return t.faults - s.faults == step.injected and t.faults <= flow.config.fault_budget
@@ -585,11 +594,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           caller_outcome, watches="callers"),
         T("VMX-ONLY-WHILE-USED",
           "A caller that is idle (never loaded, unloaded, or its load unwound) keeps no CPU in "
-          "VMX operation: each VMX user turns VMX off on every CPU when it leaves, and a CPU "
-          "coming online turns it on only for the callers loaded.",
+          "VMX operation, and no offline CPU is in VMX operation: each VMX user turns VMX off "
+          "on every CPU when it leaves and on a CPU going offline (a failed bring-up too), "
+          "and a CPU coming online turns it on only for the callers loaded.",
           f"{TDX_C}: the tdx_enable caller contract (KVM's hardware_enable_all / "
-          "hardware_disable_all, refcounted per CPU)", "state", F.TdxFlow._release_vmx,
-          idle_callers_hold_no_vmx, some_caller_idle, reads=("callers", "packages")),
+          "hardware_disable_all, refcounted per CPU; its CPU-offline callback)", "state",
+          F.TdxFlow._release_vmx, vmx_only_while_used, vmx_can_be_idle,
+          reads=("callers", "packages")),
         T("CPU-ONLINE-SEES-RESULT",
           "A CPU that comes online with its online callback (VMX and tdx_cpu_enable) stays "
           "online only when the callback returned 0, and goes back offline when it returned "

@@ -171,6 +171,13 @@ class _VmxLeftOnAtUnload(TdxFlow):
         return self._with_caller(state, actor, pc=pc)
 
 
+class _RolledBackInVmx(TdxFlow):
+    """A mutant: a CPU whose bring-up failed goes back offline with VMX still on."""
+
+    def _rolled_back(self, cpu):
+        return set_fields(super()._rolled_back(cpu), vmx=cpu.vmx)
+
+
 RSVD_1 = {"sysinfo": TdxSysinfo(max_reserved_per_tdmr=1)}
 NO_ERRATUM = {"erratum": False}
 TWO_BY_TWO = {"cpus_per_package": 2}
@@ -216,6 +223,7 @@ CASES = [
     ("VMXOFF-FLUSHED", "flushes_cache_on_vmx_off", NO_ERRATUM, V6_18),
     ("CPU-ONLINE-SEES-RESULT", _FailedOnlineKeepsTheCpu, TWO_BY_TWO, V7_2),
     ("VMX-ONLY-WHILE-USED", _VmxLeftOnAtUnload, {}),
+    ("VMX-ONLY-WHILE-USED", _RolledBackInVmx, TWO_BY_TWO, V7_2),
     ("FAULT-BUDGET", _AllocFaultUncounted, {}),
     ("FAULT-BUDGET", _FaultPastBudget, {}),
     ("MODULE-FOLLOWS-SEAMCALLS", _KeyConfigNamedSysInit, {}),
