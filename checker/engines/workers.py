@@ -159,7 +159,7 @@ class Worker:
         pending: dict[int, int] = {}  # fingerprint -> candidate number
         cand_fps, cand_keys, cand_owner = array("Q"), array("Q"), bytearray()
         cand_records = array("Q")
-        cand_failed: list[tuple[int, list]] = []  # (candidate, the properties it fails)
+        cand_failed: list[tuple[int, str]] = []  # (candidate, a property it fails)
         pending_src, pending_cand = array("I"), array("I")
         steps_per_state = array("I")
         level_labels: dict = {} if self.count_labels else None
@@ -243,10 +243,9 @@ class Worker:
                     cand_keys.append(key_base | number)
                     cand_owner.append(home)
                     cand_records.extend(child)
-                    failed = [prop_id for prop_id, check in state_checks_for(state, nxt)
-                              if not check(nxt) and prop_id not in found]
-                    if failed:
-                        cand_failed.append((cand, failed))
+                    for prop_id, check in state_checks_for(state, nxt):  # no comprehension frame
+                        if not check(nxt) and prop_id not in found:
+                            cand_failed.append((cand, prop_id))
                 if record_edges:
                     pending_src.append(gid)
                     pending_cand.append(cand)
@@ -318,10 +317,9 @@ class Worker:
         self.edge_src.extend(src)
         self.edge_dst.frombytes(cand_gid[np.frombuffer(cands, np.uint32)].tobytes())
         state_notes: dict[int, int] = {}
-        for cand, failed in self.cand_failed:  # in key order
+        for cand, prop_id in self.cand_failed:  # in key order
             if won[cand]:
-                for prop_id in failed:
-                    state_notes.setdefault(self.position[prop_id], int(keys[cand]))
+                state_notes.setdefault(self.position[prop_id], int(keys[cand]))
         records = np.frombuffer(self.cand_records, np.uint64).reshape(-1, parts)
         winners = np.flatnonzero(won)
         payloads = []
