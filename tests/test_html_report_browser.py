@@ -129,3 +129,38 @@ def test_the_report_in_chromium(report, tmp_path, capsys):
     with capsys.disabled():
         print(f"\nscreenshots of the HTML report: {shot} and "
               f"{tmp_path / 'verify-report-failure.png'}")
+
+
+def test_a_fail_fast_report_lists_the_checks_not_run_in_chromium(tmp_path, monkeypatch):
+    """With --fail-fast the checks the run stopped before are rows of the changes table, named
+    `not-run`; the page shows them without errors."""
+    sync_playwright = _browser_or_skip()
+    (tmp_path / "suite.toml").write_text(SUITE)
+    monkeypatch.chdir(tmp_path)  # no checker-baseline.json here
+    code = main(["verify", "--suite", "suite.toml", "--counterexamples",
+                 str(ROOT / "counterexamples"), "--new-counterexamples", "new", "--quiet",
+                 "--fail-fast", "--jobs", "1", "--format", "html", "--output", "r.html",
+                 "--format", "json", "--output", "r.json"])
+    assert code == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    not_run = [t for t in doc["baseline"]["transitions"] if t["transition"] == "not-run"]
+    assert not_run
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: m.type in ("error", "warning") and problems.append(
+                f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto((tmp_path / "r.html").as_uri())
+            page.wait_for_load_state("load")
+            assert page.locator("#changes tr").count() == len(doc["baseline"]["transitions"]) + 1
+            shown = page.locator("#changes tr", has_text="not-run")
+            assert shown.count() == len(not_run) and shown.first.is_visible()
+            assert not_run[0]["check_id"] in shown.first.inner_text()
+        finally:
+            browser.close()
+    assert problems == []
