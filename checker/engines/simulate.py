@@ -74,6 +74,7 @@ from checker.engines.bfs import (
 from checker.engines.fingerprints import MemoBudget, StateCodec, fingerprint
 
 BATCH = 16  # walks per task handed to a worker process
+IN_FLIGHT = 8  # tasks per worker handed to the pool at a time (see `_batches`)
 STRATEGIES = ("weighted", "swarm", "uniform")  # the first is the default
 END_BUDGET = 10_000  # canonical states searched from a walk's end for an "eventually" goal
 MEMORY_BUDGET = 512 << 20  # default: the model's memo tables are emptied between walks past it
@@ -490,7 +491,10 @@ def _batches(walker: _Walker, walks: int, deadline: float | None, workers: int):
     """The batches of walks in walk order, run here or on forked processes. With restarts,
     a generation's starts are drawn once the walks before it are in the archive, so they
     do not depend on the number of workers."""
-    generation = walks if walker.archive is None else GENERATION
+    # The pool is handed a bounded list of tasks at a time: terminated (a violation found,
+    # the time bound) while its task handler still fed a long stream, a pool could hang for
+    # good, the handler blocked writing to the pipe of workers already ended.
+    generation = BATCH * IN_FLIGHT * max(workers, 1) if walker.archive is None else GENERATION
     pool = None
     if workers > 1:
         global _WORKER_WALKER
@@ -502,10 +506,9 @@ def _batches(walker: _Walker, walks: int, deadline: float | None, workers: int):
                 yield _Batch(first, [], True)  # drawing the starts would overrun it
                 return
             last = min(first + generation, walks)
-            tasks = ((a, deadline, [walker.start_of(i) for i in range(a, min(a + BATCH, last))])
-                     for a in range(first, last, BATCH))
-            if walker.archive is not None:  # every start drawn before the generation's walks
-                tasks = list(tasks)
+            # with restarts every start is drawn before the generation's walks
+            tasks = [(a, deadline, [walker.start_of(i) for i in range(a, min(a + BATCH, last))])
+                     for a in range(first, last, BATCH)]
             results = (_run_batch(walker, *task) for task in tasks) if pool is None else \
                 pool.imap(_pool_batch, tasks)
             for batch in results:
