@@ -23,6 +23,7 @@ import pytest
 from checkout import REPO, run_module
 
 from checker.cli import main
+from checker.gate import runners
 from checker.gate.runners import RUNNERS
 from checker.gate.verify import add_arguments
 
@@ -321,6 +322,30 @@ def test_a_check_that_errors_is_a_new_error_and_cannot_be_recorded(work, capsys,
     assert code == 2
     assert "cannot record a baseline while checks error: layout/v6.8/spr-8480c-256g" in err
     assert (work / "b.json").read_text() == before
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_check_that_never_ends_is_stopped_as_an_error_and_the_others_run(work, capsys,
+                                                                          monkeypatch, jobs):
+    """A model that loops for good (a mutant's cursor that never moves) would hold the gate
+    forever: past its time limit the check is stopped and reported as an error, never a
+    pass, and the checks after it still run."""
+    def looping_runner(spec):
+        while True:
+            pass
+
+    monkeypatch.setitem(RUNNERS, "layout", looping_runner)
+    monkeypatch.setattr(runners, "CHECK_TIME_LIMIT", 0.1)
+    suite = write_suite(work, checks=("layout", "log"), bounds={"time_s": 0.05,
+                                                                 "solver_timeout_s": 0.05})
+    code, report = verify_json(capsys, "--suite", suite, "--jobs", jobs)
+    assert code == 1
+    checks = checks_by_id(report)
+    for check_id in ("layout/v6.8/spr-8480c-256g", "layout/v6.8/emr-fcp-e820-first-2g"):
+        assert (checks[check_id]["status"], checks[check_id]["transition"]) == (
+            "error", "new-error")
+        assert checks[check_id]["detail"].startswith("stopped after 0.5 s")
+    assert checks["log/v6.8/spr-8480c-256g"]["status"] == "pass"
 
 
 def test_a_malformed_map_in_the_suite_is_an_input_error_before_any_check(work, capsys):

@@ -6,8 +6,12 @@ Runners are top-level functions of picklable inputs, so `--jobs` can run them an
 from __future__ import annotations
 
 import inspect
+import signal
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -252,14 +256,51 @@ RUNNERS = {"log": run_log, "layout": run_layout, "worst-case": run_worst_case,
            "plan": run_plan, "maps": run_maps, "flow": run_flow, "replay": run_replay}
 
 
+# Seconds a check may run, on top of four times its suite's time and solver bounds, before it
+# is stopped as hung (a model that loops for good would otherwise hold the gate forever).
+CHECK_TIME_LIMIT = 600.0
+
+
+class CheckOverran(BaseException):
+    """Raised in a check that ran past its time limit (a BaseException, so that no handler
+    of the code under check takes it for one of its own errors)."""
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Stop what runs inside after `seconds` of wall time (SIGALRM; only in a process's main
+    thread, where a check runs under `verify`, in its worker processes too)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def overran(_signum, _frame):
+        raise CheckOverran
+
+    previous = signal.signal(signal.SIGALRM, overran)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_check(spec: CheckSpec) -> CheckResult:
-    """Run one check; a crash or unreadable input becomes an `error` verdict, never a pass."""
+    """Run one check; a crash, an unreadable input or a run past the time limit becomes an
+    `error` verdict, never a pass."""
     started = time.perf_counter()
+    limit = CHECK_TIME_LIMIT + 4 * (spec.bounds.time_s + spec.bounds.solver_timeout_s)
     try:
         runner = RUNNERS.get(spec.kind)
         if runner is None:
             raise NotImplementedError(f"no runner for check kind {spec.kind!r}")
-        result = runner(spec)
+        with _time_limit(limit):
+            result = runner(spec)
+    except CheckOverran:
+        result = CheckResult(spec.id, "CHECKER-ERROR", spec.profile, spec.config, ERROR,
+                             f"stopped after {limit:g} s: the check ran past its time limit "
+                             "(does the model loop?)")
     except (InputError, ReplayError) as exc:
         result = CheckResult(spec.id, "INPUT", spec.profile, spec.config, ERROR, str(exc))
     except Exception as exc:  # a checker defect: report it, keep the other checks going
