@@ -99,7 +99,6 @@ class Worker:
         # of going to its owner as a candidate (most steps lead to states seen before). A
         # cache: emptied when it outgrows a quarter of the budget.
         self.foreign = FingerprintTable()
-        self.others = bytes(int(i != index) for i in range(256))  # owner -> another's?
         self.codec: StateCodec | None = None
         self.position = {p.id: i for i, p in enumerate(self.properties)}
         self.state_props = [p for p in self.properties if p.kind == "state"]
@@ -348,7 +347,8 @@ class Worker:
 
     def receive(self, payloads: list) -> int:
         """Make the next frontier from what the senders shipped (ids, records and
-        fingerprints as flat arrays, and part values), in id order."""
+        fingerprints as flat arrays, and part values; one payload per sender, so at least
+        one), in id order."""
         codec, parts = self.codec, self.codec.parts
         adopt = getattr(self.model, "adopt", None) or (lambda value: value)
         gids, flat, fps = [], [], []
@@ -358,12 +358,11 @@ class Worker:
             gids.append(np.frombuffer(gids_bytes, np.uint32))
             flat.append(np.frombuffer(flat_bytes, np.uint64))
             fps.append(np.frombuffer(fps_bytes, np.uint64))
-        gids = np.concatenate(gids) if gids else np.zeros(0, np.uint32)
-        self.table.add_many(np.concatenate(fps) if fps else np.zeros(0, np.uint64), gids)
+        gids = np.concatenate(gids)
+        self.table.add_many(np.concatenate(fps), gids)
         order = np.argsort(gids, kind="stable")
         frontier = SpillBuffer(parts, self.budget, self.spill_dir)
-        if flat:
-            frontier.extend(np.concatenate(flat).reshape(-1, parts)[order])
+        frontier.extend(np.concatenate(flat).reshape(-1, parts)[order])
         self.frontier, self.frontier_gids = frontier, array("I", gids[order].tobytes())
         return len(gids)
 
