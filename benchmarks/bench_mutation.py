@@ -54,6 +54,9 @@ Outcome of a mutant, from the regressions of its reports:
                 coverage-lost): the mutant removed behaviour, and the gate says which
   NEW-STEPS     no invariant failed, but such a check takes a step or applies an invariant
                 the baseline does not record (coverage-gained): the mutant added behaviour
+  NEW-SPACE     no invariant failed and the steps are the same, but such a check explores
+                another number of states or transitions (state-space-changed): the mutant
+                tells states apart, or merges them, otherwise (a lost or unsound reduction)
   HIDES-BUG     no invariant failed, but a bug profile's recorded failure now passes (the
                 gate's expected-failure-passes): the mutant changed what the model does so
                 that a known bug no longer shows, and the gate says which
@@ -63,7 +66,7 @@ Outcome of a mutant, from the regressions of its reports:
   INCONCLUSIVE  verify exited 3 (a bound was hit)
   SURVIVED      the gate passed; EQUIVALENT if benchmarks/mutation_equivalents.toml says why it
                 cannot change behaviour (equivalents leave the denominator)
-KILLED, LOST-STEPS, NEW-STEPS and HIDES-BUG count as killed (the gate fails, naming a behaviour the
+KILLED, LOST-STEPS, NEW-STEPS, NEW-SPACE and HIDES-BUG count as killed (the gate fails, naming a behaviour the
 mutant changed), reported apart; a crash never counts.
 
 Usage: python benchmarks/bench_mutation.py [--quick [--sample N] [--seed N]] [--list]
@@ -151,14 +154,14 @@ OPERATORS = ("compare", "remove-not", "and-or", "constant", "plus-minus", "drop-
 
 KILLED, CRASHED, MASKED, TIMEOUT, INCONCLUSIVE = \
     "KILLED", "CRASHED", "MASKED", "TIMEOUT", "INCONCLUSIVE"
-LOST_STEPS, NEW_STEPS, HIDES_BUG = "LOST-STEPS", "NEW-STEPS", "HIDES-BUG"
+LOST_STEPS, NEW_STEPS, NEW_SPACE, HIDES_BUG = "LOST-STEPS", "NEW-STEPS", "NEW-SPACE", "HIDES-BUG"
 SURVIVED, EQUIVALENT = "SURVIVED", "EQUIVALENT"
-OUTCOMES = (KILLED, LOST_STEPS, NEW_STEPS, HIDES_BUG, SURVIVED, EQUIVALENT, CRASHED, MASKED,
-            TIMEOUT, INCONCLUSIVE)
-CAUGHT = (KILLED, LOST_STEPS, NEW_STEPS, HIDES_BUG)  # the gate failed naming a change
+OUTCOMES = (KILLED, LOST_STEPS, NEW_STEPS, NEW_SPACE, HIDES_BUG, SURVIVED, EQUIVALENT, CRASHED,
+            MASKED, TIMEOUT, INCONCLUSIVE)
+CAUGHT = (KILLED, LOST_STEPS, NEW_STEPS, NEW_SPACE, HIDES_BUG)  # the gate failed naming a change
 # When a mutant runs several suites, the outcome that says most wins.
-PRECEDENCE = (KILLED, LOST_STEPS, NEW_STEPS, HIDES_BUG, CRASHED, MASKED, TIMEOUT, INCONCLUSIVE,
-              SURVIVED)
+PRECEDENCE = (KILLED, LOST_STEPS, NEW_STEPS, NEW_SPACE, HIDES_BUG, CRASHED, MASKED, TIMEOUT,
+              INCONCLUSIVE, SURVIVED)
 NOT_INVARIANTS = frozenset({"CHECKER-ERROR", "INPUT"})
 
 
@@ -906,6 +909,7 @@ def classify(code: int | None, report: dict | None, stderr: str) -> tuple[str, s
         return KILLED, f"{failed[0]['check_id']}: {failed[0]['actual']['invariant']}" + (
             f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
     for outcome, transition in ((LOST_STEPS, "coverage-lost"), (NEW_STEPS, "coverage-gained"),
+                                (NEW_SPACE, "state-space-changed"),
                                 (HIDES_BUG, "expected-failure-passes")):
         named = [t for t in regressions if t["transition"] == transition]
         if named:
@@ -1158,6 +1162,7 @@ def score(results: list[Result]) -> dict[str, int]:
     return {"killed": sum(r.outcome in CAUGHT for r in results),
             "by_invariant": sum(r.outcome == KILLED for r in results),
             "by_steps": sum(r.outcome in (LOST_STEPS, NEW_STEPS) for r in results),
+            "by_space": sum(r.outcome == NEW_SPACE for r in results),
             "by_hidden_bug": sum(r.outcome == HIDES_BUG for r in results),
             "non_equivalent": sum(r.outcome != EQUIVALENT for r in results)}
 
@@ -1167,6 +1172,7 @@ def score_line(results: list[Result]) -> str:
     return (f"mutation score: {counts['killed']} of {counts['non_equivalent']} non-equivalent "
             f"mutants killed ({counts['by_invariant']} by an invariant, "
             f"{counts['by_steps']} by steps reached differently, "
+            f"{counts['by_space']} by a state space of another size, "
             f"{counts['by_hidden_bug']} by a bug profile no longer caught)")
 
 

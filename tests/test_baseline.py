@@ -27,6 +27,7 @@ from checker.gate.baseline import (
     NEW_FAILURE,
     NOT_RUN,
     REGRESSION,
+    STATE_SPACE_CHANGED,
     TRANSITIONS,
     Baseline,
     BaselineError,
@@ -169,6 +170,7 @@ def test_every_transition_name_is_reachable_and_listed():
         check("added", "pass"),
         covered("lost", steps={"init_tdx_module": {"0": 3}}),
         covered("gained", steps={**FULL_STEPS, "err_reset_pamts": {"-": 1}}),
+        covered("resized", states=121),
     ]
     baseline = base(
         nf=("pass", "SYSINIT-ONCE"),
@@ -182,6 +184,7 @@ def test_every_transition_name_is_reachable_and_listed():
     )
     baseline.checks["lost"] = recorded(covered("lost"))
     baseline.checks["gained"] = recorded(covered("gained"))
+    baseline.checks["resized"] = recorded(covered("resized"))
     comparison = compare(results, baseline, not_run=["skipped"])
     assert sorted(t.name for t in comparison.transitions) == sorted(TRANSITIONS)
     ids = [t.check_id for t in comparison.transitions]
@@ -195,14 +198,19 @@ FULL_STEPS = {"init_tdx_module": {"0": 3, "-ENOMEM": 1},
               "build_tdx_memlist": {"-ENOMEM (injected)": 1, "0": 2}}
 
 
-def covered(check_id, steps=FULL_STEPS, invariants=("FREE-ONCE", "SYSINIT-ONCE")):
-    """A passing flow check with a coverage report (as run_flow attaches it)."""
+def covered(check_id, steps=FULL_STEPS, invariants=("FREE-ONCE", "SYSINIT-ONCE"), states=120,
+            transitions=None):
+    """A passing flow check with a coverage report and the size of its space (as run_flow
+    attaches them)."""
     actions = {a: {"transitions": sum(o.values()), "outcomes": dict(o)} for a, o in steps.items()}
     actions["never_taken"] = {"transitions": 0, "outcomes": {}}
     applies = {i: {"applies": 5 if i in invariants else 0, "in": "states"}
                for i in ("FREE-ONCE", "SYSINIT-ONCE")}
-    return check(check_id, "pass", "FLOW",
-                 extra={"coverage": {"actions": actions, "invariants": applies}})
+    if transitions is None:
+        transitions = sum(a["transitions"] for a in actions.values())
+    return check(check_id, "pass", "FLOW", states=states,
+                 extra={"coverage": {"actions": actions, "invariants": applies},
+                        "transitions": transitions})
 
 
 def recorded(result):
@@ -214,7 +222,7 @@ def test_a_passing_flow_check_records_what_it_reached():
     assert expected.reached == Reached(
         frozenset({"init_tdx_module: 0", "init_tdx_module: -ENOMEM", "err_free_tdmrs: -",
                    "build_tdx_memlist: -ENOMEM (injected)", "build_tdx_memlist: 0"}),
-        frozenset({"FREE-ONCE", "SYSINIT-ONCE"}))
+        frozenset({"FREE-ONCE", "SYSINIT-ONCE"}), 120, 8)
     assert recorded(check("b", "pass")).reached is None  # no coverage report, nothing recorded
     assert recorded(replace(covered("c"), status="inconclusive")).reached is None
 
@@ -257,6 +265,32 @@ def test_an_invariant_that_starts_applying_gains_coverage():
     assert "an invariant now has something to check" in t.explanation
 
 
+@pytest.mark.parametrize(("states", "transitions", "says"), [
+    (240, 8, "states 120 -> 240"), (60, 8, "states 120 -> 60"),
+    (120, 9, "transitions 8 -> 9"), (1200, 80, "states 120 -> 1,200, transitions 8 -> 80")])
+def test_the_same_steps_over_a_space_of_another_size_is_a_change(states, transitions, says):
+    """A model change that keeps every step but tells states apart, or merges them, otherwise
+    (a symmetry reduction lost doubles the states; an unsound one merges states that differ):
+    every invariant may still hold, but what was explored is not what was recorded."""
+    baseline = Baseline({"a": recorded(covered("a"))}, "checker-baseline.json")
+    t = only_transition(compare([covered("a", states=states, transitions=transitions)],
+                                baseline))
+    assert (t.name, t.severity) == (STATE_SPACE_CHANGED, REGRESSION)
+    assert says in t.explanation and "--update-baseline" in t.explanation
+    assert compare([covered("a")], baseline).exit_code == EXIT_OK
+
+
+def test_a_baseline_without_the_space_sizes_compares_steps_only():
+    """Baselines written before the sizes were recorded still load and gate on steps."""
+    old = replace(recorded(covered("a")), reached=Reached(
+        recorded(covered("a")).reached.steps, recorded(covered("a")).reached.invariants))
+    baseline = Baseline({"a": old}, "checker-baseline.json")
+    assert compare([covered("a", states=999, transitions=999)], baseline).exit_code == EXIT_OK
+    doc = {"schema_version": 1, "checks": {"a": old.to_json()}}
+    assert "states" not in doc["checks"]["a"]["reached"]
+    assert parse_baseline(json.dumps(doc)).checks["a"] == old
+
+
 def test_reached_survives_the_file_and_matches_the_schema(tmp_path):
     path = tmp_path / "b.json"
     written = write_baseline(path, [covered("a")])
@@ -264,10 +298,16 @@ def test_reached_survives_the_file_and_matches_the_schema(tmp_path):
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     assert load_baseline(path).checks == written.checks
     assert doc["checks"]["a"]["reached"]["invariants"] == ["FREE-ONCE", "SYSINIT-ONCE"]
+    assert (doc["checks"]["a"]["reached"]["states"],
+            doc["checks"]["a"]["reached"]["transitions"]) == (120, 8)
 
 
 @pytest.mark.parametrize("reached", [[], {"steps": []}, {"steps": [1], "invariants": []},
-                                     {"steps": [], "invariants": [""]}])
+                                     {"steps": [], "invariants": [""]},
+                                     {"steps": [], "invariants": [], "states": -1},
+                                     {"steps": [], "invariants": [], "transitions": "8"},
+                                     {"steps": [], "invariants": [], "states": True},
+                                     {"steps": [], "invariants": [], "edges": 3}])
 def test_a_malformed_reached_entry_is_refused_with_its_check(reached):
     doc = {"schema_version": 1, "checks": {"flow/x": {"status": "pass", "invariant": "FLOW",
                                                       "reached": reached}}}

@@ -178,6 +178,8 @@ def _report(*transitions: tuple[str, str | None, str | None]) -> dict:
      bench.LOST_STEPS),
     ([("new-error", "error", "CHECKER-ERROR"), ("expected-failure-passes", "pass", None)],
      bench.HIDES_BUG),
+    ([("expected-failure-passes", "pass", None), ("state-space-changed", "pass", None)],
+     bench.NEW_SPACE),
     ([("new-error", "error", "CHECKER-ERROR")], bench.CRASHED),
     ([("new-failure", "fail", "CHECKER-ERROR")], bench.CRASHED),
     ([("check-added", None, None)], bench.MASKED),

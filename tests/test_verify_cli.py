@@ -837,6 +837,43 @@ def test_a_model_that_stops_taking_an_error_path_fails_the_gate(work, capsys, mo
             "alloc_tdmr_list: -12 (injected)") in " ".join(out.split())
 
 
+@pytest.mark.parametrize("change", ["symmetry lost", "states merged"])
+def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkeypatch, change):
+    """One-rule changes of spec/statespace.py that every invariant and every step survive: the
+    caller renaming made the identity (caller symmetry lost: more states, the same verdicts,
+    as seed-23 mutants of `_caller_plan` did), and a reduction that merges states that differ
+    (every caller's progress forgotten in the canonical form: fewer states, bugs could hide
+    in those merged). The baseline records the space's size; the gate fails with
+    state-space-changed and says by how much."""
+    suite = work / "suite.toml"
+    suite.write_text('profiles = ["v6.8"]\nmaps = []\nflow_configs = ["1x1"]\n'
+                     'checks = ["flow"]\ncounterexamples = "cex"\n')
+    assert verify(capsys, "--suite", suite, "--update-baseline")[0] == 0
+    reached = json.loads((work / "checker-baseline.json").read_text())["checks"][
+        "flow/v6.8/1x1"]["reached"]
+
+    from spec.flow_state import INITIALIZED
+    from spec.statespace import StateSpace
+
+    if change == "symmetry lost":
+        monkeypatch.setattr(StateSpace, "alike_callers", lambda self: ())
+    else:
+        canonical = StateSpace.canonical
+
+        def merging(self, state):
+            ahead = canonical(self, state)
+            return ahead._replace(faults=0) if ahead.status == INITIALIZED else ahead
+
+        monkeypatch.setattr(StateSpace, "canonical", merging)
+    code, out, _ = verify(capsys, "--suite", suite)
+    text = " ".join(out.split())
+    assert code == 1
+    assert "state-space-changed flow/v6.8/1x1: passes and takes the same steps, but explores " \
+           f"states {reached['states']:,} -> " in text
+    now = int(re.search(r"states [\d,]+ -> ([\d,]+)", text).group(1).replace(",", ""))
+    assert (now > reached["states"]) == (change == "symmetry lost")
+
+
 def test_a_log_no_longer_reproduced_fails_naming_the_log_and_stores_nothing(work, capsys,
                                                                              monkeypatch):
     """A model change that alters the PAMT figure fails LOG-REPRODUCED on the log's first

@@ -23,7 +23,11 @@ SEAMCALL answer): the invariants can no longer look there, so the gate fails wit
 `coverage-lost` until the loss is fixed or, if meant, recorded with --update-baseline. A run
 that takes a step the recording never took (an error this configuration cannot cause, a
 SEAMCALL answer no module gives it) has changed what the model does although every invariant
-holds: it fails with `coverage-gained`, on the same terms.
+holds: it fails with `coverage-gained`, on the same terms. It records how many distinct
+states and transitions the run explored too: a run that reaches the same steps over a space of
+another size (states the model now tells apart or merges, a symmetry reduction lost or made
+unsound) fails with `state-space-changed`, on the same terms; an exhaustive search counts the
+same on every machine and with any number of workers.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ CHECK_ADDED = "check-added"  # in the run, not in the baseline
 CHECK_REMOVED = "check-removed"  # in the baseline, not in the run
 COVERAGE_LOST = "coverage-lost"  # still passes, but no longer reaches steps it reached
 COVERAGE_GAINED = "coverage-gained"  # still passes, but reaches steps it never reached
+STATE_SPACE_CHANGED = "state-space-changed"  # same steps, but more or fewer states/transitions
 NOT_RUN = "not-run"  # the run stopped at a new failure (--fail-fast) before this check ran
 TRANSITIONS = (
     NEW_FAILURE,
@@ -70,6 +75,7 @@ TRANSITIONS = (
     CHECK_REMOVED,
     COVERAGE_LOST,
     COVERAGE_GAINED,
+    STATE_SPACE_CHANGED,
     NOT_RUN,
 )
 
@@ -101,13 +107,19 @@ class BaselineMissing(BaselineError):
     path was the default one, and must report it when the user named the file."""
 
 
+_SPACE = ("states", "transitions")  # `Reached`'s counts of the space explored
+
+
 @dataclass(frozen=True)
 class Reached:
-    """What a passing flow check reached: steps as "action: outcome", and the invariants that
-    had something to check."""
+    """What a passing flow check reached: steps as "action: outcome", the invariants that
+    had something to check, and the size of the space it explored (None in baselines written
+    before it was recorded: not compared)."""
 
     steps: frozenset[str]
     invariants: frozenset[str]
+    states: int | None = None
+    transitions: int | None = None
 
     @classmethod
     def of_result(cls, result: CheckResult) -> Reached | None:
@@ -120,10 +132,16 @@ class Reached:
                           for outcome, count in entry["outcomes"].items() if count)
         invariants = frozenset(i for i, entry in coverage["invariants"].items()
                                if entry["applies"])
-        return cls(steps, invariants)
+        return cls(steps, invariants, result.states, result.extra.get("transitions"))
 
-    def to_json(self) -> dict[str, list[str]]:
-        return {"invariants": sorted(self.invariants), "steps": sorted(self.steps)}
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"invariants": sorted(self.invariants),
+                               "steps": sorted(self.steps)}
+        for key in _SPACE:
+            if getattr(self, key) is not None:
+                doc[key] = getattr(self, key)
+        return doc
+
 
 
 @dataclass(frozen=True)
@@ -319,6 +337,9 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
             return make(COVERAGE_LOST, REGRESSION, lost)
         if gained:
             return make(COVERAGE_GAINED, REGRESSION, gained)
+        resized = _space_change(result, expected)
+        if resized:
+            return make(STATE_SPACE_CHANGED, REGRESSION, resized)
         return None
     if result.status == FAIL:
         return make(NEW_FAILURE, REGRESSION, f"expected {was}, now {now}")
@@ -360,6 +381,22 @@ def _coverage_changes(result: CheckResult, expected: Expected) -> tuple[str | No
                             "first time", "the model now does what it did not" if new_steps
                             else "an invariant now has something to check where it had not")
     return lost, gained
+
+
+def _space_change(result: CheckResult, expected: Expected) -> str | None:
+    """How the size of a passing check's space differs from the recorded one, in one line
+    (None: the same, or not recorded)."""
+    reached = Reached.of_result(result)
+    if result.status != PASS or expected.reached is None or reached is None:
+        return None
+    changes = [f"{key} {was:,} -> {now:,}" for key in _SPACE
+               if (was := getattr(expected.reached, key)) is not None
+               and (now := getattr(reached, key)) is not None and was != now]
+    if not changes:
+        return None
+    return (f"passes and takes the same steps, but explores {', '.join(changes)} (the model "
+            "tells states apart, or merges them, differently: a rule or a symmetry reduction "
+            "changed; if this is on purpose, --update-baseline)")
 
 
 def _coverage_line(steps: list[str], steps_how: str, invariants: list[str],
@@ -527,12 +564,19 @@ def _parse_entry(path: str | os.PathLike[str], check_id: str, entry: Any) -> Exp
 def _parse_reached(path: str | os.PathLike[str], where: str, reached: Any) -> Reached | None:
     if reached is None:
         return None
-    if not isinstance(reached, dict) or set(reached) != {"steps", "invariants"}:
-        raise BaselineError(path, f"{where}: 'reached' must be an object with exactly 'steps' "
-                            "and 'invariants'")
+    if not isinstance(reached, dict) or not {"steps", "invariants"} <= set(reached) \
+            or not set(reached) <= {"steps", "invariants", *_SPACE}:
+        raise BaselineError(path, f"{where}: 'reached' must be an object with 'steps' and "
+                            "'invariants', and optionally 'states' and 'transitions'")
     for key in ("steps", "invariants"):
         items = reached[key]
         if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
             raise BaselineError(path, f"{where}: 'reached.{key}' must be a list of non-empty "
                                 "strings")
-    return Reached(frozenset(reached["steps"]), frozenset(reached["invariants"]))
+    for key in _SPACE:
+        count = reached.get(key)
+        if count is not None and (type(count) is not int or count < 0):
+            raise BaselineError(path, f"{where}: 'reached.{key}' must be a whole number, not "
+                                f"{count!r}")
+    return Reached(frozenset(reached["steps"]), frozenset(reached["invariants"]),
+                   *(reached.get(key) for key in _SPACE))
