@@ -66,8 +66,8 @@ Outcome of a mutant, from the regressions of its reports:
   INCONCLUSIVE  verify exited 3 (a bound was hit)
   SURVIVED      the gate passed; EQUIVALENT if benchmarks/mutation_equivalents.toml says why it
                 cannot change behaviour (equivalents leave the denominator)
-KILLED, LOST-STEPS, NEW-STEPS, NEW-SPACE and HIDES-BUG count as killed (the gate fails, naming a behaviour the
-mutant changed), reported apart; a crash never counts.
+KILLED, LOST-STEPS, NEW-STEPS, NEW-SPACE and HIDES-BUG count as killed (the gate fails, naming
+a behaviour the mutant changed), reported apart; a crash never counts.
 
 Usage: python benchmarks/bench_mutation.py [--quick [--sample N] [--seed N]] [--list]
            [--files F ...] [--match TEXT] [--rev REV] [--jobs N] [--timeout S] [--json FILE]
