@@ -143,7 +143,6 @@ class Reached:
         return doc
 
 
-
 @dataclass(frozen=True)
 class Expected:
     """What the baseline says about one check."""
@@ -332,12 +331,11 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
                 f"expected to be caught by {expected.invariant}, now caught by "
                 f"{result.invariant} instead",
             )
-        lost, gained = _coverage_changes(result, expected)
+        lost, gained, resized = _coverage_changes(result, expected)
         if lost:
             return make(COVERAGE_LOST, REGRESSION, lost)
         if gained:
             return make(COVERAGE_GAINED, REGRESSION, gained)
-        resized = _space_change(result, expected)
         if resized:
             return make(STATE_SPACE_CHANGED, REGRESSION, resized)
         return None
@@ -365,12 +363,14 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
     )
 
 
-def _coverage_changes(result: CheckResult, expected: Expected) -> tuple[str | None, str | None]:
-    """What a passing check no longer reaches of what the baseline recorded, and what it
-    reaches that the baseline did not, each in one line (None: nothing)."""
+def _coverage_changes(result: CheckResult,
+                      expected: Expected) -> tuple[str | None, str | None, str | None]:
+    """What a passing check no longer reaches of what the baseline recorded, what it reaches
+    that the baseline did not, and how the size of its space differs from the recorded one,
+    each in one line (None: nothing, or nothing recorded)."""
     reached = Reached.of_result(result)
     if result.status != PASS or expected.reached is None or reached is None:
-        return None, None
+        return None, None, None
     was = expected.reached
     lost = _coverage_line(sorted(was.steps - reached.steps), "no longer taken",
                           sorted(was.invariants - reached.invariants), "no longer applying",
@@ -380,23 +380,14 @@ def _coverage_changes(result: CheckResult, expected: Expected) -> tuple[str | No
                             sorted(reached.invariants - was.invariants), "applying for the "
                             "first time", "the model now does what it did not" if new_steps
                             else "an invariant now has something to check where it had not")
-    return lost, gained
-
-
-def _space_change(result: CheckResult, expected: Expected) -> str | None:
-    """How the size of a passing check's space differs from the recorded one, in one line
-    (None: the same, or not recorded)."""
-    reached = Reached.of_result(result)
-    if result.status != PASS or expected.reached is None or reached is None:
-        return None
-    changes = [f"{key} {was:,} -> {now:,}" for key in _SPACE
-               if (was := getattr(expected.reached, key)) is not None
-               and (now := getattr(reached, key)) is not None and was != now]
-    if not changes:
-        return None
-    return (f"passes and takes the same steps, but explores {', '.join(changes)} (the model "
-            "tells states apart, or merges them, differently: a rule or a symmetry reduction "
-            "changed; if this is on purpose, --update-baseline)")
+    sizes = [f"{key} {before:,} -> {now:,}" for key in _SPACE
+             if (before := getattr(was, key)) is not None
+             and (now := getattr(reached, key)) is not None and before != now]
+    resized = None if not sizes else (
+        f"passes and takes the same steps, but explores {', '.join(sizes)} (the model tells "
+        "states apart, or merges them, differently: a rule or a symmetry reduction changed; "
+        "if this is on purpose, --update-baseline)")
+    return lost, gained, resized
 
 
 def _coverage_line(steps: list[str], steps_how: str, invariants: list[str],
