@@ -98,7 +98,9 @@ def _nearest_alloc(memlist, chunks, size, target, by_end) -> int | None:
     return best
 
 
-def _allocate(placement, memlist, chunks, index, size, nid) -> int | None:
+def allocate(placement, memlist, chunks, index, size, nid) -> int | None:
+    """The base an idle machine's allocator gives chunk `index` under `placement`, with
+    `chunks` (start, end) handed out before (None: -ENOMEM)."""
     if size <= 0:
         return None
     if isinstance(placement, ExplicitPlacement):
@@ -159,8 +161,8 @@ def reference_construct(memlist: tuple[MemRange, ...], sysinfo: TdxSysinfo, plac
         if not nodes:
             lines.append(f"TDMR [0x{start:x}, 0x{end:x}): unable to find local NUMA node for "
                          "PAMT allocation, fallback to use node 0.")
-        base = _allocate(placement, memlist, chunks, index, sum(sizes),
-                         nodes[0] if nodes else 0)
+        base = allocate(placement, memlist, chunks, index, sum(sizes),
+                        nodes[0] if nodes else 0)
         if base is None:
             bare = tuple(Tdmr(s, e - s) for s, e in spans)
             return ConstructResult(bare, KernelError(-ENOMEM), tuple(lines), failed_pamt=index)

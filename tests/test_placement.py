@@ -13,9 +13,10 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from invariants.tdmr_reference import allocate as reference_allocate
 from spec.errno import ENOMEM
 from spec.memory import SZ_1G, SZ_1M, SZ_4G, SZ_4K, MemRange
-from spec.placement import ExplicitPlacement, FirstFit, LastFit
+from spec.placement import PLACEMENTS, ExplicitPlacement, FirstFit, LastFit, NearestPlacement
 from spec.sysinfo import TdxSysinfo
 from spec.tdmr import construct_tdmrs
 from tests.strategies import memory_maps
@@ -185,3 +186,63 @@ def test_construct_chunks_never_overlap(memlist, last_fit):
     for start, end in chunks:
         assert start % SZ_4K == 0
         assert any(e.start <= start and end <= e.end for e in memlist)
+
+
+# --- against the gate's plain reading, on boundary-biased draws ------------------------------
+
+_HALF_G = SZ_1G // 2
+
+
+@st.composite
+def _aligned_maps(draw):
+    """Memory maps whose every boundary is a multiple of 512 MiB, some at 0 and at 4 GiB: where
+    chunks of power-of-two sizes pack pieces exactly, start right at a piece's start, end right
+    at its end or at 4 GiB, and sit next to each other."""
+    count = draw(st.integers(1, 4))
+    addr = draw(st.sampled_from([0, _HALF_G, SZ_4G - 2 * SZ_1G, SZ_4G]))
+    regions = []
+    for _ in range(count):
+        addr += draw(st.integers(0, 2)) * _HALF_G
+        size = draw(st.integers(1, 8)) * _HALF_G
+        regions.append(MemRange(addr, addr + size, draw(st.integers(0, 1))))
+        addr += size
+    return regions
+
+
+_sizes = st.one_of(st.sampled_from([SZ_4K, 2 * M, _HALF_G, SZ_1G, 2 * SZ_1G, 3 * _HALF_G]),
+                   st.integers(1, 1024).map(lambda pages: pages * SZ_4K))
+
+
+@st.composite
+def _placements(draw, memlist):
+    """First-fit, last-fit, or chunks nearest targets (by base or by end) drawn at or next to
+    the map's boundaries."""
+    kind = draw(st.sampled_from(["first-fit", "last-fit", "nearest", "nearest by end"]))
+    if kind in PLACEMENTS:
+        return PLACEMENTS[kind]
+    edges = sorted({e for r in memlist for e in (r.start, r.end)} | {SZ_4G})
+    near = st.builds(lambda edge, delta: max(0, edge + delta), st.sampled_from(edges),
+                     st.sampled_from([0, -SZ_4K, SZ_4K, -_HALF_G, _HALF_G, -M, M]))
+    return NearestPlacement(tuple(draw(st.lists(near, max_size=6))), kind == "nearest by end")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_every_policy_places_as_the_gates_plain_reading(data):
+    """The allocators of spec.placement (a segment tree, per-piece lists, early exits) against
+    `invariants.tdmr_reference`, which SAME-AS-V6.8 judges every construction with: the same
+    base for every chunk of a run of requests, on maps and sizes where the boundary cases
+    happen (a last-fit chunk that fits exactly at its piece's start below chunks of other
+    sizes, chunks back to back, a target on a piece's edge)."""
+    memlist = tuple(data.draw(_aligned_maps()))
+    placement = data.draw(_placements(memlist))
+    requests = data.draw(st.lists(st.tuples(_sizes, st.integers(0, 2)), min_size=1,
+                                  max_size=6))
+    allocator = placement.allocator(memlist)
+    chunks: list[tuple[int, int]] = []
+    for index, (size, nid) in enumerate(requests):
+        base = allocator.alloc(index, size, nid)
+        assert base == reference_allocate(placement, memlist, chunks, index, size, nid), (
+            index, size, nid, chunks)
+        if base is not None:
+            chunks.append((base, base + size))
