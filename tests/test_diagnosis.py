@@ -106,6 +106,30 @@ def entry(report: dict, line: int) -> dict:
     return next(e for e in report["diagnosis"] if e["line"] == line)
 
 
+def _leaves() -> dict[str, str]:
+    """Every leaf spec.seamcall names (its TDH_* and P_SEAMLDR_* constants), read from the
+    module rather than from the number table under test."""
+    from spec import seamcall
+    return {attr: value for attr, value in vars(seamcall).items()
+            if attr.startswith(("TDH_", "P_SEAMLDR_")) and isinstance(value, str)}
+
+
+def test_every_leaf_the_model_names_is_named_back_from_the_kernel_s_message(tmp_path, capsys):
+    """The line the kernel prints for a failed SEAMCALL carries only the leaf's number: the
+    model writes it (`seamcall_failed_message`) and the diagnosis reads it back, so each leaf
+    needs a number of its own, or a failure of one is reported as another's."""
+    from spec.seamcall import LEAF_NUMBERS, seamcall_failed_message
+
+    leaves = _leaves()
+    assert len(leaves) >= 11 and set(leaves.values()) <= set(LEAF_NUMBERS)
+    assert len(set(LEAF_NUMBERS.values())) == len(LEAF_NUMBERS)
+    for number, leaf in enumerate(sorted(leaves.values())):
+        line = f"[   19.{number:06d}] virt/tdx: {seamcall_failed_message(leaf, 0xC000010000000000)}"
+        _, report = run_json(capsys, write(tmp_path, [line], f"{number}.log"))
+        failed = entry(report, 1)
+        assert failed["leaf"]["name"] == leaf and failed["leaf"]["number"] == LEAF_NUMBERS[leaf]
+
+
 def test_a_seamcall_failure_is_decoded(capsys):
     _, report = run_json(capsys, LOGS / "seamcall-0x21-fail.log")
     failed = entry(report, 3)

@@ -236,3 +236,23 @@ def test_machine_checks_blame_pamt_pages_only_once_the_module_is_initialized():
                 assert state.status == F.INITIALIZED
     assert reported[F.UNINITIALIZED] == {False}  # RDMD answers during TDMR init
     assert True in reported[F.INITIALIZED]
+
+
+def test_traces_show_every_fact_the_state_keeps_under_a_name_of_its_own():
+    """A trace shows each PAMT chunk's bits, what init_tdx_module holds and each caller's place
+    by name: every bit alone reads as one name of its own, and the callers' places are
+    distinct values, each named. Two facts under one bit or one name would make a trace say
+    one thing where the model did another (a chunk freed once shown as freed twice)."""
+    from spec import flow_state as S
+
+    for describe, prefix, unnamed in ((S.pamt_describe, "PAMT_", set()),
+                                      (S.resources_describe, "RES_",
+                                       {S.RES_MEMS_LOCK})):  # shown by the steps that take it
+        bits = sorted(v for k, v in vars(S).items()
+                      if k.startswith(prefix) and isinstance(v, int) and v not in unnamed)
+        assert all(bit & (bit - 1) == 0 for bit in bits), bits  # one bit each
+        names = [describe(bit) for bit in bits]
+        assert all("+" not in name and name != "none" for name in names), names
+        assert len(set(names)) == len(names) == len(set(bits)) == len(bits), names
+    places = (S.IDLE, S.CHECKED, S.ENABLING, S.IN_IPI, S.IN_TDX, S.LOADED, S.FAILED)
+    assert sorted(places) == list(range(len(S.CALLER_PC_NAMES))) == list(range(len(places)))
