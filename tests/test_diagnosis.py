@@ -15,6 +15,8 @@ import pytest
 from checker.cli import main
 from checker.views import glossary
 from checker.views.diagnosis import ACTIONS, CAUSES, MESSAGES, decode_status
+from spec import seamcall
+from spec.seamcall import LEAF_NUMBERS, seamcall_failed_message
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "checker" / "data" / "boot-logs"
@@ -109,7 +111,6 @@ def entry(report: dict, line: int) -> dict:
 def _leaves() -> dict[str, str]:
     """Every leaf spec.seamcall names (its TDH_* and P_SEAMLDR_* constants), read from the
     module rather than from the number table under test."""
-    from spec import seamcall
     return {attr: value for attr, value in vars(seamcall).items()
             if attr.startswith(("TDH_", "P_SEAMLDR_")) and isinstance(value, str)}
 
@@ -118,8 +119,6 @@ def test_every_leaf_the_model_names_is_named_back_from_the_kernel_s_message(tmp_
     """The line the kernel prints for a failed SEAMCALL carries only the leaf's number: the
     model writes it (`seamcall_failed_message`) and the diagnosis reads it back, so each leaf
     needs a number of its own, or a failure of one is reported as another's."""
-    from spec.seamcall import LEAF_NUMBERS, seamcall_failed_message
-
     leaves = _leaves()
     assert len(leaves) >= 11 and set(leaves.values()) <= set(LEAF_NUMBERS)
     assert len(set(LEAF_NUMBERS.values())) == len(LEAF_NUMBERS)

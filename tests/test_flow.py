@@ -7,6 +7,7 @@ from checker.inputs.platforms import CONFIGS, configure, flow_model, get_config
 from checker.views.trace import trace_to_text
 from invariants.flow import flow_invariants
 from spec import flow as F
+from spec import flow_state as S
 from spec import module as M
 from spec.errno import EINVAL, ENODEV
 from spec.profiles import PROFILES, V6_8
@@ -243,8 +244,6 @@ def test_traces_show_every_fact_the_state_keeps_under_a_name_of_its_own():
     by name: every bit alone reads as one name of its own, and the callers' places are
     distinct values, each named. Two facts under one bit or one name would make a trace say
     one thing where the model did another (a chunk freed once shown as freed twice)."""
-    from spec import flow_state as S
-
     for describe, prefix, unnamed in ((S.pamt_describe, "PAMT_", set()),
                                       (S.resources_describe, "RES_",
                                        {S.RES_MEMS_LOCK})):  # shown by the steps that take it
