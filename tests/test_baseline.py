@@ -219,10 +219,10 @@ def recorded(result):
 
 def test_a_passing_flow_check_records_what_it_reached():
     expected = recorded(covered("a"))
-    assert expected.reached == Reached(
-        frozenset({"init_tdx_module: 0", "init_tdx_module: -ENOMEM", "err_free_tdmrs: -",
-                   "build_tdx_memlist: -ENOMEM (injected)", "build_tdx_memlist: 0"}),
-        frozenset({"FREE-ONCE", "SYSINIT-ONCE"}), 120, 8)
+    counts = {"init_tdx_module: 0": 3, "init_tdx_module: -ENOMEM": 1, "err_free_tdmrs: -": 1,
+              "build_tdx_memlist: -ENOMEM (injected)": 1, "build_tdx_memlist: 0": 2}
+    assert expected.reached == Reached(frozenset(counts), frozenset({"FREE-ONCE", "SYSINIT-ONCE"}),
+                                       120, 8, counts)
     assert recorded(check("b", "pass")).reached is None  # no coverage report, nothing recorded
     assert recorded(replace(covered("c"), status="inconclusive")).reached is None
 
@@ -267,7 +267,7 @@ def test_an_invariant_that_starts_applying_gains_coverage():
 
 @pytest.mark.parametrize(("states", "transitions", "says"), [
     (240, 8, "states 120 -> 240"), (60, 8, "states 120 -> 60"),
-    (120, 9, "transitions 8 -> 9"), (1200, 80, "states 120 -> 1,200, transitions 8 -> 80")])
+    (120, 9, "transitions 8 -> 9"), (1200, 80, "states 120 -> 1,200; transitions 8 -> 80")])
 def test_the_same_steps_over_a_space_of_another_size_is_a_change(states, transitions, says):
     """A model change that keeps every step but tells states apart, or merges them, otherwise
     (a symmetry reduction lost doubles the states; an unsound one merges states that differ):
@@ -280,14 +280,31 @@ def test_the_same_steps_over_a_space_of_another_size_is_a_change(states, transit
     assert compare([covered("a")], baseline).exit_code == EXIT_OK
 
 
+def test_a_step_that_now_leads_elsewhere_is_a_change():
+    """A model change that leaves every state and the number of transitions as they were but
+    sends a step elsewhere (a re-onlined block now vetoed: the step that onlined it becomes a
+    veto, so one outcome is taken less and another more): every invariant may hold, the same
+    steps are taken, but how often each is taken says the graph changed."""
+    steps = {a: dict(o) for a, o in FULL_STEPS.items()}
+    steps["init_tdx_module"] = {"0": 2, "-ENOMEM": 2}
+    baseline = Baseline({"a": recorded(covered("a"))}, "checker-baseline.json")
+    t = only_transition(compare([covered("a", steps=steps)], baseline))
+    assert (t.name, t.severity) == (STATE_SPACE_CHANGED, REGRESSION)
+    assert ("2 step(s) taken a different number of times: init_tdx_module: -ENOMEM 1 -> 2, "
+            "init_tdx_module: 0 3 -> 2") in t.explanation
+
+
 def test_a_baseline_without_the_space_sizes_compares_steps_only():
     """Baselines written before the sizes were recorded still load and gate on steps."""
     old = replace(recorded(covered("a")), reached=Reached(
         recorded(covered("a")).reached.steps, recorded(covered("a")).reached.invariants))
     baseline = Baseline({"a": old}, "checker-baseline.json")
-    assert compare([covered("a", states=999, transitions=999)], baseline).exit_code == EXIT_OK
+    more = {a: {o: n * 2 for o, n in out.items()} for a, out in FULL_STEPS.items()}
+    assert compare([covered("a", steps=more, states=999, transitions=999)],
+                   baseline).exit_code == EXIT_OK
     doc = {"schema_version": 1, "checks": {"a": old.to_json()}}
     assert "states" not in doc["checks"]["a"]["reached"]
+    assert isinstance(doc["checks"]["a"]["reached"]["steps"], list)
     assert parse_baseline(json.dumps(doc)).checks["a"] == old
 
 
@@ -300,6 +317,8 @@ def test_reached_survives_the_file_and_matches_the_schema(tmp_path):
     assert doc["checks"]["a"]["reached"]["invariants"] == ["FREE-ONCE", "SYSINIT-ONCE"]
     assert (doc["checks"]["a"]["reached"]["states"],
             doc["checks"]["a"]["reached"]["transitions"]) == (120, 8)
+    assert doc["checks"]["a"]["reached"]["steps"]["init_tdx_module: 0"] == 3
+    assert load_baseline(path).checks["a"].reached.counts == written.checks["a"].reached.counts
 
 
 @pytest.mark.parametrize("reached", [[], {"steps": []}, {"steps": [1], "invariants": []},
@@ -307,7 +326,10 @@ def test_reached_survives_the_file_and_matches_the_schema(tmp_path):
                                      {"steps": [], "invariants": [], "states": -1},
                                      {"steps": [], "invariants": [], "transitions": "8"},
                                      {"steps": [], "invariants": [], "states": True},
-                                     {"steps": [], "invariants": [], "edges": 3}])
+                                     {"steps": [], "invariants": [], "edges": 3},
+                                     {"steps": {"a: 0": 0}, "invariants": []},
+                                     {"steps": {"a: 0": "3"}, "invariants": []},
+                                     {"steps": [], "invariants": {"X": 1}}])
 def test_a_malformed_reached_entry_is_refused_with_its_check(reached):
     doc = {"schema_version": 1, "checks": {"flow/x": {"status": "pass", "invariant": "FLOW",
                                                       "reached": reached}}}

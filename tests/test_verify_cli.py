@@ -837,14 +837,16 @@ def test_a_model_that_stops_taking_an_error_path_fails_the_gate(work, capsys, mo
             "alloc_tdmr_list: -12 (injected)") in " ".join(out.split())
 
 
-@pytest.mark.parametrize("change", ["symmetry lost", "states merged"])
+@pytest.mark.parametrize("change", ["symmetry lost", "states merged", "step retargeted"])
 def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkeypatch, change):
-    """One-rule changes of spec/statespace.py that every invariant and every step survive: the
-    caller renaming made the identity (caller symmetry lost: more states, the same verdicts,
-    as seed-23 mutants of `_caller_plan` did), and a reduction that merges states that differ
-    (every caller's progress forgotten in the canonical form: fewer states, bugs could hide
-    in those merged). The baseline records the space's size; the gate fails with
-    state-space-changed and says by how much."""
+    """One-rule changes that every invariant and every step survive: the caller renaming made
+    the identity (caller symmetry lost: more states, the same verdicts, as seed-23 mutants of
+    `_caller_plan` did); a reduction that merges states that differ (every caller's progress
+    forgotten in the canonical form: fewer states, bugs could hide in those merged); and
+    `is_tdx_memory` refusing a block that ends exactly where its entry ends (the seed-26
+    mutant: re-onlining a block of the snapshot is vetoed, which only sends a step elsewhere,
+    so states and transitions stay as they were). The baseline records the space's size and
+    how often each step was taken; the gate fails with state-space-changed and says how."""
     suite = work / "suite.toml"
     suite.write_text('profiles = ["v6.8"]\nmaps = []\nflow_configs = ["1x1"]\n'
                      'checks = ["flow"]\ncounterexamples = "cex"\n')
@@ -852,12 +854,13 @@ def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkey
     reached = json.loads((work / "checker-baseline.json").read_text())["checks"][
         "flow/v6.8/1x1"]["reached"]
 
+    from spec import memory
     from spec.flow_state import INITIALIZED
     from spec.statespace import StateSpace
 
     if change == "symmetry lost":
         monkeypatch.setattr(StateSpace, "alike_callers", lambda self: ())
-    else:
+    elif change == "states merged":
         canonical = StateSpace.canonical
 
         def merging(self, state):
@@ -865,11 +868,19 @@ def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkey
             return ahead._replace(faults=0) if ahead.status == INITIALIZED else ahead
 
         monkeypatch.setattr(StateSpace, "canonical", merging)
+    else:
+        monkeypatch.setattr(memory, "is_tdx_memory", lambda memlist, start, end: any(
+            e.start <= start and end < e.end for e in memlist))
     code, out, _ = verify(capsys, "--suite", suite)
     text = " ".join(out.split())
     assert code == 1
     assert "state-space-changed flow/v6.8/1x1: passes and takes the same steps, but explores " \
-           f"states {reached['states']:,} -> " in text
+        in text
+    if change == "step retargeted":
+        assert "states" not in text.split("state-space-changed")[1].split("(")[0]
+        assert "step(s) taken a different number of times: memory_online: " in text
+        return
+    assert f"explores states {reached['states']:,} -> " in text
     now = int(re.search(r"states [\d,]+ -> ([\d,]+)", text).group(1).replace(",", ""))
     assert (now > reached["states"]) == (change == "symmetry lost")
 

@@ -24,10 +24,11 @@ SEAMCALL answer): the invariants can no longer look there, so the gate fails wit
 that takes a step the recording never took (an error this configuration cannot cause, a
 SEAMCALL answer no module gives it) has changed what the model does although every invariant
 holds: it fails with `coverage-gained`, on the same terms. It records how many distinct
-states and transitions the run explored too: a run that reaches the same steps over a space of
-another size (states the model now tells apart or merges, a symmetry reduction lost or made
-unsound) fails with `state-space-changed`, on the same terms; an exhaustive search counts the
-same on every machine and with any number of workers.
+states and transitions the run explored too, and how many transitions took each step: a run
+that reaches the same steps over a space of another size or shape (states the model now tells
+apart or merges, a step that now leads elsewhere, a symmetry reduction lost or made unsound)
+fails with `state-space-changed`, on the same terms; an exhaustive search counts the same on
+every machine and with any number of workers.
 """
 
 from __future__ import annotations
@@ -113,13 +114,15 @@ _SPACE = ("states", "transitions")  # `Reached`'s counts of the space explored
 @dataclass(frozen=True)
 class Reached:
     """What a passing flow check reached: steps as "action: outcome", the invariants that
-    had something to check, and the size of the space it explored (None in baselines written
-    before it was recorded: not compared)."""
+    had something to check, and the size of the space it explored: how many transitions took
+    each step (`counts`), distinct states and transitions (None in baselines written before
+    they were recorded: not compared)."""
 
     steps: frozenset[str]
     invariants: frozenset[str]
     states: int | None = None
     transitions: int | None = None
+    counts: Mapping[str, int] | None = field(default=None, hash=False)
 
     @classmethod
     def of_result(cls, result: CheckResult) -> Reached | None:
@@ -127,16 +130,19 @@ class Reached:
         coverage = result.extra.get("coverage")
         if coverage is None:
             return None
-        steps = frozenset(f"{action}: {outcome}"
-                          for action, entry in coverage["actions"].items()
-                          for outcome, count in entry["outcomes"].items() if count)
+        counts = {f"{action}: {outcome}": count
+                  for action, entry in coverage["actions"].items()
+                  for outcome, count in entry["outcomes"].items() if count}
         invariants = frozenset(i for i, entry in coverage["invariants"].items()
                                if entry["applies"])
-        return cls(steps, invariants, result.states, result.extra.get("transitions"))
+        return cls(frozenset(counts), invariants, result.states, result.extra.get("transitions"),
+                   dict(sorted(counts.items())))
 
     def to_json(self) -> dict[str, Any]:
+        """`steps` is a list of steps, or with their counts an object of step -> count."""
         doc: dict[str, Any] = {"invariants": sorted(self.invariants),
-                               "steps": sorted(self.steps)}
+                               "steps": sorted(self.steps) if self.counts is None
+                               else dict(sorted(self.counts.items()))}
         for key in _SPACE:
             if getattr(self, key) is not None:
                 doc[key] = getattr(self, key)
@@ -383,10 +389,17 @@ def _coverage_changes(result: CheckResult,
     sizes = [f"{key} {before:,} -> {now:,}" for key in _SPACE
              if (before := getattr(was, key)) is not None
              and (now := getattr(reached, key)) is not None and before != now]
+    if was.counts is not None and reached.counts is not None:
+        moved = [f"{step} {was.counts[step]:,} -> {reached.counts[step]:,}"
+                 for step in sorted(was.steps & reached.steps)
+                 if was.counts[step] != reached.counts[step]]
+        if moved:
+            sizes.append(f"{len(moved)} step(s) taken a different number of times: "
+                         f"{_listed(moved)}")
     resized = None if not sizes else (
-        f"passes and takes the same steps, but explores {', '.join(sizes)} (the model tells "
-        "states apart, or merges them, differently: a rule or a symmetry reduction changed; "
-        "if this is on purpose, --update-baseline)")
+        f"passes and takes the same steps, but explores {'; '.join(sizes)} (the model tells "
+        "states apart, merges them, or links them, differently: a rule or a symmetry "
+        "reduction changed; if this is on purpose, --update-baseline)")
     return lost, gained, resized
 
 
@@ -559,15 +572,24 @@ def _parse_reached(path: str | os.PathLike[str], where: str, reached: Any) -> Re
             or not set(reached) <= {"steps", "invariants", *_SPACE}:
         raise BaselineError(path, f"{where}: 'reached' must be an object with 'steps' and "
                             "'invariants', and optionally 'states' and 'transitions'")
+    counts = reached["steps"] if isinstance(reached["steps"], dict) else None
     for key in ("steps", "invariants"):
         items = reached[key]
-        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        if not isinstance(items, list | dict) or not all(isinstance(i, str) and i
+                                                         for i in items):
             raise BaselineError(path, f"{where}: 'reached.{key}' must be a list of non-empty "
-                                "strings")
+                                "strings" + (", or for steps an object of step -> count"
+                                             if key == "steps" else ""))
+    if counts is not None and not all(type(n) is int and n > 0 for n in counts.values()):
+        raise BaselineError(path, f"{where}: 'reached.steps' counts must be whole numbers "
+                            "above 0")
+    if isinstance(reached["invariants"], dict):
+        raise BaselineError(path, f"{where}: 'reached.invariants' must be a list of non-empty "
+                            "strings")
     for key in _SPACE:
         count = reached.get(key)
         if count is not None and (type(count) is not int or count < 0):
             raise BaselineError(path, f"{where}: 'reached.{key}' must be a whole number, not "
                                 f"{count!r}")
     return Reached(frozenset(reached["steps"]), frozenset(reached["invariants"]),
-                   *(reached.get(key) for key in _SPACE))
+                   *(reached.get(key) for key in _SPACE), counts)
