@@ -572,24 +572,26 @@ def _parse_reached(path: str | os.PathLike[str], where: str, reached: Any) -> Re
             or not set(reached) <= {"steps", "invariants", *_SPACE}:
         raise BaselineError(path, f"{where}: 'reached' must be an object with 'steps' and "
                             "'invariants', and optionally 'states' and 'transitions'")
-    counts = reached["steps"] if isinstance(reached["steps"], dict) else None
-    for key in ("steps", "invariants"):
-        items = reached[key]
-        if not isinstance(items, list | dict) or not all(isinstance(i, str) and i
-                                                         for i in items):
-            raise BaselineError(path, f"{where}: 'reached.{key}' must be a list of non-empty "
-                                "strings" + (", or for steps an object of step -> count"
-                                             if key == "steps" else ""))
+    steps, invariants = reached["steps"], reached["invariants"]
+    if not _names(invariants, list):
+        raise BaselineError(path, f"{where}: 'reached.invariants' must be a list of non-empty "
+                            "strings")
+    if not _names(steps, list | dict):
+        raise BaselineError(path, f"{where}: 'reached.steps' must be a list of non-empty "
+                            "strings, or an object of step -> count")
+    counts = dict(steps) if isinstance(steps, dict) else None
     if counts is not None and not all(type(n) is int and n > 0 for n in counts.values()):
         raise BaselineError(path, f"{where}: 'reached.steps' counts must be whole numbers "
                             "above 0")
-    if isinstance(reached["invariants"], dict):
-        raise BaselineError(path, f"{where}: 'reached.invariants' must be a list of non-empty "
-                            "strings")
     for key in _SPACE:
         count = reached.get(key)
         if count is not None and (type(count) is not int or count < 0):
             raise BaselineError(path, f"{where}: 'reached.{key}' must be a whole number, not "
                                 f"{count!r}")
-    return Reached(frozenset(reached["steps"]), frozenset(reached["invariants"]),
+    return Reached(frozenset(steps), frozenset(invariants),
                    *(reached.get(key) for key in _SPACE), counts)
+
+
+def _names(items: Any, kinds) -> bool:
+    """`items` is one of `kinds` and holds only non-empty strings (a dict: as its keys)."""
+    return isinstance(items, kinds) and all(isinstance(i, str) and i for i in items)
