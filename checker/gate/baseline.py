@@ -63,7 +63,8 @@ CHECK_ADDED = "check-added"  # in the run, not in the baseline
 CHECK_REMOVED = "check-removed"  # in the baseline, not in the run
 COVERAGE_LOST = "coverage-lost"  # still passes, but no longer reaches steps it reached
 COVERAGE_GAINED = "coverage-gained"  # still passes, but reaches steps it never reached
-STATE_SPACE_CHANGED = "state-space-changed"  # same steps, but more or fewer states/transitions
+STATE_SPACE_CHANGED = "state-space-changed"  # same steps, another count of states,
+# transitions or transitions per step
 NOT_RUN = "not-run"  # the run stopped at a new failure (--fail-fast) before this check ran
 TRANSITIONS = (
     NEW_FAILURE,
@@ -136,7 +137,7 @@ class Reached:
         invariants = frozenset(i for i, entry in coverage["invariants"].items()
                                if entry["applies"])
         return cls(frozenset(counts), invariants, result.states, result.extra.get("transitions"),
-                   dict(sorted(counts.items())))
+                   counts)
 
     def to_json(self) -> dict[str, Any]:
         """`steps` is a list of steps, or with their counts an object of step -> count."""
