@@ -400,8 +400,11 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return s.status == S.INITIALIZED
 
     def online_veto_only_when_ready(s: S.State, step: S.Step, t: S.State) -> bool:
-        vetoed = _memory_online(step) and s.hot == t.hot
-        return not vetoed or s.status == S.INITIALIZED or s.update != S.UPDATE_NONE
+        if not (_memory_online(step) and s.hot == t.hot):
+            return True
+        # memblock held the block when the snapshot was taken: it is TDX memory
+        in_snapshot = s.snapshot >= 0 and s.snapshot >> F.memory_block(step) & 1
+        return not in_snapshot and (s.status == S.INITIALIZED or s.update != S.UPDATE_NONE)
 
     def memory_onlined(_s: S.State, step: S.Step, _t: S.State) -> bool:
         return _memory_online(step)
@@ -676,9 +679,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           memory_static_when_ready, initialized, reads=("status", "snapshot", "memblock", "hot")),
         T("ONLINE-VETO-ONLY-WHEN-READY",
           "Memory onlining is vetoed only while an initialised module holds the snapshot (or "
-          "a runtime update has shut it down: the snapshot stays, TDX memory cannot grow).",
-          f"{TDX_C}: tdx_memory_notifier (empty tdx_memlist allows everything)", "transition",
-          F.memory_notifier, online_veto_only_when_ready, memory_onlined, _memory_online),
+          "a runtime update has shut it down: the snapshot stays, TDX memory cannot grow), "
+          "and never for a block memblock held when the snapshot was taken (TDX memory "
+          "offlined and onlined again).",
+          f"{TDX_C}: tdx_memory_notifier (empty tdx_memlist allows everything), "
+          "is_tdx_memory", "transition", F.memory_notifier, online_veto_only_when_ready,
+          memory_onlined, _memory_online),
         T("CPUS-FROZEN-DURING-ENABLE",
           "No CPU comes or goes while init_tdx_module runs.",
           f"{TDX_C}: tdx_enable caller contract (cpus_read_lock)", "transition",

@@ -145,6 +145,7 @@ _SUSPEND = Step("suspend", "environment", result="entered S3")
 _SUSPEND_REFUSED = Step("suspend", "environment", result="refused: ACPI S3 disabled")
 _HIBERNATE = Step("hibernate", "environment", result="hibernated")
 _HIBERNATE_REFUSED = Step("hibernate", "environment", result="refused: nohibernate")
+_BLOCK = "block "  # a memory hotplug step's detail: this, then the hot block's number
 
 
 def _bit(actor: int) -> int:
@@ -1248,7 +1249,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
 
     def _memory_hotplug(self, state: State, out: list) -> None:
         for b, online in enumerate(state.hot):
-            detail = f"block {b}"
+            detail = f"{_BLOCK}{b}"
             if online:
                 hot = state.hot[:b] + (False,) + state.hot[b + 1:]
                 out.append((self._label("memory_offline", "environment", detail=detail,
@@ -1337,6 +1338,11 @@ def _note_first_error(out: list, start: int) -> None:
 
 def machine_check_reported(step: Step) -> bool:
     return "reported: TDX private memory error" in step.detail
+
+
+def memory_block(step: Step) -> int:
+    """Which hot block a `memory_online` or `memory_offline` step concerns."""
+    return int(step.detail.removeprefix(_BLOCK))
 
 
 def machine_check_page(step: Step) -> str:

@@ -6,10 +6,11 @@ import json
 import pytest
 
 from checker.engines.explorer import FAIL, Bounds, explore
-from checker.inputs.platforms import configure
+from checker.inputs.platforms import configure, flow_model
 from checker.views.trace import replay, trace_to_json
 from invariants.flow import flow_invariants
 from spec import flow_state as S
+from spec import memory
 from spec import module as M
 from spec.flow import UPDATER, TdxFlow, step_errno
 from spec.profiles import V6_8, V6_18, V7_1, V7_2
@@ -156,6 +157,18 @@ class _RdmdAnswersNothing(TdxFlow):
         return False
 
 
+class _SnapshotEndRefused(TdxFlow):
+    """A mutant notifier: the range test wants the block to end before its snapshot entry
+    ends, so the hot block, which ends where its entry ends, cannot come back online."""
+
+    def _notifier_allows(self, snapshot, block):
+        if snapshot < 0:
+            return True
+        hot = self.platform.hot_blocks[block]
+        return any(e.start <= hot.start and hot.end < e.end
+                   for e in self.snapshot_memlist(snapshot))
+
+
 class _NoOnlineCallback(TdxFlow):
     """A mutant of v7.1: the CPU-online callback is not registered (a CPU coming online gets
     neither VMX nor tdx_cpu_enable)."""
@@ -209,6 +222,7 @@ CASES = [
     ("RESOURCES-AT-REST", _ConfigBufferKept, {}),
     ("MEMORY-STATIC-WHEN-READY", "notifier_checks_whole_range", {}),
     ("ONLINE-VETO-ONLY-WHEN-READY", "notifier_allows_when_empty", {}),
+    ("ONLINE-VETO-ONLY-WHEN-READY", _SnapshotEndRefused, {}),
     ("CPUS-FROZEN-DURING-ENABLE", "caller_holds_cpus_lock", {}),
     ("PACKAGES-ONLINE-FOR-KEYS", "package_check_under_hotplug_lock", {}),
     ("NO-S3-OR-HIBERNATE-WITH-TDX", "tdx_init_disables_s3", {}),
@@ -292,3 +306,20 @@ def test_deadlock_trace_ends_where_a_caller_is_stuck():
     trace = explore(model, _only(model, "DEADLOCK-FREE")).trace
     final = trace.steps[-1][1]
     assert final.mutex >= 0 and any(c.pc != 0 for c in final.callers)
+
+
+@pytest.mark.parametrize("slip", ["start", "end"])
+def test_either_end_of_the_notifiers_range_test_is_held_on_a_hot_node(monkeypatch, slip):
+    """On `hot-node` the hot block is a snapshot entry by itself: an off-by-one at either end
+    of `is_tdx_memory` refuses it when it comes back online."""
+    def is_tdx_memory(memlist, start, end):
+        return any((e.start < start if slip == "start" else e.start <= start)
+                   and (end < e.end if slip == "end" else end <= e.end) for e in memlist)
+
+    model = flow_model("v6.8", "hot-node")
+    assert explore(model, _only(model, "ONLINE-VETO-ONLY-WHEN-READY")).verdict != FAIL
+    monkeypatch.setattr(memory, "is_tdx_memory", is_tdx_memory)
+    model = flow_model("v6.8", "hot-node")
+    result = explore(model, _only(model, "ONLINE-VETO-ONLY-WHEN-READY"))
+    assert result.verdict == FAIL and result.violated == "ONLINE-VETO-ONLY-WHEN-READY"
+    assert result.trace.steps[-1][0].result == "vetoed by tdx_memory_notifier"

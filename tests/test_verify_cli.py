@@ -837,16 +837,16 @@ def test_a_model_that_stops_taking_an_error_path_fails_the_gate(work, capsys, mo
             "alloc_tdmr_list: -12 (injected)") in " ".join(out.split())
 
 
-@pytest.mark.parametrize("change", ["symmetry lost", "states merged", "step retargeted"])
+@pytest.mark.parametrize("change", ["symmetry lost", "states merged", "step relabelled"])
 def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkeypatch, change):
     """One-rule changes that every invariant and every step survive: the caller renaming made
     the identity (caller symmetry lost: more states, the same verdicts, as seed-23 mutants of
     `_caller_plan` did); a reduction that merges states that differ (every caller's progress
-    forgotten in the canonical form: fewer states, bugs could hide in those merged); and
-    `is_tdx_memory` refusing a block that ends exactly where its entry ends (the seed-26
-    mutant: re-onlining a block of the snapshot is vetoed, which only sends a step elsewhere,
-    so states and transitions stay as they were). The baseline records the space's size and
-    how often each step was taken; the gate fails with state-space-changed and says how."""
+    forgotten in the canonical form: fewer states, bugs could hide in those merged); and a
+    machine check's RDMD probe of a PAMT page answering VMfailInvalid where it got #GP (both
+    mean "not private", so states and transitions stay as they were and only how often each
+    step is taken moves). The baseline records the space's size and how often each step was taken;
+    the gate fails with state-space-changed and says how."""
     suite = work / "suite.toml"
     suite.write_text('profiles = ["v6.8"]\nmaps = []\nflow_configs = ["1x1"]\n'
                      'checks = ["flow"]\ncounterexamples = "cex"\n')
@@ -854,8 +854,9 @@ def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkey
     reached = json.loads((work / "checker-baseline.json").read_text())["checks"][
         "flow/v6.8/1x1"]["reached"]
 
-    from spec import memory
-    from spec.flow_state import INITIALIZED
+    from spec.flow import TdxFlow
+    from spec.flow_state import INITIALIZED, MC_PAMT_PAGE
+    from spec.seamcall import GP, VMFAIL_INVALID
     from spec.statespace import StateSpace
 
     if change == "symmetry lost":
@@ -869,16 +870,22 @@ def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkey
 
         monkeypatch.setattr(StateSpace, "canonical", merging)
     else:
-        monkeypatch.setattr(memory, "is_tdx_memory", lambda memlist, start, end: any(
-            e.start <= start and end < e.end for e in memlist))
+        probes = TdxFlow.machine_checks
+
+        def relabelled(self, state, page):
+            return [label._replace(result=VMFAIL_INVALID)
+                    if label.result == GP and page == MC_PAMT_PAGE else label
+                    for label in probes(self, state, page)]
+
+        monkeypatch.setattr(TdxFlow, "machine_checks", relabelled)
     code, out, _ = verify(capsys, "--suite", suite)
     text = " ".join(out.split())
     assert code == 1
     assert "state-space-changed flow/v6.8/1x1: passes and takes the same steps, but explores " \
         in text
-    if change == "step retargeted":
+    if change == "step relabelled":
         assert "states" not in text.split("state-space-changed")[1].split("(")[0]
-        assert "step(s) taken a different number of times: memory_online: " in text
+        assert "step(s) taken a different number of times: machine_check: " in text
         return
     assert f"explores states {reached['states']:,} -> " in text
     now = int(re.search(r"states [\d,]+ -> ([\d,]+)", text).group(1).replace(",", ""))

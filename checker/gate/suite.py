@@ -62,7 +62,7 @@ class Suite:
     # Run on the kernel profiles only: they are what a change to spec/ alters, while each bug
     # profile is caught on the configurations above (a caller loading twice quadruples v6.8's
     # space, too dear for every profile).
-    kernel_flow_configs: tuple[str, ...] = ("reload", "one-node")
+    kernel_flow_configs: tuple[str, ...] = ("reload", "one-node", "hot-node")
     checks: tuple[str, ...] = CHECK_KINDS
     counterexamples: str = "counterexamples"
     bounds: Bounds = field(default_factory=Bounds)
@@ -196,7 +196,8 @@ SUITE_HELP = """\
 profiles = ["v6.8", "cmr-holes"]      # default: every profile (`python -m checker profiles`)
 maps = ["builtin", "my-machine.json"]  # "builtin": the shipped boot logs
 flow_configs = ["default"]             # explorer configurations (`python -m checker configs`)
-kernel_flow_configs = ["reload", "one-node"]  # kernel profiles only; none if flow_configs given
+# kernel profiles only; none if flow_configs given
+kernel_flow_configs = ["reload", "one-node", "hot-node"]
 checks = ["log", "layout", "worst-case", "plan", "maps", "flow", "replay"]
 counterexamples = "counterexamples"    # the corpus: stored counterexamples, replayed
 [bounds]

@@ -33,6 +33,11 @@ CONFIGS: dict[str, FlowConfig] = {c.name: c for c in (
     FlowConfig(name="one-node", platform=Platform(
         packages=1, regions=(MemRange(0, 2 * SZ_1G, 0),),
         hot_blocks=(MemRange(2 * SZ_1G - SZ_128M, 2 * SZ_1G + SZ_128M, 0),))),
+    # Memory hot-added on a node of its own, apart from boot memory (a CXL expander, say):
+    # onlined before init it is a snapshot entry and a TDMR by itself, so re-onlining it
+    # tests both ends of the notifier's range check (the default block shares its entry).
+    FlowConfig(name="hot-node", platform=Platform(
+        packages=1, hot_blocks=(MemRange(4 * SZ_1G, 4 * SZ_1G + SZ_128M, 2),))),
 )}
 
 _SHAPE = re.compile(r"^(\d+)x(\d+)$")
