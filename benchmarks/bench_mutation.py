@@ -56,7 +56,9 @@ Outcome of a mutant, from the regressions of its reports:
                 the baseline does not record (coverage-gained): the mutant added behaviour
   NEW-SPACE     no invariant failed and the steps are the same, but such a check explores
                 another number of states or transitions (state-space-changed): the mutant
-                tells states apart, or merges them, otherwise (a lost or unsound reduction)
+                tells states apart, or merges them, otherwise (a lost or unsound reduction);
+                or a bug profile's check, still caught by the same invariant, explores
+                another number up to its violation (a rule only that bug reaches changed)
   HIDES-BUG     no invariant failed, but a bug profile's recorded failure now passes (the
                 gate's expected-failure-passes): the mutant changed what the model does so
                 that a known bug no longer shows, and the gate says which

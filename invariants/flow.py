@@ -328,7 +328,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     serving = frozenset((M.SYS_READY, M.LOST_VMFAIL, M.LOST_GP))
 
     def initialized_only_while_ready(s: S.State) -> bool:
-        return s.status != S.INITIALIZED or s.module in serving
+        if s.status != S.INITIALIZED:  # nor may an update end in success (v7.2)
+            return s.update != S.UPDATE_DONE
+        return s.module in serving
+
+    def reported_ready(s: S.State) -> bool:
+        return s.status == S.INITIALIZED or s.update == S.UPDATE_DONE
 
     # --- memory the kernel hands out and takes back ---------------------------------------
 
@@ -641,11 +646,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "it) only while the module is ready to serve, or was taken away by a fault the "
           "kernel cannot see: a runtime update withdraws the report when it shuts the module "
           "down and gives it back only once TDH.SYS.UPDATE succeeded, so a failed update "
-          "leaves the module reported uninitialised.",
+          "leaves the module reported uninitialised, and an update ends in success only "
+          "with the report given back.",
           f"{TDX_C} (v7.2): tdx_module_shutdown (memset of tdx_module_state), "
           "tdx_module_run_update (initialized = true after TDH.SYS.UPDATE)", "state",
-          F.TdxFlow._tdx_module_shutdown, initialized_only_while_ready, initialized,
-          reads=("status", "module")),
+          F.TdxFlow._tdx_module_shutdown, initialized_only_while_ready, reported_ready,
+          reads=("status", "module", "update")),
         T("FLUSH-BEFORE-KEY",
           "Kernel cache lines of PAMT memory are written back before the module may write it "
           "with the global KeyID.", f"{TDX_C}: config_global_keyid (wbinvd_on_all_cpus)",

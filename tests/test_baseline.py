@@ -294,6 +294,30 @@ def test_a_step_that_now_leads_elsewhere_is_a_change():
             "init_tdx_module: 0 3 -> 2") in t.explanation
 
 
+def caught(check_id, states=40, transitions=90, invariant="FREE-ONCE"):
+    """A bug profile's flow check: failing, with the size of the space explored up to its
+    violation (as run_flow attaches it; no coverage)."""
+    return check(check_id, "fail", invariant, states=states,
+                 extra={"transitions": transitions, "depth": 6})
+
+
+def test_a_bug_caught_after_another_number_of_states_is_a_change():
+    """A model change in a rule only a bug profile reaches (how a failed update hangs, say):
+    the bug is still caught by the same invariant, but over another space, and the gate says
+    so; the same numbers match, and another invariant is its own transition."""
+    expected = recorded(caught("a"))
+    assert expected.reached == Reached(frozenset(), frozenset(), 40, 90)
+    assert recorded(check("m", "fail")).reached is None  # a map check: nothing to record
+    baseline = Baseline({"a": expected}, "checker-baseline.json")
+    assert compare([caught("a")], baseline).exit_code == EXIT_OK
+    t = only_transition(compare([caught("a", states=44, transitions=97)], baseline))
+    assert (t.name, t.severity) == (STATE_SPACE_CHANGED, REGRESSION)
+    assert "is still caught by FREE-ONCE, but explores states 40 -> 44; transitions 90 -> 97" \
+        in t.explanation
+    t = only_transition(compare([caught("a", states=44, invariant="SYSINIT-ONCE")], baseline))
+    assert t.name == DIFFERENT_INVARIANT
+
+
 def test_a_baseline_without_the_space_sizes_compares_steps_only():
     """Baselines written before the sizes were recorded still load and gate on steps."""
     old = replace(recorded(covered("a")), reached=Reached(

@@ -15,7 +15,7 @@ import pytest
 from checker.cli import main
 from checker.views import glossary
 from checker.views.diagnosis import ACTIONS, CAUSES, MESSAGES, decode_status
-from spec import seamcall
+from spec import module, seamcall
 from spec.seamcall import LEAF_NUMBERS, seamcall_failed_message
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +127,29 @@ def test_every_leaf_the_model_names_is_named_back_from_the_kernel_s_message(tmp_
         _, report = run_json(capsys, write(tmp_path, [line], f"{number}.log"))
         failed = entry(report, 1)
         assert failed["leaf"]["name"] == leaf and failed["leaf"]["number"] == LEAF_NUMBERS[leaf]
+
+
+def test_every_status_the_module_model_answers_has_a_number_of_its_own():
+    """The model answers statuses by name and the diagnosis names numbers from a boot log:
+    every name the module model can answer needs a number, none shared (or a failure is
+    reported as another's, or a refusal is not known to be one)."""
+    answered = {value for attr, value in vars(module).items()
+                if attr.startswith("TDX_") and isinstance(value, str)}
+    assert answered == set(module.STATUS_CODES) == module.REFUSALS
+    numbers = [*module.STATUS_CODES.values(), *module.OTHER_STATUS_CODES.values()]
+    assert len(set(numbers)) == len(numbers)
+
+
+def test_every_status_number_has_the_module_s_layout():
+    """A completion status packs its fields: the error and non-recoverable bits, reserved bits
+    61:48 clear, the class, details L1, and details L2, which only an operand error uses (it
+    names the operand). A number one off from the published one breaks the layout (+1 lands
+    in details L2, -1 borrows from details L1), and each number reads back as its name."""
+    for name, code in {**module.STATUS_CODES, **module.OTHER_STATUS_CODES}.items():
+        fields = decode_status(code)
+        assert code >> 48 & 0x3FFF == 0, name
+        assert fields["details_l2"] == 0 or fields["operand"] is not None, name
+        assert fields["name"] == name
 
 
 def test_a_seamcall_failure_is_decoded(capsys):

@@ -169,6 +169,15 @@ class _SnapshotEndRefused(TdxFlow):
                    for e in self.snapshot_memlist(snapshot))
 
 
+class _FailedUpdateReportsSuccess(TdxFlow):
+    """A mutant of v7.2: an update step that fails stops every CPU, but the update ends as if
+    it had succeeded (the module stays shut down and reported uninitialised)."""
+
+    def _update_failed(self, state):
+        stopped = super()._update_failed(state)
+        return set_fields(stopped, update=S.UPDATE_DONE)
+
+
 class _NoOnlineCallback(TdxFlow):
     """A mutant of v7.1: the CPU-online callback is not registered (a CPU coming online gets
     neither VMX nor tdx_cpu_enable)."""
@@ -247,6 +256,7 @@ CASES = [
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
+    ("INITIALIZED-ONLY-WHILE-READY", _FailedUpdateReportsSuccess, {}, V7_2),
 ]
 
 

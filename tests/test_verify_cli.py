@@ -892,6 +892,38 @@ def test_a_model_that_explores_another_space_fails_the_gate(work, capsys, monkey
     assert (now > reached["states"]) == (change == "symmetry lost")
 
 
+def test_a_bug_still_caught_over_another_space_fails_the_gate(work, capsys, monkeypatch):
+    """A change to a rule only a bug profile takes (the seed-33 mutant of the runtime update:
+    where failures do not stop the CPUs, the update is marked failed instead of hung): the
+    hazard is still caught by DEADLOCK-FREE on 2x1, over more states. The baseline records
+    the size of a bug's exploration up to its violation, so the gate fails."""
+    suite = work / "suite.toml"
+    suite.write_text('profiles = ["mutant-update-hangs-on-failure"]\nmaps = []\n'
+                     'flow_configs = ["2x1"]\nchecks = ["flow"]\ncounterexamples = "cex"\n')
+    assert verify(capsys, "--suite", suite, "--update-baseline")[0] == 0
+    check_id = "flow/mutant-update-hangs-on-failure/2x1"
+    recorded = json.loads((work / "checker-baseline.json").read_text())["checks"][check_id]
+    assert recorded["invariant"] == "DEADLOCK-FREE" and recorded["reached"]["states"] > 0
+
+    from spec.flow_state import UPDATE_FAILED
+    from spec.seamldr import ModuleUpdate
+    from spec.statespace import set_fields
+
+    hangs = ModuleUpdate._update_failed
+
+    def marked_failed(self, state):
+        if self.profile.update_aborts_on_failure:
+            return hangs(self, state)
+        return set_fields(state, update=UPDATE_FAILED)
+
+    monkeypatch.setattr(ModuleUpdate, "_update_failed", marked_failed)
+    code, out, _ = verify(capsys, "--suite", suite)
+    text = " ".join(out.split())
+    assert code == 1
+    assert (f"state-space-changed {check_id}: is still caught by DEADLOCK-FREE, but explores "
+            f"states {recorded['reached']['states']:,} -> ") in text
+
+
 def test_a_log_no_longer_reproduced_fails_naming_the_log_and_stores_nothing(work, capsys,
                                                                              monkeypatch):
     """A model change that alters the PAMT figure fails LOG-REPRODUCED on the log's first

@@ -63,8 +63,8 @@ CHECK_ADDED = "check-added"  # in the run, not in the baseline
 CHECK_REMOVED = "check-removed"  # in the baseline, not in the run
 COVERAGE_LOST = "coverage-lost"  # still passes, but no longer reaches steps it reached
 COVERAGE_GAINED = "coverage-gained"  # still passes, but reaches steps it never reached
-STATE_SPACE_CHANGED = "state-space-changed"  # same steps, another count of states,
-# transitions or transitions per step
+STATE_SPACE_CHANGED = "state-space-changed"  # same steps (a bug: the same invariant catches
+# it), another count of states, transitions or transitions per step
 NOT_RUN = "not-run"  # the run stopped at a new failure (--fail-fast) before this check ran
 TRANSITIONS = (
     NEW_FAILURE,
@@ -114,10 +114,12 @@ _SPACE = ("states", "transitions")  # `Reached`'s counts of the space explored
 
 @dataclass(frozen=True)
 class Reached:
-    """What a passing flow check reached: steps as "action: outcome", the invariants that
-    had something to check, and the size of the space it explored: how many transitions took
-    each step (`counts`), distinct states and transitions (None in baselines written before
-    they were recorded: not compared)."""
+    """What a flow check explored. A passing one (a real kernel's): steps as "action:
+    outcome", the invariants that had something to check, and the size of its space: how
+    many transitions took each step (`counts`), distinct states and transitions. A failing
+    one (a bug profile's): only distinct states and transitions up to the violation, no steps
+    or invariants. Sizes are None in baselines written before they were recorded: not
+    compared."""
 
     steps: frozenset[str]
     invariants: frozenset[str]
@@ -127,10 +129,13 @@ class Reached:
 
     @classmethod
     def of_result(cls, result: CheckResult) -> Reached | None:
-        """From a check's coverage report (None for checks without one)."""
+        """From a flow check's coverage report, or for a failing flow check its sizes (None
+        for other checks)."""
         coverage = result.extra.get("coverage")
         if coverage is None:
-            return None
+            if result.status != FAIL or "transitions" not in result.extra:
+                return None
+            return cls(frozenset(), frozenset(), result.states, result.extra["transitions"])
         counts = {f"{action}: {outcome}": count
                   for action, entry in coverage["actions"].items()
                   for outcome, count in entry["outcomes"].items() if count}
@@ -373,10 +378,11 @@ def _transition(result: CheckResult, expected: Expected | None) -> Transition | 
 def _coverage_changes(result: CheckResult,
                       expected: Expected) -> tuple[str | None, str | None, str | None]:
     """What a passing check no longer reaches of what the baseline recorded, what it reaches
-    that the baseline did not, and how the size of its space differs from the recorded one,
-    each in one line (None: nothing, or nothing recorded)."""
+    that the baseline did not, and how the size of its space differs from the recorded one
+    (of a failing check, caught as recorded: only the size), each in one line (None:
+    nothing, or nothing recorded)."""
     reached = Reached.of_result(result)
-    if result.status != PASS or expected.reached is None or reached is None:
+    if result.status not in (PASS, FAIL) or expected.reached is None or reached is None:
         return None, None, None
     was = expected.reached
     lost = _coverage_line(sorted(was.steps - reached.steps), "no longer taken",
@@ -397,10 +403,12 @@ def _coverage_changes(result: CheckResult,
         if moved:
             sizes.append(f"{len(moved)} step(s) taken a different number of times: "
                          f"{_listed(moved)}")
+    verdict = "passes and takes the same steps" if result.status == PASS else \
+        f"is still caught by {result.invariant}"
     resized = None if not sizes else (
-        f"passes and takes the same steps, but explores {'; '.join(sizes)} (the model tells "
-        "states apart, merges them, or links them, differently: a rule or a symmetry "
-        "reduction changed; if this is on purpose, --update-baseline)")
+        f"{verdict}, but explores {'; '.join(sizes)} (the model tells states apart, merges "
+        "them, or links them, differently: a rule or a symmetry reduction changed; if this "
+        "is on purpose, --update-baseline)")
     return lost, gained, resized
 
 
@@ -475,7 +483,7 @@ def baseline_from_results(results: Sequence[CheckResult]) -> Baseline:
         raise ValueError("cannot record a baseline while checks error: " + ", ".join(broken))
     return Baseline(
         {i: Expected(r.status, r.invariant, r.profile, r.config,
-                     Reached.of_result(r) if r.status == PASS else None)
+                     Reached.of_result(r) if r.status in (PASS, FAIL) else None)
          for i, r in sorted(by_id.items())}
     )
 
