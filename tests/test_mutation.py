@@ -180,6 +180,7 @@ def _report(*transitions: tuple[str, str | None, str | None]) -> dict:
      bench.HIDES_BUG),
     ([("expected-failure-passes", "pass", None), ("state-space-changed", "pass", None)],
      bench.NEW_SPACE),
+    ([("state-space-changed", "fail", "DEADLOCK-FREE")], bench.NEW_SPACE),  # a bug, as caught
     ([("new-error", "error", "CHECKER-ERROR")], bench.CRASHED),
     ([("new-failure", "fail", "CHECKER-ERROR")], bench.CRASHED),
     ([("check-added", None, None)], bench.MASKED),
