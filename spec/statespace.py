@@ -15,7 +15,6 @@ explorer keeping only fingerprints can hold the model's memory to what its front
 
 from __future__ import annotations
 
-import gc
 import sys
 from itertools import compress, permutations
 from operator import is_not
@@ -277,8 +276,10 @@ class StateSpace:
                                                for a in cpu.frames))
 
             packages = tuple(map_package(p, rename) for p in facts.packages)
-            renamed = facts.derived[key] = self._share(packages)
-        return renamed
+            # the shared tuple, not its facts: facts never refer to one another, so emptying
+            # the memo tables frees them without a garbage collection
+            renamed = facts.derived[key] = self._share(packages).packages
+        return self.packages_facts(renamed)
 
     # ----- facts of the CPUs ---------------------------------------------------------------
 
@@ -452,7 +453,6 @@ class StateSpace:
             cached.cache_clear()
         self._last_facts = CpuFacts(())
         self._last_canonical = ()
-        gc.collect()  # the facts hold each other (`derived`): cycles only a collection frees
 
     def _update(self, state: State, cpu: tuple[int, Cpu] | None = None,
                 caller: tuple[int, Caller] | None = None, **changes) -> State:

@@ -61,7 +61,8 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
 
     The cyclic garbage collector is paused for the run: states are acyclic tuples, freed by
     reference counting, and scanning the hundreds of thousands kept alive cost a sixth of the
-    run time on the default flow configuration (a model's `forget` collects what it frees).
+    run time on the default flow configuration (what a model's `forget` lets go is freed the
+    same way: its memo tables hold no cycles).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
