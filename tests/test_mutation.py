@@ -191,3 +191,12 @@ def test_a_mutant_counts_as_caught_only_when_the_gate_names_a_changed_behaviour(
     assert (outcome in bench.CAUGHT) == (outcome not in (bench.CRASHED, bench.MASKED))
     assert bench.classify(0, _report(), "")[0] == bench.SURVIVED
     assert bench.classify(1, None, "Traceback\nZeroDivisionError")[0] == bench.CRASHED
+
+
+def test_every_listed_equivalent_names_a_mutant_the_benchmark_makes():
+    """An equivalent whose code changed names no mutant any more: the list must follow the
+    code, or it keeps reasons for changes nobody can make and hides nothing it claims to."""
+    listed = bench.load_equivalents(bench.EQUIVALENTS)
+    files = sorted({key.split(":")[0] for key in listed})
+    made = {m.id for path in files for m in bench.mutants_of(path)}
+    assert sorted(set(listed) - made) == []
