@@ -905,9 +905,9 @@ def classify(code: int | None, report: dict | None, stderr: str) -> tuple[str, s
         return CRASHED, f"verify crashed: {last[0]}"
     regressions = [t for t in report["baseline"]["transitions"]
                    if t["severity"] == "regression"]
-    failed = [t for t in regressions if t["actual"] and t["actual"]["status"] == "fail"
-              and t["actual"]["invariant"] not in NOT_INVARIANTS
-              and t["transition"] != "state-space-changed"]  # a bug caught as recorded
+    # an invariant that newly fails (a bug caught as recorded over another space is not one)
+    failed = [t for t in regressions if t["transition"] in ("new-failure", "different-invariant")
+              and t["actual"]["invariant"] not in NOT_INVARIANTS]
     if failed:
         return KILLED, f"{failed[0]['check_id']}: {failed[0]['actual']['invariant']}" + (
             f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")

@@ -27,8 +27,11 @@ holds: it fails with `coverage-gained`, on the same terms. It records how many d
 states and transitions the run explored too, and how many transitions took each step: a run
 that reaches the same steps over a space of another size or shape (states the model now tells
 apart or merges, a step that now leads elsewhere, a symmetry reduction lost or made unsound)
-fails with `state-space-changed`, on the same terms; an exhaustive search counts the same on
-every machine and with any number of workers.
+fails with `state-space-changed`, on the same terms. A failing flow check (a bug profile's)
+records only the states and transitions it explored up to its violation: caught by the same
+invariant after another number, it fails with `state-space-changed` too. An exhaustive search,
+or one stopped at its first violation, counts the same on every machine and with any number
+of workers.
 """
 
 from __future__ import annotations
