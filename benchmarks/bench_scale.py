@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ MODES = {"exact": {}, "fingerprints": {"fingerprints": True},
          "2 workers, 128 MB each": {"workers": 2, "memory_budget": 2 * BUDGET},
          "2 workers, 2 GB each": {"workers": 2, "memory_budget": ROOMY},
          "no symmetry": {"fingerprints": True, "symmetry": False}}
+ALONE, COPIES, SPLIT = "fingerprints, 4 GB", "2 copies side by side", "2 workers, 2 GB each"
+CHOICES = (*MODES, COPIES)
 FULL = (("3x3", tuple(MODES)),
         ("2x5", ("exact", "fingerprints", "fingerprints, 128 MB", "2 workers",
                  "fingerprints, 4 GB", "2 workers, 2 GB each")),
@@ -70,18 +73,71 @@ def measure(config: str, mode: str, limit: float) -> dict:
             "workers": workers, "frontier": levels[-1].frontier if levels else 0}
 
 
-def run_row(config: str, mode: str, limit: float) -> dict:
-    """One row in a fresh interpreter (its own peak memory)."""
+def _start(config: str, mode: str, limit: float) -> subprocess.Popen:
+    """One run of `measure` in a fresh interpreter (its own peak memory)."""
     code = (f"import json, sys; sys.path.insert(0, {ROOT!r}); "
             "sys.argv = ['bench_scale']; "
             "from benchmarks.bench_scale import measure; "
             f"print(json.dumps(measure({config!r}, {mode!r}, {limit!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=False, cwd=ROOT)
-    if out.returncode:  # the row says why (a worker killed for memory, ...); the others run
-        last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _result(config: str, mode: str, run: subprocess.Popen) -> dict:
+    out, err = run.communicate()
+    if run.returncode:  # the row says why (a worker killed for memory, ...); the others run
+        last = (err.strip().splitlines() or [f"exit {run.returncode}"])[-1]
         return {"config": config, "mode": mode, "error": last}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_row(config: str, mode: str, limit: float) -> dict:
+    """One row; for `COPIES` the slower of two one-process runs started together, with the
+    two processes' peak memory added."""
+    if mode != COPIES:
+        return _result(config, mode, _start(config, mode, limit))
+    runs = [_start(config, ALONE, limit) for _ in range(2)]
+    copies = [_result(config, ALONE, run) for run in runs]
+    failed = [r for r in copies if "error" in r]
+    if failed:
+        return {**failed[0], "mode": mode}
+    return {**max(copies, key=lambda r: r["wall"]), "mode": mode,
+            "rss": sum(r["rss"] for r in copies)}
+
+
+def speedups(rows: list[dict]) -> dict[str, list[tuple[float, float | None]]]:
+    """Per configuration, per round (rows come round by round, each mode once): the speed-up
+    of two workers and of two copies side by side over one process alone (None where the
+    round lacks a mode or a run failed or was cut off)."""
+    walls: dict[str, list[dict]] = {}
+    for r in rows:
+        rounds = walls.setdefault(r["config"], [])
+        if not rounds or r["mode"] in rounds[-1]:
+            rounds.append({})
+        if "error" not in r and r["bound_hit"] is None:
+            rounds[-1][r["mode"]] = r["wall"]
+    out = {}
+    for config, rounds in walls.items():
+        pairs = []
+        for wall in rounds:
+            if ALONE in wall:
+                pairs.append((wall[ALONE] / wall[SPLIT] if SPLIT in wall else None,
+                              2 * wall[ALONE] / wall[COPIES] if COPIES in wall else None))
+        out[config] = pairs
+    return out
+
+
+def speedup_text(config: str, pairs: list[tuple[float | None, float | None]]) -> str:
+    """The summary line: the median over rounds (a lone run's wall time moves by 15-30% on a
+    shared machine, and the rounds interleave the modes)."""
+    parts = []
+    for name, index in (("two workers", 0), ("two copies side by side (the ceiling)", 1)):
+        values = [p[index] for p in pairs if p[index] is not None]
+        if values:
+            listed = ", ".join(f"{v:.2f}x" for v in values)
+            parts.append(f"{name} {statistics.median(values):.2f}x (rounds: {listed})")
+    return f"{config}: speed-up over one process, median of {len(pairs)} round(s): " + \
+        "; ".join(parts)
 
 
 def row_text(r: dict) -> list[str]:
@@ -105,8 +161,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--configs", nargs="+", metavar="PxC")
-    parser.add_argument("--modes", nargs="+", choices=tuple(MODES))
+    parser.add_argument("--modes", nargs="+", choices=CHOICES)
     parser.add_argument("--limit", type=float, default=150.0, metavar="S")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="run the modes N times, interleaved, and report median speed-ups")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     if args.configs:
@@ -116,10 +174,16 @@ def main() -> None:
     header = ["config", "mode", "verdict", "states", "transitions", "depth", "wall s",
               "states/s", "peak MB", "B/state seen", "collision", "bounded runs"]
     print(" | ".join(header), flush=True)
+    rows = []
     for config, modes in plan:
-        for mode in modes:
-            print(f"{config} {mode} ...", file=sys.stderr, flush=True)
-            print(" | ".join(row_text(run_row(config, mode, args.limit))), flush=True)
+        for _ in range(args.rounds):
+            for mode in modes:
+                print(f"{config} {mode} ...", file=sys.stderr, flush=True)
+                rows.append(run_row(config, mode, args.limit))
+                print(" | ".join(row_text(rows[-1])), flush=True)
+    for config, pairs in speedups(rows).items():
+        if any(a is not None or b is not None for a, b in pairs):
+            print(speedup_text(config, pairs), flush=True)
 
 
 if __name__ == "__main__":
