@@ -1,0 +1,41 @@
+"""The scoring of benchmarks/bench_invariants.py: what counts as an invariant catching a mutant,
+and the per-invariant table. No mutant runs here (that is the benchmark's work)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("bench_invariants",
+                                               ROOT / "benchmarks" / "bench_invariants.py")
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_invariants"] = bench
+_spec.loader.exec_module(bench)
+
+REFERENCE = {"v6.8/default": [], "v6.8/unchecked-callers": ["KEXEC-SAFE"]}
+
+
+def test_an_invariant_catches_only_what_the_unmutated_code_does_not_fail():
+    mutated = {"v6.8/default": ["FREE-ONCE", "KEXEC-SAFE"],
+               "v6.8/unchecked-callers": ["KEXEC-SAFE", "SYSINIT-ONCE"]}
+    assert bench.caught(REFERENCE, mutated) == {"FREE-ONCE", "KEXEC-SAFE", "SYSINIT-ONCE"}
+    same = {"v6.8/default": [], "v6.8/unchecked-callers": ["KEXEC-SAFE"]}
+    assert bench.caught(REFERENCE, same) == set()
+
+
+def test_a_mutant_that_makes_the_model_raise_counts_for_no_invariant():
+    one_run_raised = {"v6.8/default": ["FREE-ONCE"],
+                      "v6.8/unchecked-callers": {"error": "IndexError: tuple index"}}
+    assert bench.caught(REFERENCE, one_run_raised) is None
+    assert bench.caught(REFERENCE, {"error": "timeout"}) is None
+
+
+def test_the_table_counts_catches_and_lone_catches_per_invariant():
+    mutants = {"m1": {"A"}, "m2": {"A", "B"}, "m3": {"B", "C"}}
+    profiles = {"bug-x": {"C"}, "bug-y": {"A", "C"}}
+    rows = bench.worth(mutants, profiles, ["A", "B", "C", "D"])
+    assert rows[0] == ["invariant", "mutants", "alone", "bug profiles", "alone"]
+    assert rows[1:] == [["A", "2", "1", "1", "0"], ["B", "2", "0", "0", "0"],
+                        ["C", "1", "0", "2", "1"], ["D", "0", "0", "0", "0"]]
