@@ -3,16 +3,9 @@ and the per-invariant table. No mutant runs here (that is the benchmark's work).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from checkout import benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_invariants",
-                                               ROOT / "benchmarks" / "bench_invariants.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_invariants"] = bench
-_spec.loader.exec_module(bench)
+bench = benchmark("bench_invariants")
 
 REFERENCE = {"v6.8/default": [], "v6.8/unchecked-callers": ["KEXEC-SAFE"]}
 

@@ -3,16 +3,9 @@ them, and a failed or cut-off run never lends a figure. No exploration runs here
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from checkout import benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_scale",
-                                               ROOT / "benchmarks" / "bench_scale.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_scale"] = bench
-_spec.loader.exec_module(bench)
+bench = benchmark("bench_scale")
 
 
 def row(config: str, mode: str, wall: float, bound_hit=None) -> dict:

@@ -5,18 +5,11 @@ benchmark's work)."""
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from checkout import REPO, benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_mutation",
-                                               ROOT / "benchmarks" / "bench_mutation.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_mutation"] = bench
-_spec.loader.exec_module(bench)
+bench = benchmark("bench_mutation")
 
 SOURCE = '''\
 """A module."""
@@ -153,7 +146,7 @@ def test_description_names_place_function_and_change():
 
 
 def test_every_mutant_of_the_tdmr_engine_compiles_and_changes_it():
-    source = (ROOT / "spec" / "tdmr.py").read_bytes()
+    source = (REPO / "spec" / "tdmr.py").read_bytes()
     original = ast.dump(ast.parse(source))
     mutants = bench.mutants_of("spec/tdmr.py", source)
     assert len(mutants) > 100
