@@ -109,20 +109,21 @@ def speedups(rows: list[dict]) -> dict[str, list[tuple[float, float | None]]]:
     """Per configuration, per round (rows come round by round, each mode once): the speed-up
     of two workers and of two copies side by side over one process alone (None where the
     round lacks a mode or a run failed or was cut off)."""
-    walls: dict[str, list[dict]] = {}
+    walls: dict[str, list[dict]] = {}  # per configuration, per round: mode -> wall or None
     for r in rows:
         rounds = walls.setdefault(r["config"], [])
         if not rounds or r["mode"] in rounds[-1]:
             rounds.append({})
-        if "error" not in r and r["bound_hit"] is None:
-            rounds[-1][r["mode"]] = r["wall"]
+        rounds[-1][r["mode"]] = r["wall"] if "error" not in r and r["bound_hit"] is None \
+            else None
     out = {}
     for config, rounds in walls.items():
         pairs = []
         for wall in rounds:
-            if ALONE in wall:
-                pairs.append((wall[ALONE] / wall[SPLIT] if SPLIT in wall else None,
-                              2 * wall[ALONE] / wall[COPIES] if COPIES in wall else None))
+            alone, split, copies = (wall.get(mode) for mode in (ALONE, SPLIT, COPIES))
+            if alone is not None:
+                pairs.append((alone / split if split else None,
+                              2 * alone / copies if copies else None))
         out[config] = pairs
     return out
 

@@ -39,6 +39,10 @@ def test_a_failed_or_bounded_run_lends_no_figure():
             row("3x3", bench.ALONE, 90.0),
             {"config": "3x3", "mode": bench.SPLIT, "error": "MemoryError"}]
     assert bench.speedups(rows) == {"4x4": [], "3x3": [(None, None)]}
+    # the next round starts where its first mode comes again, cut off or not
+    rows = [row("4x4", bench.ALONE, 150.0, bound_hit="time"), row("4x4", bench.SPLIT, 90.0),
+            row("4x4", bench.ALONE, 120.0), row("4x4", bench.SPLIT, 80.0)]
+    assert bench.speedups(rows) == {"4x4": [(1.5, None)]}
 
 
 def test_configurations_are_summed_up_apart():
