@@ -185,14 +185,14 @@ def main(argv: list[str] | None = None) -> int:
                 folders.put(folder)
 
         results: dict[str, dict] = {}
+        found: dict[str, set[str] | None] = {}  # per mutant, what `caught` says
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             for number, (mid, out) in enumerate(pool.map(one, chosen), 1):
-                results[mid] = out
-                found = caught(reference, out)
-                said = "raised" if found is None else ", ".join(sorted(found)) or "none"
+                results[mid], found[mid] = out, caught(reference, out)
+                said = "raised" if found[mid] is None else ", ".join(sorted(found[mid])) or "none"
                 print(f"[{number}/{len(chosen)}] {mid}: {said}", file=sys.stderr, flush=True)
-    mutant_sets = {m: s for m, out in results.items() if (s := caught(reference, out))}
-    crashed = sum(caught(reference, out) is None for out in results.values())
+    mutant_sets = {m: s for m, s in found.items() if s}
+    crashed = sum(s is None for s in found.values())
     profile_sets: dict[str, set[str]] = {}
     for run, violated in profiles.items():
         profile_sets.setdefault(run.split("/")[0], set()).update(violated)
