@@ -93,6 +93,16 @@ def test_a_tiny_memory_budget_empties_the_models_memo_tables_and_changes_nothing
     assert roomy.forgotten == 0 and summary(roomy) == summary(plain)
 
 
+def test_forget_empties_every_memo_table():
+    """What the budget counts is what `forget` frees: a model that kept a table through it
+    would be emptied again and again without ever getting under the budget."""
+    model, properties = flow_recipe("v6.8", "2x1")
+    explore(model, properties)
+    assert model.memo_entries() > 1000
+    model.forget()
+    assert model.memo_entries() == 0
+
+
 def test_emptying_the_memo_tables_leaves_no_cycles_behind():
     """The collector is paused during a run and `forget` does not run it: what the model lets
     go must be freed by reference counting. After a first run (whose one-time objects hold
