@@ -588,6 +588,7 @@ class _ProgressLine:
 def _explore_exhaustively(args, flow, invariants, config, show) -> int:
     from functools import partial
 
+    from checker.engines.bfs import GOAL_KINDS
     from checker.engines.coverage import explore_with_coverage
     from checker.engines.explorer import Bounds, explore
     from checker.gate.flowcheck import flow_recipe
@@ -639,7 +640,10 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
             summary["coverage"] = coverage.to_json()
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        scope = ("exhaustive" if outcome.bound_hit is None and outcome.verdict != "fail"
+        # a goal property is judged only once every state is explored
+        judged_at_end = any(i.id == outcome.violated and i.kind in GOAL_KINDS for i in invariants)
+        scope = ("exhaustive" if outcome.bound_hit is None and (outcome.verdict != "fail"
+                                                                 or judged_at_end)
                  else f"bounded, not exhaustive ({outcome.bound_hit} bound hit)"
                  if outcome.bound_hit else "stopped at the first violation")
         print(f"profile {args.profile}, config {config.name}: {outcome.verdict.upper()} "
@@ -657,7 +661,8 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
                   f"{outcome.collision_probability:.1e}, {outcome.workers} "
                   f"worker{'s' if outcome.workers > 1 else ''}{spilled}")
         if trace:
-            print(trace_to_text(trace, flow))
+            kind = next(i.kind for i in invariants if i.id == outcome.violated)
+            print(trace_to_text(trace, flow, kind))
         if coverage is not None:
             print(coverage.render_text())
     return {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(outcome.verdict, EXIT_INCONCLUSIVE)
@@ -710,7 +715,8 @@ def _simulate(args, flow, invariants, config, show) -> int:
                            "ends_searched": outcome.ends_searched,
                            "ends_unsettled": outcome.ends_unsettled,
                            "restarts": outcome.restarts,
-                           "restarted_walks": outcome.restarted, "cells": outcome.cells}},
+                           "restarted_walks": outcome.restarted, "cells": outcome.cells,
+                           "not_judged": list(outcome.not_judged)}},
             indent=2, sort_keys=True))
         return EXIT_FAIL if trace else EXIT_INCONCLUSIVE
     if trace:
@@ -733,6 +739,9 @@ def _simulate(args, flow, invariants, config, show) -> int:
         print(f"{', '.join(outcome.judged_at_ends)} judged where walks end: "
               f"{outcome.ends_searched:,} ends were no goal and were searched (up to "
               f"{END_BUDGET:,} states each){unsettled}")
+    if outcome.not_judged:
+        print(f"{', '.join(outcome.not_judged)} not judged: only an exhaustive search shows that "
+              "no path reaches a goal")
     if trace:
         print(f"walk {outcome.walk} violated {outcome.violated} after {outcome.found_length} "
               f"steps; shrunk to {len(trace)} steps (deleting steps, not a shortest trace)")

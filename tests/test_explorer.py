@@ -7,7 +7,7 @@ import networkx as nx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from toy_models import Counters, Move, Prop
+from toy_models import Counters, Forks, Move, Prop
 
 from checker.engines.bfs import first_stuck_state
 from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
@@ -191,15 +191,49 @@ def test_eventually_property_ignores_edges_out_of_goal_states():
     assert explore(PairCounters(), [goal], symmetry=False).verdict == PASS
 
 
+def _at_top(state) -> bool:
+    return state[1] == 2
+
+
+@pytest.mark.parametrize("mode", [{}, {"fingerprints": True},
+                                  {"workers": 2, "backend": "inline"},
+                                  {"workers": 3, "backend": "inline"}, {"workers": 2}],
+                         ids=["exact", "fingerprints", "2 inline", "3 inline", "2 processes"])
+def test_reachable_is_judged_from_each_initial_state_only(mode):
+    """A "reachable" goal must be reachable from every initial state, not from every state:
+    the trap beside the climb breaks "eventually" but not "reachable"; the start that never
+    climbs breaks both, and a "reachable" violation's trace is that start, with no steps."""
+    reach, ever = Prop("TOP-REACHABLE", "reachable", _at_top), Prop("TOP-EVER", "eventually",
+                                                                     _at_top)
+    one = explore(Forks("a"), [reach, ever], stop_at_first=False, **mode)
+    assert one.verdict == FAIL and set(one.violations) == {"TOP-EVER"}
+    assert one.violations["TOP-EVER"].trace.states[-1] == ("trap", 0)
+    both = explore(Forks("ab"), [reach], **mode)
+    assert both.verdict == FAIL and both.violated == "TOP-REACHABLE"
+    assert both.trace.initial == ("b", 0) and len(both.trace) == 0 and both.trace
+    assert explore(Forks("ba"), [reach], **mode).trace.initial == ("b", 0)
+
+
+def test_a_reachable_violation_reads_as_an_initial_state_and_draws_there():
+    trace = explore(Forks("ab"), [Prop("TOP-REACHABLE", "reachable", _at_top)]).trace
+    text = trace_to_text(trace, Forks(), "reachable")
+    assert text.splitlines()[0].startswith("violates TOP-REACHABLE: no run from this initial")
+    assert "('b', 0)" in text
+    graph = state_graph(Forks("ab"), properties=[Prop("TOP-REACHABLE", "reachable", _at_top)])
+    flagged = {graph.nodes[n]["label"] for n in graph.nodes if graph.nodes[n].get("violating")}
+    assert flagged == {str(("b", 0))}  # not ("b", 1), nor the trap: neither is a start
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 12).flatmap(lambda n: st.tuples(
     st.just(n),
     st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
-    st.lists(st.booleans(), min_size=n, max_size=n))))
+    st.lists(st.booleans(), min_size=n, max_size=n),
+    st.integers(0, n))))
 def test_the_first_stuck_state_is_the_least_that_reaches_no_goal(graph):
     """Against networkx: the least state with no path to a goal (edges out of goals are
-    dropped, as the explorer never records them)."""
-    count, edges, goals = graph
+    dropped, as the explorer never records them), among all and among the first few."""
+    count, edges, goals, below = graph
     edges = [(a, b) for a, b in edges if not goals[a]]
     reference = nx.DiGraph()
     reference.add_nodes_from(range(count))
@@ -208,5 +242,9 @@ def test_the_first_stuck_state_is_the_least_that_reaches_no_goal(graph):
     for goal in (i for i in range(count) if goals[i]):
         reaching |= nx.ancestors(reference, goal) | {goal}
     stuck = [i for i in range(count) if i not in reaching]
-    assert first_stuck_state(count, [a for a, _ in edges], [b for _, b in edges],
-                             bytearray(goals)) == (stuck[0] if stuck else None)
+    sources, targets = [a for a, _ in edges], [b for _, b in edges]
+    assert first_stuck_state(count, sources, targets, bytearray(goals)) == \
+        (stuck[0] if stuck else None)
+    early = [i for i in stuck if i < below]
+    assert first_stuck_state(count, sources, targets, bytearray(goals), below) == \
+        (early[0] if early else None)

@@ -54,12 +54,14 @@ def test_a_transition_violation_ends_with_the_bad_step():
 def test_walks_without_a_violation_are_inconclusive_and_count_what_they_covered():
     prop = Prop("SMALL", "state", lambda s: max(s) <= 3)
     goal = Prop("CAN-RESET", "eventually", lambda s: s == (0, 0))
-    result = simulate(IdleCounters(), [prop, goal], WalkBounds(walks=40, length=25))
+    unreachable = Prop("NEVER", "reachable", lambda s: False)  # no walk can judge it
+    result = simulate(IdleCounters(), [prop, goal, unreachable], WalkBounds(walks=40, length=25))
     assert result.verdict == INCONCLUSIVE and result.violation is None
     assert (result.walks, result.steps, result.longest) == (40, 40 * 25, 25)
     assert result.bound_hit == "walks"
     assert result.distinct_states == 10  # every unordered pair over 0..3
     assert result.properties == ("SMALL",) and result.judged_at_ends == ("CAN-RESET",)
+    assert result.not_judged == ("NEVER",)
     assert 0 < result.ends_searched <= 40 and result.ends_unsettled == 0  # reset is near
     no_symmetry = simulate(IdleCounters(), [prop], WalkBounds(walks=40, length=25), symmetry=False)
     assert no_symmetry.distinct_states == 16

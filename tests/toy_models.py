@@ -107,3 +107,28 @@ class Ladder:
 
     def abstract(self, state):
         return state[0]
+
+
+class Forks:
+    """Two starts. From ("a", 0) a climb to ("a", 2), with a trap beside ("a", 1): a step to
+    ("trap", 0), which only spins. From ("b", 0) one step to ("b", 1), and nothing after."""
+
+    def __init__(self, starts: str = "ab") -> None:
+        self.starts = starts
+
+    def initial_states(self):
+        return [(start, 0) for start in self.starts]
+
+    def successors(self, state):
+        where, height = state
+        if where == "trap":
+            return [(Move("spin", "env"), state)]
+        out = []
+        if height < (2 if where == "a" else 1):
+            out.append((Move("up", "climber"), (where, height + 1)))
+        if state == ("a", 1):
+            out.append((Move("trip", "climber"), ("trap", 0)))
+        return out
+
+    def canonical(self, state):
+        return state

@@ -20,7 +20,10 @@ A property offers `id` and `kind`, and by kind:
   held before, so also every step that leaves the state as it is (such steps are then not
   checked);
 - "eventually": `check(state) -> bool` names goal states; the property holds when a goal is
-  reachable from every reachable state (checked only after an exhaustive run).
+  reachable from every reachable state (checked only after an exhaustive run);
+- "reachable": the same, but a goal need only be reachable from every initial state: what
+  must stay possible (the module can be initialised), where "eventually" is what must stay
+  possible from anywhere. A violation's trace is the initial state that reaches no goal.
 
 Breadth-first order makes every reported trace a shortest one: states are expanded layer by
 layer, so the first violation found of each property is at the smallest depth. Only canonical
@@ -52,6 +55,7 @@ from checker.engines.fingerprints import (
 )
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+GOAL_KINDS = ("eventually", "reachable")  # properties judged on the whole graph at the end
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,11 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    def __bool__(self) -> bool:
+        """A trace of no steps is still a trace: an initial state that breaks a property, or
+        from which a "reachable" property's goal cannot be reached."""
+        return True
 
     @property
     def states(self) -> list:
@@ -177,7 +186,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
     canon = model.canonical if symmetry else _identity
     state_props = [p for p in properties if p.kind == "state"]
     step_props = [p for p in properties if p.kind == "transition"]
-    goal_props = [p for p in properties if p.kind == "eventually"]
+    goal_props = [p for p in properties if p.kind in GOAL_KINDS]
     # The seen set: states by id (exact mode), or fingerprints by id; a state's id is its
     # place in BFS order, its parent's id and the number of the step out of the parent that
     # reached it are kept for traces.
@@ -388,7 +397,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
     if exhaustive and goal_props:
         for prop, flags in zip(goal_props, at_goal, strict=True):
             assert len(flags) == count  # an exhaustive run expanded every state
-            stuck = edges.first_stuck_state(flags)
+            stuck = edges.first_stuck_state(flags, judged_below(prop, len(initial_ids)))
             if stuck is not None:
                 note(prop.id, _depth(parent, stuck), stuck)
     elapsed = time.perf_counter() - started
@@ -425,12 +434,13 @@ class _Edges:
     def close_state(self) -> None:
         self.ends.append(len(self.targets))
 
-    def first_stuck_state(self, at_goal: bytearray) -> int | None:
-        """The lowest-id (so shallowest) state from which no goal state is reachable."""
+    def first_stuck_state(self, at_goal: bytearray, below: int | None) -> int | None:
+        """The lowest-id (so shallowest) state from which no goal state is reachable, among
+        the ids below `below` (None: all)."""
         ends = np.frombuffer(self.ends, np.uint32)
         sources = np.repeat(np.arange(len(ends), dtype=np.uint32),
                             np.diff(ends, prepend=np.uint32(0)))
-        return first_stuck_state(len(at_goal), sources, self.targets, at_goal)
+        return first_stuck_state(len(at_goal), sources, self.targets, at_goal, below)
 
 
 def _identity(state):
@@ -512,12 +522,19 @@ def _depth(parent: array, ident: int) -> int:
     return depth
 
 
-def first_stuck_state(count: int, sources, targets, at_goal) -> int | None:
+def judged_below(prop, initial: int) -> int | None:
+    """The ids a goal property is judged on: the `initial` states' ids (the first ones) for a
+    "reachable" property, every id (None) for an "eventually" one."""
+    return initial if prop.kind == "reachable" else None
+
+
+def first_stuck_state(count: int, sources, targets, at_goal, below: int | None = None
+                      ) -> int | None:
     """The lowest-id (so shallowest) state from which no goal state is reachable, given the
     goal flag of every state (a byte each, in a buffer) and the edges (`sources[k]` to
     `targets[k]`, sequences of integers or buffers of unsigned 32-bit ones) out of the states
-    that are not goals. A backward breadth-first search from the goals, a whole layer of
-    predecessors at a time."""
+    that are not goals; only ids below `below` are judged (None: all). A backward
+    breadth-first search from the goals, a whole layer of predecessors at a time."""
     sources = np.asarray(sources, np.uint32)
     targets = np.asarray(targets, np.uint32)
     predecessors = sources[np.argsort(targets, kind="stable")]
@@ -533,7 +550,7 @@ def first_stuck_state(count: int, sources, targets, at_goal) -> int | None:
         found = predecessors[places]
         layer = np.unique(found[~can_reach[found]])
         can_reach[layer] = True
-    stuck = np.flatnonzero(~can_reach)
+    stuck = np.flatnonzero(~can_reach[:below])
     return int(stuck[0]) if stuck.size else None
 
 

@@ -6,7 +6,8 @@ from an initial state drawn at random and takes, at each step, one of the state'
 its random numbers come from the seed and `i` alone, so a walk is the same whichever process
 runs it and whatever ran before it. Every state property is checked on every state of a walk
 and every transition property on every step; a walk ends at its first violation, at its
-length bound, or in a state with no successors. An "eventually" property is judged where a
+length bound, or in a state with no successors. A "reachable" property is not judged (no
+sample shows that no path reaches a goal). An "eventually" property is judged where a
 walk ends: when that state is not a goal, a depth-first search of at most `end_budget`
 canonical states looks for one; none reachable is a violation (a deadlock, say), and a search
 cut by the bound leaves that end unsettled, which the result counts. A time bound is looked
@@ -135,6 +136,8 @@ class SimulationResult(FindsViolations):
     restarts: bool = False
     restarted: int = 0  # of the walks run, those that restarted from the archive
     cells: int = 0  # cells of the model's `abstract` view the walks met (with restarts)
+    not_judged: tuple[str, ...] = ()  # the "reachable" properties: a walk cannot show that no
+    # path reaches a goal, only an exhaustive search can
 
     @property
     def shrunk_length(self) -> int | None:
@@ -207,11 +210,12 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
     return SimulationResult(
         FAIL if result_violation else INCONCLUSIVE, result_violation, walks, steps, len(seen),
         longest, finished - started, hit, symmetry,
-        tuple(p.id for p in properties if p.kind != "eventually"),
+        tuple(p.id for p in properties if p.kind in ("state", "transition")),
         tuple(p.id for p in properties if p.kind == "eventually"), searched, unsettled, seed,
         workers, bounds, strategy, walk_index, found_length, finished - shrinking,
         restarts, sum(1 for index in walker.starts if index < walks),
-        0 if walker.archive is None else len(walker.archive.origin))
+        0 if walker.archive is None else len(walker.archive.origin),
+        tuple(p.id for p in properties if p.kind == "reachable"))
 
 
 # ----- walks ---------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import numpy as np
 
 from checker.engines.bfs import (
     FAIL,
+    GOAL_KINDS,
     INCONCLUSIVE,
     PASS,
     ExplorationResult,
@@ -54,6 +55,7 @@ from checker.engines.bfs import (
     canonical_path,
     concrete_trace,
     first_stuck_state,
+    judged_below,
     state_checks_by_fields,
     transition_checks_by_label,
 )
@@ -103,7 +105,7 @@ class Worker:
         self.position = {p.id: i for i, p in enumerate(self.properties)}
         self.state_props = [p for p in self.properties if p.kind == "state"]
         self.step_props = [p for p in self.properties if p.kind == "transition"]
-        self.goal_props = [p for p in self.properties if p.kind == "eventually"]
+        self.goal_props = [p for p in self.properties if p.kind in GOAL_KINDS]
         self.state_checks, self.step_checks = state_checks_by_fields, transition_checks_by_label
         self.frontier_gids = array("I")
         self.frontier: SpillBuffer | None = None
@@ -546,7 +548,7 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
     canon = model.canonical if symmetry else (lambda s: s)
     initial_list = list(model.initial_states())
     state_props = [p for p in properties if p.kind == "state"]
-    goal_props = [p for p in properties if p.kind == "eventually"]
+    goal_props = [p for p in properties if p.kind in GOAL_KINDS]
     order = {p.id: i for i, p in enumerate(properties)}
 
     # the initial states, numbered here
@@ -570,7 +572,7 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
         for prop in state_props:
             if not prop.check(state):
                 found.setdefault(prop.id, (0, gid, (0, gid, 0, 1, order[prop.id]), "state"))
-    count = len(seen)
+    count = initial_count = len(seen)
 
     def make(index: int) -> Worker:
         return Worker(index, workers, model, properties, symmetry, options)
@@ -691,7 +693,8 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             for f in finished:
                 flags[np.frombuffer(f["goal_gids"], np.uint32)] = np.frombuffer(
                     f["goal_flags"][g], np.uint8)
-            stuck = first_stuck_state(count, sources, targets, flags)
+            stuck = first_stuck_state(count, sources, targets, flags,
+                                      judged_below(prop, initial_count))
             if stuck is not None and prop.id not in found:
                 found[prop.id] = (_depth(parent, stuck), stuck, (float("inf"),), "state", None)
     elapsed = time.perf_counter() - started

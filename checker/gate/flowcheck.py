@@ -87,7 +87,7 @@ def run_flow(check: CheckSpec) -> CheckResult:
         violation = outcome.violation
         invariant = by_id[violation.invariant]
         trace = violation.trace
-        text = trace_to_text(trace, flow)
+        text = trace_to_text(trace, flow, invariant.kind)
         last = trace.steps[-1][0] if trace.steps else None
         location = step_location(flow, last, invariant.spec_function) if last \
             else _location_of(invariant.spec_function)
@@ -95,8 +95,11 @@ def run_flow(check: CheckSpec) -> CheckResult:
                  for label, _ in trace.steps]
         return replace(result, status=FAIL, invariant=invariant.id,
                        statement=invariant.statement, source=invariant.source,
-                       detail=f"{invariant.id} violated after {len(trace.steps)} steps "
-                              f"(shortest, {outcome.distinct_states} states)",
+                       detail=f"{invariant.id} violated: no run reaches what it asks for "
+                              f"(all {outcome.distinct_states} states explored)"
+                       if invariant.kind == "reachable" else
+                       f"{invariant.id} violated after {len(trace.steps)} steps "
+                       f"(shortest, {outcome.distinct_states} states)",
                        counterexample={"kind": "trace", "trace": trace_to_json(trace, flow),
                                        "text": text, "sites": sites},
                        location=location)

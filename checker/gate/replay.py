@@ -220,7 +220,7 @@ def _replay_trace(body: dict, name: str) -> Replay:
                       runs=False)
     still = not _holds_at_end(flow, invariant, trace)
     trace.invariant = invariant.id if still else None
-    return _outcome(still, trace_to_text(trace, flow), invariant.id, body)
+    return _outcome(still, trace_to_text(trace, flow, invariant.kind), invariant.id, body)
 
 
 def _flow_model(data: dict, name: str) -> tuple[TdxFlow, FlowInvariant]:

@@ -5,7 +5,8 @@ trace and the states one step away from them (`trace_graph`), which stays small 
 configuration. In both, a state that breaks an invariant carries `violating` (true) and
 `violates` (the invariants' ids, comma-separated): a state property false there, or a
 transition property broken by a step into it, or, on a whole graph explored to the end, an
-"eventually" property whose goal it can no longer reach. The steps that break a transition
+"eventually" property whose goal it can no longer reach (an initial state, for a "reachable"
+one). The steps that break a transition
 property carry the same two attributes. DOT draws them red.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import networkx as nx
 
+from checker.engines.bfs import GOAL_KINDS
 from checker.engines.explorer import Bounds, Trace, explore
 from checker.files import write_text_atomic
 from checker.views.trace import step_text
@@ -152,15 +154,16 @@ def _mark(graph: nx.DiGraph, states: dict[int, object], steps: Iterable[tuple],
 
 def _mark_stuck(graph: nx.DiGraph, states: Sequence, properties: Sequence) -> None:
     """On a whole graph: the states from which an "eventually" property's goal is
-    unreachable."""
+    unreachable, and the initial states from which a "reachable" property's is."""
     for prop in properties:
-        if prop.kind != "eventually":
+        if prop.kind not in GOAL_KINDS:
             continue
         goals = [i for i, state in enumerate(states) if prop.check(state)]
         reach = set(goals)
         for goal in goals:
             reach |= nx.ancestors(graph, goal)
-        for ident in graph.nodes:
+        judged = [i for i in graph.nodes if prop.kind == "eventually" or graph.nodes[i]["initial"]]
+        for ident in judged:
             if ident not in reach:
                 _add_violation(graph.nodes[ident], prop.id)
 

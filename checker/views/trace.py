@@ -98,9 +98,15 @@ def step_text(label: Any) -> str:
     return text
 
 
-def trace_to_text(trace: Trace, model) -> str:
+def trace_to_text(trace: Trace, model, kind: str | None = None) -> str:
+    """The steps with the fields each changed, under a headline naming the property; `kind`
+    is the property's (a "reachable" one is broken by an initial state, not by steps)."""
     lines = []
-    if trace.invariant:
+    if trace.invariant and kind == "reachable":
+        lines.append(f"violates {trace.invariant}: no run from this initial state reaches "
+                     "what it asks for (every reachable state was explored)")
+        lines += [f"      {name}: {value}" for name, value in _fields(model, trace.initial).items()]
+    elif trace.invariant:
         lines.append(f"violates {trace.invariant} after {len(trace)} steps")
     previous = trace.initial
     for number, (label, state) in enumerate(trace.steps, 1):
