@@ -16,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from invariants.base import Invariant
+from invariants.tdmr_reference import reference_construct
 from spec import flow as F
 from spec import flow_state as S
 from spec import module as M
+from spec.memory import build_tdx_memlist
+from spec.platform import memblock_regions
 from spec.seamcall import (
     GP,
     P_SEAMLDR_INSTALL,
@@ -33,6 +36,7 @@ from spec.seamcall import (
     UD,
     VMFAIL_INVALID,
 )
+from spec.seamldr import ModuleUpdate
 
 TDX_C = "arch/x86/virt/vmx/tdx/tdx.c"
 
@@ -107,6 +111,20 @@ def _module_shut_down(step: S.Step) -> bool:
 
 def _in_init(s: S.State) -> bool:
     return s.mutex >= 0 and s.callers[s.mutex].pc == S.IN_TDX
+
+
+def platform_can_run_tdx(flow: F.TdxFlow) -> bool:
+    """Whether the flow's platform lets a kernel initialise TDX at all, judged without the
+    flow model: at least two private KeyIDs (the global one and one for a guest), a module
+    with the features the profile's kernel refuses to run without, and boot memory whose
+    TDMRs fit the module's limits by the plain v6.8 construction."""
+    platform = flow.platform
+    if platform.private_keyids < 2:
+        return False
+    if flow.profile.requires_no_rbp_mod and not platform.module_no_rbp_mod:
+        return False
+    memlist = build_tdx_memlist(memblock_regions(platform.regions, ()))
+    return reference_construct(memlist, platform.sysinfo, platform.placement).ok
 
 
 def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
@@ -544,6 +562,32 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def callers_busy(s: S.State) -> bool:
         return not callers_at_rest(s)
 
+    # --- what must stay possible --------------------------------------------------------------
+
+    can_work = platform_can_run_tdx(flow)
+    refuses_hibernation = flow.profile.tdx_init_refuses_hibernation
+
+    def boot_may_use_tdx(s: S.State) -> bool:
+        """Nothing stops this boot from using TDX: the platform can, and hibernation (which
+        makes tdx_init leave TDX off, where the kernel refuses it) is not available."""
+        return can_work and not (s.hibernation and refuses_hibernation)
+
+    td_needed = flow.profile.init_at_boot and flow.ncallers > 1  # caller 0: the initcall
+
+    def tdx_in_use(s: S.State) -> bool:
+        """Every caller has TDX working at once (the second tdx_enable finds the module
+        initialised) and, where KVM creates TDs itself (v7.1), a TD holds a guest KeyID."""
+        return not boot_may_use_tdx(s) or (
+            all(c.pc == S.LOADED for c in s.callers) and (s.guest_keyids or not td_needed))
+
+    update_offered = flow.profile.runtime_update and flow.config.module_update
+
+    def boot_may_update(s: S.State) -> bool:
+        return update_offered and boot_may_use_tdx(s)
+
+    def update_done(s: S.State) -> bool:
+        return not boot_may_update(s) or s.update == S.UPDATE_DONE
+
     T = FlowInvariant
     return [
         T("SYSINIT-ONCE", "TDH.SYS.INIT is issued at most once per boot, and at most once "
@@ -758,4 +802,18 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock; v7.2 "
           "seamldr.c (a failed step stops every CPU)",
           "eventually", F.TdxFlow._tdx_enable, callers_at_rest, callers_busy),
+        T("TDX-USABLE",
+          "Where the platform can run TDX (enough KeyIDs, a module with the features the "
+          "kernel needs, boot memory that fits the TDMR limits) and hibernation is not "
+          "available, some run of the boot initialises the module and has every caller "
+          "loaded with TDX working at once (v7.1: with a TD created, where KVM loads).",
+          f"{TDX_C}: tdx_init, tdx_enable, init_tdx_module (the path that returns 0); v7.1 "
+          "KVM's tdx_get_sysinfo and tdx_guest_keyid_alloc", "reachable",
+          F.TdxFlow._init_succeeded, tdx_in_use, boot_may_use_tdx),
+        T("UPDATE-CAN-FINISH",
+          "Where userspace may ask for a runtime module update (v7.2) and the boot may use "
+          "TDX, some run of the boot ends an update done.",
+          "arch/x86/virt/vmx/tdx/seamldr.c (v7.2): seamldr_install_module and its "
+          "stop_machine steps", "reachable", ModuleUpdate._update_acked, update_done,
+          boot_may_update),
     ]

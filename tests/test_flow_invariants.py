@@ -178,6 +178,36 @@ class _FailedUpdateReportsSuccess(TdxFlow):
         return set_fields(stopped, update=S.UPDATE_DONE)
 
 
+class _PackagesNeverOnline(TdxFlow):
+    """A mutant: the callers' package check finds a package without online CPU even when
+    every CPU is online, so no load ever reaches tdx_enable."""
+
+    def _packages_online(self, state):
+        return False, "package 0 has no online CPU"
+
+
+class _InitialisedNeverServed(TdxFlow):
+    """A mutant: tdx_enable on an initialised module returns -EINVAL as if it were in ERROR
+    (the caller whose init succeeded is loaded, every later one fails)."""
+
+    def _tdx_enable(self, state, actor, out):
+        if state.tdx_on and state.mutex < 0 and state.status == S.INITIALIZED:
+            out.append((self._label("tdx_enable", self.actor_name(actor), result="-22"),
+                        self._caller_failed(state, actor)))
+            return
+        super()._tdx_enable(state, actor, out)
+
+
+class _UpdateRunMarkedFailed(TdxFlow):
+    """A mutant of v7.2: TDH.SYS.UPDATE's success ends the update as failed."""
+
+    def _tdx_module_run_update(self, state, out):
+        start = len(out)
+        super()._tdx_module_run_update(state, out)
+        out[start:] = [(label, self._update_failed(after) if after.update == S.UPDATE_DONE
+                        else after) for label, after in out[start:]]
+
+
 class _NoOnlineCallback(TdxFlow):
     """A mutant of v7.1: the CPU-online callback is not registered (a CPU coming online gets
     neither VMX nor tdx_cpu_enable)."""
@@ -257,6 +287,9 @@ CASES = [
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
     ("INITIALIZED-ONLY-WHILE-READY", _FailedUpdateReportsSuccess, {}, V7_2),
+    ("TDX-USABLE", _PackagesNeverOnline, {}),
+    ("TDX-USABLE", _InitialisedNeverServed, {}),
+    ("UPDATE-CAN-FINISH", _UpdateRunMarkedFailed, {}, V7_2),
 ]
 
 
@@ -298,8 +331,9 @@ def test_broken_profile_is_caught_with_shortest_replayable_trace(invariant, brea
     assert result.verdict == FAIL and result.violated == invariant
     trace = result.trace
     assert trace.invariant == invariant and len(trace) == result.violation.depth
-    # Shortest: the same search cut one step earlier finds nothing.
-    if invariant != "DEADLOCK-FREE":
+    # Shortest: the same search cut one step earlier finds nothing (a property judged on the
+    # whole graph is not judged on a cut one).
+    if props[0].kind == "state" or props[0].kind == "transition":
         shorter = explore(model, props, Bounds(max_depth=len(trace) - 1))
         assert shorter.verdict != FAIL
     # Replays through JSON to the same final state.
