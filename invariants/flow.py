@@ -1,4 +1,5 @@
-"""Flow invariants: what must hold in every reachable state and step of `spec.flow`.
+"""Flow invariants: what must hold in every reachable state and step of `spec.flow`, and what
+must stay possible (the callers can always finish; the module can be initialised and used).
 
 Each is a general rule of the TDX host design (behaviour notes, section 7), stated without
 reference to any particular bug. Where the TDX module itself enforces an order (TDH.SYS.LP.INIT
@@ -6,7 +7,10 @@ once per CPU and before anything else there, TDH.SYS.CONFIG once, KEY.CONFIG onc
 and one at a time, TDMR.INIT only once every package has its key, ...), one property covers them
 all: the kernel never issues a SEAMCALL the CPU or the module refuses (`SEAMCALL-ACCEPTED`).
 The others say what no module can check: what the kernel returns, frees, flushes, reports and
-allows. `flow_invariants(flow)` binds them to one model, since some rules need its layout.
+allows. A model that never gets anywhere breaks none of those, so two more ask that the
+kernel's success stays reachable where the platform allows it (`TDX-USABLE`,
+`UPDATE-CAN-FINISH`). `flow_invariants(flow)` binds them to one model, since some rules need
+its layout.
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ TDX_C = "arch/x86/virt/vmx/tdx/tdx.c"
 
 @dataclass(frozen=True)
 class FlowInvariant(Invariant):
-    """An invariant with its check over the flow. `kind` is "state", "transition" or
-    "eventually" (see `checker.engines.explorer`); `spec_function` is the model function whose
-    rule it guards, so a report can point at its file and line.
+    """An invariant with its check over the flow. `kind` is "state", "transition",
+    "eventually" or "reachable" (see `checker.engines.bfs`); `spec_function` is the model
+    function whose rule it guards, so a report can point at its file and line.
 
     `applies` says where the property has something to check (its antecedent): a state
     property's `applies(state)`, a transition property's `applies(state, step, next)`; coverage

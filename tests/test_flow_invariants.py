@@ -8,12 +8,12 @@ import pytest
 from checker.engines.explorer import FAIL, Bounds, explore
 from checker.inputs.platforms import configure, flow_model
 from checker.views.trace import replay, trace_to_json
-from invariants.flow import flow_invariants
+from invariants.flow import flow_invariants, platform_can_run_tdx
 from spec import flow_state as S
 from spec import memory
 from spec import module as M
 from spec.flow import UPDATER, TdxFlow, step_errno
-from spec.profiles import V6_8, V6_18, V7_1, V7_2
+from spec.profiles import V6_8, V6_14, V6_18, V7_1, V7_2
 from spec.seamcall import SUCCESS, TDH_SYS_INIT
 from spec.statespace import set_fields
 from spec.sysinfo import TdxSysinfo
@@ -367,3 +367,16 @@ def test_either_end_of_the_notifiers_range_test_is_held_on_a_hot_node(monkeypatc
     result = explore(model, _only(model, "ONLINE-VETO-ONLY-WHEN-READY"))
     assert result.verdict == FAIL and result.violated == "ONLINE-VETO-ONLY-WHEN-READY"
     assert result.trace.steps[-1][0].result == "vetoed by tdx_memory_notifier"
+
+
+@pytest.mark.parametrize(("config", "profile", "can"), [
+    ("default", V6_8, True), ("one-node", V6_8, True), ("rsvd-exhausted", V6_8, False),
+    ("too-few-keyids", V6_8, False), ("old-module", V6_8, True), ("old-module", V6_14, False)])
+def test_tdx_usable_asks_for_success_only_where_the_platform_allows_it(config, profile, can):
+    """Reserved areas that run out, one KeyID, a module without NO_RBP_MOD where the kernel
+    needs it: no run can succeed, so TDX-USABLE has nothing to ask there (and holds)."""
+    model = TdxFlow(profile, configure(config, caller_loads=(1, 1)))
+    assert platform_can_run_tdx(model) is can
+    usable = _only(model, "TDX-USABLE")
+    assert usable[0].applies(model.initial_states()[0]) is can
+    assert explore(model, usable).verdict != FAIL
