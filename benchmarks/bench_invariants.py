@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_mutation import (  # noqa: E402 (the repository root first)
     EQUIVALENTS,
+    MEMORY_LIMIT,
     SUITES,
     Snapshot,
     format_rows,
@@ -48,9 +49,13 @@ from benchmarks.bench_mutation import (  # noqa: E402 (the repository root first
     sample,
 )
 
-# Run in a copy of the code: every (profile, configuration) asked for, every invariant, no stop.
+# Run in a copy of the code: every (profile, configuration) asked for, every invariant, no stop;
+# under an address-space limit, as bench_mutation's runs: a mutant that loops while it appends
+# must not take the shared machine's memory with it.
 DRIVER = """
-import json, sys
+import json, resource, sys
+limit = int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 from checker.engines.explorer import Bounds, explore
 from checker.gate.flowcheck import flow_recipe
 runs, max_states, seconds = json.loads(sys.argv[1])
@@ -61,7 +66,8 @@ for profile, config in runs:
         result = explore(model, props, Bounds(max_states=max_states, max_seconds=seconds),
                          stop_at_first=False)
         out[profile + "/" + config] = sorted(result.violations)
-    except Exception as error:  # a mutant that makes the model raise counts for none
+    except Exception as error:  # a mutant that makes the model raise (or run out of memory)
+        # counts for none
         out[profile + "/" + config] = {"error": type(error).__name__ + ": " + str(error)}
 print(json.dumps(out))
 """
@@ -82,12 +88,14 @@ def suite_runs(names: list[str]) -> tuple[list[tuple[str, str]], int, float]:
     return runs, max_states, seconds
 
 
-def run_driver(folder: Path, runs, max_states: int, seconds: float, timeout: float) -> dict:
+def run_driver(folder: Path, runs, max_states: int, seconds: float, timeout: float,
+               memory: int = MEMORY_LIMIT) -> dict:
     """The invariants each run violates ({"error": ...} for a run that raised), or
-    {"error": ...} for the whole batch when it timed out or crashed."""
+    {"error": ...} for the whole batch when it timed out or crashed; at most `memory` bytes
+    of address space."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        done = subprocess.run([sys.executable, "-c", DRIVER,
+        done = subprocess.run([sys.executable, "-c", DRIVER, str(memory),
                                json.dumps([runs, max_states, seconds])],
                               cwd=folder, env=env, capture_output=True, text=True,
                               timeout=timeout, check=False)

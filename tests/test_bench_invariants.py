@@ -1,5 +1,6 @@
 """The scoring of benchmarks/bench_invariants.py: what counts as an invariant catching a mutant,
-and the per-invariant table. No mutant runs here (that is the benchmark's work)."""
+the per-invariant table, and its driver's memory limit. No mutant runs here (that is the
+benchmark's work)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,13 @@ def test_the_table_counts_catches_and_lone_catches_per_invariant():
     assert rows[0] == ["invariant", "mutants", "alone", "bug profiles", "alone"]
     assert rows[1:] == [["A", "2", "1", "1", "0"], ["B", "2", "0", "0", "0"],
                         ["C", "1", "0", "2", "1"], ["D", "0", "0", "0", "0"]]
+
+
+def test_the_driver_runs_each_exploration_under_an_address_space_limit():
+    """A run that needs more memory than the limit counts as raising, never as catching (64
+    MB is too little for the driver to load its libraries; 4 GB, the default, is plenty)."""
+    runs = [("v6.8", "1x1")]
+    assert bench.run_driver(bench.ROOT, runs, 10_000, 30.0, 120) == {"v6.8/1x1": []}
+    starved = bench.run_driver(bench.ROOT, runs, 10_000, 30.0, 120, memory=64 << 20)
+    assert "error" in starved
+    assert bench.caught({"v6.8/1x1": []}, starved) is None
