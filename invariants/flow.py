@@ -9,8 +9,9 @@ all: the kernel never issues a SEAMCALL the CPU or the module refuses (`SEAMCALL
 The others say what no module can check: what the kernel returns, frees, flushes, reports and
 allows. A model that never gets anywhere breaks none of those, so two more ask that the
 kernel's success stays reachable where the platform allows it (`TDX-USABLE`,
-`UPDATE-CAN-FINISH`). `flow_invariants(flow)` binds them to one model, since some rules need
-its layout.
+`UPDATE-CAN-FINISH`), and one that it stays out of reach where the platform forbids it
+(`TDX-ONLY-WHERE-POSSIBLE`). `flow_invariants(flow)` binds them to one model, since some rules
+need its layout.
 """
 
 from __future__ import annotations
@@ -117,18 +118,22 @@ def _in_init(s: S.State) -> bool:
     return s.mutex >= 0 and s.callers[s.mutex].pc == S.IN_TDX
 
 
-def platform_can_run_tdx(flow: F.TdxFlow) -> bool:
+def platform_can_run_tdx(flow: F.TdxFlow) -> bool | None:
     """Whether the flow's platform lets a kernel initialise TDX at all, judged without the
     flow model: at least two private KeyIDs (the global one and one for a guest), a module
     with the features the profile's kernel refuses to run without, and boot memory whose
-    TDMRs fit the module's limits by the plain v6.8 construction."""
+    TDMRs fit the module's limits by the plain v6.8 construction. None where that
+    construction fails for a variant, whose own TDMR rules are meant to fit more (CMR holes,
+    a smaller PAMT): the plain reading cannot say."""
     platform = flow.platform
     if platform.private_keyids < 2:
         return False
     if flow.profile.requires_no_rbp_mod and not platform.module_no_rbp_mod:
         return False
     memlist = build_tdx_memlist(memblock_regions(platform.regions, ()))
-    return reference_construct(memlist, platform.sysinfo, platform.placement).ok
+    if reference_construct(memlist, platform.sysinfo, platform.placement).ok:
+        return True
+    return None if flow.profile.kind == "variant" else False
 
 
 def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
@@ -574,7 +579,15 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def boot_may_use_tdx(s: S.State) -> bool:
         """Nothing stops this boot from using TDX: the platform can, and hibernation (which
         makes tdx_init leave TDX off, where the kernel refuses it) is not available."""
-        return can_work and not (s.hibernation and refuses_hibernation)
+        return can_work is True and not (s.hibernation and refuses_hibernation)
+
+    def boot_cannot_use_tdx(s: S.State) -> bool:
+        """The platform cannot run TDX, or hibernation is available where the kernel refuses
+        it: this boot must never get the module initialised."""
+        return can_work is False or (s.hibernation and refuses_hibernation)
+
+    def initialised_only_where_possible(s: S.State) -> bool:
+        return s.status != S.INITIALIZED or not boot_cannot_use_tdx(s)
 
     td_needed = flow.profile.init_at_boot and flow.ncallers > 1  # caller 0: the initcall
 
@@ -806,6 +819,13 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C}: tdx_enable mutex, cpus_read_lock, try_init_module_global spinlock; v7.2 "
           "seamldr.c (a failed step stops every CPU)",
           "eventually", F.TdxFlow._tdx_enable, callers_at_rest, callers_busy),
+        T("TDX-ONLY-WHERE-POSSIBLE",
+          "Where the platform cannot run TDX (too few KeyIDs, a module without a feature the "
+          "kernel needs, boot memory whose TDMRs exceed the module's limits) or hibernation "
+          "is available, the module is never initialised.",
+          f"{TDX_C}: tdx_init (KeyIDs, hibernation), check_features (v6.14), construct_tdmrs "
+          "(-ENOSPC)", "state", F.TdxFlow.tdx_init, initialised_only_where_possible,
+          boot_cannot_use_tdx, reads=("status", "hibernation")),
         T("TDX-USABLE",
           "Where the platform can run TDX (enough KeyIDs, a module with the features the "
           "kernel needs, boot memory that fits the TDMR limits) and hibernation is not "

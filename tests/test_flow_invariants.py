@@ -178,6 +178,16 @@ class _FailedUpdateReportsSuccess(TdxFlow):
         return set_fields(stopped, update=S.UPDATE_DONE)
 
 
+class _KeyIdsNotCounted(TdxFlow):
+    """A mutant: tdx_init turns TDX on however few private KeyIDs the BIOS left."""
+
+    def tdx_init(self, state):
+        label, after = super().tdx_init(state)
+        if self.platform.private_keyids < 2 and not state.hibernation:
+            return label, set_fields(after, tdx_on=True, s3_off=True)
+        return label, after
+
+
 class _PackagesNeverOnline(TdxFlow):
     """A mutant: the callers' package check finds a package without online CPU even when
     every CPU is online, so no load ever reaches tdx_enable."""
@@ -287,6 +297,7 @@ CASES = [
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
     ("INITIALIZED-ONLY-WHILE-READY", _FailedUpdateReportsSuccess, {}, V7_2),
+    ("TDX-ONLY-WHERE-POSSIBLE", _KeyIdsNotCounted, {"private_keyids": 1}),
     ("TDX-USABLE", _PackagesNeverOnline, {}),
     ("TDX-USABLE", _InitialisedNeverServed, {}),
     ("UPDATE-CAN-FINISH", _UpdateRunMarkedFailed, {}, V7_2),
@@ -372,11 +383,24 @@ def test_either_end_of_the_notifiers_range_test_is_held_on_a_hot_node(monkeypatc
 @pytest.mark.parametrize(("config", "profile", "can"), [
     ("default", V6_8, True), ("one-node", V6_8, True), ("rsvd-exhausted", V6_8, False),
     ("too-few-keyids", V6_8, False), ("old-module", V6_8, True), ("old-module", V6_14, False)])
-def test_tdx_usable_asks_for_success_only_where_the_platform_allows_it(config, profile, can):
+def test_success_is_asked_for_where_the_platform_allows_it_and_refused_elsewhere(config,
+                                                                                 profile, can):
     """Reserved areas that run out, one KeyID, a module without NO_RBP_MOD where the kernel
-    needs it: no run can succeed, so TDX-USABLE has nothing to ask there (and holds)."""
+    needs it: no run can succeed, so TDX-USABLE has nothing to ask there and
+    TDX-ONLY-WHERE-POSSIBLE asks that none does (both hold on the kernels)."""
     model = TdxFlow(profile, configure(config, caller_loads=(1, 1)))
     assert platform_can_run_tdx(model) is can
-    usable = _only(model, "TDX-USABLE")
-    assert usable[0].applies(model.initial_states()[0]) is can
-    assert explore(model, usable).verdict != FAIL
+    usable, never = _only(model, "TDX-USABLE"), _only(model, "TDX-ONLY-WHERE-POSSIBLE")
+    start = model.initial_states()[0]
+    assert usable[0].applies(start) is can and never[0].applies(start) is not can
+    assert explore(model, usable + never).verdict != FAIL
+
+
+def test_a_variant_whose_rules_fit_more_is_not_judged_by_the_plain_construction():
+    """Where v6.8's TDMRs run out of reserved areas, CMR holes (fewer of them) may fit: the
+    plain reading cannot say, so neither property asks anything there."""
+    model = flow_model("cmr-holes", "rsvd-exhausted")
+    assert platform_can_run_tdx(model) is None
+    start = model.initial_states()[0]
+    assert not any(p.applies(start) for p in flow_invariants(model)
+                   if p.id in ("TDX-USABLE", "TDX-ONLY-WHERE-POSSIBLE"))
