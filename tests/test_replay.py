@@ -47,3 +47,27 @@ def test_verify_reports_a_trace_that_no_longer_runs_as_an_error(tmp_path):
     load_document(path)  # a sound file: only the model has moved away from it
     result = run_check(CheckSpec("replay/stale", "replay", doc["profile"], str(path), Bounds()))
     assert result.status == "error" and "does not run on this model" in result.detail
+
+
+def _packages_never_online(self, state):
+    return False, "package 0 has no online CPU"
+
+
+def test_a_reachable_property_broken_at_the_start_is_stored_and_replays(monkeypatch):
+    """A "reachable" violation's counterexample is the initial state, with no steps: the gate
+    writes it, the schema takes it, and replaying searches for the goal from that state again
+    (still out of reach on the broken model, reached once the model is mended)."""
+    from checker.gate.replay import parse_document
+    from spec.flow import TdxFlow
+
+    monkeypatch.setattr(TdxFlow, "_packages_online", _packages_never_online)
+    spec = CheckSpec("flow/v6.8/1x1", "flow", "v6.8", "1x1", Bounds(max_states=10_000))
+    result = run_check(spec)
+    assert result.status == "fail" and result.invariant == "TDX-USABLE"
+    assert result.counterexample["trace"]["steps"] == []
+    doc = with_recorded_result(document(spec.id, "v6.8", "1x1", "TDX-USABLE",
+                                        result.counterexample))
+    broken = replay_document(parse_document(json.dumps(doc), "start.json"))
+    assert broken.still_violates and broken.same_as_recorded
+    monkeypatch.undo()
+    assert not replay_document(parse_document(json.dumps(doc), "start.json")).still_violates
