@@ -14,6 +14,7 @@ are only ever said of a counterexample that is what it claims to be.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -155,10 +156,20 @@ def _validate_trace(doc: dict[str, Any], trace: dict[str, Any], name: str) -> No
     if trace["length"] != len(trace["steps"]):
         raise ReplayError(f"{name}: the trace says it has {trace['length']} steps but lists "
                           f"{len(trace['steps'])}")
+    if not trace["steps"] and _flow_property_kinds().get(doc["invariant"]) == "transition":
+        raise ReplayError(f"{name}: a trace of no steps cannot break {doc['invariant']}, a "
+                          "property of steps")
     for value in (model["config"], model.get("platform")):
         problem = shape_problem(value) if isinstance(value, str) else None
         if problem:
             raise ReplayError(f"{name}: {problem}")
+
+
+@functools.cache
+def _flow_property_kinds() -> dict[str, str]:
+    """Each flow invariant's kind (the same on every model)."""
+    return {inv.id: inv.kind for inv in flow_invariants(model_from_description(
+        {"profile": "v6.8", "config": "default"}))}
 
 
 def replay_document(doc: dict[str, Any], name: str = "<counterexample>") -> Replay:
