@@ -17,6 +17,7 @@ need its layout.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from spec import flow_state as S
 from spec import module as M
 from spec.memory import build_tdx_memlist
 from spec.platform import memblock_regions
+from spec.profiles import TDMR_RULES, rule_changes
 from spec.seamcall import (
     GP,
     P_SEAMLDR_INSTALL,
@@ -121,19 +123,23 @@ def _in_init(s: S.State) -> bool:
 def platform_can_run_tdx(flow: F.TdxFlow) -> bool | None:
     """Whether the flow's platform lets a kernel initialise TDX at all, judged without the
     flow model: at least two private KeyIDs (the global one and one for a guest), a module
-    with the features the profile's kernel refuses to run without, and boot memory whose
-    TDMRs fit the module's limits by the plain v6.8 construction. None where that
-    construction fails for a variant, whose own TDMR rules are meant to fit more (CMR holes,
-    a smaller PAMT): the plain reading cannot say."""
+    with the features the profile's kernel refuses to run without, and memory whose TDMRs fit
+    the module's limits by the plain v6.8 construction: boot memory, or boot memory with some
+    of the hot blocks onlined before init (which may close holes). None where no such memory
+    fits for a profile with TDMR rules of its own (CMR holes, a smaller PAMT, a bug): the
+    plain reading cannot say."""
     platform = flow.platform
     if platform.private_keyids < 2:
         return False
     if flow.profile.requires_no_rbp_mod and not platform.module_no_rbp_mod:
         return False
-    memlist = build_tdx_memlist(memblock_regions(platform.regions, ()))
-    if reference_construct(memlist, platform.sysinfo, platform.placement).ok:
-        return True
-    return None if flow.profile.kind == "variant" else False
+    blocks = platform.hot_blocks if flow.config.memory_hotplug else ()
+    for count in range(len(blocks) + 1):
+        for added in itertools.combinations(blocks, count):
+            memlist = build_tdx_memlist(memblock_regions(platform.regions, added))
+            if reference_construct(memlist, platform.sysinfo, platform.placement).ok:
+                return True
+    return None if rule_changes(flow.profile) & TDMR_RULES else False
 
 
 def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
@@ -587,15 +593,20 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         return can_work is False or (s.hibernation and refuses_hibernation)
 
     def initialised_only_where_possible(s: S.State) -> bool:
-        return s.status != S.INITIALIZED or not boot_cannot_use_tdx(s)
+        return not boot_cannot_use_tdx(s) or (
+            s.status != S.INITIALIZED and s.module != M.SYS_READY
+            and not any(c.pc == S.LOADED for c in s.callers))
 
     td_needed = flow.profile.init_at_boot and flow.ncallers > 1  # caller 0: the initcall
+    loaders = sum(1 for loads in flow.config.caller_loads if loads)  # callers that may load
 
     def tdx_in_use(s: S.State) -> bool:
-        """Every caller has TDX working at once (the second tdx_enable finds the module
-        initialised) and, where KVM creates TDs itself (v7.1), a TD holds a guest KeyID."""
+        """Every caller that may load has TDX working at once (the second tdx_enable finds
+        the module initialised) and, where KVM creates TDs itself (v7.1), a TD holds a guest
+        KeyID. Counted, not matched by place: symmetry renames the callers."""
         return not boot_may_use_tdx(s) or (
-            all(c.pc == S.LOADED for c in s.callers) and (s.guest_keyids or not td_needed))
+            sum(1 for c in s.callers if c.pc == S.LOADED) >= loaders
+            and (s.guest_keyids or not td_needed))
 
     update_offered = flow.profile.runtime_update and flow.config.module_update
 
@@ -822,10 +833,11 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
         T("TDX-ONLY-WHERE-POSSIBLE",
           "Where the platform cannot run TDX (too few KeyIDs, a module without a feature the "
           "kernel needs, boot memory whose TDMRs exceed the module's limits) or hibernation "
-          "is available, the module is never initialised.",
+          "is available, the module is never initialised (neither the kernel's status nor the "
+          "module's own state says so, and no caller is told TDX works).",
           f"{TDX_C}: tdx_init (KeyIDs, hibernation), check_features (v6.14), construct_tdmrs "
           "(-ENOSPC)", "state", F.TdxFlow.tdx_init, initialised_only_where_possible,
-          boot_cannot_use_tdx, reads=("status", "hibernation")),
+          boot_cannot_use_tdx, reads=("status", "module", "callers", "hibernation")),
         T("TDX-USABLE",
           "Where the platform can run TDX (enough KeyIDs, a module with the features the "
           "kernel needs, boot memory that fits the TDMR limits) and hibernation is not "
@@ -838,6 +850,6 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "Where userspace may ask for a runtime module update (v7.2) and the boot may use "
           "TDX, some run of the boot ends an update done.",
           "arch/x86/virt/vmx/tdx/seamldr.c (v7.2): seamldr_install_module and its "
-          "stop_machine steps", "reachable", ModuleUpdate._update_acked, update_done,
+          "stop_machine steps", "reachable", ModuleUpdate._tdx_module_run_update, update_done,
           boot_may_update),
     ]

@@ -36,8 +36,8 @@ def test_the_table_counts_catches_and_lone_catches_per_invariant():
 
 
 def test_the_driver_runs_each_exploration_under_an_address_space_limit():
-    """A run that needs more memory than the limit counts as raising, never as catching (64
-    MB is too little for the driver to load its libraries; 4 GB, the default, is plenty)."""
+    """A driver that runs out of address space counts as raising, never as catching (64 MB
+    is too little for it even to load its libraries; 4 GB, the default, is plenty)."""
     runs = [("v6.8", "1x1")]
     assert bench.run_driver(bench.ROOT, runs, 10_000, 30.0, 120) == {"v6.8/1x1": []}
     starved = bench.run_driver(bench.ROOT, runs, 10_000, 30.0, 120, memory=64 << 20)

@@ -214,6 +214,23 @@ def test_reachable_is_judged_from_each_initial_state_only(mode):
     assert explore(Forks("ba"), [reach], **mode).trace.initial == ("b", 0)
 
 
+@pytest.mark.parametrize("mode", [{}, {"workers": 2, "backend": "inline"}],
+                         ids=["one process", "2 inline"])
+def test_a_start_may_reach_its_goal_through_another_start_or_be_one_with_it(mode):
+    """("b", 0) reaches the top only by crossing to the other start; and two starts that are
+    one canonical state are judged once (with symmetry folding "b" into "a", the one start
+    left reaches the top)."""
+    reach = Prop("TOP-REACHABLE", "reachable", _at_top)
+    assert explore(Forks("ba", bridge=True), [reach], **mode).verdict == PASS
+
+    class Folded(Forks):
+        def canonical(self, state):
+            return ("a", state[1]) if state[0] == "b" else state
+
+    folded = explore(Folded("ba"), [reach], **mode)
+    assert folded.verdict == PASS and folded.distinct_states == 4  # a0 a1 a2 and the trap
+
+
 def test_a_reachable_violation_reads_as_an_initial_state_and_draws_there():
     trace = explore(Forks("ab"), [Prop("TOP-REACHABLE", "reachable", _at_top)]).trace
     text = trace_to_text(trace, Forks(), "reachable")

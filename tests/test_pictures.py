@@ -191,6 +191,14 @@ def test_a_trace_is_a_row_per_step_across_lanes_with_the_violating_step_in_red(t
     assert "module: SYSINIT_DONE" in final  # every field, not only the changed ones
 
 
+def test_a_trace_of_no_steps_says_its_goal_is_out_of_reach_from_the_start():
+    trace = {**stored_trace(PAMT_RESET)["trace"], "steps": [], "length": 0,
+             "invariant": "TDX-USABLE"}
+    header = " ".join(texts(find(ET.fromstring(trace_svg(trace).element()), "header")[0]))
+    assert "violates TDX-USABLE from the start: no run reaches its goal" in header
+    assert "at step" not in header
+
+
 def test_an_injected_fault_is_marked_on_its_step():
     trace = stored_trace(PAMT_RESET)["trace"]
     root = ET.fromstring(trace_svg(trace).element())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fresh_counterexamples import edited, fresh_trace
 
 from checker.gate.corpus import document, with_recorded_result
@@ -71,3 +72,15 @@ def test_a_reachable_property_broken_at_the_start_is_stored_and_replays(monkeypa
     assert broken.still_violates and broken.same_as_recorded
     monkeypatch.undo()
     assert not replay_document(parse_document(json.dumps(doc), "start.json")).still_violates
+
+
+def test_a_reachable_property_with_steps_is_refused_when_read():
+    """A reachable property is broken by an initial state; a trace of steps for one would be
+    judged from its last state, which says nothing about the start."""
+    from checker.gate.replay import ReplayError, parse_document
+
+    doc = edited(fresh_trace("bug-lp-init-irq-reentry"),
+                 [("invariant", "TDX-USABLE"), ("counterexample.trace.invariant", "TDX-USABLE")])
+    assert doc["counterexample"]["trace"]["steps"]
+    with pytest.raises(ReplayError, match="broken by an initial state"):
+        parse_document(json.dumps(doc), "steps.json")

@@ -111,10 +111,11 @@ class Ladder:
 
 class Forks:
     """Two starts. From ("a", 0) a climb to ("a", 2), with a trap beside ("a", 1): a step to
-    ("trap", 0), which only spins. From ("b", 0) one step to ("b", 1), and nothing after."""
+    ("trap", 0), which only spins. From ("b", 0) one step to ("b", 1), and nothing after, or
+    with `bridge` a step on from there to ("a", 0), the other start."""
 
-    def __init__(self, starts: str = "ab") -> None:
-        self.starts = starts
+    def __init__(self, starts: str = "ab", bridge: bool = False) -> None:
+        self.starts, self.bridge = starts, bridge
 
     def initial_states(self):
         return [(start, 0) for start in self.starts]
@@ -128,6 +129,8 @@ class Forks:
             out.append((Move("up", "climber"), (where, height + 1)))
         if state == ("a", 1):
             out.append((Move("trip", "climber"), ("trap", 0)))
+        if state == ("b", 1) and self.bridge:
+            out.append((Move("cross", "climber"), ("a", 0)))
         return out
 
     def canonical(self, state):

@@ -285,7 +285,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             else:
                 state = codec.decode(record)
             # States are expanded in id order, so the goal flags line up with the ids. Edges
-            # out of a state that is a goal of every "eventually" property decide nothing.
+            # out of a state that is a goal of every goal property decide nothing.
             if one_goal is not None:  # the usual case, spelt out
                 reached = one_goal(state)
                 one_goal_flags.append(reached)
@@ -423,8 +423,8 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
 
 class _Edges:
     """The edges out of the states expanded so far that may lead to a goal state, for the
-    "eventually" properties: the targets in one flat array, grouped by source (states are
-    expanded in id order), and where each source's group ends."""
+    goal properties ("eventually", "reachable"): the targets in one flat array, grouped by
+    source (states are expanded in id order), and where each source's group ends."""
 
     def __init__(self) -> None:
         self.targets = array("I")

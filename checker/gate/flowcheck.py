@@ -81,7 +81,8 @@ def run_flow(check: CheckSpec) -> CheckResult:
         extra["coverage"] = coverage.to_json()
     result = CheckResult(check.id, "FLOW", check.profile, check.config, PASS,
                          states=outcome.distinct_states,
-                         statement="every flow invariant holds in every reachable state",
+                         statement="every flow invariant holds: in every reachable state "
+                                   "and step, or as a goal still reachable",
                          source="invariants/flow.py", extra=extra)
     if outcome.verdict == "fail":
         violation = outcome.violation

@@ -156,9 +156,13 @@ def _validate_trace(doc: dict[str, Any], trace: dict[str, Any], name: str) -> No
     if trace["length"] != len(trace["steps"]):
         raise ReplayError(f"{name}: the trace says it has {trace['length']} steps but lists "
                           f"{len(trace['steps'])}")
-    if not trace["steps"] and _flow_property_kinds().get(doc["invariant"]) == "transition":
+    kind = _flow_property_kinds().get(doc["invariant"])
+    if not trace["steps"] and kind == "transition":
         raise ReplayError(f"{name}: a trace of no steps cannot break {doc['invariant']}, a "
                           "property of steps")
+    if trace["steps"] and kind == "reachable":
+        raise ReplayError(f"{name}: {doc['invariant']} is broken by an initial state: its "
+                          "trace has no steps")
     for value in (model["config"], model.get("platform")):
         problem = shape_problem(value) if isinstance(value, str) else None
         if problem:
@@ -261,13 +265,12 @@ def _outcome(still: bool, text: str, invariant: str, body: dict) -> Replay:
 
 def _holds_at_end(flow, invariant: FlowInvariant, trace) -> bool:
     """The invariant on the trace's last state or transition; for a liveness property
-    ("eventually"), whether a goal state is still reachable from the last state."""
+    ("eventually"), whether a goal state is still reachable from the last state (for a
+    "reachable" one the trace is its initial state alone)."""
     last = trace.steps[-1][1] if trace.steps else trace.initial
     if invariant.kind == "state":
         return invariant.check(last)
-    if invariant.kind == "transition":
-        if not trace.steps:
-            return True
+    if invariant.kind == "transition":  # a trace of no steps was refused when it was read
         before = trace.steps[-2][1] if len(trace.steps) > 1 else trace.initial
         return invariant.check(before, trace.steps[-1][0], last)
     return _goal_reachable(flow, last, invariant.check)

@@ -139,8 +139,8 @@ def trace_svg(trace: dict[str, Any], statement: str = "", final_state: dict[str,
              f"{model.get('config', '?')}: {len(steps)} steps", class_="tdx-title")
     y = 42.0
     if invariant:
-        words = f"violates {invariant} at step {len(steps)}" + (f": {statement}"
-                                                                   if statement else "")
+        where = f"at step {len(steps)}" if steps else "from the start: no run reaches its goal"
+        words = f"violates {invariant} {where}" + (f": {statement}" if statement else "")
         for line in textwrap.wrap(words, int((width - 2 * MARGIN) / text_width("x", 12))):
             svg.text(head, MARGIN, y, line, class_="tdx-step tdx-bad")
             y += 16
