@@ -245,12 +245,11 @@ def test_a_reachable_violation_reads_as_an_initial_state_and_draws_there():
 @given(st.integers(1, 12).flatmap(lambda n: st.tuples(
     st.just(n),
     st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
-    st.lists(st.booleans(), min_size=n, max_size=n),
-    st.integers(0, n))))
+    st.lists(st.booleans(), min_size=n, max_size=n))))
 def test_the_first_stuck_state_is_the_least_that_reaches_no_goal(graph):
     """Against networkx: the least state with no path to a goal (edges out of goals are
-    dropped, as the explorer never records them), among all and among the first few."""
-    count, edges, goals, below = graph
+    dropped, as the explorer never records them)."""
+    count, edges, goals = graph
     edges = [(a, b) for a, b in edges if not goals[a]]
     reference = nx.DiGraph()
     reference.add_nodes_from(range(count))
@@ -259,9 +258,44 @@ def test_the_first_stuck_state_is_the_least_that_reaches_no_goal(graph):
     for goal in (i for i in range(count) if goals[i]):
         reaching |= nx.ancestors(reference, goal) | {goal}
     stuck = [i for i in range(count) if i not in reaching]
-    sources, targets = [a for a, _ in edges], [b for _, b in edges]
-    assert first_stuck_state(count, sources, targets, bytearray(goals)) == \
-        (stuck[0] if stuck else None)
-    early = [i for i in stuck if i < below]
-    assert first_stuck_state(count, sources, targets, bytearray(goals), below) == \
-        (early[0] if early else None)
+    assert first_stuck_state(count, [a for a, _ in edges], [b for _, b in edges],
+                             bytearray(goals)) == (stuck[0] if stuck else None)
+
+
+class _Graph:
+    """A model that is a directed graph: a state is (node number,), a step is an edge."""
+
+    def __init__(self, count: int, edges: list, starts: list) -> None:
+        self.starts = [(s,) for s in starts]
+        self.out = {node: [b for a, b in edges if a == node] for node in range(count)}
+
+    def initial_states(self):
+        return self.starts
+
+    def successors(self, state):
+        return [(Move("go", "env", target), (target,)) for target in self.out[state[0]]]
+
+    def canonical(self, state):
+        return state
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 10).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
+    st.lists(st.booleans(), min_size=n, max_size=n),
+    st.lists(st.integers(0, n - 1), min_size=1, max_size=4, unique=True))))
+def test_a_reachable_property_fails_at_the_first_start_that_reaches_no_goal(graph):
+    """Against networkx, one process and two workers: whether each start reaches a goal
+    (through states first found from another start, too), and which start is reported."""
+    count, edges, goals, starts = graph
+    reference = nx.DiGraph()
+    reference.add_nodes_from(range(count))
+    reference.add_edges_from(edges)
+    lost = [s for s in starts if not any(goals[t] for t in nx.descendants(reference, s) | {s})]
+    prop = Prop("GOAL", "reachable", lambda s: goals[s[0]])
+    for mode in ({}, {"fingerprints": True}, {"workers": 2, "backend": "inline"}):
+        result = explore(_Graph(count, edges, starts), [prop], **mode)
+        assert result.verdict == (FAIL if lost else PASS)
+        if lost:
+            assert result.trace.initial == (lost[0],) and len(result.trace) == 0

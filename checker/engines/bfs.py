@@ -23,7 +23,9 @@ A property offers `id` and `kind`, and by kind:
   reachable from every reachable state (checked only after an exhaustive run);
 - "reachable": the same, but a goal need only be reachable from every initial state: what
   must stay possible (the module can be initialised), where "eventually" is what must stay
-  possible from anywhere. A violation's trace is the initial state that reaches no goal.
+  possible from anywhere. A violation's trace is the initial state that reaches no goal. It
+  needs no edges: an initial state at the root of a goal's path in the search tree reaches
+  it, and only an initial state no goal's path starts from is searched again, alone.
 
 Breadth-first order makes every reported trace a shortest one: states are expanded layer by
 layer, so the first violation found of each property is at the smallest depth. Only canonical
@@ -194,7 +196,8 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
     states: list = []
     parent = array("i")
     action = array("H")
-    edges = _Edges() if goal_props else None  # edges that may lead to a goal state
+    edged = [p.kind == "eventually" for p in goal_props]  # the goals that need the edges
+    edges = _Edges() if any(edged) else None  # edges that may lead to a goal state
     goal_checks = [p.check for p in goal_props]
     at_goal = [bytearray() for _ in goal_props]  # per goal property, a flag per state by id
     graph_edges: list[tuple[int, Any, int]] = []
@@ -242,7 +245,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
     fields = getattr(first_state, "_fields", ())
     step_checks_get, step_checks = transition_checks_by_label(step_props, fields, unchanged=False)
     loop_checks_get, loop_checks = transition_checks_by_label(step_props, fields, unchanged=True)
-    one_goal, one_goal_flags = (goal_checks[0], at_goal[0]) if len(goal_checks) == 1 \
+    one_goal, one_goal_flags = (goal_checks[0], at_goal[0]) if edged == [True] \
         else (None, None)
     if codec is not None:
         state_type, part_hash = codec.state_type, codec.part_hash
@@ -285,17 +288,17 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             else:
                 state = codec.decode(record)
             # States are expanded in id order, so the goal flags line up with the ids. Edges
-            # out of a state that is a goal of every goal property decide nothing.
+            # out of a state that is a goal of every "eventually" property decide nothing.
             if one_goal is not None:  # the usual case, spelt out
                 reached = one_goal(state)
                 one_goal_flags.append(reached)
                 record_edges = not reached
             else:
                 record_edges = False
-                for flags, goal in zip(at_goal, goal_checks, strict=True):
+                for flags, goal, needs_edges in zip(at_goal, goal_checks, edged, strict=True):
                     reached = goal(state)
                     flags.append(reached)
-                    record_edges = record_edges or not reached
+                    record_edges = record_edges or (needs_edges and not reached)
             steps = successors(state)
             if not isinstance(steps, (list, tuple)):
                 steps = list(steps)
@@ -397,7 +400,12 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
     if exhaustive and goal_props:
         for prop, flags in zip(goal_props, at_goal, strict=True):
             assert len(flags) == count  # an exhaustive run expanded every state
-            stuck = edges.first_stuck_state(flags, judged_below(prop, len(initial_ids)))
+            if prop.kind == "reachable":
+                stuck = first_start_without_goal(model, prop, initial_list, parent, action,
+                                                 flags, len(initial_ids), symmetry,
+                                                 fingerprints)
+            else:
+                stuck = edges.first_stuck_state(flags)
             if stuck is not None:
                 note(prop.id, _depth(parent, stuck), stuck)
     elapsed = time.perf_counter() - started
@@ -434,13 +442,12 @@ class _Edges:
     def close_state(self) -> None:
         self.ends.append(len(self.targets))
 
-    def first_stuck_state(self, at_goal: bytearray, below: int | None) -> int | None:
-        """The lowest-id (so shallowest) state from which no goal state is reachable, among
-        the ids below `below` (None: all)."""
+    def first_stuck_state(self, at_goal: bytearray) -> int | None:
+        """The lowest-id (so shallowest) state from which no goal state is reachable."""
         ends = np.frombuffer(self.ends, np.uint32)
         sources = np.repeat(np.arange(len(ends), dtype=np.uint32),
                             np.diff(ends, prepend=np.uint32(0)))
-        return first_stuck_state(len(at_goal), sources, self.targets, at_goal, below)
+        return first_stuck_state(len(at_goal), sources, self.targets, at_goal)
 
 
 def _identity(state):
@@ -522,19 +529,66 @@ def _depth(parent: array, ident: int) -> int:
     return depth
 
 
-def judged_below(prop, initial: int) -> int | None:
-    """The ids a goal property is judged on: the `initial` states' ids (the first ones) for a
-    "reachable" property, every id (None) for an "eventually" one."""
-    return initial if prop.kind == "reachable" else None
+@dataclass(frozen=True)
+class _NoGoal:
+    """A state property that a goal state breaks: a search for it stops at the first goal."""
+
+    goal: Callable
+    id: str = "NO-GOAL"
+    kind: str = "state"
+
+    def check(self, state) -> bool:
+        return not self.goal(state)
 
 
-def first_stuck_state(count: int, sources, targets, at_goal, below: int | None = None
-                      ) -> int | None:
+class _StartingAt:
+    """`model` with one initial state, for a search from there."""
+
+    def __init__(self, model, start) -> None:
+        self.model, self.start = model, start
+
+    def initial_states(self) -> list:
+        return [self.start]
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+def first_start_without_goal(model, prop, initial_list: Sequence, parent: array,
+                             action: array, at_goal, starts: int, symmetry: bool,
+                             fingerprints: bool) -> int | None:
+    """The lowest initial id (`starts` of them: the first ids) from which no goal of `prop`
+    is reachable, after an exhaustive search that recorded each state's parent and goal flag
+    (a byte each). An initial state at the root of some goal's path reaches it; any other is
+    searched again alone (in the search's mode, stopping at the first goal), as a goal may
+    still lie beyond a step into states first reached from another start."""
+    root = np.frombuffer(parent, np.int32).astype(np.int64)
+    orphans = root < 0
+    root[orphans] = np.flatnonzero(orphans)
+    while True:  # pointer jumping: log2(depth) rounds over the parent links
+        further = root[root]
+        if np.array_equal(further, root):
+            break
+        root = further
+    reached = np.frombuffer(at_goal, np.uint8).astype(bool)
+    settled = set(np.unique(root[reached]).tolist())
+    for start in range(starts):
+        if start in settled:
+            continue
+        search = breadth_first(_StartingAt(model, initial_list[action[start]]),
+                               [_NoGoal(prop.check)], Bounds(), symmetry, True, False, False,
+                               fingerprints=fingerprints)
+        if search.verdict != FAIL:
+            return start
+    return None
+
+
+def first_stuck_state(count: int, sources, targets, at_goal) -> int | None:
     """The lowest-id (so shallowest) state from which no goal state is reachable, given the
     goal flag of every state (a byte each, in a buffer) and the edges (`sources[k]` to
     `targets[k]`, sequences of integers or buffers of unsigned 32-bit ones) out of the states
-    that are not goals; only ids below `below` are judged (None: all). A backward
-    breadth-first search from the goals, a whole layer of predecessors at a time."""
+    that are not goals. A backward breadth-first search from the goals, a whole layer of
+    predecessors at a time."""
     sources = np.asarray(sources, np.uint32)
     targets = np.asarray(targets, np.uint32)
     predecessors = sources[np.argsort(targets, kind="stable")]
@@ -550,7 +604,7 @@ def first_stuck_state(count: int, sources, targets, at_goal, below: int | None =
         found = predecessors[places]
         layer = np.unique(found[~can_reach[found]])
         can_reach[layer] = True
-    stuck = np.flatnonzero(~can_reach[:below])
+    stuck = np.flatnonzero(~can_reach)
     return int(stuck[0]) if stuck.size else None
 
 

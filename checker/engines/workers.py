@@ -54,8 +54,8 @@ from checker.engines.bfs import (
     Violation,
     canonical_path,
     concrete_trace,
+    first_start_without_goal,
     first_stuck_state,
-    judged_below,
     state_checks_by_fields,
     transition_checks_by_label,
 )
@@ -106,6 +106,7 @@ class Worker:
         self.state_props = [p for p in self.properties if p.kind == "state"]
         self.step_props = [p for p in self.properties if p.kind == "transition"]
         self.goal_props = [p for p in self.properties if p.kind in GOAL_KINDS]
+        self.edged = [p.kind == "eventually" for p in self.goal_props]  # need the edges
         self.state_checks, self.step_checks = state_checks_by_fields, transition_checks_by_label
         self.frontier_gids = array("I")
         self.frontier: SpillBuffer | None = None
@@ -149,6 +150,7 @@ class Worker:
         loop_get, loop_compute = self.loop_get, self.loop_compute
         step_get, step_compute = self.step_get, self.step_compute
         goal_props, goal_flags, goal_gids = self.goal_props, self.goal_flags, self.goal_gids
+        goals = list(zip(goal_flags, goal_props, self.edged, strict=True))
         edge_src, edge_dst = self.edge_src, self.edge_dst
         state_type, part_hash = codec.state_type, codec.part_hash
         parts = [(part, getter, hashes.get) for part, (getter, hashes)
@@ -181,10 +183,10 @@ class Worker:
             record_edges = False
             if goal_props:
                 goal_gids.append(gid)
-                for flags, prop in zip(goal_flags, goal_props, strict=True):
+                for flags, prop, needs_edges in goals:
                     reached = prop.check(state)
                     flags.append(reached)
-                    record_edges = record_edges or not reached
+                    record_edges = record_edges or (needs_edges and not reached)
             steps = successors(state)
             if not isinstance(steps, (list, tuple)):
                 steps = list(steps)
@@ -693,8 +695,11 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
             for f in finished:
                 flags[np.frombuffer(f["goal_gids"], np.uint32)] = np.frombuffer(
                     f["goal_flags"][g], np.uint8)
-            stuck = first_stuck_state(count, sources, targets, flags,
-                                      judged_below(prop, initial_count))
+            if prop.kind == "reachable":
+                stuck = first_start_without_goal(model, prop, initial_list, parent, action,
+                                                 flags, initial_count, symmetry, True)
+            else:
+                stuck = first_stuck_state(count, sources, targets, flags)
             if stuck is not None and prop.id not in found:
                 found[prop.id] = (_depth(parent, stuck), stuck, (float("inf"),), "state", None)
     elapsed = time.perf_counter() - started
