@@ -2,8 +2,12 @@
 shortest trace, and it replays."""
 
 import json
+from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import memory_maps, sysinfos
 
 from checker.engines.explorer import FAIL, PASS, Bounds, explore
 from checker.inputs.platforms import configure, flow_model
@@ -423,3 +427,33 @@ def test_a_hot_block_that_closes_a_hole_makes_the_platform_able():
         checked = [p for p in flow_invariants(model)
                    if p.id in ("TDX-USABLE", "TDX-ONLY-WHERE-POSSIBLE")]
         assert explore(model, checked).verdict == PASS
+
+
+@st.composite
+def _small_platforms(draw) -> Platform:
+    """One CPU, a random map of up to four regions on up to two nodes, tight module limits,
+    and maybe a 128 MB hot block right after the last region or inside the first gap."""
+    regions = tuple(draw(memory_maps(max_regions=4, max_nodes=2, max_first_gib=2)))
+    spots = [MemRange(regions[-1].end, regions[-1].end + SZ_128M, regions[-1].nid)]
+    spots += [MemRange(a.end, a.end + SZ_128M, a.nid) for a, b in pairwise(regions)
+              if b.start - a.end >= SZ_128M][:1]
+    hot = draw(st.sampled_from([(), *((spot,) for spot in spots)]))
+    return Platform(packages=1, cpus_per_package=1, regions=regions, hot_blocks=hot,
+                    sysinfo=draw(sysinfos()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(_small_platforms())
+def test_the_model_initialises_exactly_where_the_plain_reading_says_it_can(platform):
+    """Searched, not picked: on random maps and limits, v6.8 with one caller and no faults
+    initialises the module on some run exactly where `platform_can_run_tdx` says the platform
+    can (TDX-USABLE one way, TDX-ONLY-WHERE-POSSIBLE the other)."""
+    model = TdxFlow(V6_8, FlowConfig(name="searched", platform=platform, caller_loads=(1,),
+                                     fault_budget=0, boot_hibernation=(False,),
+                                     cpu_hotplug=False, sleep_requests=False,
+                                     machine_checks=False,
+                                     memory_hotplug=bool(platform.hot_blocks)))
+    checked = [p for p in flow_invariants(model)
+               if p.id in ("TDX-USABLE", "TDX-ONLY-WHERE-POSSIBLE")]
+    result = explore(model, checked)
+    assert result.verdict == PASS, (platform_can_run_tdx(model), result.violated)
