@@ -89,11 +89,6 @@ TDMR_RULES = frozenset({"holes", "pamt_entry_count_bits", "sort_reserved_areas",
 _DESCRIPTIVE = frozenset({"name", "summary", "source", "kind"})
 
 
-# The switches `spec.tdmr` reads: a profile that changes one builds TDMRs by other rules.
-TDMR_RULES = frozenset(("holes", "pamt_entry_count_bits", "sort_reserved_areas",
-                        "reserve_other_tdmrs_pamts", "pamt_4k_bitmap"))
-
-
 def rule_changes(profile: Profile) -> frozenset[str]:
     """The rule switches in which `profile` differs from v6.8."""
     return frozenset(f.name for f in fields(Profile)
