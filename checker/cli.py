@@ -640,10 +640,10 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
             summary["coverage"] = coverage.to_json()
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
+        kind = next((i.kind for i in invariants if i.id == outcome.violated), None)
         # a goal property is judged only once every state is explored
-        judged_at_end = any(i.id == outcome.violated and i.kind in GOAL_KINDS for i in invariants)
         scope = ("exhaustive" if outcome.bound_hit is None and (outcome.verdict != "fail"
-                                                                 or judged_at_end)
+                                                                 or kind in GOAL_KINDS)
                  else f"bounded, not exhaustive ({outcome.bound_hit} bound hit)"
                  if outcome.bound_hit else "stopped at the first violation")
         print(f"profile {args.profile}, config {config.name}: {outcome.verdict.upper()} "
@@ -661,7 +661,6 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
                   f"{outcome.collision_probability:.1e}, {outcome.workers} "
                   f"worker{'s' if outcome.workers > 1 else ''}{spilled}")
         if trace:
-            kind = next(i.kind for i in invariants if i.id == outcome.violated)
             print(trace_to_text(trace, flow, kind))
         if coverage is not None:
             print(coverage.render_text())

@@ -431,8 +431,8 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
 
 class _Edges:
     """The edges out of the states expanded so far that may lead to a goal state, for the
-    goal properties ("eventually", "reachable"): the targets in one flat array, grouped by
-    source (states are expanded in id order), and where each source's group ends."""
+    "eventually" properties: the targets in one flat array, grouped by source (states are
+    expanded in id order), and where each source's group ends."""
 
     def __init__(self) -> None:
         self.targets = array("I")
@@ -554,6 +554,15 @@ class _StartingAt:
         return getattr(self.model, name)
 
 
+def goal_reachable(model, start, goal: Callable, symmetry: bool = True,
+                   fingerprints: bool = False) -> bool:
+    """Whether some state `goal` names is reachable from `start` (a search from there alone,
+    in the given mode, that stops at the first goal)."""
+    search = breadth_first(_StartingAt(model, start), [_NoGoal(goal)], Bounds(), symmetry, True,
+                           False, False, fingerprints=fingerprints)
+    return search.verdict == FAIL
+
+
 def first_start_without_goal(model, prop, initial_list: Sequence, parent: array,
                              action: array, at_goal, starts: int, symmetry: bool,
                              fingerprints: bool) -> int | None:
@@ -573,12 +582,8 @@ def first_start_without_goal(model, prop, initial_list: Sequence, parent: array,
     reached = np.frombuffer(at_goal, np.uint8).astype(bool)
     settled = set(np.unique(root[reached]).tolist())
     for start in range(starts):
-        if start in settled:
-            continue
-        search = breadth_first(_StartingAt(model, initial_list[action[start]]),
-                               [_NoGoal(prop.check)], Bounds(), symmetry, True, False, False,
-                               fingerprints=fingerprints)
-        if search.verdict != FAIL:
+        if start not in settled and not goal_reachable(model, initial_list[action[start]],
+                                                       prop.check, symmetry, fingerprints):
             return start
     return None
 

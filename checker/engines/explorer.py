@@ -43,8 +43,8 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
     With `stop_at_first` the run ends at the first violation; otherwise it goes on and keeps
     the first (shortest) violation of every property. `keep_graph` records every edge with
     its label (for `checker.views.graph`); edges without labels are kept anyway when an
-    "eventually" or "reachable" property needs them. `count_labels` counts the transitions
-    of every distinct label (for coverage).
+    "eventually" property needs them. `count_labels` counts the transitions of every distinct
+    label (for coverage).
 
     `fingerprints` keeps a 64-bit fingerprint of each state met instead of the state
     (`checker.engines.fingerprints`), and the states still to expand as compact records that

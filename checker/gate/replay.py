@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 
 from checker import schemas
+from checker.engines.bfs import goal_reachable
 from checker.gate.suite import flow_config_problem, shape_problem
 from checker.inputs.platforms import model_from_description
 from checker.inputs.readers import InputError, read_json_map
@@ -273,18 +274,4 @@ def _holds_at_end(flow, invariant: FlowInvariant, trace) -> bool:
     if invariant.kind == "transition":  # a trace of no steps was refused when it was read
         before = trace.steps[-2][1] if len(trace.steps) > 1 else trace.initial
         return invariant.check(before, trace.steps[-1][0], last)
-    return _goal_reachable(flow, last, invariant.check)
-
-
-def _goal_reachable(flow, start, goal) -> bool:
-    seen, frontier = {flow.canonical(start)}, [start]
-    while frontier:
-        state = frontier.pop()
-        if goal(state):
-            return True
-        for _, nxt in flow.successors(state):
-            key = flow.canonical(nxt)
-            if key not in seen:
-                seen.add(key)
-                frontier.append(nxt)
-    return False
+    return goal_reachable(flow, last, invariant.check)

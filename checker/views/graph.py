@@ -6,8 +6,8 @@ configuration. In both, a state that breaks an invariant carries `violating` (tr
 `violates` (the invariants' ids, comma-separated): a state property false there, or a
 transition property broken by a step into it, or, on a whole graph explored to the end, an
 "eventually" property whose goal it can no longer reach (an initial state, for a "reachable"
-one). The steps that break a transition
-property carry the same two attributes. DOT draws them red.
+one). The steps that break a transition property carry the same two attributes. DOT draws
+them red.
 """
 
 from __future__ import annotations
