@@ -125,7 +125,8 @@ def platform_can_run_tdx(flow: F.TdxFlow) -> bool | None:
     flow model: at least two private KeyIDs (the global one and one for a guest), a module
     with the features the profile's kernel refuses to run without, and memory whose TDMRs fit
     the module's limits by the plain v6.8 construction: boot memory, or boot memory with some
-    of the hot blocks onlined before init (which may close holes). None where no such memory
+    of the hot blocks onlined before init (which may close holes) where init waits for a
+    caller (v7.1 initialises at boot, before any can be onlined). None where no such memory
     fits for a profile with TDMR rules of its own (CMR holes, a smaller PAMT, a bug): the
     plain reading cannot say."""
     platform = flow.platform
@@ -133,7 +134,8 @@ def platform_can_run_tdx(flow: F.TdxFlow) -> bool | None:
         return False
     if flow.profile.requires_no_rbp_mod and not platform.module_no_rbp_mod:
         return False
-    blocks = platform.hot_blocks if flow.config.memory_hotplug else ()
+    onlined_first = flow.config.memory_hotplug and not flow.profile.init_at_boot
+    blocks = platform.hot_blocks if onlined_first else ()
     for count in range(len(blocks) + 1):
         for added in itertools.combinations(blocks, count):
             memlist = build_tdx_memlist(memblock_regions(platform.regions, added))

@@ -17,7 +17,7 @@ from spec import flow_state as S
 from spec import memory
 from spec import module as M
 from spec.flow import UPDATER, FlowConfig, TdxFlow, step_errno
-from spec.memory import SZ_1G, MemRange
+from spec.memory import SZ_1G, SZ_1M, SZ_4K, MemRange
 from spec.platform import SZ_128M, Platform
 from spec.profiles import V6_8, V6_14, V6_18, V7_1, V7_2
 from spec.seamcall import SUCCESS, TDH_SYS_INIT
@@ -424,6 +424,26 @@ def test_a_hot_block_that_closes_a_hole_makes_the_platform_able():
         model = TdxFlow(V6_8, FlowConfig(name="hole", platform=platform, memory_hotplug=hotplug,
                                          sleep_requests=False, machine_checks=False))
         assert platform_can_run_tdx(model) is hotplug
+        checked = [p for p in flow_invariants(model)
+                   if p.id in ("TDX-USABLE", "TDX-ONLY-WHERE-POSSIBLE")]
+        assert explore(model, checked).verdict == PASS
+
+
+def test_memory_onlined_later_does_not_make_a_boot_time_init_able():
+    """Found by the platform search: boot memory whose second node has one page needs a third
+    reserved area (that node's PAMT lands on node 0) where the module allows two; a hot block
+    on that node makes it fit. v6.8 waits for a caller, so some run onlines the block first
+    and succeeds; v7.1 initialises at boot, before any memory can be onlined, so no run can."""
+    platform = Platform(packages=2, cpus_per_package=1,
+                        regions=(MemRange(SZ_1M, SZ_1G, 0), MemRange(SZ_1G, SZ_1G + SZ_4K, 1)),
+                        hot_blocks=(MemRange(SZ_1G + SZ_4K, SZ_1G + SZ_4K + SZ_128M, 1),),
+                        sysinfo=TdxSysinfo(max_reserved_per_tdmr=2))
+    config = FlowConfig(name="late-block", platform=platform, caller_loads=(1,), fault_budget=0,
+                        boot_hibernation=(False,), cpu_hotplug=False, sleep_requests=False,
+                        machine_checks=False, alloc_faults=False, module_update=False)
+    for profile, can in ((V6_8, True), (V7_1, False)):
+        model = TdxFlow(profile, config)
+        assert platform_can_run_tdx(model) is can
         checked = [p for p in flow_invariants(model)
                    if p.id in ("TDX-USABLE", "TDX-ONLY-WHERE-POSSIBLE")]
         assert explore(model, checked).verdict == PASS
