@@ -41,7 +41,7 @@ LAYOUT_KINDS = frozenset({"layout", "worst-case", "plan", "maps"})
 
 def test_v6_8_gets_every_kind():
     assert rule_changes(V6_8) == frozenset()
-    assert profile_scope(V6_8) == LAYOUT_KINDS | {"flow", "log"}
+    assert profile_scope(V6_8) == LAYOUT_KINDS | {"flow", "platforms", "log"}
     assert profile_scope(V6_8) == frozenset(CHECK_KINDS) - {"replay"}
 
 
@@ -80,7 +80,7 @@ def test_a_profile_changing_both_kinds_of_rule_gets_both_but_no_log():
     both = V6_8.but("both", "two rules", "tests", kind="variant", sort_reserved_areas=False,
                     enodev_marks_error=False)
     assert rule_changes(both) == {"sort_reserved_areas", "enodev_marks_error"}
-    assert profile_scope(both) == LAYOUT_KINDS | {"flow"}
+    assert profile_scope(both) == LAYOUT_KINDS | {"flow", "platforms"}
 
 
 # --- expand --------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_expand_gives_the_expected_checks():
         "layout/v6.8/emr-fcp-e820-first-2g", "layout/v6.8/spr-8480c-256g",
         "log/v6.8/emr-fcp-e820-first-2g", "log/v6.8/spr-8480c-256g",
         "maps/cmr-holes/grid", "maps/v6.8/grid",
-        "plan/cmr-holes/spr-8480c-256g",
+        "plan/cmr-holes/spr-8480c-256g", "platforms/v6.8/searched",
         "plan/v6.8/emr-fcp-e820-first-2g", "plan/v6.8/spr-8480c-256g",
         "worst-case/cmr-holes/spr-8480c-256g",
         "worst-case/v6.8/emr-fcp-e820-first-2g", "worst-case/v6.8/spr-8480c-256g",

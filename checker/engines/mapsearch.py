@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from time import perf_counter
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, find, settings
 from hypothesis.errors import NoSuchExample
@@ -157,20 +158,26 @@ def _project_literals_hidden():
         providers.CONSTANTS_CACHE.cache.clear()
 
 
-def find_case(goes_wrong: Callable[[MapCase], bool], with_cmrs: bool = False,
-              examples: int = EXAMPLES, shrink: bool = True) -> MapCase | None:
-    """The smallest case for which `goes_wrong` holds, among `examples` generated cases and
-    their shrinks (without `shrink`: the first one generated), or None. The same answer
-    wherever and whenever it is asked."""
+def find_smallest(strategy, goes_wrong: Callable[[Any], bool], examples: int,
+                  shrink: bool = True):
+    """The smallest value of `strategy` for which `goes_wrong` holds, among `examples`
+    generated values and their shrinks (without `shrink`: the first one generated), or None.
+    The same answer wherever and whenever it is asked."""
     fixed = settings(max_examples=examples, derandomize=True, database=None, deadline=None,
                      phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
                      verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck),
                      print_blob=False)
     try:
         with _project_literals_hidden():
-            return find(map_cases(with_cmrs=with_cmrs), goes_wrong, settings=fixed)
+            return find(strategy, goes_wrong, settings=fixed)
     except NoSuchExample:
         return None
+
+
+def find_case(goes_wrong: Callable[[MapCase], bool], with_cmrs: bool = False,
+              examples: int = EXAMPLES, shrink: bool = True) -> MapCase | None:
+    """The smallest map case for which `goes_wrong` holds (see `find_smallest`)."""
+    return find_smallest(map_cases(with_cmrs=with_cmrs), goes_wrong, examples, shrink)
 
 
 class _OutOfTime(BaseException):

@@ -10,11 +10,14 @@ from pathlib import Path
 import spec
 from checker.engines.coverage import explore_with_coverage
 from checker.engines.explorer import Bounds, explore
+from checker.engines.platformsearch import MAX_STATES, describe_config, smallest_violating_platform
 from checker.gate.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.gate.suite import CheckSpec
-from checker.inputs.platforms import configure, flow_model
+from checker.inputs.platforms import config_json, configure, flow_model
 from checker.views.trace import trace_to_json, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
+from spec.flow import TdxFlow
+from spec.profiles import get_profile
 
 MODEL_ROOT = Path(spec.__file__).resolve().parent.parent
 
@@ -85,25 +88,8 @@ def run_flow(check: CheckSpec) -> CheckResult:
                                    "and step, or as a goal still reachable",
                          source="invariants/flow.py", extra=extra)
     if outcome.verdict == "fail":
-        violation = outcome.violation
-        invariant = by_id[violation.invariant]
-        trace = violation.trace
-        text = trace_to_text(trace, flow, invariant.kind)
-        last = trace.steps[-1][0] if trace.steps else None
-        location = step_location(flow, last, invariant.spec_function) if last \
-            else _location_of(invariant.spec_function)
-        sites = [_portable(step_location(flow, label, invariant.spec_function))
-                 for label, _ in trace.steps]
-        return replace(result, status=FAIL, invariant=invariant.id,
-                       statement=invariant.statement, source=invariant.source,
-                       detail=f"{invariant.id} violated: no run reaches what it asks for "
-                              f"(all {outcome.distinct_states} states explored)"
-                       if invariant.kind == "reachable" else
-                       f"{invariant.id} violated after {len(trace.steps)} steps "
-                       f"(shortest, {outcome.distinct_states} states)",
-                       counterexample={"kind": "trace", "trace": trace_to_json(trace, flow),
-                                       "text": text, "sites": sites},
-                       location=location)
+        return _failed(result, flow, by_id[outcome.violation.invariant], outcome.violation,
+                       outcome.distinct_states)
     if outcome.verdict == "inconclusive":
         return replace(result, status=INCONCLUSIVE, bound=outcome.bound_hit,
                        detail=f"bounded, not exhaustive: {outcome.bound_hit} bound hit after "
@@ -111,3 +97,57 @@ def run_flow(check: CheckSpec) -> CheckResult:
     note = f" (caller contract waived: {', '.join(waived)})" if waived else ""
     return replace(result, detail=f"{len(invariants)} invariants hold on all "
                    f"{outcome.distinct_states} states, depth {outcome.max_depth}{note}")
+
+
+def _failed(result: CheckResult, flow, invariant: FlowInvariant, violation,
+            states: int, where: str = "") -> CheckResult:
+    """`result` failed by `violation` of `invariant` on `flow`, with its trace as the
+    counterexample and the spec/ line of its last step as the location."""
+    trace = violation.trace
+    last = trace.steps[-1][0] if trace.steps else None
+    location = step_location(flow, last, invariant.spec_function) if last \
+        else _location_of(invariant.spec_function)
+    sites = [_portable(step_location(flow, label, invariant.spec_function))
+             for label, _ in trace.steps]
+    detail = (f"{invariant.id} violated{where}: no run reaches what it asks for (all "
+              f"{states} states explored)" if invariant.kind == "reachable" else
+              f"{invariant.id} violated{where} after {len(trace.steps)} steps (shortest, "
+              f"{states} states)")
+    return replace(result, status=FAIL, invariant=invariant.id, statement=invariant.statement,
+                   source=invariant.source, detail=detail,
+                   counterexample={"kind": "trace", "trace": trace_to_json(trace, flow),
+                                   "text": trace_to_text(trace, flow, invariant.kind),
+                                   "sites": sites},
+                   location=location)
+
+
+def run_platforms(check: CheckSpec) -> CheckResult:
+    """Every flow invariant on small searched machines (`checker.engines.platformsearch`): the
+    smallest machine that breaks one is the counterexample, its trace recorded with the
+    machine written out in full so that it replays."""
+    profile = get_profile(check.profile)
+    outcome = smallest_violating_platform(profile, time_s=check.bounds.time_s)
+    result = CheckResult(check.id, "FLOW", check.profile, check.config, PASS,
+                         states=outcome.states,
+                         statement="every flow invariant holds on every searched machine",
+                         source="invariants/flow.py",
+                         extra={"machines": outcome.examples, "bounded": outcome.bounded})
+    witness = outcome.witness
+    if witness is not None:
+        flow = TdxFlow(profile, witness.config)
+        invariant = {inv.id: inv for inv in flow_invariants(flow)}[witness.violation.invariant]
+        witness.violation.trace.model["configuration"] = config_json(witness.config)
+        failed = _failed(result, flow, invariant, witness.violation, witness.states,
+                         f" on {describe_config(witness.config)}")
+        if not outcome.complete:
+            failed = replace(failed, detail=failed.detail + " (shrinking cut short by the "
+                             "time bound)")
+        return failed
+    if not outcome.complete or outcome.bounded:
+        why = (f"time {check.bounds.time_s:g} s" if not outcome.complete
+               else f"{outcome.bounded} machines past {MAX_STATES} states")
+        return replace(result, status=INCONCLUSIVE, bound=why,
+                       detail=f"no violation on the {outcome.examples} machines judged, but "
+                       f"{why}: bounded, not exhaustive")
+    return replace(result, detail=f"{outcome.examples} small machines searched, none breaks "
+                   f"a flow invariant ({outcome.states} states; a fixed sample, not a proof)")

@@ -242,10 +242,13 @@ def _replay_trace(body: dict, name: str) -> Replay:
 def _flow_model(data: dict, name: str) -> tuple[TdxFlow, FlowInvariant]:
     """The model a trace names, if this checker still has it as recorded, and its invariant."""
     model = data["model"]
-    problem = flow_config_problem(model["config"])
+    problem = None if "configuration" in model else flow_config_problem(model["config"])
     if problem:
         raise ReplayError(f"{name}: {problem}")
-    flow = model_from_description(model)
+    try:
+        flow = model_from_description(model, name)
+    except InputError as exc:
+        raise ReplayError(str(exc)) from None
     now = flow.describe()
     differs = sorted(k for k in model.keys() & now.keys() if model[k] != now[k])
     if differs:

@@ -25,7 +25,7 @@ from checker.engines.mapsearch import (
 from checker.engines.mapstrategies import MAX_REGIONS
 from checker.engines.planner import plan_layout
 from checker.engines.solver import ANY_NODE, worst_case_placement
-from checker.gate.flowcheck import run_flow
+from checker.gate.flowcheck import run_flow, run_platforms
 from checker.gate.replay import (
     CONSTRUCT_FAILS,
     DIFFERS,
@@ -253,7 +253,8 @@ def _spec_location(function: str) -> tuple[str, int, str]:
 
 
 RUNNERS = {"log": run_log, "layout": run_layout, "worst-case": run_worst_case,
-           "plan": run_plan, "maps": run_maps, "flow": run_flow, "replay": run_replay}
+           "plan": run_plan, "maps": run_maps, "flow": run_flow, "platforms": run_platforms,
+           "replay": run_replay}
 
 
 # Seconds a check may run, on top of four times its suite's time and solver bounds, before it

@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from checker.inputs.platforms import CONFIGS
+from checker.inputs.platforms import CONFIGS, MAX_FLOW_CPUS
 from checker.inputs.readers import InputError, read_input
 from spec.profiles import HOLES_CMR, PROFILES, TDMR_RULES, Profile, rule_changes
 
@@ -27,10 +27,7 @@ DATA = Path(__file__).parent.parent / "data"
 BOOT_LOGS = DATA / "boot-logs"
 BUILTIN = "builtin"
 MAP_KINDS = ("log", "layout", "worst-case", "plan")
-CHECK_KINDS = (*MAP_KINDS, "maps", "flow", "replay")
-# The largest platform a flow configuration may have: the explorer exhausts 8 CPUs in half a
-# minute, and a model of 100000x100000 CPUs would not even finish being built.
-MAX_FLOW_CPUS = 16
+CHECK_KINDS = (*MAP_KINDS, "maps", "flow", "platforms", "replay")
 _SHAPE = re.compile(r"(\d+)x(\d+)")
 
 
@@ -92,6 +89,8 @@ def profile_scope(profile: Profile) -> frozenset[str]:
             scope |= {"worst-case", "plan"}
     if not changed or changed - TDMR_RULES:
         scope.add("flow")
+        if profile.kind != "bug":  # each bug is caught on the named configurations
+            scope.add("platforms")
     if not changed:
         scope.add("log")
     return frozenset(scope)
@@ -180,6 +179,9 @@ def expand(suite: Suite) -> list[CheckSpec]:
                                                path, suite.bounds))
             elif kind == "maps":
                 specs.append(CheckSpec(f"maps/{name}/grid", kind, name, "grid", suite.bounds))
+            elif kind == "platforms":
+                specs.append(CheckSpec(f"platforms/{name}/searched", kind, name, "searched",
+                                       suite.bounds))
             elif kind == "flow":
                 configs = suite.flow_configs
                 if profile.kind == "kernel":
@@ -198,7 +200,7 @@ maps = ["builtin", "my-machine.json"]  # "builtin": the shipped boot logs
 flow_configs = ["default"]             # explorer configurations (`python -m checker configs`)
 # kernel profiles only; none if flow_configs given
 kernel_flow_configs = ["reload", "one-node", "hot-node"]
-checks = ["log", "layout", "worst-case", "plan", "maps", "flow", "replay"]
+checks = ["log", "layout", "worst-case", "plan", "maps", "flow", "platforms", "replay"]
 counterexamples = "counterexamples"    # the corpus: stored counterexamples, replayed
 [bounds]
 max_states = 3000000

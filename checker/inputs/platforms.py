@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
+from checker.inputs.readers import InputError, memory_map_json, read_json_map
 from spec.flow import FlowConfig, TdxFlow
-from spec.memory import SZ_1G, MemRange
+from spec.memory import SZ_1G, SZ_4K, MemRange
+from spec.placement import FirstFit
 from spec.platform import SZ_128M, Platform
 from spec.profiles import get_profile
 from spec.sysinfo import TdxSysinfo
 
 DEFAULT = "default"
+# The largest platform a flow configuration may have: the explorer exhausts 8 CPUs in half a
+# minute, and a model of 100000x100000 CPUs would not even finish being built.
+MAX_FLOW_CPUS = 16
 
 CONFIGS: dict[str, FlowConfig] = {c.name: c for c in (
     FlowConfig(name=DEFAULT),
@@ -81,6 +87,89 @@ def flow_model(profile: str = "v6.8", config: str | FlowConfig = DEFAULT) -> Tdx
     return TdxFlow(get_profile(profile), config)
 
 
-def model_from_description(description: dict) -> TdxFlow:
-    """Rebuild the model a trace was recorded on (the `model` block of its JSON)."""
+def model_from_description(description: dict, name: str = "<trace>") -> TdxFlow:
+    """Rebuild the model a trace was recorded on (the `model` block of its JSON): a named
+    configuration, or one written in full (`configuration`, a searched machine)."""
+    if "configuration" in description:
+        return flow_model(description["profile"],
+                          config_from_json(description["configuration"], name))
     return flow_model(description["profile"], description["config"])
+
+
+# --- a configuration as JSON: how a trace found on a searched machine names its model ---------
+
+# Each scalar field and its JSON type.
+_PLATFORM_FLAGS = {"packages": int, "cpus_per_package": int, "erratum": bool,
+                   "module_no_rbp_mod": bool, "private_keyids": int, "tdmr_init_chunk": int}
+_CONFIG_FLAGS = {"fault_budget": int, "cpu_hotplug": bool, "memory_hotplug": bool,
+                 "sleep_requests": bool, "machine_checks": bool, "alloc_faults": bool,
+                 "callers_check_packages": bool, "module_update": bool}
+_LISTS = {"caller_loads": int, "boot_hibernation": bool}
+_TYPE_WORDS = {int: "an integer", bool: "true or false"}
+
+
+def config_json(config: FlowConfig) -> dict:
+    """`config` in full, for a machine that no name stands for (`config_from_json` reads it)."""
+    platform = config.platform
+    if not isinstance(platform.placement, FirstFit):
+        raise ValueError("only first-fit PAMT placement can be written down")
+    return {"name": config.name,
+            **{flag: getattr(platform, flag) for flag in _PLATFORM_FLAGS},
+            "memory": memory_map_json(platform.regions, platform.cmrs, platform.sysinfo),
+            "hot_blocks": [{"start": hex(b.start), "end": hex(b.end), "nid": b.nid}
+                           for b in platform.hot_blocks],
+            "caller_loads": list(config.caller_loads),
+            "boot_hibernation": list(config.boot_hibernation),
+            **{flag: getattr(config, flag) for flag in _CONFIG_FLAGS}}
+
+
+def config_from_json(doc, name: str) -> FlowConfig:
+    """The configuration `config_json` wrote; InputError (line 0) names what is wrong."""
+
+    def fail(problem: str) -> InputError:
+        return InputError(name, 0, f"configuration: {problem}")
+
+    if not isinstance(doc, dict):
+        raise fail("must be an object")
+    known = {"name", "memory", "hot_blocks", *_LISTS, *_PLATFORM_FLAGS, *_CONFIG_FLAGS}
+    missing = sorted(known - set(doc))
+    if missing or set(doc) - known:
+        raise fail(f"missing {missing[0]!r}" if missing
+                   else f"unknown key {sorted(set(doc) - known)[0]!r}")
+    for flag, want in (_PLATFORM_FLAGS | _CONFIG_FLAGS).items():
+        if type(doc[flag]) is not want:
+            raise fail(f"{flag!r} must be {_TYPE_WORDS[want]}")
+    for key, want in _LISTS.items():
+        if not isinstance(doc[key], list) or any(type(v) is not want for v in doc[key]):
+            raise fail(f"{key!r} must be a list, each item {_TYPE_WORDS[want]}")
+    if not isinstance(doc["hot_blocks"], list):
+        raise fail("'hot_blocks' must be a list")
+    if not 1 <= doc["packages"] * doc["cpus_per_package"] <= MAX_FLOW_CPUS:
+        raise fail(f"{doc['packages']}x{doc['cpus_per_package']} CPUs: between 1 and "
+                   f"{MAX_FLOW_CPUS} are supported")
+    if doc["private_keyids"] < 0 or doc["tdmr_init_chunk"] < SZ_4K:
+        raise fail("'private_keyids' must be >= 0 and 'tdmr_init_chunk' at least a page")
+    if not doc["boot_hibernation"] or any(not 0 <= n <= 8 for n in doc["caller_loads"]):
+        raise fail("'boot_hibernation' needs a choice, and each caller 0 to 8 loads")
+    memory = read_json_map(json.dumps(doc["memory"]), f"{name} (configuration.memory)")
+    blocks = []
+    for i, block in enumerate(doc["hot_blocks"]):
+        if not isinstance(block, dict) or set(block) != {"start", "end", "nid"}:
+            raise fail(f"hot_blocks[{i}] must be an object with start, end and nid")
+        try:
+            start, end = int(block["start"], 0), int(block["end"], 0)
+        except (TypeError, ValueError):
+            raise fail(f"hot_blocks[{i}]: start and end must be hex strings") from None
+        if not 0 <= start < end or type(block["nid"]) is not int or block["nid"] < 0:
+            raise fail(f"hot_blocks[{i}] must be a non-empty range on a node >= 0")
+        blocks.append(MemRange(start, end, block["nid"]))
+    try:
+        platform = Platform(regions=memory.regions, cmrs=memory.cmrs,
+                            sysinfo=memory.sysinfo or TdxSysinfo(), hot_blocks=tuple(blocks),
+                            **{flag: doc[flag] for flag in _PLATFORM_FLAGS})
+        return FlowConfig(name=str(doc["name"]), platform=platform,
+                          caller_loads=tuple(doc["caller_loads"]),
+                          boot_hibernation=tuple(doc["boot_hibernation"]),
+                          **{flag: doc[flag] for flag in _CONFIG_FLAGS})
+    except ValueError as exc:
+        raise fail(str(exc)) from None

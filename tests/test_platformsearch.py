@@ -1,0 +1,138 @@
+"""The platform search: small machines drawn at the boundaries, each explored with every flow
+invariant; the gate's `platforms` check, and its counterexample replaying on the machine it
+names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+
+from checker.engines.platformsearch import (
+    EXAMPLES,
+    PlatformCrashed,
+    describe_config,
+    flow_cases,
+    smallest_violating_platform,
+)
+from checker.gate.corpus import document, with_recorded_result
+from checker.gate.replay import ReplayError, parse_document, replay_document
+from checker.gate.runners import run_check
+from checker.gate.suite import Bounds, CheckSpec, Suite, expand
+from checker.inputs.platforms import CONFIGS, config_from_json, config_json
+from checker.inputs.readers import InputError
+from spec.flow import TdxFlow
+from spec.profiles import PROFILES, V6_8
+from spec.statespace import set_fields
+
+KERNELS = [name for name, profile in PROFILES.items() if profile.kind == "kernel"]
+
+
+def _refuses_two_keyids(monkeypatch) -> None:
+    """A one-rule slip no named configuration shows: TDX turned off with two KeyIDs, the
+    least it needs (every named machine has 63 or 1)."""
+    original = TdxFlow.tdx_init
+
+    def tdx_init(self, state):
+        if self.platform.private_keyids == 2:
+            return (self._label("tdx_init", "boot", result="off: too few private KeyIDs "
+                                "available"), set_fields(state, booted=True))
+        return original(self, state)
+
+    monkeypatch.setattr(TdxFlow, "tdx_init", tdx_init)
+
+
+def test_a_slip_at_the_keyid_boundary_is_caught_on_the_smallest_machine(monkeypatch):
+    assert {c.platform.private_keyids for c in CONFIGS.values()} == {63, 1}
+    _refuses_two_keyids(monkeypatch)
+    outcome = smallest_violating_platform(V6_8)
+    witness = outcome.witness
+    assert witness is not None and witness.violation.invariant == "TDX-USABLE"
+    config = witness.config
+    assert config.platform.private_keyids == 2
+    # shrunk: one CPU, one region, one caller loading once, nothing else happening
+    assert (config.platform.shape, len(config.platform.regions), config.caller_loads,
+            config.fault_budget) == ("1x1", 1, (1,), 0)
+    assert "events: none" in describe_config(config)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_the_kernels_break_no_invariant_on_any_searched_machine(name):
+    outcome = smallest_violating_platform(PROFILES[name])
+    assert outcome.witness is None and outcome.complete
+    assert outcome.bounded == 0 and outcome.examples >= EXAMPLES * 0.9
+
+
+def test_a_search_past_its_time_bound_stops_incomplete():
+    outcome = smallest_violating_platform(V6_8, time_s=0.0)
+    assert not outcome.complete and outcome.witness is None
+
+
+def test_a_model_that_raises_is_reported_with_its_machine_never_as_caught(monkeypatch):
+    def raises(self, state):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(TdxFlow, "tdx_init", raises)
+    with pytest.raises(PlatformCrashed, match=r"v6.8 flow raised IndexError.*machine 1x1"):
+        smallest_violating_platform(V6_8)
+    result = run_check(CheckSpec("platforms/v6.8/searched", "platforms", "v6.8", "searched",
+                                 Bounds()))
+    assert result.status == "error" and "IndexError" in result.detail
+
+
+def test_the_gate_stores_the_machine_with_its_trace_and_the_trace_replays(monkeypatch):
+    """The counterexample names a machine no configuration name stands for, so its trace
+    carries the machine in full: replay rebuilds it, the violation shows again, and once the
+    model is mended it no longer does."""
+    _refuses_two_keyids(monkeypatch)
+    spec = CheckSpec("platforms/v6.8/searched", "platforms", "v6.8", "searched", Bounds())
+    result = run_check(spec)
+    assert result.status == "fail" and result.invariant == "TDX-USABLE"
+    assert "2 KeyIDs" in result.detail and "searched" == result.config
+    model = result.counterexample["trace"]["model"]
+    assert config_from_json(model["configuration"], "t").platform.private_keyids == 2
+    doc = with_recorded_result(document(spec.id, "v6.8", "searched", "TDX-USABLE",
+                                        result.counterexample))
+    text = json.dumps(doc)
+    broken = replay_document(parse_document(text, "searched.json"))
+    assert broken.still_violates and broken.same_as_recorded
+    monkeypatch.undo()
+    assert not replay_document(parse_document(text, "searched.json")).still_violates
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("private_keyids", "2", "'private_keyids' must be an integer"),
+    ("packages", 100_000, "100000x1 CPUs: between 1 and 16"),
+    ("caller_loads", [], "between one and four callers"),
+    ("hot_blocks", [{"start": "0x10", "end": "0x8"}], r"hot_blocks\[0\] must be an object"),
+    ("memory", {"regions": []}, "'regions' is empty"),
+    ("colour", "blue", "unknown key 'colour'"),
+])
+def test_a_damaged_machine_in_a_trace_is_refused_with_what_is_wrong(path, value, message):
+    doc = config_json(CONFIGS["default"])
+    doc["packages"], doc["cpus_per_package"] = 1, 1
+    doc[path] = value
+    with pytest.raises(InputError, match=message):
+        config_from_json(doc, "t.json")
+    from checker.gate.replay import _flow_model
+    data = {"model": {"profile": "v6.8", "config": "searched", "configuration": doc}}
+    with pytest.raises(ReplayError, match=message):
+        _flow_model(data, "t.json")
+
+
+@settings(max_examples=60, deadline=None)
+@given(flow_cases())
+def test_every_searched_machine_is_written_down_and_read_back_unchanged(config):
+    assert config_from_json(json.loads(json.dumps(config_json(config))), "t") == config
+
+
+def test_the_named_configurations_are_written_down_and_read_back_unchanged():
+    for config in CONFIGS.values():
+        assert config_from_json(config_json(config), config.name) == config
+
+
+def test_the_default_suite_searches_machines_for_every_real_kernel_and_no_bug():
+    searched = {s.profile for s in expand(Suite()) if s.kind == "platforms"}
+    assert set(KERNELS) <= searched
+    assert not any(PROFILES[p].kind == "bug" for p in searched)
