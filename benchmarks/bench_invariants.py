@@ -52,16 +52,34 @@ from benchmarks.bench_mutation import (  # noqa: E402 (the repository root first
 # Run in a copy of the code: every (profile, configuration) asked for, every invariant, no stop;
 # under an address-space limit, as bench_mutation's runs: a mutant that loops while it appends
 # must not take the shared machine's memory with it.
+SEARCHED = "searched"  # the platform search's machines, as a run's configuration
 DRIVER = """
 import json, resource, sys
+SEARCHED = sys.argv.pop(1)
 limit = int(sys.argv.pop(1))
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 from checker.engines.explorer import Bounds, explore
 from checker.gate.flowcheck import flow_recipe
 runs, max_states, seconds = json.loads(sys.argv[1])
 out = {}
+
+def searched(profile):  # what any of the platform search's machines breaks (none shrunk)
+    from checker.engines.mapsearch import find_smallest
+    from checker.engines.platformsearch import EXAMPLES, flow_cases, judge, usable
+    from spec.profiles import get_profile
+    broken = set()
+    def record(machine):
+        if usable(machine):
+            broken.update(judge(get_profile(profile), machine, stop_at_first=False).violations)
+        return False
+    find_smallest(flow_cases(), record, EXAMPLES)
+    return sorted(broken)
+
 for profile, config in runs:
     try:
+        if config == SEARCHED:
+            out[profile + "/" + config] = searched(profile)
+            continue
         model, props = flow_recipe(profile, config)
         result = explore(model, props, Bounds(max_states=max_states, max_seconds=seconds),
                          stop_at_first=False)
@@ -83,6 +101,8 @@ def suite_runs(names: list[str]) -> tuple[list[tuple[str, str]], int, float]:
     for name in names:
         suite = tomllib.loads(SUITES[name].read_text())
         runs += [(p, c) for p in suite["profiles"] for c in suite["flow_configs"]]
+        if "platforms" in suite["checks"]:
+            runs += [(p, SEARCHED) for p in suite["profiles"]]
         max_states = max(max_states, suite["bounds"]["max_states"])
         seconds = max(seconds, suite["bounds"]["time_s"])
     return runs, max_states, seconds
@@ -95,7 +115,7 @@ def run_driver(folder: Path, runs, max_states: int, seconds: float, timeout: flo
     of address space."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        done = subprocess.run([sys.executable, "-c", DRIVER, str(memory),
+        done = subprocess.run([sys.executable, "-c", DRIVER, SEARCHED, str(memory),
                                json.dumps([runs, max_states, seconds])],
                               cwd=folder, env=env, capture_output=True, text=True,
                               timeout=timeout, check=False)

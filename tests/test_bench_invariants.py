@@ -1,8 +1,10 @@
 """The scoring of benchmarks/bench_invariants.py: what counts as an invariant catching a mutant,
-the per-invariant table, and its driver's memory limit. No mutant runs here (that is the
-benchmark's work)."""
+the per-invariant table, its driver's memory limit and its searched machines. One hand-made
+mutant runs here; the sampled ones are the benchmark's work."""
 
 from __future__ import annotations
+
+import shutil
 
 from checkout import benchmark
 
@@ -43,3 +45,24 @@ def test_the_driver_runs_each_exploration_under_an_address_space_limit():
     starved = bench.run_driver(bench.ROOT, runs, 10_000, 30.0, 120, memory=64 << 20)
     assert "error" in starved
     assert bench.caught({"v6.8/1x1": []}, starved) is None
+
+
+def test_the_suites_that_search_machines_add_a_searched_run_per_profile():
+    runs, _, _ = bench.suite_runs(["flow", "later"])
+    searched = [profile for profile, config in runs if config == bench.SEARCHED]
+    assert searched == ["v6.8", "v6.14", "v6.18", "v7.1", "v7.2"]
+
+
+def test_the_driver_reports_what_the_searched_machines_break(tmp_path):
+    """Run in a copy whose tdx_init refuses two KeyIDs: on the unmutated code no searched
+    machine breaks anything; on the copy, TDX-USABLE breaks (a machine with two KeyIDs)."""
+    assert bench.run_driver(bench.ROOT, [("v6.8", bench.SEARCHED)], 40_000, 30.0, 300) == \
+        {"v6.8/searched": []}
+    for package in ("spec", "invariants", "checker"):
+        shutil.copytree(bench.ROOT / package, tmp_path / package)
+    flow = tmp_path / "spec" / "flow.py"
+    text = flow.read_text()
+    assert text.count("if keyids < 2:") == 1
+    flow.write_text(text.replace("if keyids < 2:", "if keyids < 3:"))
+    out = bench.run_driver(tmp_path, [("v6.8", bench.SEARCHED)], 40_000, 30.0, 300)
+    assert "TDX-USABLE" in out["v6.8/searched"]
