@@ -54,10 +54,9 @@ def test_the_suites_that_search_machines_add_a_searched_run_per_profile():
 
 
 def test_the_driver_reports_what_the_searched_machines_break(tmp_path):
-    """Run in a copy whose tdx_init refuses two KeyIDs: on the unmutated code no searched
-    machine breaks anything; on the copy, TDX-USABLE breaks (a machine with two KeyIDs)."""
-    assert bench.run_driver(bench.ROOT, [("v6.8", bench.SEARCHED)], 40_000, 30.0, 300) == \
-        {"v6.8/searched": []}
+    """Run in a copy whose tdx_init refuses two KeyIDs: TDX-USABLE breaks on a machine with
+    two KeyIDs (on the unmutated code no searched machine breaks anything: the platform
+    search's own tests)."""
     for package in ("spec", "invariants", "checker"):
         shutil.copytree(bench.ROOT / package, tmp_path / package)
     flow = tmp_path / "spec" / "flow.py"

@@ -57,8 +57,10 @@ def test_a_slip_at_the_keyid_boundary_is_caught_on_the_smallest_machine(monkeypa
     assert "events: none" in describe_config(config)
 
 
-@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("name", ["v6.8", "v7.1"])
 def test_the_kernels_break_no_invariant_on_any_searched_machine(name):
+    """v6.8, and v7.1, whose boot-time init the search once caught TDX-USABLE misjudging (the
+    other kernels' searches are `verify`'s, recorded as passing in the baseline)."""
     outcome = smallest_violating_platform(PROFILES[name])
     assert outcome.witness is None and outcome.complete
     assert outcome.bounded == 0 and outcome.examples >= EXAMPLES * 0.9
