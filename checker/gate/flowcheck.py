@@ -100,10 +100,14 @@ def run_flow(check: CheckSpec) -> CheckResult:
 
 
 def _failed(result: CheckResult, flow, invariant: FlowInvariant, violation,
-            states: int, where: str = "") -> CheckResult:
+            states: int, where: str = "", machine: dict | None = None) -> CheckResult:
     """`result` failed by `violation` of `invariant` on `flow`, with its trace as the
-    counterexample and the spec/ line of its last step as the location."""
+    counterexample (its model naming `machine` in full, when given) and the spec/ line of its
+    last step as the location."""
     trace = violation.trace
+    trace_json = trace_to_json(trace, flow)
+    if machine is not None:
+        trace_json["model"] = {**trace_json["model"], "configuration": machine}
     last = trace.steps[-1][0] if trace.steps else None
     location = step_location(flow, last, invariant.spec_function) if last \
         else _location_of(invariant.spec_function)
@@ -115,7 +119,7 @@ def _failed(result: CheckResult, flow, invariant: FlowInvariant, violation,
               f"{states} states)")
     return replace(result, status=FAIL, invariant=invariant.id, statement=invariant.statement,
                    source=invariant.source, detail=detail,
-                   counterexample={"kind": "trace", "trace": trace_to_json(trace, flow),
+                   counterexample={"kind": "trace", "trace": trace_json,
                                    "text": trace_to_text(trace, flow, invariant.kind),
                                    "sites": sites},
                    location=location)
@@ -136,9 +140,8 @@ def run_platforms(check: CheckSpec) -> CheckResult:
     if witness is not None:
         flow = TdxFlow(profile, witness.config)
         invariant = {inv.id: inv for inv in flow_invariants(flow)}[witness.violation.invariant]
-        witness.violation.trace.model["configuration"] = config_json(witness.config)
         failed = _failed(result, flow, invariant, witness.violation, witness.states,
-                         f" on {describe_config(witness.config)}")
+                         f" on {describe_config(witness.config)}", config_json(witness.config))
         if not outcome.complete:
             failed = replace(failed, detail=failed.detail + " (shrinking cut short by the "
                              "time bound)")
