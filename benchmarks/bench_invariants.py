@@ -9,8 +9,9 @@ invariant, measured on one-rule changes of `spec/` and on the bug zoo.
 it, not which invariants would have. Here each mutant (drawn as `bench_mutation.py --quick`
 draws them, the listed equivalents left out) runs the explorations of the flow mutation suites
 (`--suites`: `benchmarks/mutation-suite-flow.toml`, v6.8 on seven configurations, and
-`mutation-suite-later.toml`, the four later kernels on eight; their bounds) with every
-invariant and without stopping at the first violation, in a private copy of the code; so does
+`mutation-suite-later.toml`, the four later kernels on eight; their bounds; and each suite
+kernel on every machine the platform search draws, none shrunk: run "<kernel>/searched") with
+every invariant and without stopping at the first violation, in a private copy of the code; so does
 every bug profile (`bug-...`, `mutant-...`) on the default configuration and on
 `rsvd-exhausted`. An invariant catches a
 mutant when it fails there and not on the unmutated code. Reported per invariant: the mutants
