@@ -114,13 +114,22 @@ def test_the_gate_stores_the_machine_with_its_trace_and_the_trace_replays(monkey
 def test_a_damaged_machine_in_a_trace_is_refused_with_what_is_wrong(path, value, message):
     doc = config_json(CONFIGS["default"])
     doc["packages"], doc["cpus_per_package"] = 1, 1
+    parse_document(json.dumps(_stored_on(doc)), "t.json")  # sound before the damage
     doc[path] = value
     with pytest.raises(InputError, match=message):
         config_from_json(doc, "t.json")
-    from checker.gate.replay import _flow_model
-    data = {"model": {"profile": "v6.8", "config": "searched", "configuration": doc}}
     with pytest.raises(ReplayError, match=message):
-        _flow_model(data, "t.json")
+        parse_document(json.dumps(_stored_on(doc)), "t.json")
+
+
+def _stored_on(machine: dict) -> dict:
+    """A stored TDX-USABLE counterexample (an initial state, no steps) on `machine`."""
+    model = {"model": "spec.flow.TdxFlow", "profile": "v6.8", "config": "searched",
+             "platform": "1x1", "fault_budget": 1, "configuration": machine}
+    trace = {"schema": "tdx-host-checker/trace", "version": 1, "model": model,
+             "invariant": "TDX-USABLE", "initial": 0, "length": 0, "steps": []}
+    return document("platforms/v6.8/searched", "v6.8", "searched", "TDX-USABLE",
+                    {"kind": "trace", "trace": trace, "text": "-", "result": "-"})
 
 
 @settings(max_examples=60, deadline=None)

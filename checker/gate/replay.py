@@ -27,7 +27,7 @@ import jsonschema
 from checker import schemas
 from checker.engines.bfs import goal_reachable
 from checker.gate.suite import flow_config_problem, shape_problem
-from checker.inputs.platforms import model_from_description
+from checker.inputs.platforms import config_from_json, model_from_description
 from checker.inputs.readers import InputError, read_json_map
 from checker.views.tdmr_report import TdmrOptions, analyse, build, placement_for
 from checker.views.trace import ReplayError as TraceReplayError
@@ -168,6 +168,11 @@ def _validate_trace(doc: dict[str, Any], trace: dict[str, Any], name: str) -> No
         problem = shape_problem(value) if isinstance(value, str) else None
         if problem:
             raise ReplayError(f"{name}: {problem}")
+    if "configuration" in model:  # a searched machine, written out: it must build
+        try:
+            config_from_json(model["configuration"], name)
+        except InputError as exc:
+            raise ReplayError(str(exc)) from None
 
 
 @functools.cache
