@@ -30,6 +30,7 @@ from spec.memory import build_tdx_memlist
 from spec.platform import memblock_regions
 from spec.profiles import TDMR_RULES, rule_changes
 from spec.seamcall import (
+    CPU_FAULTS,
     GP,
     P_SEAMLDR_INSTALL,
     SUCCESS,
@@ -545,7 +546,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def lines_marked(packages: tuple[S.Package, ...]) -> bool:
         return all(c.incoherent for p in packages for c in p.cpus if c.lines)
 
-    marks = flow.profile.marks_cache_incoherent
+    marks, tracks = flow.profile.marks_cache_incoherent, flow.tracks_caches
 
     def seamcall_cpus(step: S.Step, t: S.State):
         """The CPUs a SEAMCALL may have run on: its own, or any online one for a call made
@@ -555,16 +556,19 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def cache_marked(_s: S.State, step: S.Step, t: S.State) -> bool:
         if not lines_marked(t.packages):
             return False
-        return not (marks and _issues_seamcall(step)) \
-            or all(c.incoherent or not c.online  # taken down in the step: written back
-                   for c in (flow.cpu(t, i) for i in seamcall_cpus(step, t)))
+        if not (tracks and _issues_seamcall(step)):
+            return True
+        # a CPU taken down in the step wrote its cache back
+        ran_on = [c for c in (flow.cpu(t, i) for i in seamcall_cpus(step, t)) if c.online]
+        entered = step.result not in CPU_FAULTS  # the call reached the module
+        return all((c.incoherent or not marks) and (c.lines or not entered) for c in ran_on)
 
     @cache
     def lines_held(packages: tuple[S.Package, ...]) -> bool:
         return any(c.lines for p in packages for c in p.cpus)
 
     def marking_matters(_s: S.State, step: S.Step, t: S.State) -> bool:
-        return lines_held(t.packages) or (marks and _issues_seamcall(step))
+        return lines_held(t.packages) or (tracks and _issues_seamcall(step))
 
     @cache
     def lines_only_in_vmx(packages: tuple[S.Package, ...]) -> bool:
@@ -808,11 +812,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           "erratum parts", "state", F.TdxFlow._kexec, kexec_safe, kexeced,
           reads=("kexeced", "packages", "pamt")),
         T("CACHE-MARKED",
-          "Every SEAMCALL leaves the CPU it ran on marked incoherent, where the kernel marks "
-          "(v6.18 on), unless the same step took that CPU down and wrote its cache back, and "
-          "every CPU whose cache may hold TDX lines is marked until it writes its cache back: "
-          "each flush kexec and VMX-off do is decided by that mark (the model follows caches "
-          "only in kernels that can kexec or mark).",
+          "Every SEAMCALL that reaches the module leaves TDX lines in the cache of the CPU it "
+          "ran on, and every SEAMCALL leaves that CPU marked incoherent where the kernel marks "
+          "(v6.18 on), unless the same step took the CPU down and wrote its cache back; every "
+          "CPU whose cache may hold TDX lines is marked until it writes its cache back: each "
+          "flush kexec and VMX-off do is decided by that mark (the model follows caches only "
+          "in kernels that can kexec or mark).",
           f"{TDX_C} (v6.18): sc_retry (mark before the SEAMCALL), "
           "tdx_cpu_flush_cache_for_kexec and stop_this_cpu (write back, then clear)",
           "transition", F.TdxFlow._note_cache_lines, cache_marked, marking_matters),
