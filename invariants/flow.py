@@ -484,6 +484,11 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def keyids_in_use(s: S.State) -> bool:
         return bool(s.guest_keyids)
 
+    kvm_from = 1 if flow.profile.init_at_boot else 0  # caller 0 is then the initcall
+
+    def keyids_held_by_kvm(s: S.State) -> bool:
+        return not s.guest_keyids or any(c.pc == S.LOADED for c in s.callers[kvm_from:])
+
     def no_sleep_with_tdx(s: S.State) -> bool:
         return not (s.tdx_on and (s.s3_entered or s.hibernated))
 
@@ -791,6 +796,12 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
           f"{TDX_C} (v7.1): tdx_offline_cpu (reclaiming a KeyID needs TDH.PHYMEM.PAGE.WBINVD "
           "on every package)", "state", F.TdxFlow._offline_refused, packages_keep_a_cpu,
           keyids_in_use, reads=("guest_keyids", "packages")),
+        T("KEYIDS-FREED-BEFORE-UNLOAD",
+          "A guest KeyID is held only while KVM is loaded: KVM destroys its TDs, and so frees "
+          "their KeyIDs, before it unloads.",
+          f"{TDX_C} (v7.1): tdx_guest_keyid_alloc / tdx_guest_keyid_free; KVM holds a "
+          "reference on the module while a TD lives", "state", F.TdxFlow._kvm_uses_tdx,
+          keyids_held_by_kvm, keyids_in_use, reads=("guest_keyids", "callers")),
         T("NO-S3-OR-HIBERNATE-WITH-TDX",
           "A boot with TDX enabled never enters ACPI S3 nor hibernates.",
           f"{TDX_C}: tdx_init (acpi_suspend_lowlevel = NULL, hibernation check)", "state",

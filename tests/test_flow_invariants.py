@@ -197,6 +197,16 @@ class _LinesNotNoted(TdxFlow):
             out[i] = (label, after)
 
 
+class _UnloadWithTdAlive(TdxFlow):
+    """A mutant of v7.1: KVM may unload while its TD still holds a guest KeyID."""
+
+    def _kvm_uses_tdx(self, state, out, actor):
+        super()._kvm_uses_tdx(state, out, actor)
+        if state.callers[actor].pc == S.LOADED and state.guest_keyids:
+            out.append((self._label("kvm_exit", self.actor_name(actor), detail="unload"),
+                        self._with_caller(state, actor, pc=S.IDLE)))
+
+
 class _KeyIdsNotCounted(TdxFlow):
     """A mutant: tdx_init turns TDX on however few private KeyIDs the BIOS left."""
 
@@ -315,6 +325,7 @@ CASES = [
     ("CALLER-MOVES-ITSELF", _InitcallNamedUpdater, {}, V7_1),
     ("ONLINE-CPUS-TDX-READY", _NoOnlineCallback, TWO_BY_TWO, V7_1),
     ("PACKAGES-KEEP-A-CPU", "offline_veto_with_keyids", TWO_BY_TWO, V7_1),
+    ("KEYIDS-FREED-BEFORE-UNLOAD", _UnloadWithTdAlive, {}, V7_1),
     ("INITIALIZED-ONLY-WHILE-READY", "shutdown_resets_module_state", {}, V7_2),
     ("INITIALIZED-ONLY-WHILE-READY", _FailedUpdateReportsSuccess, {}, V7_2),
     ("TDX-ONLY-WHERE-POSSIBLE", _KeyIdsNotCounted, {"private_keyids": 1}),
