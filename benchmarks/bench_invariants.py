@@ -65,14 +65,14 @@ runs, max_states, seconds = json.loads(sys.argv[1])
 out = {}
 
 def searched(profile):  # what any of the platform search's machines breaks (none shrunk)
-    from checker.engines.mapsearch import find_smallest
+    from checker.engines.casesearch import find_smallest
     from checker.engines.platformsearch import EXAMPLES, flow_cases, judge
     from spec.profiles import get_profile
     broken = set()
     def record(machine):
         broken.update(judge(get_profile(profile), machine, stop_at_first=False).violations)
         return False
-    find_smallest(flow_cases(), record, EXAMPLES)
+    find_smallest(flow_cases(get_profile(profile).init_at_boot), record, EXAMPLES)
     return sorted(broken)
 
 for profile, config in runs:

@@ -5,6 +5,7 @@ names."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +23,8 @@ from checker.gate.runners import run_check
 from checker.gate.suite import Bounds, CheckSpec, Suite, expand
 from checker.inputs.platforms import CONFIGS, config_from_json, config_json
 from checker.inputs.readers import InputError
-from spec.flow import TdxFlow
+from spec.flow import FlowConfig, TdxFlow
+from spec.platform import Platform
 from spec.profiles import PROFILES, V6_8
 from spec.statespace import set_fields
 
@@ -105,10 +107,20 @@ def test_the_gate_stores_the_machine_with_its_trace_and_the_trace_replays(monkey
 
 @pytest.mark.parametrize(("path", "value", "message"), [
     ("private_keyids", "2", "'private_keyids' must be an integer"),
-    ("packages", 100_000, "100000x1 CPUs: between 1 and 16"),
+    ("packages", 100_000, "100000x1 has 100,000 CPUs; at most 16 are supported"),
+    ("packages", True, "'packages' must be an integer"),
     ("caller_loads", [], "between one and four callers"),
-    ("hot_blocks", [{"start": "0x10", "end": "0x8"}], r"hot_blocks\[0\] must be an object"),
+    ("caller_loads", [1, 9], "each of 'caller_loads' must be 0 to 8"),
+    ("hot_blocks", [{"start": "0x200000", "end": "0x100000", "nid": 0}],
+     "end 0x100000 is not above start 0x200000"),
+    ("hot_blocks", [{"start": "0x100000", "end": "0x1" + "0" * 20, "nid": 0}],
+     "does not fit a 64-bit physical address"),
+    ("hot_blocks", [{"start": "0x100000", "end": "0x200000", "nid": 10**30}],
+     "is not a node number"),
     ("memory", {"regions": []}, "'regions' is empty"),
+    ("memory", {"regions": [{"start": "0x0", "end": "0x1000"}], "pamt_bases": []},
+     "'memory' must be a memory map with cmrs, metadata, regions only"),
+    ("name", None, "'name' must be a string"),
     ("colour", "blue", "unknown key 'colour'"),
 ])
 def test_a_damaged_machine_in_a_trace_is_refused_with_what_is_wrong(path, value, message):
@@ -147,3 +159,13 @@ def test_the_default_suite_searches_machines_for_every_real_kernel_and_no_bug():
     searched = {s.profile for s in expand(Suite()) if s.kind == "platforms"}
     assert set(KERNELS) <= searched
     assert not any(PROFILES[p].kind == "bug" for p in searched)
+
+
+def test_every_field_of_a_configuration_is_written_down():
+    """A field added to Platform or FlowConfig later must reach the written machine, or a
+    stored trace would replay on a machine with its default instead."""
+    written = set(config_json(CONFIGS["default"]))
+    in_memory = {"regions", "cmrs", "sysinfo"}  # the memory map; placement: first-fit only
+    platform = {f.name for f in fields(Platform)} - in_memory - {"placement"}
+    config = {f.name for f in fields(FlowConfig)} - {"platform"}
+    assert platform | config <= written

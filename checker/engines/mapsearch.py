@@ -18,14 +18,10 @@ addresses drawn here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from time import perf_counter
-from typing import Any
 
-from hypothesis import HealthCheck, Phase, Verbosity, find, settings
-from hypothesis.errors import NoSuchExample
-
+from checker.engines.casesearch import OutOfTime, find_smallest
 from checker.engines.mapstrategies import MapCase, map_cases
 from invariants.layout import Violation, check_layout
 from invariants.machine import SAME_AS_V6_8, differs_from_v6_8
@@ -135,54 +131,10 @@ def examine(case: MapCase, profile: Profile, construct: Construct = construct_td
     return findings
 
 
-@contextmanager
-def _project_literals_hidden():
-    """Hypothesis now and then draws a literal found in the project's loaded modules. Which
-    modules are loaded depends on how the checker was started (verify, pytest, a benchmark)
-    and on what ran before in the process, so the cases drawn would depend on that too. With
-    the literals hidden, a search draws the same cases wherever it runs. Hypothesis versions
-    without the feature have nothing to hide."""
-    try:
-        from hypothesis.internal.conjecture import providers
-        from hypothesis.internal.constants_ast import Constants
-        collect = providers._get_local_constants
-    except (ImportError, AttributeError):
-        yield
-        return
-    providers._get_local_constants = Constants
-    providers.CONSTANTS_CACHE.cache.clear()
-    try:
-        yield
-    finally:
-        providers._get_local_constants = collect
-        providers.CONSTANTS_CACHE.cache.clear()
-
-
-def find_smallest(strategy, goes_wrong: Callable[[Any], bool], examples: int,
-                  shrink: bool = True):
-    """The smallest value of `strategy` for which `goes_wrong` holds, among `examples`
-    generated values and their shrinks (without `shrink`: the first one generated), or None.
-    The same answer wherever and whenever it is asked."""
-    fixed = settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                     phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
-                     verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck),
-                     print_blob=False)
-    try:
-        with _project_literals_hidden():
-            return find(strategy, goes_wrong, settings=fixed)
-    except NoSuchExample:
-        return None
-
-
 def find_case(goes_wrong: Callable[[MapCase], bool], with_cmrs: bool = False,
               examples: int = EXAMPLES, shrink: bool = True) -> MapCase | None:
     """The smallest map case for which `goes_wrong` holds (see `find_smallest`)."""
     return find_smallest(map_cases(with_cmrs=with_cmrs), goes_wrong, examples, shrink)
-
-
-class _OutOfTime(BaseException):
-    """The search's time bound has passed. A BaseException, so that Hypothesis stops at once
-    instead of shrinking it as a failing case."""
 
 
 def smallest_violating_map(profile: Profile, examples: int = EXAMPLES,
@@ -199,7 +151,7 @@ def smallest_violating_map(profile: Profile, examples: int = EXAMPLES,
     def judged(case: MapCase, layout_only: bool) -> bool:
         nonlocal tried, first, departs, best
         if time_s is not None and perf_counter() - started > time_s:
-            raise _OutOfTime
+            raise OutOfTime
         tried += 1
         findings = examine(case, profile, construct)
         if findings and first is None:
@@ -218,7 +170,7 @@ def smallest_violating_map(profile: Profile, examples: int = EXAMPLES,
                              profile.holes == HOLES_CMR, examples)
             if case is not None:
                 _drop_spare_regions(case, lambda c, lo=layout_only: judged(c, lo))
-        except _OutOfTime:
+        except OutOfTime:
             return SearchOutcome(best, tried, first, complete=False)
         if case is not None:
             return SearchOutcome(best, tried, first)  # the last case judged wrong is best

@@ -4,8 +4,9 @@ The flow checks of `verify` run on a handful of named configurations; a rule of 
 only shows on another machine (two KeyIDs, a module allowing one reserved area, a hot block in
 a hole, no machine checks but a sleep request) slips past them. This search draws small
 machines that reach those boundaries (`flow_cases`: KeyID counts either side of the two the
-kernel needs, module limits of one or two, a module without NO_RBP_MOD, hibernation offered or
-not, one or two callers, each environment event on or off, a fault or none) and explores each
+kernel needs, module limits of none to two, a module without NO_RBP_MOD, a part without the
+erratum, hibernation offered or not, one to three callers, each environment event on or off, a
+fault or none) and explores each
 one exhaustively with every flow invariant. Like the map search it knows no bug: what fails is
 whatever invariant the case breaks, TDX-USABLE and TDX-ONLY-WHERE-POSSIBLE first among them
 (the platform judged apart from the flow model).
@@ -24,8 +25,8 @@ from time import perf_counter
 from hypothesis import strategies as st
 
 from checker.engines.bfs import FAIL, INCONCLUSIVE, ExplorationResult, Violation
+from checker.engines.casesearch import OutOfTime, find_smallest
 from checker.engines.explorer import Bounds, explore
-from checker.engines.mapsearch import find_smallest
 from checker.engines.mapstrategies import BOUNDARY_OFFSETS
 from invariants.flow import flow_invariants
 from spec.flow import FlowConfig, TdxFlow
@@ -42,6 +43,9 @@ KEYIDS = (63, 2, 1, 3, 0)  # the two the kernel needs, and either side
 MAX_TDMRS = (64, 1, 2)
 MAX_RESERVED = (16, 0, 1, 2)
 CALLERS = ((1,), (1, 1), (2,))
+# Where init runs at boot (v7.1), caller 0 is the initcall, which spends its one load at once:
+# the choices are then about KVM (loading once or twice, or two of them).
+BOOT_CALLERS = ((1, 1), (1, 2), (1, 1, 1))
 HIBERNATION = ((False,), (True,), (False, True))
 _FLAG = st.sampled_from((False, True))
 _ON = st.sampled_from((True, False))
@@ -78,8 +82,9 @@ def _hot_spots(regions: tuple[MemRange, ...]) -> list[MemRange]:
 
 
 @st.composite
-def flow_cases(draw) -> FlowConfig:
-    """A small machine and what may happen on it (see the module docstring)."""
+def flow_cases(draw, init_at_boot: bool = False) -> FlowConfig:
+    """A small machine and what may happen on it (see the module docstring), for a kernel
+    that initialises at boot or not."""
     packages = draw(st.integers(1, 2))
     cpus = draw(st.integers(1, 2)) if packages == 1 else 1
     regions = draw(_regions())
@@ -91,7 +96,8 @@ def flow_cases(draw) -> FlowConfig:
         erratum=draw(_ON), module_no_rbp_mod=draw(_ON),
         private_keyids=draw(st.sampled_from(KEYIDS)))
     return FlowConfig(
-        name="searched", platform=platform, caller_loads=draw(st.sampled_from(CALLERS)),
+        name="searched", platform=platform,
+        caller_loads=draw(st.sampled_from(BOOT_CALLERS if init_at_boot else CALLERS)),
         fault_budget=draw(st.sampled_from((0, 1))),
         boot_hibernation=draw(st.sampled_from(HIBERNATION)),
         cpu_hotplug=draw(_FLAG), memory_hotplug=bool(hot) and draw(_FLAG),
@@ -120,10 +126,6 @@ class PlatformCrashed(RuntimeError):
     model, never a bug the search caught."""
 
 
-class _OutOfTime(BaseException):
-    """The search's time bound has passed (a BaseException: Hypothesis stops at once)."""
-
-
 def judge(profile: Profile, config: FlowConfig, max_states: int = MAX_STATES,
           stop_at_first: bool = True) -> ExplorationResult:
     """Every flow invariant on one machine, explored up to `max_states`; a model that raises
@@ -150,7 +152,7 @@ def smallest_violating_platform(profile: Profile, examples: int = EXAMPLES,
     def goes_wrong(config: FlowConfig) -> bool:
         nonlocal tried, bounded, states, best
         if time_s is not None and perf_counter() - started > time_s:
-            raise _OutOfTime
+            raise OutOfTime
         result = judge(profile, config, max_states)
         tried += 1
         states += result.distinct_states
@@ -162,8 +164,8 @@ def smallest_violating_platform(profile: Profile, examples: int = EXAMPLES,
         return True
 
     try:
-        find_smallest(flow_cases(), goes_wrong, examples)
-    except _OutOfTime:
+        find_smallest(flow_cases(profile.init_at_boot), goes_wrong, examples)
+    except OutOfTime:
         return SearchOutcome(best, tried, bounded, states, complete=False)
     return SearchOutcome(best, tried, bounded, states)
 

@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from checker.inputs.platforms import CONFIGS, MAX_FLOW_CPUS
+from checker.inputs.platforms import CONFIGS, MAX_FLOW_CPUS, cpus_problem
 from checker.inputs.readers import InputError, read_input
 from spec.profiles import HOLES_CMR, PROFILES, TDMR_RULES, Profile, rule_changes
 
@@ -114,13 +114,7 @@ def shape_problem(name: str) -> str | None:
         return None
     if any(len(digits) > 6 for digits in match.groups()):
         return f"flow configuration {name!r} is far beyond {MAX_FLOW_CPUS} CPUs"
-    packages, cpus = int(match[1]), int(match[2])
-    if packages < 1 or cpus < 1:
-        return f"flow configuration {name!r}: a platform needs at least one package with one CPU"
-    if packages * cpus > MAX_FLOW_CPUS:
-        return (f"flow configuration {name!r} has {packages * cpus:,} CPUs; at most "
-                f"{MAX_FLOW_CPUS} are supported")
-    return None
+    return cpus_problem(int(match[1]), int(match[2]), f"flow configuration {name!r}")
 
 
 def flow_config_problem(name: str) -> str | None:

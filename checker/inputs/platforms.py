@@ -106,6 +106,8 @@ _CONFIG_FLAGS = {"fault_budget": int, "cpu_hotplug": bool, "memory_hotplug": boo
                  "callers_check_packages": bool, "module_update": bool}
 _LISTS = {"caller_loads": int, "boot_hibernation": bool}
 _TYPE_WORDS = {int: "an integer", bool: "true or false"}
+_MEMORY_KEYS = {"regions", "cmrs", "metadata"}  # a map without PAMT bases: first-fit places
+MAX_LOADS = 8  # loads per caller: each is a step of the explored space
 
 
 def config_json(config: FlowConfig) -> dict:
@@ -124,7 +126,8 @@ def config_json(config: FlowConfig) -> dict:
 
 
 def config_from_json(doc, name: str) -> FlowConfig:
-    """The configuration `config_json` wrote; InputError (line 0) names what is wrong."""
+    """The configuration `config_json` wrote; InputError (line 0) names what is wrong. Its
+    memory and hot blocks are read as our memory-map format is (`read_json_map`)."""
 
     def fail(problem: str) -> InputError:
         return InputError(name, 0, f"configuration: {problem}")
@@ -136,40 +139,52 @@ def config_from_json(doc, name: str) -> FlowConfig:
     if missing or set(doc) - known:
         raise fail(f"missing {missing[0]!r}" if missing
                    else f"unknown key {sorted(set(doc) - known)[0]!r}")
+    if not isinstance(doc["name"], str):
+        raise fail("'name' must be a string")
     for flag, want in (_PLATFORM_FLAGS | _CONFIG_FLAGS).items():
         if type(doc[flag]) is not want:
             raise fail(f"{flag!r} must be {_TYPE_WORDS[want]}")
     for key, want in _LISTS.items():
         if not isinstance(doc[key], list) or any(type(v) is not want for v in doc[key]):
             raise fail(f"{key!r} must be a list, each item {_TYPE_WORDS[want]}")
+    problem = cpus_problem(doc["packages"], doc["cpus_per_package"],
+                           f"{doc['packages']}x{doc['cpus_per_package']}")
+    if problem:
+        raise fail(problem)
+    if doc["private_keyids"] < 0:
+        raise fail("'private_keyids' must be >= 0")
+    if doc["tdmr_init_chunk"] < SZ_4K:
+        raise fail("'tdmr_init_chunk' must be at least a page (4096)")
+    if not doc["boot_hibernation"]:
+        raise fail("'boot_hibernation' needs at least one choice")
+    if any(not 0 <= loads <= MAX_LOADS for loads in doc["caller_loads"]):
+        raise fail(f"each of 'caller_loads' must be 0 to {MAX_LOADS}")
+    if not isinstance(doc["memory"], dict) or set(doc["memory"]) - _MEMORY_KEYS:
+        raise fail(f"'memory' must be a memory map with {', '.join(sorted(_MEMORY_KEYS))} "
+                   "only")
+    memory = read_json_map(json.dumps(doc["memory"]), f"{name} (configuration.memory)")
     if not isinstance(doc["hot_blocks"], list):
         raise fail("'hot_blocks' must be a list")
-    if not 1 <= doc["packages"] * doc["cpus_per_package"] <= MAX_FLOW_CPUS:
-        raise fail(f"{doc['packages']}x{doc['cpus_per_package']} CPUs: between 1 and "
-                   f"{MAX_FLOW_CPUS} are supported")
-    if doc["private_keyids"] < 0 or doc["tdmr_init_chunk"] < SZ_4K:
-        raise fail("'private_keyids' must be >= 0 and 'tdmr_init_chunk' at least a page")
-    if not doc["boot_hibernation"] or any(not 0 <= n <= 8 for n in doc["caller_loads"]):
-        raise fail("'boot_hibernation' needs a choice, and each caller 0 to 8 loads")
-    memory = read_json_map(json.dumps(doc["memory"]), f"{name} (configuration.memory)")
-    blocks = []
-    for i, block in enumerate(doc["hot_blocks"]):
-        if not isinstance(block, dict) or set(block) != {"start", "end", "nid"}:
-            raise fail(f"hot_blocks[{i}] must be an object with start, end and nid")
-        try:
-            start, end = int(block["start"], 0), int(block["end"], 0)
-        except (TypeError, ValueError):
-            raise fail(f"hot_blocks[{i}]: start and end must be hex strings") from None
-        if not 0 <= start < end or type(block["nid"]) is not int or block["nid"] < 0:
-            raise fail(f"hot_blocks[{i}] must be a non-empty range on a node >= 0")
-        blocks.append(MemRange(start, end, block["nid"]))
+    blocks = () if not doc["hot_blocks"] else read_json_map(
+        json.dumps({"regions": doc["hot_blocks"]}), f"{name} (configuration.hot_blocks)").regions
     try:
         platform = Platform(regions=memory.regions, cmrs=memory.cmrs,
-                            sysinfo=memory.sysinfo or TdxSysinfo(), hot_blocks=tuple(blocks),
+                            sysinfo=memory.sysinfo or TdxSysinfo(), hot_blocks=blocks,
                             **{flag: doc[flag] for flag in _PLATFORM_FLAGS})
-        return FlowConfig(name=str(doc["name"]), platform=platform,
+        return FlowConfig(name=doc["name"], platform=platform,
                           caller_loads=tuple(doc["caller_loads"]),
                           boot_hibernation=tuple(doc["boot_hibernation"]),
                           **{flag: doc[flag] for flag in _CONFIG_FLAGS})
     except ValueError as exc:
         raise fail(str(exc)) from None
+
+
+def cpus_problem(packages: int, cpus_per_package: int, what: str) -> str | None:
+    """Why `what`, a platform of `packages` x `cpus_per_package` CPUs, cannot be built, or
+    None."""
+    if packages < 1 or cpus_per_package < 1:
+        return f"{what}: a platform needs at least one package with one CPU"
+    if packages * cpus_per_package > MAX_FLOW_CPUS:
+        return (f"{what} has {packages * cpus_per_package:,} CPUs; at most {MAX_FLOW_CPUS} are "
+                "supported")
+    return None
