@@ -608,7 +608,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
             s.status != S.INITIALIZED and s.module != M.SYS_READY
             and not any(c.pc == S.LOADED for c in s.callers))
 
-    td_needed = flow.profile.init_at_boot and flow.ncallers > 1  # caller 0: the initcall
+    td_needed = kvm_from and flow.ncallers > kvm_from  # some KVM besides the initcall
     loaders = sum(1 for loads in flow.config.caller_loads if loads)  # callers that may load
 
     def tdx_in_use(s: S.State) -> bool:

@@ -23,6 +23,8 @@ from checker.gate.runners import run_check
 from checker.gate.suite import Bounds, CheckSpec, Suite, expand
 from checker.inputs.platforms import CONFIGS, config_from_json, config_json
 from checker.inputs.readers import InputError
+from checker.views.trace import SCHEMA as TRACE_SCHEMA
+from checker.views.trace import SCHEMA_VERSION as TRACE_VERSION
 from spec.flow import FlowConfig, TdxFlow
 from spec.platform import Platform
 from spec.profiles import PROFILES, V6_8
@@ -138,7 +140,7 @@ def _stored_on(machine: dict) -> dict:
     """A stored TDX-USABLE counterexample (an initial state, no steps) on `machine`."""
     model = {"model": "spec.flow.TdxFlow", "profile": "v6.8", "config": "searched",
              "platform": "1x1", "fault_budget": 1, "configuration": machine}
-    trace = {"schema": "tdx-host-checker/trace", "version": 1, "model": model,
+    trace = {"schema": TRACE_SCHEMA, "version": TRACE_VERSION, "model": model,
              "invariant": "TDX-USABLE", "initial": 0, "length": 0, "steps": []}
     return document("platforms/v6.8/searched", "v6.8", "searched", "TDX-USABLE",
                     {"kind": "trace", "trace": trace, "text": "-", "result": "-"})

@@ -170,6 +170,19 @@ def smallest_violating_platform(profile: Profile, examples: int = EXAMPLES,
     return SearchOutcome(best, tried, bounded, states)
 
 
+def broken_anywhere(profile: Profile, examples: int = EXAMPLES) -> set[str]:
+    """Every invariant that some drawn machine breaks, each machine explored in full and none
+    shrunk (what the invariant benchmark counts)."""
+    broken: set[str] = set()
+
+    def record(config: FlowConfig) -> bool:
+        broken.update(judge(profile, config, stop_at_first=False).violations)
+        return False  # never "found": every machine of the budget is drawn
+
+    find_smallest(flow_cases(profile.init_at_boot), record, examples)
+    return broken
+
+
 def describe_config(config: FlowConfig) -> str:
     """A searched machine in one line: topology, memory, module, callers, what may happen."""
     p = config.platform

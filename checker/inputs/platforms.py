@@ -118,8 +118,7 @@ def config_json(config: FlowConfig) -> dict:
     return {"name": config.name,
             **{flag: getattr(platform, flag) for flag in _PLATFORM_FLAGS},
             "memory": memory_map_json(platform.regions, platform.cmrs, platform.sysinfo),
-            "hot_blocks": [{"start": hex(b.start), "end": hex(b.end), "nid": b.nid}
-                           for b in platform.hot_blocks],
+            "hot_blocks": memory_map_json(platform.hot_blocks)["regions"],
             "caller_loads": list(config.caller_loads),
             "boot_hibernation": list(config.boot_hibernation),
             **{flag: getattr(config, flag) for flag in _CONFIG_FLAGS}}
