@@ -590,7 +590,7 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
 
     from checker.engines.bfs import GOAL_KINDS
     from checker.engines.coverage import explore_with_coverage
-    from checker.engines.explorer import Bounds, explore
+    from checker.engines.explorer import Bounds, ModelRaised, explore
     from checker.gate.flowcheck import flow_recipe
     from checker.views.trace import trace_to_json, trace_to_text
 
@@ -602,8 +602,11 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
              f"{p.frontier:,}, {p.seconds:.1f} s")
 
     if args.coverage:
-        outcome, coverage = explore_with_coverage(flow, invariants, bounds,
-                                                  symmetry=not args.no_symmetry)
+        try:
+            outcome, coverage = explore_with_coverage(flow, invariants, bounds,
+                                                      symmetry=not args.no_symmetry)
+        except ModelRaised as raised:
+            return _model_raised(raised, flow)
     else:
         options = {}
         if args.memory_budget is not None:
@@ -616,6 +619,8 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
                               fingerprints=args.fingerprints, workers=args.workers,
                               progress=progress, backend=args.backend or "processes",
                               **options)
+        except ModelRaised as raised:
+            return _model_raised(raised, flow)
         except RuntimeError as exc:  # a backend that cannot start (Ray not installed, ...)
             raise UsageError(str(exc)) from None
     rate = round(outcome.distinct_states / max(outcome.seconds, 1e-9))
@@ -667,6 +672,17 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
     return {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(outcome.verdict, EXIT_INCONCLUSIVE)
 
 
+def _model_raised(raised, flow) -> int:
+    """The model raised while the search took a state's steps: a defect of the model (say, a
+    change of `spec/` that broke it), shown as the error and the shortest trace to that state,
+    in every output format, never as a verdict (exit 1, as a failed check of `verify`)."""
+    from checker.views.trace import trace_to_text
+
+    print(f"error: {raised}; the trace to that state:", file=sys.stderr)
+    print(trace_to_text(raised.trace, flow), file=sys.stderr)
+    return EXIT_FAIL
+
+
 def _restarts_text(outcome) -> str:
     if not outcome.restarts:
         return ""
@@ -674,6 +690,7 @@ def _restarts_text(outcome) -> str:
 
 
 def _simulate(args, flow, invariants, config, show) -> int:
+    from checker.engines.explorer import ModelRaised
     from checker.engines.simulate import WalkBounds, simulate
     from checker.views.trace import trace_to_json, trace_to_text
 
@@ -687,9 +704,12 @@ def _simulate(args, flow, invariants, config, show) -> int:
 
     strategy = args.strategy or STRATEGIES[0]
     budget = {} if args.memory_budget is None else {"memory_budget": args.memory_budget << 20}
-    outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
-                       workers=args.workers, progress=progress, strategy=strategy,
-                       restarts=bool(args.restarts), **budget)
+    try:
+        outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
+                           workers=args.workers, progress=progress, strategy=strategy,
+                           restarts=bool(args.restarts), **budget)
+    except ModelRaised as raised:
+        return _model_raised(raised, flow)
     bound_hit = None if outcome.bound_hit == "violation" else outcome.bound_hit
     rate = round(outcome.steps / max(outcome.seconds, 1e-9))
     trace = outcome.trace

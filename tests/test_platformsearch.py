@@ -80,11 +80,18 @@ def test_a_model_that_raises_is_reported_with_its_machine_never_as_caught(monkey
         raise IndexError("list index out of range")
 
     monkeypatch.setattr(TdxFlow, "tdx_init", raises)
-    with pytest.raises(PlatformCrashed, match=r"v6.8 flow raised IndexError.*machine 1x1"):
+    with pytest.raises(PlatformCrashed, match=r"v6.8 flow on machine 1x1.*raised IndexError.*"
+                       r"in raises, taking the steps of an initial state"):
         smallest_violating_platform(V6_8)
     result = run_check(CheckSpec("platforms/v6.8/searched", "platforms", "v6.8", "searched",
                                  Bounds()))
-    assert result.status == "error" and "IndexError" in result.detail
+    assert result.status == "error" and result.invariant == "CHECKER-ERROR"
+    assert "IndexError" in result.detail and "machine 1x1" in result.detail
+    assert result.location.function == "raises"
+    assert result.location.file.endswith("test_platformsearch.py")
+    # the trace holds the machine in full, as a violation's does
+    machine = result.counterexample["trace"]["model"]["configuration"]
+    assert machine["caller_loads"] == [1] and machine["memory"]["regions"]
 
 
 def test_the_gate_stores_the_machine_with_its_trace_and_the_trace_replays(monkeypatch):

@@ -32,11 +32,18 @@ layer, so the first violation found of each property is at the smallest depth. O
 states are stored; a trace is turned back into concrete steps by replaying the model from a
 real initial state and picking, at each depth, the first successor with the recorded
 canonical form.
+
+A model or property that raises while a state's steps are taken ends the search with
+`ModelRaised`, which carries the shortest trace to that state: whoever changed the model sees
+how it got there, as for a violation.
 """
 
 from __future__ import annotations
 
+import os
+import sysconfig
 import time
+import traceback
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +96,44 @@ class Trace:
     @property
     def states(self) -> list:
         return [self.initial] + [s for _, s in self.steps]
+
+
+class ModelRaised(Exception):
+    """The model, or a property, raised while the search took the steps of a state: the
+    error, where in the code it was raised (`file`, `line`, `function`), and the shortest
+    trace to that state (its last state is the one whose steps raised). A defect of the
+    model, never a verdict on it."""
+
+    def __init__(self, error: str, where: tuple[str, int, str], trace: Trace) -> None:
+        self.error, self.where, self.trace = error, where, trace
+        file, line, function = where
+        state = (f"a state {len(trace)} step{'' if len(trace) == 1 else 's'} from the start"
+                 if trace.steps else "an initial state")
+        super().__init__(f"the model raised {error} at {file}:{line} in {function}, taking "
+                         f"the steps of {state}")
+
+
+def describe_raise(exc: BaseException) -> tuple[str, tuple[str, int, str]]:
+    """An exception as `ModelRaised` names it: `Type: message`, and the innermost frame of
+    its traceback outside Python's own library (the model's line, not `dataclasses`')."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    paths = sysconfig.get_paths()
+    installed = (paths["purelib"], paths["platlib"])  # inside stdlib's folder, not of it
+    ours = [f for f in frames if not f.filename.startswith(paths["stdlib"])
+            or f.filename.startswith(installed)] or frames
+    if not ours:
+        return f"{type(exc).__name__}: {exc}", ("?", 0, "?")
+    file = os.path.relpath(ours[-1].filename)  # as the one who runs it would type it
+    if file.startswith(".."):
+        file = ours[-1].filename
+    return f"{type(exc).__name__}: {exc}", (file, ours[-1].lineno or 0, ours[-1].name)
+
+
+def raised_at(model, canon, initial_list: Sequence, parent: array, action: array, ident: int,
+              error: str, where: tuple[str, int, str]) -> ModelRaised:
+    """`ModelRaised` for an error (`describe_raise`) met taking the steps of state `ident`."""
+    path = canonical_path(model, canon, initial_list, parent, action, ident)
+    return ModelRaised(error, where, concrete_trace(model, canon, initial_list, path))
 
 
 @dataclass
@@ -270,117 +315,123 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             level = zip(range(level_start, level_end), records, strict=True)
         else:
             records, level = None, ((i, None) for i in range(level_start, level_end))
-        for ident, record in level:
-            # The clock is read before every expansion (some 50 ns, against tens of
-            # microseconds an expansion takes), so a run of slow expansions cannot carry the
-            # search past the deadline: it stops at most one expansion late.
-            if deadline is not None and clock() > deadline:
-                bound_hit = "time"
-                break
-            if max_states is not None and count >= max_states:
-                bound_hit = "states"
-                break
-            if codec is not None and not ident & 1023 and memo.over():
-                model.forget()
-                forgotten += 1
-            if record is None:
-                state = states[ident]
-            else:
-                state = codec.decode(record)
-            # States are expanded in id order, so the goal flags line up with the ids. Edges
-            # out of a state that is a goal of every "eventually" property decide nothing.
-            if one_goal is not None:  # the usual case, spelt out
-                reached = one_goal(state)
-                one_goal_flags.append(reached)
-                record_edges = not reached
-            else:
-                record_edges = False
-                for flags, goal, needs_edges in zip(at_goal, goal_checks, edged, strict=True):
-                    reached = goal(state)
-                    flags.append(reached)
-                    record_edges = record_edges or (needs_edges and not reached)
-            steps = successors(state)
-            if not isinstance(steps, (list, tuple)):
-                steps = list(steps)
-            transitions += len(steps)
-            if label_counts is not None:
-                for label, _ in steps:
-                    label_counts[label] = label_counts.get(label, 0) + 1
-            for number, (label, nxt) in enumerate(steps):
-                if nxt is state:  # a step that changes nothing (a refused request)
-                    checks = loop_checks_get(label)
+        try:
+            for ident, record in level:
+                # The clock is read before every expansion (some 50 ns, against tens of
+                # microseconds an expansion takes), so a run of slow expansions cannot carry the
+                # search past the deadline: it stops at most one expansion late.
+                if deadline is not None and clock() > deadline:
+                    bound_hit = "time"
+                    break
+                if max_states is not None and count >= max_states:
+                    bound_hit = "states"
+                    break
+                if codec is not None and not ident & 1023 and memo.over():
+                    model.forget()
+                    forgotten += 1
+                if record is None:
+                    state = states[ident]
+                else:
+                    state = codec.decode(record)
+                # States are expanded in id order, so the goal flags line up with the ids. Edges
+                # out of a state that is a goal of every "eventually" property decide nothing.
+                if one_goal is not None:  # the usual case, spelt out
+                    reached = one_goal(state)
+                    one_goal_flags.append(reached)
+                    record_edges = not reached
+                else:
+                    record_edges = False
+                    for flags, goal, needs_edges in zip(at_goal, goal_checks, edged, strict=True):
+                        reached = goal(state)
+                        flags.append(reached)
+                        record_edges = record_edges or (needs_edges and not reached)
+                steps = successors(state)
+                if not isinstance(steps, (list, tuple)):
+                    steps = list(steps)
+                transitions += len(steps)
+                if label_counts is not None:
+                    for label, _ in steps:
+                        label_counts[label] = label_counts.get(label, 0) + 1
+                for number, (label, nxt) in enumerate(steps):
+                    if nxt is state:  # a step that changes nothing (a refused request)
+                        checks = loop_checks_get(label)
+                        if checks is None:
+                            checks = loop_checks(label)
+                        for prop_id, check, _ in checks:
+                            if not check(state, label, nxt) and prop_id not in found:
+                                note(prop_id, depth + 1, ident, label, nxt)
+                        if keep_graph:  # a self-loop never helps reach a goal state
+                            graph_edges.append((ident, label, ident))
+                        continue
+                    checks = step_checks_get(label)
                     if checks is None:
-                        checks = loop_checks(label)
-                    for prop_id, check, _ in checks:
+                        checks = step_checks(label)
+                    for prop_id, check, watched in checks:
+                        if watched is not None and state[watched] is nxt[watched]:
+                            continue
                         if not check(state, label, nxt) and prop_id not in found:
                             note(prop_id, depth + 1, ident, label, nxt)
-                    if keep_graph:  # a self-loop never helps reach a goal state
-                        graph_edges.append((ident, label, ident))
-                    continue
-                checks = step_checks_get(label)
-                if checks is None:
-                    checks = step_checks(label)
-                for prop_id, check, watched in checks:
-                    if watched is not None and state[watched] is nxt[watched]:
-                        continue
-                    if not check(state, label, nxt) and prop_id not in found:
-                        note(prop_id, depth + 1, ident, label, nxt)
-                nxt = canon(nxt)
-                if record is None:
-                    key = nxt  # hashed once, by the dict
-                else:  # its parts' hashes, each found by one look-up, summed
-                    if type(nxt) is not state_type:
-                        codec.check(nxt)  # raises the error that says what is wrong
-                    total = 0
-                    child = []
-                    for part, get_part, get_hash in parts:
-                        value = get_part(nxt)
-                        code = get_hash(value)
-                        if code is None:
-                            code = part_hash(part, value)
-                        total += code
-                        child.append(code)
-                    key = (total & MASK) or 1
-                fresh = count
-                if record is None:
-                    target = seen_setdefault(key, fresh)
-                else:  # `FingerprintTable.setdefault`, spelt out
-                    slot = key & slot_mask
-                    held = slot_keys[slot]
-                    while held:
-                        if held == key:
-                            target = slot_ids[slot]
-                            break
-                        slot = (slot + 1) & slot_mask
-                        held = slot_keys[slot]
-                    else:
-                        target = fresh
-                        slot_keys[slot] = key
-                        slot_ids[slot] = fresh
-                        seen.count += 1
-                        if seen.count > seen.limit:
-                            seen._grow()
-                            slot_keys, slot_ids, slot_mask = seen.keys, seen.ids, seen.mask
-                if target == fresh:
-                    count += 1
-                    parent_append(ident)
-                    action_append(number)
+                    nxt = canon(nxt)
                     if record is None:
-                        states_append(nxt)
-                    else:
-                        frontier.append(child)
-                    for prop_id, check in state_checks_for(state, nxt):
-                        if not check(nxt) and prop_id not in found:
-                            note(prop_id, depth + 1, target)
-                if record_edges:
-                    edges.add(target)
-                if keep_graph:
-                    graph_edges.append((ident, label, target))
-            if edges is not None:
-                edges.close_state()
-            if found and stop_at_first:
-                stop = True
-                break
+                        key = nxt  # hashed once, by the dict
+                    else:  # its parts' hashes, each found by one look-up, summed
+                        if type(nxt) is not state_type:
+                            codec.check(nxt)  # raises the error that says what is wrong
+                        total = 0
+                        child = []
+                        for part, get_part, get_hash in parts:
+                            value = get_part(nxt)
+                            code = get_hash(value)
+                            if code is None:
+                                code = part_hash(part, value)
+                            total += code
+                            child.append(code)
+                        key = (total & MASK) or 1
+                    fresh = count
+                    if record is None:
+                        target = seen_setdefault(key, fresh)
+                    else:  # `FingerprintTable.setdefault`, spelt out
+                        slot = key & slot_mask
+                        held = slot_keys[slot]
+                        while held:
+                            if held == key:
+                                target = slot_ids[slot]
+                                break
+                            slot = (slot + 1) & slot_mask
+                            held = slot_keys[slot]
+                        else:
+                            target = fresh
+                            slot_keys[slot] = key
+                            slot_ids[slot] = fresh
+                            seen.count += 1
+                            if seen.count > seen.limit:
+                                seen._grow()
+                                slot_keys, slot_ids, slot_mask = seen.keys, seen.ids, seen.mask
+                    if target == fresh:
+                        count += 1
+                        parent_append(ident)
+                        action_append(number)
+                        if record is None:
+                            states_append(nxt)
+                        else:
+                            frontier.append(child)
+                        for prop_id, check in state_checks_for(state, nxt):
+                            if not check(nxt) and prop_id not in found:
+                                note(prop_id, depth + 1, target)
+                    if record_edges:
+                        edges.add(target)
+                    if keep_graph:
+                        graph_edges.append((ident, label, target))
+                if edges is not None:
+                    edges.close_state()
+                if found and stop_at_first:
+                    stop = True
+                    break
+        except (MemoryError, OSError):  # the machine's, not the model's
+            raise
+        except Exception as exc:  # the model's defect: say how it got to the state
+            raise raised_at(model, canon, initial_list, parent, action, ident,
+                           *describe_raise(exc)) from exc
         if records is not None:
             spilled += records.spilled_bytes
             records.close()
@@ -632,10 +683,12 @@ def canonical_path(model, canon, initial_list: Sequence, parent: array, action: 
     return out
 
 
-def concrete_trace(model, canon, initial_list: Sequence, path: list, prop, nxt) -> Trace:
+def concrete_trace(model, canon, initial_list: Sequence, path: list, prop=None,
+                   nxt=None) -> Trace:
     """Turn the canonical path (plus the violating step, for transition properties) into
     concrete steps of the model: from a real initial state, at each depth the first successor
-    with the recorded canonical form (the one with the recorded label, if any)."""
+    with the recorded canonical form (the one with the recorded label, if any). Without a
+    property, the trace of the path alone."""
     target = path[0][1]
     current = next(s for s in initial_list if canon(s) == target)
     initial = current
@@ -646,10 +699,10 @@ def concrete_trace(model, canon, initial_list: Sequence, path: list, prop, nxt) 
         step = (exact or candidates)[0]
         steps.append(step)
         current = step[1]
-    if prop.kind == "transition":
+    if prop is not None and prop.kind == "transition":
         wanted = canon(nxt)
         step = next(((lab, s) for lab, s in model.successors(current)
                      if canon(s) == wanted and not prop.check(current, lab, s)))
         steps.append(step)
     describe = getattr(model, "describe", None)
-    return Trace(initial, steps, describe() if describe else {}, prop.id)
+    return Trace(initial, steps, describe() if describe else {}, prop and prop.id)

@@ -17,6 +17,7 @@ from checker.engines.bfs import (
     PASS,
     Bounds,
     ExplorationResult,
+    ModelRaised,
     Progress,
     StateGraph,
     Trace,
@@ -28,8 +29,8 @@ from checker.engines.workers import explore_parallel
 
 UNBOUNDED = Bounds()
 
-__all__ = ["FAIL", "INCONCLUSIVE", "PASS", "Bounds", "ExplorationResult", "Progress",
-           "StateGraph", "Trace", "Violation", "explore"]
+__all__ = ["FAIL", "INCONCLUSIVE", "PASS", "Bounds", "ExplorationResult", "ModelRaised",
+           "Progress", "StateGraph", "Trace", "Violation", "explore"]
 
 
 def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmetry: bool = True,

@@ -24,7 +24,7 @@ from time import perf_counter
 
 from hypothesis import strategies as st
 
-from checker.engines.bfs import FAIL, INCONCLUSIVE, ExplorationResult, Violation
+from checker.engines.bfs import FAIL, INCONCLUSIVE, ExplorationResult, ModelRaised, Violation
 from checker.engines.casesearch import OutOfTime, find_smallest
 from checker.engines.explorer import Bounds, explore
 from checker.engines.mapstrategies import BOUNDARY_OFFSETS
@@ -122,8 +122,13 @@ class SearchOutcome:
 
 
 class PlatformCrashed(RuntimeError):
-    """The flow model raised on a searched machine: a defect of the checker or of a mutated
-    model, never a bug the search caught."""
+    """The flow model raised on a searched machine (`config`): a defect of the checker or of a
+    mutated model, never a bug the search caught. `raised` holds the trace to the state whose
+    steps raised, when the exploration got that far."""
+
+    def __init__(self, message: str, config: FlowConfig, raised: ModelRaised | None) -> None:
+        super().__init__(message)
+        self.config, self.raised = config, raised
 
 
 def judge(profile: Profile, config: FlowConfig, max_states: int = MAX_STATES,
@@ -134,9 +139,12 @@ def judge(profile: Profile, config: FlowConfig, max_states: int = MAX_STATES,
         flow = TdxFlow(profile, config)
         return explore(flow, flow_invariants(flow), Bounds(max_states=max_states),
                        stop_at_first=stop_at_first)
+    except ModelRaised as exc:
+        raise PlatformCrashed(f"the {profile.name} flow on {describe_config(config)}: {exc}",
+                              config, exc) from exc
     except Exception as exc:
         raise PlatformCrashed(f"the {profile.name} flow raised {type(exc).__name__}: {exc} on "
-                              f"{describe_config(config)}") from exc
+                              f"{describe_config(config)}", config, None) from exc
 
 
 def smallest_violating_platform(profile: Profile, examples: int = EXAMPLES,

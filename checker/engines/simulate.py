@@ -67,8 +67,10 @@ from checker.engines.bfs import (
     FAIL,
     INCONCLUSIVE,
     FindsViolations,
+    ModelRaised,
     Trace,
     Violation,
+    describe_raise,
     state_checks_by_fields,
     transition_checks_by_label,
 )
@@ -150,7 +152,8 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
              strategy: str = STRATEGIES[0], end_budget: int = END_BUDGET,
              memory_budget: int = MEMORY_BUDGET, restarts: bool = False) -> SimulationResult:
     """Run up to `bounds.walks` random walks of `model` checking `properties` (see the module
-    docstring); stop at the first walk, in walk order, that violates one. With `restarts`,
+    docstring); stop at the first walk, in walk order, that violates one (or in which the
+    model raises: `ModelRaised`, with that walk's steps up to there). With `restarts`,
     walks after the first generation may start where an earlier walk met a rare cell of the
     model's `abstract` view (`_Archive`)."""
     if workers < 1:
@@ -194,9 +197,12 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
         result_violation = found_length = walk_index = None
         shrinking = time.perf_counter()
         if found is not None:
-            walk_index, (prop_id, at) = found
-            prop = next(p for p in properties if p.id == prop_id)
+            walk_index, (prop_id, at, *raised) = found
             initial, path = walker.replay_walk(walk_index, at)
+            if raised:  # the model raised in the walk: its steps up to there, not shrunk
+                describe = getattr(model, "describe", None)
+                raise ModelRaised(*raised, Trace(initial, path, describe() if describe else {}))
+            prop = next(p for p in properties if p.id == prop_id)
             steps_found = shrink(model, prop, initial, path, walker.goal_unreachable)
             describe = getattr(model, "describe", None)
             trace = Trace(initial, steps_found, describe() if describe else {}, prop_id)
@@ -317,9 +323,10 @@ class _Walker:
     def run(self, key: str, start=None) -> tuple:
         """A walk drawing from `key` (from `start`, a state an earlier walk met, if given): its
         steps, the fingerprints of the states it met (packed), its first violation as
-        (property id, steps taken when it showed) or None, whether its end was searched for an
-        "eventually" goal (None: not needed, `SETTLED`, `UNSETTLED`), and with restarts the
-        cells it met, each with the step it first met it at."""
+        (property id, steps taken when it showed) or None (or, when the model raised,
+        (None, steps taken, `describe_raise`'s error and place)), whether its end was
+        searched for an "eventually" goal (None: not needed, `SETTLED`, `UNSETTLED`), and
+        with restarts the cells it met, each with the step it first met it at."""
         if self.memo.over():
             self.forget()
         successors, canon = self.model.successors, self.canon
@@ -334,25 +341,30 @@ class _Walker:
         violation = next(((pid, 0) for pid, check in self.state_props if not check(state)),
                          None)
         taken = 0
-        while violation is None and taken < self.length:
-            steps = successors(state)
-            if not steps:
-                break
-            label, nxt = choose(steps)
-            taken += 1
-            violation = self._check_step(state, label, nxt, taken)
-            if nxt is not state:
-                image = canon(nxt)
-                prints.add(fingerprint(record(image)))
-                if cells is not None:
-                    cells.setdefault(abstract(image), taken)
-            state = nxt
         end = None
-        if violation is None and any(not p.check(state) for p in self.goal_props):
-            stuck = self.goal_unreachable(state)
-            end = UNSETTLED if stuck is None else SETTLED
-            if stuck:
-                violation = stuck[0], taken
+        try:
+            while violation is None and taken < self.length:
+                steps = successors(state)
+                if not steps:
+                    break
+                label, nxt = choose(steps)
+                taken += 1
+                violation = self._check_step(state, label, nxt, taken)
+                if nxt is not state:
+                    image = canon(nxt)
+                    prints.add(fingerprint(record(image)))
+                    if cells is not None:
+                        cells.setdefault(abstract(image), taken)
+                state = nxt
+            if violation is None and any(not p.check(state) for p in self.goal_props):
+                stuck = self.goal_unreachable(state)
+                end = UNSETTLED if stuck is None else SETTLED
+                if stuck:
+                    violation = stuck[0], taken
+        except (MemoryError, OSError):  # the machine's, not the model's
+            raise
+        except Exception as exc:  # the model's defect: `simulate` traces the walk to here
+            violation = (None, taken, *describe_raise(exc))
         return (taken, array("Q", sorted(prints)).tobytes(), violation, end,
                 None if cells is None else list(cells.items()))
 

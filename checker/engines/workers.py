@@ -54,8 +54,10 @@ from checker.engines.bfs import (
     Violation,
     canonical_path,
     concrete_trace,
+    describe_raise,
     first_start_without_goal,
     first_stuck_state,
+    raised_at,
     state_checks_by_fields,
     transition_checks_by_label,
 )
@@ -140,7 +142,9 @@ class Worker:
     def expand(self, payloads: list, found: frozenset) -> dict:
         """Take the states shipped to this worker as the frontier, and expand them in id order.
         Returns the candidates for each owner (fingerprints and keys), the first transition
-        note of each property not `found` yet, and where the deadline stopped the level."""
+        note of each property not `found` yet, where the deadline stopped the level, and the
+        first state whose steps raised (its id, `describe_raise`'s error and place), if any:
+        the level stops there too."""
         if payloads:
             self.receive(payloads)
         self._close_level()
@@ -166,92 +170,98 @@ class Worker:
         pending_src, pending_cand = array("I"), array("I")
         steps_per_state = array("I")
         level_labels: dict = {} if self.count_labels else None
-        stopped_at = None
+        stopped_at = raised = None
         model, memo = self.model, MemoBudget(self.model, self.budget)
-        for number, (gid, record) in enumerate(zip(self.frontier_gids, self.level,
-                                                   strict=True)):
-            if deadline is not None and time.time() > deadline:
-                stopped_at = gid
-                break
-            # Every part value stays (the other workers count on those shipped to them); only
-            # the look-ups the model's new objects would add to are rebuilt.
-            if not number & 1023 and memo.over():
-                model.forget()
-                codec.forget([set(values) for values in codec.values])
-                self.forgotten += 1
-            state = codec.decode(record)
-            record_edges = False
-            if goal_props:
-                goal_gids.append(gid)
-                for flags, prop, needs_edges in goals:
-                    reached = prop.check(state)
-                    flags.append(reached)
-                    record_edges = record_edges or (needs_edges and not reached)
-            steps = successors(state)
-            if not isinstance(steps, (list, tuple)):
-                steps = list(steps)
-            steps_per_state.append(len(steps))
-            if level_labels is not None:
-                for label, _ in steps:
-                    level_labels[label] = level_labels.get(label, 0) + 1
-            key_base = gid << STEP_BITS
-            for number, (label, nxt) in enumerate(steps):
-                if nxt is state:
-                    checks = loop_get(label)
+        try:
+            for number, (gid, record) in enumerate(zip(self.frontier_gids, self.level,
+                                                       strict=True)):
+                if deadline is not None and time.time() > deadline:
+                    stopped_at = gid
+                    break
+                # Every part value stays (the other workers count on those shipped to them); only
+                # the look-ups the model's new objects would add to are rebuilt.
+                if not number & 1023 and memo.over():
+                    model.forget()
+                    codec.forget([set(values) for values in codec.values])
+                    self.forgotten += 1
+                state = codec.decode(record)
+                record_edges = False
+                if goal_props:
+                    goal_gids.append(gid)
+                    for flags, prop, needs_edges in goals:
+                        reached = prop.check(state)
+                        flags.append(reached)
+                        record_edges = record_edges or (needs_edges and not reached)
+                steps = successors(state)
+                if not isinstance(steps, (list, tuple)):
+                    steps = list(steps)
+                steps_per_state.append(len(steps))
+                if level_labels is not None:
+                    for label, _ in steps:
+                        level_labels[label] = level_labels.get(label, 0) + 1
+                key_base = gid << STEP_BITS
+                for number, (label, nxt) in enumerate(steps):
+                    if nxt is state:
+                        checks = loop_get(label)
+                        if checks is None:
+                            checks = loop_compute(label)
+                        for prop_id, check, _ in checks:
+                            if not check(state, label, nxt) and prop_id not in found:
+                                step_notes.setdefault(position[prop_id], (gid, number))
+                        continue
+                    checks = step_get(label)
                     if checks is None:
-                        checks = loop_compute(label)
-                    for prop_id, check, _ in checks:
+                        checks = step_compute(label)
+                    for prop_id, check, watched in checks:
+                        if watched is not None and state[watched] is nxt[watched]:
+                            continue
                         if not check(state, label, nxt) and prop_id not in found:
                             step_notes.setdefault(position[prop_id], (gid, number))
-                    continue
-                checks = step_get(label)
-                if checks is None:
-                    checks = step_compute(label)
-                for prop_id, check, watched in checks:
-                    if watched is not None and state[watched] is nxt[watched]:
-                        continue
-                    if not check(state, label, nxt) and prop_id not in found:
-                        step_notes.setdefault(position[prop_id], (gid, number))
-                nxt = canon(nxt)
-                if type(nxt) is not state_type:
-                    codec.check(nxt)
-                total = 0
-                child = []
-                for part, get_part, get_hash in parts:
-                    value = get_part(nxt)
-                    code = get_hash(value)
-                    if code is None:
-                        code = part_hash(part, value)
-                    total += code
-                    child.append(code)
-                fp = (total & MASK) or 1
-                home = (code >> 40) % workers  # `owner`: `code` is the last part's hash
-                # `FingerprintTable.get`, spelt out (the tables are not written while the
-                # level is expanded): this worker's own seen set, or what it was told of others'
-                keys, ids, mask = mine if home == me else theirs
-                slot = fp & mask
-                held = keys[slot]
-                while held and held != fp:
-                    slot = (slot + 1) & mask
+                    nxt = canon(nxt)
+                    if type(nxt) is not state_type:
+                        codec.check(nxt)
+                    total = 0
+                    child = []
+                    for part, get_part, get_hash in parts:
+                        value = get_part(nxt)
+                        code = get_hash(value)
+                        if code is None:
+                            code = part_hash(part, value)
+                        total += code
+                        child.append(code)
+                    fp = (total & MASK) or 1
+                    home = (code >> 40) % workers  # `owner`: `code` is the last part's hash
+                    # `FingerprintTable.get`, spelt out (the tables are not written while the
+                    # level is expanded): this worker's own seen set, or what it was told of others'
+                    keys, ids, mask = mine if home == me else theirs
+                    slot = fp & mask
                     held = keys[slot]
-                if held:
+                    while held and held != fp:
+                        slot = (slot + 1) & mask
+                        held = keys[slot]
+                    if held:
+                        if record_edges:
+                            edge_src.append(gid)
+                            edge_dst.append(ids[slot])
+                        continue
+                    cand = pending.get(fp)
+                    if cand is None:
+                        cand = pending[fp] = len(cand_fps)
+                        cand_fps.append(fp)
+                        cand_keys.append(key_base | number)
+                        cand_owner.append(home)
+                        cand_records.extend(child)
+                        # a loop, not a comprehension: no frame to build
+                        for prop_id, check in state_checks_for(state, nxt):
+                            if not check(nxt) and prop_id not in found:
+                                cand_failed.append((cand, prop_id))
                     if record_edges:
-                        edge_src.append(gid)
-                        edge_dst.append(ids[slot])
-                    continue
-                cand = pending.get(fp)
-                if cand is None:
-                    cand = pending[fp] = len(cand_fps)
-                    cand_fps.append(fp)
-                    cand_keys.append(key_base | number)
-                    cand_owner.append(home)
-                    cand_records.extend(child)
-                    for prop_id, check in state_checks_for(state, nxt):  # no comprehension frame
-                        if not check(nxt) and prop_id not in found:
-                            cand_failed.append((cand, prop_id))
-                if record_edges:
-                    pending_src.append(gid)
-                    pending_cand.append(cand)
+                        pending_src.append(gid)
+                        pending_cand.append(cand)
+        except (MemoryError, OSError):  # the machine's, not the model's
+            raise
+        except Exception as exc:  # the model's defect: the coordinator traces it
+            raised = (gid, *describe_raise(exc))
         self.steps_per_state, self.level_labels = steps_per_state, level_labels
         self.cand_fps, self.cand_keys, self.cand_owner = cand_fps, cand_keys, cand_owner
         self.cand_records, self.cand_failed = cand_records, cand_failed
@@ -262,7 +272,8 @@ class Worker:
         for home in range(workers):
             theirs = homes == home
             batches.append((fps[theirs].tobytes(), keys[theirs].tobytes()))
-        return {"batches": batches, "step_notes": step_notes, "stopped_at": stopped_at}
+        return {"batches": batches, "step_notes": step_notes, "stopped_at": stopped_at,
+                "raised": raised}
 
     # ----- round 2 ------------------------------------------------------------------------------
 
@@ -650,6 +661,9 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
                     last, cut_reason = first_parent, "stop"
             if cut_reason is None:
                 last = None
+            raised = min((e["raised"] for e in expanded if e["raised"]), default=None)
+            if raised is not None and (last is None or raised[0] <= last):
+                raise raised_at(model, canon, initial_list, parent, action, *raised)
             kept = len(merged) if last is None else \
                 int(np.searchsorted(merged, (last + 1) << STEP_BITS))
             for key_order, position, kind, data in notes:

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import spec
 from checker.engines.coverage import explore_with_coverage
-from checker.engines.explorer import Bounds, explore
-from checker.engines.platformsearch import MAX_STATES, describe_config, smallest_violating_platform
-from checker.gate.results import FAIL, INCONCLUSIVE, PASS, CheckResult, Location
+from checker.engines.explorer import Bounds, ModelRaised, explore
+from checker.engines.platformsearch import (
+    MAX_STATES,
+    PlatformCrashed,
+    describe_config,
+    smallest_violating_platform,
+)
+from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.gate.suite import CheckSpec
 from checker.inputs.platforms import config_json, configure, flow_model
 from checker.views.trace import trace_to_json, trace_to_text
@@ -65,28 +70,53 @@ def _portable(location: Location) -> dict:
     return site
 
 
+def _raised(result: CheckResult, flow, raised: ModelRaised, where: str = "",
+            machine: dict | None = None) -> CheckResult:
+    """`result` errored: the model raised (a defect of `spec/` or of an invariant, never a
+    verdict on the kernel). The trace to the state whose steps raised is kept for whoever
+    changed the model, and the location is the line that raised."""
+    file, line, function = raised.where
+    return replace(result, status=ERROR, invariant="CHECKER-ERROR", detail=f"{raised}{where}",
+                   counterexample={"kind": "trace",
+                                   "trace": _trace_json(raised.trace, flow, machine),
+                                   "text": trace_to_text(raised.trace, flow)},
+                   location=Location("spec", file, line, function))
+
+
+def _trace_json(trace, flow, machine: dict | None) -> dict:
+    """A trace as a counterexample document holds it, its model naming `machine` in full
+    when given (a searched machine no configuration name stands for)."""
+    trace_json = trace_to_json(trace, flow)
+    if machine is not None:
+        trace_json["model"] = {**trace_json["model"], "configuration": machine}
+    return trace_json
+
+
 def run_flow(check: CheckSpec) -> CheckResult:
     flow = flow_model(check.profile, check.config)
     invariants = checked_invariants(flow, check.config)
     by_id = {inv.id: inv for inv in invariants}
     bounds = Bounds(max_depth=check.bounds.max_depth, max_states=check.bounds.max_states,
                     max_seconds=check.bounds.time_s)
+    result = CheckResult(check.id, "FLOW", check.profile, check.config, PASS,
+                         statement="every flow invariant holds: in every reachable state "
+                                   "and step, or as a goal still reachable",
+                         source="invariants/flow.py")
     coverage = None
-    if flow.profile.kind != "bug":  # real kernels: what the suite exercises of them
-        outcome, coverage = explore_with_coverage(flow, invariants, bounds)
-    else:
-        outcome = explore(flow, invariants, bounds)
+    try:
+        if flow.profile.kind != "bug":  # real kernels: what the suite exercises of them
+            outcome, coverage = explore_with_coverage(flow, invariants, bounds)
+        else:
+            outcome = explore(flow, invariants, bounds)
+    except ModelRaised as raised:
+        return _raised(result, flow, raised)
     waived = CONTRACT_WAIVERS.get(check.config, ())
     extra = {"transitions": outcome.transitions, "depth": outcome.max_depth,
              "states_per_second": round(outcome.distinct_states / max(outcome.seconds, 1e-9)),
              "waived": list(waived)}
     if coverage is not None:
         extra["coverage"] = coverage.to_json()
-    result = CheckResult(check.id, "FLOW", check.profile, check.config, PASS,
-                         states=outcome.distinct_states,
-                         statement="every flow invariant holds: in every reachable state "
-                                   "and step, or as a goal still reachable",
-                         source="invariants/flow.py", extra=extra)
+    result = replace(result, states=outcome.distinct_states, extra=extra)
     if outcome.verdict == "fail":
         return _failed(result, flow, by_id[outcome.violation.invariant], outcome.violation,
                        outcome.distinct_states)
@@ -105,9 +135,7 @@ def _failed(result: CheckResult, flow, invariant: FlowInvariant, violation,
     counterexample (its model naming `machine` in full, when given) and the spec/ line of its
     last step as the location."""
     trace = violation.trace
-    trace_json = trace_to_json(trace, flow)
-    if machine is not None:
-        trace_json["model"] = {**trace_json["model"], "configuration": machine}
+    trace_json = _trace_json(trace, flow, machine)
     last = trace.steps[-1][0] if trace.steps else None
     location = step_location(flow, last, invariant.spec_function) if last \
         else _location_of(invariant.spec_function)
@@ -130,12 +158,18 @@ def run_platforms(check: CheckSpec) -> CheckResult:
     smallest machine that breaks one is the counterexample, its trace recorded with the
     machine written out in full so that it replays."""
     profile = get_profile(check.profile)
-    outcome = smallest_violating_platform(profile, time_s=check.bounds.time_s)
     result = CheckResult(check.id, "FLOW", check.profile, check.config, PASS,
-                         states=outcome.states,
                          statement="every flow invariant holds on every searched machine",
-                         source="invariants/flow.py",
-                         extra={"machines": outcome.examples, "bounded": outcome.bounded})
+                         source="invariants/flow.py")
+    try:
+        outcome = smallest_violating_platform(profile, time_s=check.bounds.time_s)
+    except PlatformCrashed as crashed:
+        if crashed.raised is None:  # before any state: the run_check's generic report
+            raise
+        return _raised(result, TdxFlow(profile, crashed.config), crashed.raised,
+                       f" on {describe_config(crashed.config)}", config_json(crashed.config))
+    result = replace(result, states=outcome.states,
+                     extra={"machines": outcome.examples, "bounded": outcome.bounded})
     witness = outcome.witness
     if witness is not None:
         flow = TdxFlow(profile, witness.config)
