@@ -194,8 +194,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          help="with --fingerprints or --workers: megabytes of frontier kept in "
                          "memory before the rest goes to a temporary file, and as many for the "
                          "model's memo tables, emptied when full; with --simulate: megabytes "
-                         "for the model's memo tables, emptied between walks when full "
-                         "(default 512)")
+                         "for the model's memo tables, emptied between walks when full; "
+                         "split between --workers (default: a quarter of this machine's "
+                         "memory, or of its container's limit)")
     explore.add_argument("--backend", choices=("processes", "ray"),
                          help="with --workers: forked processes (default) or Ray actors (the "
                          "ray extra; a cluster when Ray is started there)")

@@ -3,6 +3,7 @@ shortest traces, in a fraction of the memory."""
 
 import functools
 import gc
+import os
 import pickle
 from typing import NamedTuple
 
@@ -11,10 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
+from checker.engines import fingerprints
 from checker.engines.fingerprints import (
+    MIN_DEFAULT_BUDGET,
     FingerprintTable,
     StateCodec,
     collision_probability,
+    default_memory_budget,
     fingerprint,
     serialise,
 )
@@ -123,6 +127,20 @@ def test_emptying_the_memo_tables_leaves_no_cycles_behind():
     forgotten, tight = cyclic_garbage(4096)
     assert never == 0 and forgotten > 0
     assert roomy == tight == 0
+
+
+def test_the_default_budget_is_a_quarter_of_the_memory_a_run_may_use(tmp_path, monkeypatch):
+    """A quarter of the machine's memory, or of its container's limit when that is lower
+    (cgroup v2 `memory.max`, "max" when unlimited), never under the floor."""
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(fingerprints, "CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit.write_text("max\n")
+    assert default_memory_budget() == max(physical // 4, MIN_DEFAULT_BUDGET)
+    limit.write_text(f"{8 << 30}\n")
+    assert default_memory_budget() == max(min(physical, 8 << 30) // 4, MIN_DEFAULT_BUDGET)
+    limit.write_text(f"{512 << 20}\n")
+    assert default_memory_budget() == MIN_DEFAULT_BUDGET
 
 
 def test_the_seen_set_keeps_under_64_bytes_per_state():

@@ -24,7 +24,7 @@ from checker.engines.bfs import (
     Violation,
     breadth_first,
 )
-from checker.engines.fingerprints import spill_folder
+from checker.engines.fingerprints import default_memory_budget, spill_folder
 from checker.engines.workers import explore_parallel
 
 UNBOUNDED = Bounds()
@@ -36,7 +36,7 @@ __all__ = ["FAIL", "INCONCLUSIVE", "PASS", "Bounds", "ExplorationResult", "Model
 def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmetry: bool = True,
             stop_at_first: bool = True, keep_graph: bool = False,
             count_labels: bool = False, fingerprints: bool = False, workers: int = 1,
-            memory_budget: int = 512 << 20, spill_dir: str | None = None,
+            memory_budget: int | None = None, spill_dir: str | None = None,
             progress: Callable[[Progress], None] | None = None,
             backend: str = "processes", recipe: Callable | None = None) -> ExplorationResult:
     """Breadth-first search of `model` checking `properties`.
@@ -49,9 +49,10 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
 
     `fingerprints` keeps a 64-bit fingerprint of each state met instead of the state
     (`checker.engines.fingerprints`), and the states still to expand as compact records that
-    move to a temporary file (in `spill_dir`) past `memory_budget` bytes; the model's memo
-    tables (a model offering `memo_entries` and `forget`) are emptied when they would take
-    more than that, and with them the part values the frontier does not need, so memory
+    move to a temporary file (in `spill_dir`) past `memory_budget` bytes (split between
+    workers; by default a quarter of the machine's memory, `default_memory_budget`); the
+    model's memo tables (a model offering `memo_entries` and `forget`) are emptied when they
+    would take more than that, and with them the part values the frontier does not need, so memory
     follows the frontier rather than the space; a trace is then rebuilt by replaying the
     recorded step numbers. Results are those of the exact mode but
     for the small chance of a fingerprint collision, which the result estimates
@@ -69,6 +70,8 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
         raise ValueError(f"workers must be at least 1, not {workers}")
     if keep_graph and (fingerprints or workers > 1):
         raise ValueError("a state graph needs the states: use the exact mode, one worker")
+    if memory_budget is None:
+        memory_budget = default_memory_budget()
     collecting = gc.isenabled()
     gc.disable()
     try:

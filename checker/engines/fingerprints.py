@@ -174,6 +174,31 @@ class StateCodec:
         self.hashes[part].setdefault(value, code)
 
 
+MIN_DEFAULT_BUDGET = 256 << 20
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def default_memory_budget() -> int:
+    """A run's memory budget when none is given: a quarter of the memory this process may use
+    (the machine's, or its container's limit, if lower), as the JVM sizes TLC's heap, and at
+    least `MIN_DEFAULT_BUDGET`. Only speed and memory depend on it, never a result: a budget
+    too small for the run makes the model work out again what it forgot, and workers split
+    it."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that says
+        memory = 2 << 30
+    for path in CGROUP_LIMITS:
+        try:
+            with open(path) as limit:
+                text = limit.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            memory = min(memory, int(text))
+    return max(memory // 4, MIN_DEFAULT_BUDGET)
+
+
 # What one entry of a model's memo tables holds on average, with the values it keeps alive
 # (measured on the flow model, 3 packages x 3 CPUs: 650,000 entries in 740 MB).
 MEMO_ENTRY_BYTES = 1024

@@ -12,7 +12,8 @@ walk ends: when that state is not a goal, a depth-first search of at most `end_b
 canonical states looks for one; none reachable is a violation (a deadlock, say), and a search
 cut by the bound leaves that end unsettled, which the result counts. A time bound is looked
 at between walks, so a run may overrun it by one walk and its end search. Between walks the
-model's memo tables are emptied once they would outgrow `memory_budget` bytes.
+model's memo tables are emptied once they would outgrow `memory_budget` bytes (split between
+the workers; by default a quarter of the machine's memory, as for `explore`).
 
 How a walk draws its step (`strategy`):
 - "uniform": uniformly among the successors. On a large machine most of them are the
@@ -74,13 +75,17 @@ from checker.engines.bfs import (
     state_checks_by_fields,
     transition_checks_by_label,
 )
-from checker.engines.fingerprints import MemoBudget, StateCodec, fingerprint
+from checker.engines.fingerprints import (
+    MemoBudget,
+    StateCodec,
+    default_memory_budget,
+    fingerprint,
+)
 
 BATCH = 16  # walks per task handed to a worker process
 IN_FLIGHT = 8  # tasks per worker handed to the pool at a time (see `_batches`)
 STRATEGIES = ("weighted", "swarm", "uniform")  # the first is the default
 END_BUDGET = 10_000  # canonical states searched from a walk's end for an "eventually" goal
-MEMORY_BUDGET = 512 << 20  # default: the model's memo tables are emptied between walks past it
 WEIGHT_SPREAD = 2.0  # weights are 4 ** uniform(-spread, spread): 1/16 to 16
 FAULT_RATE_OCTAVES = 8  # a walk injects where it may with a chance of 1/256 to 1
 GENERATION = 64  # with restarts: walks whose starts are drawn from one state of the archive
@@ -150,7 +155,7 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
              seed: int = 0, symmetry: bool = True, workers: int = 1,
              progress: Callable[[WalkProgress], None] | None = None,
              strategy: str = STRATEGIES[0], end_budget: int = END_BUDGET,
-             memory_budget: int = MEMORY_BUDGET, restarts: bool = False) -> SimulationResult:
+             memory_budget: int | None = None, restarts: bool = False) -> SimulationResult:
     """Run up to `bounds.walks` random walks of `model` checking `properties` (see the module
     docstring); stop at the first walk, in walk order, that violates one (or in which the
     model raises: `ModelRaised`, with that walk's steps up to there). With `restarts`,
@@ -167,7 +172,7 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
     if restarts and getattr(model, "abstract", None) is None:
         raise ValueError("restarts need a model with an `abstract(state)` view")
     walker = _Walker(model, properties, symmetry, seed, bounds.length, strategy, end_budget,
-                     memory_budget, restarts)
+                     (memory_budget or default_memory_budget()) // workers, restarts)
     seen: set[int] = set()
     walks = steps = longest = searched = unsettled = 0
     hit, found = "walks", None
@@ -236,7 +241,7 @@ class _Walker:
 
     def __init__(self, model, properties: Sequence, symmetry: bool, seed: int,
                  length: int, strategy: str = STRATEGIES[0], end_budget: int = END_BUDGET,
-                 memory_budget: int = MEMORY_BUDGET, restarts: bool = False) -> None:
+                 memory_budget: int | None = None, restarts: bool = False) -> None:
         self.model, self.seed, self.length = model, seed, length
         self.abstract = model.abstract if restarts else None
         self.starts: dict[int, tuple[int, int]] = {}  # walk -> (walk, step) it restarted at
@@ -250,7 +255,7 @@ class _Walker:
         self.state_props = tuple((p.id, p.check) for p in state_props)
         self.goal_props = tuple(p for p in properties if p.kind == "eventually")
         self.end_answers: dict = {}  # canonical end -> what `goal_unreachable` answered
-        self.memo = MemoBudget(model, memory_budget)
+        self.memo = MemoBudget(model, memory_budget or default_memory_budget())
         first = self.initial[0]
         fields = getattr(first, "_fields", ())
         self.state_checks = state_checks_by_fields(state_props, type(first))
