@@ -484,10 +484,10 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
     def keyids_in_use(s: S.State) -> bool:
         return bool(s.guest_keyids)
 
-    kvm_from = 1 if flow.profile.init_at_boot else 0  # caller 0 is then the initcall
+    kvm = flow.kvm_callers
 
     def keyids_held_by_kvm(s: S.State) -> bool:
-        return not s.guest_keyids or any(c.pc == S.LOADED for c in s.callers[kvm_from:])
+        return not s.guest_keyids or any(s.callers[a].pc == S.LOADED for a in kvm)
 
     def no_sleep_with_tdx(s: S.State) -> bool:
         return not (s.tdx_on and (s.s3_entered or s.hibernated))
@@ -521,13 +521,11 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
 
     # --- liveness -----------------------------------------------------------------------------
 
-    boot_init = flow.profile.init_at_boot
-
     @cache
     def all_at_rest(callers: tuple[S.Caller, ...]) -> bool:
-        """Every caller unloaded, but v7.1's initcall (caller 0), which never unloads: it may
-        rest loaded."""
-        return all(caller.pc == S.IDLE or (caller.pc == S.LOADED and not actor and boot_init)
+        """Every caller unloaded, but v7.1's initcall, which never unloads: it may rest
+        loaded."""
+        return all(caller.pc == S.IDLE or (caller.pc == S.LOADED and actor not in kvm)
                    for actor, caller in enumerate(callers))
 
     def callers_at_rest(s: S.State) -> bool:
@@ -608,7 +606,7 @@ def flow_invariants(flow: F.TdxFlow) -> list[FlowInvariant]:
             s.status != S.INITIALIZED and s.module != M.SYS_READY
             and not any(c.pc == S.LOADED for c in s.callers))
 
-    td_needed = kvm_from and flow.ncallers > kvm_from  # some KVM besides the initcall
+    td_needed = flow.profile.init_at_boot and bool(kvm)  # a KVM besides the initcall
     loaders = sum(1 for loads in flow.config.caller_loads if loads)  # callers that may load
 
     def tdx_in_use(s: S.State) -> bool:

@@ -41,6 +41,7 @@ from spec.flow_state import (
     IDLE,
     IN_IPI,
     IN_TDX,
+    INITCALL,
     INITIALIZED,
     KEY_IN_FLIGHT,
     KEY_NONE,
@@ -246,7 +247,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
             # callers waiting for their IPI or the module, or done, have no step; while the
             # initcall runs (v7.1), nothing else does
             if caller.pc not in (IN_IPI, IN_TDX) and (caller.pc != IDLE or caller.loads_left) \
-                    and not (booting and actor):
+                    and not (booting and actor != INITCALL):
                 self._caller_steps(state, actor, out)
         facts = self.cpu_facts(state)
         if facts.framed:
@@ -344,12 +345,12 @@ class TdxFlow(ModuleUpdate, StateSpace):
         if loaded is None:
             loaded = self._loaded_callers[callers] = tuple(
                 a for a, c in enumerate(callers) if c.pc == LOADED
-                and not (self.profile.init_at_boot and a))
+                and not (self.profile.init_at_boot and a != INITCALL))
         return loaded
 
     def _boot_init_running(self, state: State) -> bool:
-        """The initcall (caller 0, v7.1) has not finished."""
-        initcall = state.callers[0]
+        """The initcall (`INITCALL`, v7.1) has not finished."""
+        initcall = state.callers[INITCALL]
         return initcall.pc not in (LOADED, IDLE) or (initcall.pc == IDLE
                                                      and initcall.loads_left > 0)
 
@@ -464,10 +465,10 @@ class TdxFlow(ModuleUpdate, StateSpace):
     def _load_or_unload(self, state: State, out: list, actor: int) -> None:
         """A caller starts a load (taking cpus_read_lock) or unloads (VMXOFF)."""
         if self.profile.init_at_boot:
-            if actor:
-                self._kvm_uses_tdx(state, out, actor)
-            else:
+            if actor == INITCALL:
                 self._initcall(state, out)
+            else:
+                self._kvm_uses_tdx(state, out, actor)
             return
         caller = state.callers[actor]
         name = self._actor_names[actor]
@@ -499,15 +500,15 @@ class TdxFlow(ModuleUpdate, StateSpace):
                         self._release_vmx(state, actor, pc=IDLE)))
 
     def _initcall(self, state: State, out: list) -> None:
-        """`tdx_enable` as an initcall (v7.1), run once at boot by caller 0: it registers the
+        """`tdx_enable` as an initcall (v7.1), run once at boot by `INITCALL`: it registers the
         CPU-hotplug callbacks, whose online callback (VMX on, tdx_cpu_enable) then runs on
         every online CPU (the IPIs), and initialises the module; if that fails, removing the
         callbacks runs the offline callback everywhere (cache flush, VMX off). It never
         unloads."""
-        initcall = state.callers[0]
-        name = self._actor_names[0]
+        initcall = state.callers[INITCALL]
+        name = self._actor_names[INITCALL]
         if initcall.pc == IDLE and initcall.loads_left:
-            spent = self._with_caller(state, 0, loads_left=0)
+            spent = self._with_caller(state, INITCALL, loads_left=0)
             if not state.tdx_on:
                 out.append((self._label("tdx_enable", name, result=f"{-ENODEV}",
                                         detail="TDX not supported by the host platform"),
@@ -515,11 +516,11 @@ class TdxFlow(ModuleUpdate, StateSpace):
                 return
             out.append((self._label("cpuhp_setup_state", name, result="ok",
                                     detail="online callback on every online CPU"),
-                        self._with_caller(spent, 0, pc=ENABLING)))
+                        self._with_caller(spent, INITCALL, pc=ENABLING)))
         elif initcall.pc == FAILED:
             out.append((self._label("cpuhp_remove_state", name,
                                     detail="offline callback on every CPU: VMX off"),
-                        self._release_vmx(state, 0, pc=IDLE)))
+                        self._release_vmx(state, INITCALL, pc=IDLE)))
 
     def _kvm_uses_tdx(self, state: State, out: list, actor: int) -> None:
         """KVM (v7.1) initialises nothing: it asks `tdx_get_sysinfo` and, with an initialised

@@ -14,6 +14,10 @@ from typing import NamedTuple
 UNINITIALIZED, INITIALIZED, ERROR = 0, 1, 2
 STATUS_NAMES = ("UNINITIALIZED", "INITIALIZED", "ERROR")
 
+# Where the profile runs `tdx_enable` at boot (`init_at_boot`, v7.1 on), this caller is the
+# initcall; every other caller is KVM (`StateSpace.kvm_callers`).
+INITCALL = 0
+
 # Caller program counter.
 IDLE = 0  # not loaded (or its load failed / it unloaded)
 CHECKED = 1  # checked the packages, has not taken cpus_read_lock yet (only with that bug)

@@ -19,7 +19,7 @@ import sys
 from itertools import compress, permutations
 from operator import is_not
 
-from spec.flow_state import KEY_IN_FLIGHT, Caller, Cpu, Package, State, Step
+from spec.flow_state import INITCALL, KEY_IN_FLIGHT, Caller, Cpu, Package, State, Step
 
 _FIELD_INDEX = {cls: {name: i for i, name in enumerate(cls._fields)}
                 for cls in (Cpu, Package, Caller, State, Step)}
@@ -191,16 +191,20 @@ class StateSpace:
         values[-1] = packages
         return tuple.__new__(State, values)
 
+    @property
+    def kvm_callers(self) -> range:
+        """The callers that are KVM: every caller, but the initcall (`INITCALL`, the first)
+        where the profile runs `tdx_enable` at boot (`init_at_boot`, v7.1 on: it registers the
+        CPU-hotplug callbacks and initialises the module)."""
+        first = INITCALL + 1 if getattr(self.profile, "init_at_boot", False) else 0
+        return range(first, len(self.config.caller_loads))
+
     def alike_callers(self) -> tuple[int, ...]:
         """The callers whose steps the rules take alike, so that renaming them among
-        themselves maps steps to steps: every caller, but the initcall where the profile runs
-        `tdx_enable` at boot (`init_at_boot`, v7.1: caller 0 registers the CPU-hotplug
-        callbacks and initialises the module; the others are KVM). With `caller_symmetry`
-        off, none (the reduction is then by CPU and package numbering only)."""
-        if not self._caller_symmetry:
-            return ()
-        first = 1 if getattr(self.profile, "init_at_boot", False) else 0
-        return tuple(range(first, len(self.config.caller_loads)))
+        themselves maps steps to steps: the KVM callers (`kvm_callers`). With
+        `caller_symmetry` off, none (the reduction is then by CPU and package numbering
+        only)."""
+        return tuple(self.kvm_callers) if self._caller_symmetry else ()
 
     @property
     def caller_symmetry(self) -> bool:
