@@ -834,7 +834,7 @@ class TdxFlow(ModuleUpdate, StateSpace):
                                                                  injected))
             if outcome == SUCCESS:
                 then = S_TDMR_LIST
-                if self.profile.requires_no_rbp_mod:
+                if self.profile.checks_features:
                     then = S_FEATURES
                 elif first:
                     then = S_MEMLIST

@@ -60,7 +60,9 @@ class Profile:
     notifier_allows_when_empty: bool = True  # an empty snapshot vetoes nothing
     # --- rules later kernels added (False: v6.8 has no such rule) ---
     metadata_before_memory: bool = False  # get_tdx_sys_info runs before get_online_mems
-    requires_no_rbp_mod: bool = False  # check_features refuses a module without NO_RBP_MOD
+    requires_no_rbp_mod: bool = False  # a fact: the kernel relies on the module keeping RBP
+    # (NO_RBP_MOD); one without it clobbers the frame pointer (what the invariants read)
+    checks_features: bool = False  # the rule that keeps it: check_features refuses such a module
     early_failures_return: bool = False  # a failure before get_online_mems returns at once
     marks_cache_incoherent: bool = False  # each SEAMCALL marks its CPU's cache incoherent
     flushes_cache_on_vmx_off: bool = False  # WBINVD where marked when VMX goes off on a CPU
@@ -89,11 +91,17 @@ TDMR_RULES = frozenset({"holes", "pamt_entry_count_bits", "sort_reserved_areas",
 _DESCRIPTIVE = frozenset({"name", "summary", "source", "kind"})
 
 
-def rule_changes(profile: Profile) -> frozenset[str]:
-    """The rule switches in which `profile` differs from v6.8."""
+def rule_changes(profile: Profile, base: Profile = V6_8) -> frozenset[str]:
+    """The rule switches in which `profile` differs from `base` (v6.8 unless named)."""
     return frozenset(f.name for f in fields(Profile)
                      if f.name not in _DESCRIPTIVE
-                     and getattr(profile, f.name) != getattr(V6_8, f.name))
+                     and getattr(profile, f.name) != getattr(base, f.name))
+
+
+def base_kernel(profile: Profile) -> Profile:
+    """The kernel a profile was made from: the one whose rules it differs from least (a
+    later kernel's hazard is that kernel with one rule switched, not v6.8 with many)."""
+    return min((V6_8, *LATER_KERNELS), key=lambda kernel: len(rule_changes(profile, kernel)))
 
 _SERIES = "TDX host series (LKML, 'TDX host kernel support')"
 
@@ -196,7 +204,8 @@ V6_14 = V6_8.but(
     "first, before any memory work, and return directly on failure",
     "arch/x86/virt/vmx/tdx/tdx.c at torvalds/linux 1260ed77798502de9c98020040d2995008de10cc "
     "(v6.15-rc1; the host code is v6.14's: x86_tdx_for_6.14-rc1)", kind="kernel",
-    metadata_before_memory=True, requires_no_rbp_mod=True, early_failures_return=True)
+    metadata_before_memory=True, requires_no_rbp_mod=True, checks_features=True,
+    early_failures_return=True)
 V6_18 = V6_14.but(
     "v6.18", "v6.18: kexec; each SEAMCALL marks its CPU's cache incoherent, KVM flushes a "
     "marked cache when it turns VMX off, kexec flushes what is marked and is refused on parts "
@@ -249,6 +258,13 @@ EARLY_RETURN_HAZARD = V6_14.but(
     "memory-hotplug lock never taken", "design hazard: init_tdx_module (v6.14's returns "
     "before get_online_mems)", early_failures_return=False)
 
+# The hazard of v6.14 without its feature check (a backport that drops check_features keeps the
+# kernel's reliance on NO_RBP_MOD): only a module without it, `old-module`, shows it.
+FEATURE_CHECK_HAZARD = V6_14.but(
+    "mutant-feature-check-dropped", "init_tdx_module without check_features: a module without "
+    "NO_RBP_MOD, whose SEAMCALLs clobber the frame pointer this kernel relies on, is "
+    "initialised and used", "design hazard: check_features (v6.14)", checks_features=False)
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     V6_8,
     *LATER_KERNELS,
@@ -263,6 +279,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
              "Dynamic PAMT'; in no release up to v7.2", kind="variant", pamt_4k_bitmap=True),
     *BUGS,
     EARLY_RETURN_HAZARD,
+    FEATURE_CHECK_HAZARD,
     *UPDATE_HAZARDS,
 )}
 

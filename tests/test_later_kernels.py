@@ -58,13 +58,14 @@ def test_later_kernel_keeps_every_invariant(profile, config):
 
 
 def test_v6_14_without_the_feature_check_is_caught_initialising_a_bad_module():
-    broken = TdxFlow(V6_14.but("no-check", "v6.14 without check_features", "test",
-                               requires_no_rbp_mod=False), OLD_MODULE)
-    # the profile itself no longer requires the feature: judge it by what v6.14 requires
-    reference = [p for p in flow_invariants(TdxFlow(V6_14, OLD_MODULE))
-                 if p.id == "READY-AGREES"]
-    result = explore(broken, reference)
-    assert result.verdict == FAIL and result.violated == "READY-AGREES"
+    """The invariants judge the kernel's reliance on NO_RBP_MOD, not the check that keeps it:
+    with the check dropped, its own invariants catch the bad module initialised."""
+    broken = TdxFlow(PROFILES["mutant-feature-check-dropped"], OLD_MODULE)
+    for only in ("READY-AGREES", "TDX-ONLY-WHERE-POSSIBLE"):
+        result = explore(broken, [p for p in flow_invariants(broken) if p.id == only])
+        assert result.verdict == FAIL and result.violated == only
+    mended = TdxFlow(V6_14, OLD_MODULE)
+    assert explore(mended, flow_invariants(mended)).verdict == PASS
 
 
 def _rerouted(steps: tuple[int, ...], old: int, new: int) -> type[TdxFlow]:
