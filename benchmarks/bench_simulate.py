@@ -6,8 +6,8 @@
     python benchmarks/bench_simulate.py --strategy uniform   # or swarm (explore --strategy)
     python benchmarks/bench_simulate.py --restarts           # walks restart from rare cells
 
-Each profile of the bug zoo (`spec.profiles.BUGS`: real bugs `bug-*`, design hazards
-`mutant-*`; and the hazards of v6.14's early returns and v7.2's runtime update) runs
+Each profile of the bug zoo (every bug profile: real bugs `bug-*`, design hazards
+`mutant-*` of v6.8, v6.14 and v7.2's runtime update) runs
 on the first of the gate's flow configurations where breadth-first search on its own small
 machine (2 packages x 2 CPUs) meets the violation, resized to `--shape`: the flow bugs on
 `default`, a double free where reserved areas run out on `rsvd-exhausted`, and so on. A
@@ -80,11 +80,11 @@ def main() -> None:
                         "--restarts)")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from spec.profiles import BUGS, EARLY_RETURN_HAZARD, UPDATE_HAZARDS
+    from spec.profiles import PROFILES
 
     shape = tuple(int(n) for n in args.shape.lower().split("x"))
     limit = args.time if args.time is not None else (10.0 if args.quick else 30.0)
-    names = args.profile or [bug.name for bug in (*BUGS, EARLY_RETURN_HAZARD, *UPDATE_HAZARDS)]
+    names = args.profile or [name for name, p in PROFILES.items() if p.kind == "bug"]
     print(f"shape {args.shape}, seed {args.seed}, up to {args.walks:,} walks of "
           f"{args.walk_length} steps and {limit:g} s of walking per profile, "
           f"{args.workers} workers, {args.strategy} walks"

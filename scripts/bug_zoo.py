@@ -54,16 +54,16 @@ def table(report: dict) -> str:
         if profile.kind != "bug":
             continue
         base = base_kernel(profile)
-        switch = ", ".join(sorted(rule_changes(profile, base)))
+        switch = f"`{', '.join(sorted(rule_changes(profile, base)))}`"
         if base is not V6_8:
-            switch += f"` of {base.name}`"
+            switch += f" of {base.name}"
         checks = failing.get(name, [])
         if not checks:
-            lines.append(f"| `{name}` | {profile.summary} (`{switch}`) | {profile.source} "
+            lines.append(f"| `{name}` | {profile.summary} ({switch}) | {profile.source} "
                          "| **not caught** | - | - | - |")
             continue
         best = min(checks, key=lambda c: (counterexample_size(c)[0], c["id"]))
-        lines.append(f"| `{name}` | {profile.summary} (`{switch}`) | {profile.source} | "
+        lines.append(f"| `{name}` | {profile.summary} ({switch}) | {profile.source} | "
                      f"`{best['invariant']}` | {counterexample_size(best)[1]} | "
                      f"`{best['id']}` | {best['duration_s']:.2f} s |")
     v68 = [c for c in report["checks"] if c["profile"] == "v6.8"]
