@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 
+from checker.engines.explorer import ModelRaised
 from checker.engines.simulate import END_BUDGET, STRATEGIES
 from checker.engines.synth import KIND_SUMMARIES
 from checker.files import file_problem, folder_problem, write_text_atomic
@@ -25,6 +26,7 @@ from checker.inputs.readers import (
     read_layout,
 )
 from checker.options import integer_at_least
+from checker.views.trace import raised_to_text
 from spec.profiles import HOLES_CMR, HOLES_MEMBLOCK, PROFILES, get_profile
 from spec.sysinfo import BITMAP_BITS_MAX
 
@@ -195,7 +197,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          "memory before the rest goes to a temporary file, and as many for the "
                          "model's memo tables, emptied when full; with --simulate: megabytes "
                          "for the model's memo tables, emptied between walks when full; "
-                         "split between --workers (default: a quarter of this machine's "
+                         "split between --workers (default: an eighth of this machine's "
                          "memory, or of its container's limit)")
     explore.add_argument("--backend", choices=("processes", "ray"),
                          help="with --workers: forked processes (default) or Ray actors (the "
@@ -273,6 +275,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ModelRaised as raised:  # a defect of the model (a change of spec/ broke it), never
+        # a verdict: the error, where it was raised and the trace to the state (exit 1, as a
+        # check of `verify` that errored)
+        print(f"error: {raised_to_text(raised)}", file=sys.stderr)
+        return EXIT_FAIL
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -591,7 +598,7 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
 
     from checker.engines.bfs import GOAL_KINDS
     from checker.engines.coverage import explore_with_coverage
-    from checker.engines.explorer import Bounds, ModelRaised, explore
+    from checker.engines.explorer import Bounds, explore
     from checker.gate.flowcheck import flow_recipe
     from checker.views.trace import trace_to_json, trace_to_text
 
@@ -603,11 +610,8 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
              f"{p.frontier:,}, {p.seconds:.1f} s")
 
     if args.coverage:
-        try:
-            outcome, coverage = explore_with_coverage(flow, invariants, bounds,
-                                                      symmetry=not args.no_symmetry)
-        except ModelRaised as raised:
-            return _model_raised(raised, flow)
+        outcome, coverage = explore_with_coverage(flow, invariants, bounds,
+                                                  symmetry=not args.no_symmetry)
     else:
         options = {}
         if args.memory_budget is not None:
@@ -620,8 +624,6 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
                               fingerprints=args.fingerprints, workers=args.workers,
                               progress=progress, backend=args.backend or "processes",
                               **options)
-        except ModelRaised as raised:
-            return _model_raised(raised, flow)
         except RuntimeError as exc:  # a backend that cannot start (Ray not installed, ...)
             raise UsageError(str(exc)) from None
     rate = round(outcome.distinct_states / max(outcome.seconds, 1e-9))
@@ -673,17 +675,6 @@ def _explore_exhaustively(args, flow, invariants, config, show) -> int:
     return {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(outcome.verdict, EXIT_INCONCLUSIVE)
 
 
-def _model_raised(raised, flow) -> int:
-    """The model raised while the search took a state's steps: a defect of the model (say, a
-    change of `spec/` that broke it), shown as the error and the shortest trace to that state,
-    in every output format, never as a verdict (exit 1, as a failed check of `verify`)."""
-    from checker.views.trace import trace_to_text
-
-    print(f"error: {raised}; the trace to that state:", file=sys.stderr)
-    print(trace_to_text(raised.trace, flow), file=sys.stderr)
-    return EXIT_FAIL
-
-
 def _restarts_text(outcome) -> str:
     if not outcome.restarts:
         return ""
@@ -691,7 +682,6 @@ def _restarts_text(outcome) -> str:
 
 
 def _simulate(args, flow, invariants, config, show) -> int:
-    from checker.engines.explorer import ModelRaised
     from checker.engines.simulate import WalkBounds, simulate
     from checker.views.trace import trace_to_json, trace_to_text
 
@@ -705,12 +695,9 @@ def _simulate(args, flow, invariants, config, show) -> int:
 
     strategy = args.strategy or STRATEGIES[0]
     budget = {} if args.memory_budget is None else {"memory_budget": args.memory_budget << 20}
-    try:
-        outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
-                           workers=args.workers, progress=progress, strategy=strategy,
-                           restarts=bool(args.restarts), **budget)
-    except ModelRaised as raised:
-        return _model_raised(raised, flow)
+    outcome = simulate(flow, invariants, bounds, seed, symmetry=not args.no_symmetry,
+                       workers=args.workers, progress=progress, strategy=strategy,
+                       restarts=bool(args.restarts), **budget)
     bound_hit = None if outcome.bound_hit == "violation" else outcome.bound_hit
     rate = round(outcome.steps / max(outcome.seconds, 1e-9))
     trace = outcome.trace

@@ -124,10 +124,11 @@ def _in_init(s: S.State) -> bool:
 def platform_can_run_tdx(flow: F.TdxFlow) -> bool | None:
     """Whether the flow's platform lets a kernel initialise TDX at all, judged without the
     flow model: at least two private KeyIDs (the global one and one for a guest), a module
-    with the features the profile's kernel refuses to run without, and memory whose TDMRs fit
-    the module's limits by the plain v6.8 construction: boot memory, or boot memory with some
-    of the hot blocks onlined before init (which may close holes) where init waits for a
-    caller (v7.1 initialises at boot, before any can be onlined). None where no such memory
+    with the features the profile's kernel relies on (whether or not it checks them), and
+    memory whose TDMRs fit the module's limits by the plain v6.8 construction: boot memory, or
+    boot memory with some of the hot blocks onlined before init (which may close holes) where
+    init waits for a caller (v7.1 initialises at boot, before any can be onlined). None where
+    no such memory
     fits for a profile with TDMR rules of its own (CMR holes, a smaller PAMT, a bug): the
     plain reading cannot say."""
     platform = flow.platform

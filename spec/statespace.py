@@ -192,19 +192,20 @@ class StateSpace:
         return tuple.__new__(State, values)
 
     @property
-    def kvm_callers(self) -> range:
-        """The callers that are KVM: every caller, but the initcall (`INITCALL`, the first)
-        where the profile runs `tdx_enable` at boot (`init_at_boot`, v7.1 on: it registers the
+    def kvm_callers(self) -> tuple[int, ...]:
+        """The callers that are KVM: every caller, but the initcall (`INITCALL`) where the
+        profile runs `tdx_enable` at boot (`init_at_boot`, v7.1 on: it registers the
         CPU-hotplug callbacks and initialises the module)."""
-        first = INITCALL + 1 if getattr(self.profile, "init_at_boot", False) else 0
-        return range(first, len(self.config.caller_loads))
+        boot = getattr(self.profile, "init_at_boot", False)
+        return tuple(a for a in range(len(self.config.caller_loads))
+                     if not (boot and a == INITCALL))
 
     def alike_callers(self) -> tuple[int, ...]:
         """The callers whose steps the rules take alike, so that renaming them among
         themselves maps steps to steps: the KVM callers (`kvm_callers`). With
         `caller_symmetry` off, none (the reduction is then by CPU and package numbering
         only)."""
-        return tuple(self.kvm_callers) if self._caller_symmetry else ()
+        return self.kvm_callers if self._caller_symmetry else ()
 
     @property
     def caller_symmetry(self) -> bool:

@@ -10,7 +10,7 @@ from checker.inputs.platforms import configure, flow_model
 from invariants.flow import flow_invariants
 from spec import flow_state as S
 from spec.flow import TdxFlow
-from spec.profiles import PROFILES, V6_8, V6_14, V6_18, rule_changes
+from spec.profiles import PROFILES, V6_8, V6_14, V6_18, base_kernel, rule_changes
 
 OLD_MODULE = configure("2x1", module_no_rbp_mod=False, caller_loads=(1,))
 
@@ -64,8 +64,16 @@ def test_v6_14_without_the_feature_check_is_caught_initialising_a_bad_module():
     for only in ("READY-AGREES", "TDX-ONLY-WHERE-POSSIBLE"):
         result = explore(broken, [p for p in flow_invariants(broken) if p.id == only])
         assert result.verdict == FAIL and result.violated == only
-    mended = TdxFlow(V6_14, OLD_MODULE)
-    assert explore(mended, flow_invariants(mended)).verdict == PASS
+
+
+def test_each_hazard_of_a_later_kernel_is_that_kernel_with_one_rule_switched():
+    for name, rule in (("mutant-feature-check-dropped", "checks_features"),
+                       ("mutant-early-failure-unwinds", "early_failures_return"),
+                       ("mutant-update-keeps-lp-flags", "shutdown_clears_lp_flags")):
+        hazard = PROFILES[name]
+        assert rule_changes(hazard, base_kernel(hazard)) == {rule}
+    assert base_kernel(PROFILES["mutant-feature-check-dropped"]) is V6_14
+    assert base_kernel(PROFILES["bug-lp-init-irq-reentry"]) is V6_8
 
 
 def _rerouted(steps: tuple[int, ...], old: int, new: int) -> type[TdxFlow]:

@@ -5,14 +5,15 @@ import functools
 import gc
 import os
 import pickle
+import resource
 from typing import NamedTuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
 from checker.engines import fingerprints
+from checker.engines.explorer import FAIL, INCONCLUSIVE, PASS, Bounds, explore
 from checker.engines.fingerprints import (
     MIN_DEFAULT_BUDGET,
     FingerprintTable,
@@ -129,18 +130,25 @@ def test_emptying_the_memo_tables_leaves_no_cycles_behind():
     assert roomy == tight == 0
 
 
-def test_the_default_budget_is_a_quarter_of_the_memory_a_run_may_use(tmp_path, monkeypatch):
-    """A quarter of the machine's memory, or of its container's limit when that is lower
-    (cgroup v2 `memory.max`, "max" when unlimited), never under the floor."""
+def test_the_default_budget_is_an_eighth_of_the_memory_a_run_may_use(tmp_path, monkeypatch):
+    """An eighth of the machine's memory, or of its container's limit or its address-space
+    limit when lower (cgroup v2 `memory.max` says "max" when unlimited), never under the
+    floor."""
     limit = tmp_path / "memory.max"
     monkeypatch.setattr(fingerprints, "CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    usable = physical if soft == resource.RLIM_INFINITY else min(physical, soft)
     limit.write_text("max\n")
-    assert default_memory_budget() == max(physical // 4, MIN_DEFAULT_BUDGET)
+    assert default_memory_budget() == max(usable // 8, MIN_DEFAULT_BUDGET)
     limit.write_text(f"{8 << 30}\n")
-    assert default_memory_budget() == max(min(physical, 8 << 30) // 4, MIN_DEFAULT_BUDGET)
+    assert default_memory_budget() == max(min(usable, 8 << 30) // 8, MIN_DEFAULT_BUDGET)
     limit.write_text(f"{512 << 20}\n")
     assert default_memory_budget() == MIN_DEFAULT_BUDGET
+    fake = (4 << 30, resource.RLIM_INFINITY)
+    monkeypatch.setattr(fingerprints.resource, "getrlimit", lambda _which: fake)
+    limit.write_text("max\n")
+    assert default_memory_budget() == (4 << 30) // 8
 
 
 def test_the_seen_set_keeps_under_64_bytes_per_state():

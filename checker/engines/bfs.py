@@ -45,7 +45,8 @@ import sysconfig
 import time
 import traceback
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import is_
 from typing import Any
@@ -59,6 +60,7 @@ from checker.engines.fingerprints import (
     SpillBuffer,
     StateCodec,
     collision_probability,
+    default_memory_budget,
     fingerprint,
     keep_frontier_values,
 )
@@ -99,41 +101,67 @@ class Trace:
 
 
 class ModelRaised(Exception):
-    """The model, or a property, raised while the search took the steps of a state: the
-    error, where in the code it was raised (`file`, `line`, `function`), and the shortest
-    trace to that state (its last state is the one whose steps raised). A defect of the
-    model, never a verdict on it."""
+    """The model, or a property, raised while the search took the steps of a state (or
+    checked an initial one): the error, where in the code it was raised (`file`, absolute,
+    `line`, `function`), the shortest trace to that state (its last state is the one whose
+    steps raised; a walk's steps up to there, for a simulation) and the model, to show the
+    trace's states. A defect of the model, never a verdict on it."""
 
-    def __init__(self, error: str, where: tuple[str, int, str], trace: Trace) -> None:
-        self.error, self.where, self.trace = error, where, trace
+    def __init__(self, error: str, where: tuple[str, int, str], trace: Trace,
+                 model=None) -> None:
+        self.error, self.where, self.trace, self.model = error, where, trace, model
         file, line, function = where
+        shown = os.path.relpath(file) if os.path.isabs(file) else file
+        if shown.startswith(".."):
+            shown = file
         state = (f"a state {len(trace)} step{'' if len(trace) == 1 else 's'} from the start"
                  if trace.steps else "an initial state")
-        super().__init__(f"the model raised {error} at {file}:{line} in {function}, taking "
+        super().__init__(f"the model raised {error} at {shown}:{line} in {function}, taking "
                          f"the steps of {state}")
+
+    def __reduce__(self):  # the model stays behind (a process has its own)
+        return ModelRaised, (self.error, self.where, self.trace)
+
+
+ENGINE_ERRORS = (MemoryError, OSError, EOFError)  # the machine's or a spill file's, not the model's
 
 
 def describe_raise(exc: BaseException) -> tuple[str, tuple[str, int, str]]:
-    """An exception as `ModelRaised` names it: `Type: message`, and the innermost frame of
-    its traceback outside Python's own library (the model's line, not `dataclasses`')."""
+    """An exception as `ModelRaised` names it: `Type: message` (its first line, cut to 200
+    characters), and the innermost frame of its traceback in a file of the model's (not
+    Python's own library, not code generated at run time such as a dataclass's methods)."""
     frames = traceback.extract_tb(exc.__traceback__)
     paths = sysconfig.get_paths()
     installed = (paths["purelib"], paths["platlib"])  # inside stdlib's folder, not of it
-    ours = [f for f in frames if not f.filename.startswith(paths["stdlib"])
-            or f.filename.startswith(installed)] or frames
+    ours = [f for f in frames if not f.filename.startswith("<") and (
+        not f.filename.startswith(paths["stdlib"]) or f.filename.startswith(installed))]
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if len(message) > 200:
+        message = message[:197] + "..."
     if not ours:
-        return f"{type(exc).__name__}: {exc}", ("?", 0, "?")
-    file = os.path.relpath(ours[-1].filename)  # as the one who runs it would type it
-    if file.startswith(".."):
-        file = ours[-1].filename
-    return f"{type(exc).__name__}: {exc}", (file, ours[-1].lineno or 0, ours[-1].name)
+        return message, ("?", 0, "?")
+    return message, (os.path.abspath(ours[-1].filename), ours[-1].lineno or 0, ours[-1].name)
 
 
 def raised_at(model, canon, initial_list: Sequence, parent: array, action: array, ident: int,
               error: str, where: tuple[str, int, str]) -> ModelRaised:
     """`ModelRaised` for an error (`describe_raise`) met taking the steps of state `ident`."""
     path = canonical_path(model, canon, initial_list, parent, action, ident)
-    return ModelRaised(error, where, concrete_trace(model, canon, initial_list, path))
+    return ModelRaised(error, where, concrete_trace(model, canon, initial_list, path), model)
+
+
+@contextmanager
+def blaming_start(model, start) -> Iterator[None]:
+    """An error of the model met on the initial state `start` (its canonical form, a property
+    checked on it) becomes `ModelRaised`, with a trace of no steps."""
+    try:
+        yield
+    except ENGINE_ERRORS:
+        raise
+    except Exception as exc:
+        describe = getattr(model, "describe", None)
+        raise ModelRaised(*describe_raise(exc), Trace(start, [], describe() if describe
+                                                       else {}), model) from exc
 
 
 @dataclass
@@ -227,9 +255,11 @@ class Progress:
 def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
                   stop_at_first: bool,
              keep_graph: bool, count_labels: bool, fingerprints: bool = False,
-             memory_budget: int = 512 << 20, spill_dir: str | None = None,
+             memory_budget: int | None = None, spill_dir: str | None = None,
              progress: Callable | None = None) -> ExplorationResult:
     started = time.perf_counter()
+    if memory_budget is None:
+        memory_budget = default_memory_budget()
     canon = model.canonical if symmetry else _identity
     state_props = [p for p in properties if p.kind == "state"]
     step_props = [p for p in properties if p.kind == "transition"]
@@ -257,28 +287,31 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             found[prop_id] = (depth, ident, label, nxt)
 
     initial_list = list(model.initial_states())
-    codec = StateCodec.for_state(canon(initial_list[0])) if fingerprints and initial_list \
-        else None
+    codec = None
+    if fingerprints and initial_list:
+        with blaming_start(model, initial_list[0]):
+            codec = StateCodec.for_state(canon(initial_list[0]))
     frontier = SpillBuffer(codec.parts, memory_budget, spill_dir) if codec else None
     count = 0  # states stored
-    for number, state in enumerate(initial_list):
-        state = canon(state)
-        if codec is not None:
-            record = codec.record(state)
-            key = fingerprint(record)
-        else:
-            key = state
-        if seen.setdefault(key, count) != count:
-            continue
-        parent.append(-1)
-        action.append(number)
-        if codec is not None:
-            frontier.append(record)
-        else:
-            states.append(state)
-        for prop in state_props:
-            if not prop.check(state):
-                note(prop.id, 0, count)
+    for number, start in enumerate(initial_list):
+        with blaming_start(model, start):
+            state = canon(start)
+            if codec is not None:
+                record = codec.record(state)
+                key = fingerprint(record)
+            else:
+                key = state
+            if seen.setdefault(key, count) != count:
+                continue
+            parent.append(-1)
+            action.append(number)
+            if codec is not None:
+                frontier.append(record)
+            else:
+                states.append(state)
+            for prop in state_props:
+                if not prop.check(state):
+                    note(prop.id, 0, count)
         count += 1
     initial_ids = list(range(count))
     first_state = canon(initial_list[0]) if initial_list else None
@@ -315,6 +348,7 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
             level = zip(range(level_start, level_end), records, strict=True)
         else:
             records, level = None, ((i, None) for i in range(level_start, level_end))
+        ident = None
         try:
             for ident, record in level:
                 # The clock is read before every expansion (some 50 ns, against tens of
@@ -427,9 +461,11 @@ def breadth_first(model, properties: Sequence, bounds: Bounds, symmetry: bool,
                 if found and stop_at_first:
                     stop = True
                     break
-        except (MemoryError, OSError):  # the machine's, not the model's
+        except ENGINE_ERRORS:
             raise
         except Exception as exc:  # the model's defect: say how it got to the state
+            if ident is None:  # before any state: reading the frontier failed
+                raise
             raise raised_at(model, canon, initial_list, parent, action, ident,
                            *describe_raise(exc)) from exc
         if records is not None:

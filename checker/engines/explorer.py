@@ -50,7 +50,7 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
     `fingerprints` keeps a 64-bit fingerprint of each state met instead of the state
     (`checker.engines.fingerprints`), and the states still to expand as compact records that
     move to a temporary file (in `spill_dir`) past `memory_budget` bytes (split between
-    workers; by default a quarter of the machine's memory, `default_memory_budget`); the
+    workers; by default an eighth of the machine's memory, `default_memory_budget`); the
     model's memo tables (a model offering `memo_entries` and `forget`) are emptied when they
     would take more than that, and with them the part values the frontier does not need, so memory
     follows the frontier rather than the space; a trace is then rebuilt by replaying the
@@ -70,12 +70,12 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
         raise ValueError(f"workers must be at least 1, not {workers}")
     if keep_graph and (fingerprints or workers > 1):
         raise ValueError("a state graph needs the states: use the exact mode, one worker")
-    if memory_budget is None:
-        memory_budget = default_memory_budget()
     collecting = gc.isenabled()
     gc.disable()
     try:
         if workers > 1:
+            if memory_budget is None:
+                memory_budget = default_memory_budget()
             return explore_parallel(model, properties, bounds, symmetry, stop_at_first,
                                     count_labels, workers, memory_budget, spill_dir, progress,
                                     backend, recipe)

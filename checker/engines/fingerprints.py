@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -174,20 +175,21 @@ class StateCodec:
         self.hashes[part].setdefault(value, code)
 
 
-MIN_DEFAULT_BUDGET = 256 << 20
+MIN_DEFAULT_BUDGET = 128 << 20
 CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 def default_memory_budget() -> int:
-    """A run's memory budget when none is given: a quarter of the memory this process may use
-    (the machine's, or its container's limit, if lower), as the JVM sizes TLC's heap, and at
-    least `MIN_DEFAULT_BUDGET`. Only speed and memory depend on it, never a result: a budget
-    too small for the run makes the model work out again what it forgot, and workers split
-    it."""
+    """A run's memory budget when none is given: an eighth of the memory this process may use
+    (the machine's, or less where its container's cgroup or its address-space limit says so),
+    at least `MIN_DEFAULT_BUDGET`. The frontier being read, the frontier being written and the
+    model's memo tables each stay within the budget, so a run stays within about three eighths
+    and its seen set. Only speed and memory depend on it, never a result: a budget too small
+    makes the model work out again what it forgot; workers split it."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not a POSIX system that says
-        memory = 2 << 30
+        memory = 4 << 30
     for path in CGROUP_LIMITS:
         try:
             with open(path) as limit:
@@ -196,7 +198,10 @@ def default_memory_budget() -> int:
             continue
         if text.isdigit():
             memory = min(memory, int(text))
-    return max(memory // 4, MIN_DEFAULT_BUDGET)
+    address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if address_space != resource.RLIM_INFINITY:
+        memory = min(memory, address_space)
+    return max(memory // 8, MIN_DEFAULT_BUDGET)
 
 
 # What one entry of a model's memo tables holds on average, with the values it keeps alive

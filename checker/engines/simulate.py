@@ -13,7 +13,7 @@ canonical states looks for one; none reachable is a violation (a deadlock, say),
 cut by the bound leaves that end unsettled, which the result counts. A time bound is looked
 at between walks, so a run may overrun it by one walk and its end search. Between walks the
 model's memo tables are emptied once they would outgrow `memory_budget` bytes (split between
-the workers; by default a quarter of the machine's memory, as for `explore`).
+the workers; by default an eighth of the machine's memory, as for `explore`).
 
 How a walk draws its step (`strategy`):
 - "uniform": uniformly among the successors. On a large machine most of them are the
@@ -65,6 +65,7 @@ from itertools import accumulate
 from typing import Any
 
 from checker.engines.bfs import (
+    ENGINE_ERRORS,
     FAIL,
     INCONCLUSIVE,
     FindsViolations,
@@ -172,7 +173,8 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
     if restarts and getattr(model, "abstract", None) is None:
         raise ValueError("restarts need a model with an `abstract(state)` view")
     walker = _Walker(model, properties, symmetry, seed, bounds.length, strategy, end_budget,
-                     (memory_budget or default_memory_budget()) // workers, restarts)
+                     (default_memory_budget() if memory_budget is None else memory_budget)
+                     // workers, restarts)
     seen: set[int] = set()
     walks = steps = longest = searched = unsettled = 0
     hit, found = "walks", None
@@ -206,7 +208,8 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
             initial, path = walker.replay_walk(walk_index, at)
             if raised:  # the model raised in the walk: its steps up to there, not shrunk
                 describe = getattr(model, "describe", None)
-                raise ModelRaised(*raised, Trace(initial, path, describe() if describe else {}))
+                raise ModelRaised(*raised, Trace(initial, path, describe() if describe else {}),
+                                  model)
             prop = next(p for p in properties if p.id == prop_id)
             steps_found = shrink(model, prop, initial, path, walker.goal_unreachable)
             describe = getattr(model, "describe", None)
@@ -255,7 +258,8 @@ class _Walker:
         self.state_props = tuple((p.id, p.check) for p in state_props)
         self.goal_props = tuple(p for p in properties if p.kind == "eventually")
         self.end_answers: dict = {}  # canonical end -> what `goal_unreachable` answered
-        self.memo = MemoBudget(model, memory_budget or default_memory_budget())
+        self.memo = MemoBudget(model, default_memory_budget() if memory_budget is None
+                               else memory_budget)
         first = self.initial[0]
         fields = getattr(first, "_fields", ())
         self.state_checks = state_checks_by_fields(state_props, type(first))
@@ -329,9 +333,10 @@ class _Walker:
         """A walk drawing from `key` (from `start`, a state an earlier walk met, if given): its
         steps, the fingerprints of the states it met (packed), its first violation as
         (property id, steps taken when it showed) or None (or, when the model raised,
-        (None, steps taken, `describe_raise`'s error and place)), whether its end was
-        searched for an "eventually" goal (None: not needed, `SETTLED`, `UNSETTLED`), and
-        with restarts the cells it met, each with the step it first met it at."""
+        (None, steps to the state whose steps raised, `describe_raise`'s error and place)),
+        whether its end was searched for an "eventually" goal (None: not needed, `SETTLED`,
+        `UNSETTLED`), and with restarts the cells it met, each with the step it first met it
+        at."""
         if self.memo.over():
             self.forget()
         successors, canon = self.model.successors, self.canon
@@ -339,16 +344,19 @@ class _Walker:
         state, choose = self.begin(key)
         if start is not None:
             state = self.adopted(start)
-        image = canon(state)
-        prints.add(fingerprint(record(image)))
         abstract = self.abstract
-        cells = None if abstract is None else {abstract(image): 0}
-        violation = next(((pid, 0) for pid, check in self.state_props if not check(state)),
-                         None)
-        taken = 0
-        end = None
+        cells = None if abstract is None else {}
+        taken = at = 0  # steps taken; the steps of the state after `at` of them are taken now
+        end = violation = None
         try:
+            image = canon(state)
+            prints.add(fingerprint(record(image)))
+            if cells is not None:
+                cells[abstract(image)] = 0
+            violation = next(((pid, 0) for pid, check in self.state_props if not check(state)),
+                             None)
             while violation is None and taken < self.length:
+                at = taken
                 steps = successors(state)
                 if not steps:
                     break
@@ -361,15 +369,16 @@ class _Walker:
                     if cells is not None:
                         cells.setdefault(abstract(image), taken)
                 state = nxt
+            at = taken
             if violation is None and any(not p.check(state) for p in self.goal_props):
                 stuck = self.goal_unreachable(state)
                 end = UNSETTLED if stuck is None else SETTLED
                 if stuck:
                     violation = stuck[0], taken
-        except (MemoryError, OSError):  # the machine's, not the model's
+        except ENGINE_ERRORS:
             raise
         except Exception as exc:  # the model's defect: `simulate` traces the walk to here
-            violation = (None, taken, *describe_raise(exc))
+            violation = (None, at, *describe_raise(exc))
         return (taken, array("Q", sorted(prints)).tobytes(), violation, end,
                 None if cells is None else list(cells.items()))
 

@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from checker.engines.bfs import (
+    ENGINE_ERRORS,
     FAIL,
     GOAL_KINDS,
     INCONCLUSIVE,
@@ -52,6 +53,7 @@ from checker.engines.bfs import (
     ExplorationResult,
     Progress,
     Violation,
+    blaming_start,
     canonical_path,
     concrete_trace,
     describe_raise,
@@ -170,7 +172,7 @@ class Worker:
         pending_src, pending_cand = array("I"), array("I")
         steps_per_state = array("I")
         level_labels: dict = {} if self.count_labels else None
-        stopped_at = raised = None
+        stopped_at = raised = gid = None
         model, memo = self.model, MemoBudget(self.model, self.budget)
         try:
             for number, (gid, record) in enumerate(zip(self.frontier_gids, self.level,
@@ -258,9 +260,11 @@ class Worker:
                     if record_edges:
                         pending_src.append(gid)
                         pending_cand.append(cand)
-        except (MemoryError, OSError):  # the machine's, not the model's
+        except ENGINE_ERRORS:
             raise
         except Exception as exc:  # the model's defect: the coordinator traces it
+            if gid is None:  # before any state: reading the frontier failed
+                raise
             raised = (gid, *describe_raise(exc))
         self.steps_per_state, self.level_labels = steps_per_state, level_labels
         self.cand_fps, self.cand_keys, self.cand_owner = cand_fps, cand_keys, cand_owner
@@ -565,26 +569,29 @@ def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_a
     order = {p.id: i for i, p in enumerate(properties)}
 
     # the initial states, numbered here
-    codec = StateCodec.for_state(canon(initial_list[0]))
+    with blaming_start(model, initial_list[0]):
+        codec = StateCodec.for_state(canon(initial_list[0]))
     seen: dict[int, int] = {}
     parent, action = array("i"), array("H")
     found: dict[str, tuple] = {}  # id -> (depth, ident, order key, kind, data)
     seeds: list[list] = [[] for _ in range(workers)]
     example = None
-    for number, state in enumerate(initial_list):
-        state = canon(state)
-        example = example or state
-        record = codec.record(state)
-        fp = (sum(record) & MASK) or 1
-        if fp in seen:
-            continue
-        gid = seen[fp] = len(seen)
-        parent.append(-1)
-        action.append(number)
-        seeds[owner(record, workers)].append((gid, record, fp))
-        for prop in state_props:
-            if not prop.check(state):
-                found.setdefault(prop.id, (0, gid, (0, gid, 0, 1, order[prop.id]), "state"))
+    for number, start in enumerate(initial_list):
+        with blaming_start(model, start):
+            state = canon(start)
+            example = example or state
+            record = codec.record(state)
+            fp = (sum(record) & MASK) or 1
+            if fp in seen:
+                continue
+            gid = seen[fp] = len(seen)
+            parent.append(-1)
+            action.append(number)
+            seeds[owner(record, workers)].append((gid, record, fp))
+            for prop in state_props:
+                if not prop.check(state):
+                    found.setdefault(prop.id, (0, gid, (0, gid, 0, 1, order[prop.id]),
+                                               "state"))
     count = initial_count = len(seen)
 
     def make(index: int) -> Worker:

@@ -19,7 +19,7 @@ from checker.engines.platformsearch import (
 from checker.gate.results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Location
 from checker.gate.suite import CheckSpec
 from checker.inputs.platforms import config_json, configure, flow_model
-from checker.views.trace import trace_to_json, trace_to_text
+from checker.views.trace import raised_to_text, trace_to_json, trace_to_text
 from invariants.flow import FlowInvariant, flow_invariants
 from spec.flow import TdxFlow
 from spec.profiles import get_profile
@@ -79,7 +79,7 @@ def _raised(result: CheckResult, flow, raised: ModelRaised, where: str = "",
     return replace(result, status=ERROR, invariant="CHECKER-ERROR", detail=f"{raised}{where}",
                    counterexample={"kind": "trace",
                                    "trace": _trace_json(raised.trace, flow, machine),
-                                   "text": trace_to_text(raised.trace, flow)},
+                                   "text": raised_to_text(raised, headline=False)},
                    location=Location("spec", file, line, function))
 
 
@@ -164,7 +164,7 @@ def run_platforms(check: CheckSpec) -> CheckResult:
     try:
         outcome = smallest_violating_platform(profile, time_s=check.bounds.time_s)
     except PlatformCrashed as crashed:
-        if crashed.raised is None:  # before any state: the run_check's generic report
+        if crashed.raised is None:  # the model could not be built: run_check reports it
             raise
         return _raised(result, TdxFlow(profile, crashed.config), crashed.raised,
                        f" on {describe_config(crashed.config)}", config_json(crashed.config))

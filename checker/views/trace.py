@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.engines.explorer import Trace
+from checker.engines.explorer import ModelRaised, Trace
 
 SCHEMA = "tdx-host-checker/trace"
 SCHEMA_VERSION = 1
@@ -96,6 +96,18 @@ def step_text(label: Any) -> str:
     if d.get("detail"):
         text += f"   ({d['detail']})"
     return text
+
+
+def raised_to_text(raised: ModelRaised, headline: bool = True) -> str:
+    """A model's error for people: what it raised and where (the `headline`), then the trace
+    to the state whose steps raised (that state's fields, when it is an initial state)."""
+    lines = [f"{raised}; the trace to that state:"] if headline else []
+    if raised.trace.steps:
+        lines.append(trace_to_text(raised.trace, raised.model))
+    else:
+        lines += [f"      {name}: {value}"
+                  for name, value in _fields(raised.model, raised.trace.initial).items()]
+    return "\n".join(lines)
 
 
 def trace_to_text(trace: Trace, model, kind: str | None = None) -> str:
