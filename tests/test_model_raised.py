@@ -5,6 +5,7 @@ steps raised (a walk's steps, for a simulation); the command line and the gate s
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import pytest
 
@@ -190,6 +191,15 @@ def test_a_property_that_raises_on_an_initial_state_gives_a_trace_of_no_steps(fl
         explore(model, [RaisesOnEveryState], **MODES[mode])
     assert raised.value.trace.steps == []
     assert raised.value.trace.initial in list(model.initial_states())
+
+
+def test_the_error_crosses_a_process_boundary_without_its_model(flow_2x1):
+    model, properties = flow_2x1
+    with pytest.raises(ModelRaised) as raised:
+        explore(RaisesOnceInitialised(model), properties)
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert str(copy) == str(raised.value) and copy.where == raised.value.where
+    assert copy.trace.states == raised.value.trace.states and copy.model is None
 
 
 def test_an_interrupt_is_no_model_defect(flow_2x1):

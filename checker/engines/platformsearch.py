@@ -130,6 +130,9 @@ class PlatformCrashed(RuntimeError):
         super().__init__(message)
         self.config, self.raised = config, raised
 
+    def __reduce__(self):
+        return PlatformCrashed, (str(self), self.config, self.raised)
+
 
 def judge(profile: Profile, config: FlowConfig, max_states: int = MAX_STATES,
           stop_at_first: bool = True) -> ExplorationResult:
