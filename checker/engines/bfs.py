@@ -159,9 +159,14 @@ def blaming_start(model, start) -> Iterator[None]:
     except ENGINE_ERRORS:
         raise
     except Exception as exc:
-        describe = getattr(model, "describe", None)
-        raise ModelRaised(*describe_raise(exc), Trace(start, [], describe() if describe
-                                                       else {}), model) from exc
+        raise ModelRaised(*describe_raise(exc), model_trace(model, start, []), model) from exc
+
+
+def model_trace(model, initial, steps: list, invariant: str | None = None) -> Trace:
+    """A trace of `model`, carrying the model's own description (`describe`, when it has
+    one) so that it can be replayed."""
+    describe = getattr(model, "describe", None)
+    return Trace(initial, steps, describe() if describe else {}, invariant)
 
 
 @dataclass
@@ -740,5 +745,4 @@ def concrete_trace(model, canon, initial_list: Sequence, path: list, prop=None,
         step = next(((lab, s) for lab, s in model.successors(current)
                      if canon(s) == wanted and not prop.check(current, lab, s)))
         steps.append(step)
-    describe = getattr(model, "describe", None)
-    return Trace(initial, steps, describe() if describe else {}, prop and prop.id)
+    return model_trace(model, initial, steps, prop and prop.id)

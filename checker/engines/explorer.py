@@ -23,14 +23,15 @@ from checker.engines.bfs import (
     Trace,
     Violation,
     breadth_first,
+    model_trace,
 )
-from checker.engines.fingerprints import default_memory_budget, spill_folder
+from checker.engines.fingerprints import spill_folder
 from checker.engines.workers import explore_parallel
 
 UNBOUNDED = Bounds()
 
 __all__ = ["FAIL", "INCONCLUSIVE", "PASS", "Bounds", "ExplorationResult", "ModelRaised",
-           "Progress", "StateGraph", "Trace", "Violation", "explore"]
+           "Progress", "StateGraph", "Trace", "Violation", "explore", "model_trace"]
 
 
 def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmetry: bool = True,
@@ -74,8 +75,6 @@ def explore(model, properties: Sequence = (), bounds: Bounds = UNBOUNDED, symmet
     gc.disable()
     try:
         if workers > 1:
-            if memory_budget is None:
-                memory_budget = default_memory_budget()
             return explore_parallel(model, properties, bounds, symmetry, stop_at_first,
                                     count_labels, workers, memory_budget, spill_dir, progress,
                                     backend, recipe)

@@ -70,9 +70,9 @@ from checker.engines.bfs import (
     INCONCLUSIVE,
     FindsViolations,
     ModelRaised,
-    Trace,
     Violation,
     describe_raise,
+    model_trace,
     state_checks_by_fields,
     transition_checks_by_label,
 )
@@ -207,13 +207,10 @@ def simulate(model, properties: Sequence = (), bounds: WalkBounds = WalkBounds()
             walk_index, (prop_id, at, *raised) = found
             initial, path = walker.replay_walk(walk_index, at)
             if raised:  # the model raised in the walk: its steps up to there, not shrunk
-                describe = getattr(model, "describe", None)
-                raise ModelRaised(*raised, Trace(initial, path, describe() if describe else {}),
-                                  model)
+                raise ModelRaised(*raised, model_trace(model, initial, path), model)
             prop = next(p for p in properties if p.id == prop_id)
             steps_found = shrink(model, prop, initial, path, walker.goal_unreachable)
-            describe = getattr(model, "describe", None)
-            trace = Trace(initial, steps_found, describe() if describe else {}, prop_id)
+            trace = model_trace(model, initial, steps_found, prop_id)
             result_violation = Violation(prop_id, len(trace), trace)
             found_length = len(path)
     finally:

@@ -69,6 +69,7 @@ from checker.engines.fingerprints import (
     MemoBudget,
     SpillBuffer,
     StateCodec,
+    default_memory_budget,
     spill_folder,
 )
 
@@ -549,12 +550,14 @@ class _Ray:
 
 
 def explore_parallel(model, properties: Sequence, bounds, symmetry: bool, stop_at_first: bool,
-                     count_labels: bool, workers: int, memory_budget: int,
+                     count_labels: bool, workers: int, memory_budget: int | None,
                      spill_dir: str | None, progress, backend: str, recipe=None):
     """`explore` on `workers` workers (see the module docstring)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
     started = time.perf_counter()
+    if memory_budget is None:
+        memory_budget = default_memory_budget()
     properties = list(properties)
     spill_dir = spill_folder(spill_dir)
     options = {"count_labels": count_labels, "memory_budget": memory_budget // workers,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.engines.explorer import ModelRaised, Trace
+from checker.engines.explorer import ModelRaised, Trace, model_trace
 
 SCHEMA = "tdx-host-checker/trace"
 SCHEMA_VERSION = 1
@@ -71,8 +71,7 @@ def replay(model, data: dict) -> Trace:
             raise ReplayError(f"step {number}: state changed differently: {changes}")
         steps.append((label, state))
         current = state
-    describe = getattr(model, "describe", None)
-    return Trace(initials[index], steps, describe() if describe else {}, data.get("invariant"))
+    return model_trace(model, initials[index], steps, data.get("invariant"))
 
 
 def step_text(label: Any) -> str:
